@@ -1,0 +1,35 @@
+# oaprobe: `make book` builds the whole book on the synthetic cohort; `make test` runs the tests.
+# Both create .venv on first use. PRESET=smoke|course|default|paper, JOBS=worker processes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PRESET ?= default
+JOBS   ?= 2
+# torch is installed first and pinned: a bare `torch` requirement can pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: book test test-fast test-browser clean-book
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+book: $(VENV)/.installed
+	$(BIN)/oaprobe book --preset $(PRESET) --jobs $(JOBS)
+
+# Unit + known-answer tests, then a smoke book checked in headless Chromium.
+test: test-fast test-browser
+
+test-fast: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q
+
+test-browser: $(VENV)/.installed
+	bash .ci/install-chromium.sh
+	$(BIN)/oaprobe book --preset smoke --jobs $(JOBS) --runs runs-smoke
+	$(BIN)/pytest -q -m browser tests/test_book_browser.py
+
+clean-book:
+	rm -rf _build book/_generated

@@ -1,0 +1,1 @@
+"""Analyses over run folders: metrics, paired statistics, latent geometry, saliency. They never train."""

@@ -1,0 +1,211 @@
+"""Build the whole book: cohorts, the sweep, papermill chapters (cached), Jupyter Book HTML.
+
+Every step is skipped when its inputs are unchanged: cohorts reuse their volumes, the sweep
+never retrains a finished run, and a chapter is re-executed only when its notebook source,
+its parameters, the package source or its run folders changed (the key is stored in the
+executed notebook's metadata). A second build with nothing changed only re-renders HTML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from oaprobe.config import MODES, RunConfig, get_preset
+from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, run_missing, study_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+GENERATED = ROOT / "book" / "_generated"
+STATIC = ROOT / "book" / "_static"
+CACHE_KEY = "oaprobe_cache_key"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One executed notebook of the book: its source, output name and papermill parameters."""
+
+    source: str
+    output: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BookPlan:
+    """Everything a preset's book needs: manifests, run grids and chapters."""
+
+    preset: str
+    manifest: Path
+    noise_manifests: dict[float, Path]
+    main_grid: list[RunConfig]
+    noise_grid: list[RunConfig]
+    chapters: list[Chapter]
+
+
+def noise_grid(noise_manifests: dict[float, Path], preset: str) -> list[RunConfig]:
+    """Label-noise chapter: the first backbone, every mode and seed, at each noise strength."""
+    p = get_preset(preset)
+    grid: list[RunConfig] = []
+    for manifest in noise_manifests.values():
+        grid += study_grid(manifest, preset, backbones=p.backbones[:1], modes=MODES)
+    return grid
+
+
+def plan_book(preset: str, runs_root: Path, cohorts_root: Path) -> BookPlan:
+    """Build (or reuse) the cohorts and list the runs and chapters of ``preset``'s book."""
+    from oaprobe.data.cohort import build_cohort
+
+    p = get_preset(preset)
+    manifest = build_cohort(p.cohort, cohorts_root)
+    noise = {lvl: build_cohort(p.cohort.replace(label_noise=lvl), cohorts_root) for lvl in p.noise_levels}
+    common = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
+    chapters = [Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
+    for i, backbone in enumerate(p.backbones, start=1):
+        chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}))
+    for j, name in enumerate(("results", "latent", "saliency", "label_noise", "methods", "exercises"), start=3):
+        chapters.append(Chapter(f"{name}.ipynb", f"{j:02d}_{name}.ipynb", dict(common)))
+    return BookPlan(
+        preset=preset,
+        manifest=manifest,
+        noise_manifests=noise,
+        main_grid=study_grid(manifest, preset),
+        noise_grid=noise_grid(noise, preset),
+        chapters=chapters,
+    )
+
+
+def _relative(path: Path) -> str:
+    """Path as the notebooks see it (they run in the repository root); relative where possible."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def _source_digest() -> str:
+    """Hash of the package source: a code change re-executes chapters (but never retrains)."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "oaprobe").rglob("*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def chapter_key(chapter: Chapter, run_ids: list[str], source_digest: str) -> str:
+    """Cache key of one executed chapter."""
+    h = hashlib.sha256()
+    h.update((NOTEBOOKS / chapter.source).read_bytes())
+    h.update(json.dumps(chapter.parameters, sort_keys=True).encode())
+    h.update(json.dumps(sorted(run_ids)).encode())
+    h.update(source_digest.encode())
+    return h.hexdigest()
+
+
+def _stored_key(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("metadata", {}).get(CACHE_KEY)
+    except (json.JSONDecodeError, OSError):
+        return None
+
+
+def execute_chapter(chapter: Chapter, key: str, out_dir: Path = GENERATED) -> bool:
+    """Execute one chapter with papermill unless its cached copy has ``key``; True if executed."""
+    import nbformat
+    import papermill
+
+    out = out_dir / chapter.output
+    if _stored_key(out) == key:
+        return False
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.ipynb")
+    env_renderer = os.environ.get("PLOTLY_RENDERER")
+    # sphinx_gallery: figures as HTML + JS calls; plotly.js itself is loaded once per page from _static.
+    os.environ["PLOTLY_RENDERER"] = "sphinx_gallery"
+    try:
+        papermill.execute_notebook(
+            str(NOTEBOOKS / chapter.source),
+            str(tmp),
+            parameters=chapter.parameters,
+            kernel_name="python3",
+            cwd=str(ROOT),
+            progress_bar=False,
+        )
+        nb = nbformat.read(tmp, as_version=4)
+        nb.metadata[CACHE_KEY] = key
+        for cell in nb.cells:  # parameters stay readable but folded in the rendered page
+            tags = cell.get("metadata", {}).get("tags", [])
+            if "injected-parameters" in tags or "parameters" in tags:
+                cell.metadata["tags"] = sorted(set(tags) | {"hide-input"})
+        nbformat.write(nb, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if env_renderer is None:
+            os.environ.pop("PLOTLY_RENDERER", None)
+        else:
+            os.environ["PLOTLY_RENDERER"] = env_renderer
+    return True
+
+
+def _install_plotly_js() -> None:
+    import plotly
+
+    src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    dst = STATIC / "plotly.min.js"
+    if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
+        STATIC.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+def build_html(strict: bool = True) -> Path:
+    """Run ``jupyter-book build`` on the repository root; ``strict`` turns warnings into errors."""
+    _install_plotly_js()
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT)]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    return ROOT / "_build" / "html" / "index.html"
+
+
+def build_book(
+    preset: str = "default",
+    jobs: int = 2,
+    runs_root: Path = DEFAULT_RUNS,
+    cohorts_root: Path = DEFAULT_COHORTS,
+    cache_dir: Path = DEFAULT_CACHE,
+    html: bool = True,
+) -> Path | None:
+    """The README's main command: everything from nothing, skipping what is already done."""
+    t0 = time.perf_counter()
+    plan = plan_book(preset, runs_root, cohorts_root)
+    print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
+    grid = plan.main_grid + [c for c in plan.noise_grid if c not in plan.main_grid]
+    run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir)
+    print(f"[book] {len(grid)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
+    run_ids = [c.run_id() for c in grid]
+    digest = _source_digest()
+    for chapter in tqdm(plan.chapters, desc="chapters", unit="nb"):
+        execute_chapter(chapter, chapter_key(chapter, run_ids, digest))
+    stale = {c.output for c in plan.chapters}
+    for old in GENERATED.glob("*.ipynb"):
+        if old.name not in stale:
+            old.unlink()  # a chapter of another preset must not leak into this book
+    print(f"[book] chapters ready ({time.perf_counter() - t0:.0f}s)", flush=True)
+    if not html:
+        return None
+    index = build_html()
+    print(f"[book] built in {time.perf_counter() - t0:.0f}s: {index}", flush=True)
+    return index

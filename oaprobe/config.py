@@ -1,0 +1,285 @@
+"""Typed configuration: one object per cohort, one per training run, and the named presets.
+
+Every parameter of a run lives in :class:`RunConfig`; CLI flags and papermill parameters map
+one-to-one onto its fields. :meth:`RunConfig.run_id` (a hash of the canonical JSON plus the
+manifest's content hash) names the run folder, so the same config never trains twice.
+
+Example:
+    >>> cfg = RunConfig.from_dict({"manifest": "m.csv", "backbone": "resnet3d", "mode": "dual"})
+    >>> cfg.mode
+    'dual'
+    >>> RunConfig.from_dict({"manifest": "m.csv", "lamda": 1.0})
+    Traceback (most recent call last):
+    ...
+    oaprobe.config.ConfigError: unknown field 'lamda' for RunConfig; valid fields: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+MODES = ("single_oa", "single_kl", "dual")
+DUAL_VARIANTS = ("parallel", "stacked")
+SCHEDULES = ("constant", "cosine")
+SELECT_METRICS = ("final", "val_loss", "val_oa_auc", "val_kl_qwk")
+KL_PRIORS = ("oai", "oaizib")
+PRESETS = ("smoke", "course", "default", "paper")
+
+Shape3 = tuple[int, int, int]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what was expected."""
+
+
+def _check_type(cls_name: str, name: str, value: Any, annotation: Any) -> Any:
+    """Coerce JSON-ish ``value`` to ``annotation`` or raise a ConfigError naming the field."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        allowed = get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(f"{cls_name}.{name} = {value!r}; expected one of {list(allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(cls_name, name, value, arg)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{cls_name}.{name}: bad value {value!r}")
+    if origin is tuple:
+        args = get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{cls_name}.{name} = {value!r}; expected a sequence {annotation}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check_type(cls_name, name, v, args[0]) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{cls_name}.{name} = {value!r}; expected {len(args)} values")
+        return tuple(_check_type(cls_name, name, v, a) for v, a in zip(value, args))
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{cls_name}.{name} = {value!r}; expected a number")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{cls_name}.{name} = {value!r}; expected an integer")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{cls_name}.{name} = {value!r}; expected true/false")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{cls_name}.{name} = {value!r}; expected a string")
+        return value
+    return value
+
+
+class _Typed:
+    """Mixin: strict construction from a dict, canonical JSON, and a short content hash."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"unknown field {unknown[0]!r} for {cls.__name__}; valid fields: {', '.join(names)}"
+            )
+        coerced = {k: _check_type(cls.__name__, k, v, hints[k]) for k, v in values.items()}
+        return cls(**coerced)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any):
+        merged = {**self.to_dict(), **changes}
+        return type(self).from_dict(merged)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def _positive(cls_name: str, name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{cls_name}.{name} = {value!r}; expected {bound}")
+
+
+@dataclass(frozen=True)
+class CohortConfig(_Typed):
+    """Recipe of a synthetic knee cohort; (recipe, seed) fully determines every volume and label.
+
+    Attributes:
+        n_subjects: subjects drawn; each has one or two knees (see ``bilateral_fraction``).
+        shape: generated volume shape (D, H, W) in voxels; D is the sagittal slice axis.
+        spacing: voxel size in mm for (D, H, W); written into the NIfTI affine.
+        kl_prior: clean-KL distribution, ``"oai"`` (OAI baseline) or ``"oaizib"``.
+        label_noise: strength of the clean -> observed KL noise model; 0 means observed == clean.
+        bilateral_fraction: share of subjects contributing both knees (correlated severity).
+        split: train / val / test fractions of subjects (subject-grouped, stratified).
+        seed: master seed.
+    """
+
+    n_subjects: int = 300
+    shape: Shape3 = (48, 48, 48)
+    spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
+    kl_prior: Literal["oai", "oaizib"] = "oaizib"
+    label_noise: float = 1.0
+    bilateral_fraction: float = 0.5
+    split: tuple[float, float, float] = (0.6, 0.15, 0.25)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("CohortConfig", "n_subjects", self.n_subjects)
+        if min(self.shape) < 16:
+            raise ConfigError(f"CohortConfig.shape = {self.shape}; every side must be >= 16 voxels")
+        _positive("CohortConfig", "label_noise", self.label_noise, allow_zero=True)
+        if not 0 <= self.bilateral_fraction <= 1:
+            raise ConfigError("CohortConfig.bilateral_fraction must lie in [0, 1]")
+        if abs(sum(self.split) - 1) > 1e-6 or min(self.split) < 0:
+            raise ConfigError(f"CohortConfig.split = {self.split}; expected 3 fractions >= 0 summing to 1")
+
+    def cohort_id(self) -> str:
+        """Short content hash naming the cohort folder."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class RunConfig(_Typed):
+    """Every parameter of one training run (backbone x mode x seed on one manifest).
+
+    The reference study's protocol is the default where it is defined (AdamW, lr 1e-4,
+    weight decay 1e-4, constant lr, final-epoch model, lambda 1); the improvements it lacks
+    (validation-based selection, class weighting, augmentation, cosine schedule) are switches.
+    """
+
+    manifest: str
+    backbone: str = "resnet3d"
+    width: float = 1.0
+    mode: Literal["single_oa", "single_kl", "dual"] = "dual"
+    dual_variant: Literal["parallel", "stacked"] = "parallel"
+    oa_weight: float = 1.0
+    input_shape: Shape3 = (32, 32, 32)
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    schedule: Literal["constant", "cosine"] = "constant"
+    select: Literal["final", "val_loss", "val_oa_auc", "val_kl_qwk"] = "final"
+    class_weighting: bool = False
+    augment: bool = False
+    seed: int = 0
+    saliency_knees: int = 0
+    saliency_samples: int = 8
+    saliency_noise: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.mode == "single_oa" and self.select == "val_kl_qwk":
+            raise ConfigError("RunConfig.select = 'val_kl_qwk' needs a KL head; mode is 'single_oa'")
+        if self.mode == "single_kl" and self.dual_variant != "parallel":
+            # dual_variant is meaningless outside dual; keep it canonical so hashes agree.
+            object.__setattr__(self, "dual_variant", "parallel")
+        if self.mode == "single_oa":
+            object.__setattr__(self, "dual_variant", "parallel")
+        _positive("RunConfig", "oa_weight", self.oa_weight, allow_zero=True)
+        _positive("RunConfig", "width", self.width)
+        _positive("RunConfig", "epochs", self.epochs)
+        _positive("RunConfig", "batch_size", self.batch_size)
+        _positive("RunConfig", "lr", self.lr)
+        _positive("RunConfig", "weight_decay", self.weight_decay, allow_zero=True)
+        _positive("RunConfig", "saliency_knees", self.saliency_knees, allow_zero=True)
+        _positive("RunConfig", "saliency_samples", self.saliency_samples)
+        _positive("RunConfig", "saliency_noise", self.saliency_noise, allow_zero=True)
+        if min(self.input_shape) < 8:
+            raise ConfigError(f"RunConfig.input_shape = {self.input_shape}; every side must be >= 8")
+
+    def run_id(self) -> str:
+        """Hash of every field except the manifest path, plus the manifest's content hash."""
+        payload = {k: v for k, v in self.to_dict().items() if k != "manifest"}
+        payload["manifest_sha256"] = file_sha256(self.manifest)
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a file (the manifest); a missing file is a ConfigError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"manifest {str(p)!r} does not exist (build a cohort with `oaprobe cohort`)")
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named size of the whole study: the cohort, the run settings and the grid of the book."""
+
+    name: str
+    cohort: CohortConfig
+    run: dict[str, Any] = field(default_factory=dict)
+    backbones: tuple[str, ...] = ("resnet3d",)
+    seeds: tuple[int, ...] = (0,)
+    noise_levels: tuple[float, ...] = ()
+
+
+# Sizes were chosen from measured throughput on a 2-core CPU (see benchmarks/ and the book's
+# methods page): `default` must build the whole book in about 15 minutes there.
+_PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke",
+        cohort=CohortConfig(n_subjects=24, shape=(24, 24, 24), spacing=(4.0, 4.0, 4.0), seed=0),
+        run=dict(width=0.25, input_shape=(16, 16, 16), epochs=2, batch_size=4, lr=1e-3, saliency_knees=2),
+        backbones=("resnet3d", "densenet121"),
+        seeds=(0,),
+        noise_levels=(0.0, 1.0),
+    ),
+    "course": Preset(
+        name="course",
+        cohort=CohortConfig(n_subjects=120, shape=(32, 32, 32), spacing=(3.0, 3.0, 3.0), seed=0),
+        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=6, batch_size=8, lr=1e-3, saliency_knees=4),
+        backbones=("resnet3d", "m3t", "nnmamba"),
+        seeds=(0, 1),
+        noise_levels=(0.0, 1.0),
+    ),
+    "default": Preset(
+        name="default",
+        cohort=CohortConfig(n_subjects=300, shape=(48, 48, 48), spacing=(2.0, 2.0, 2.0), seed=0),
+        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=10, batch_size=8, lr=1e-3, saliency_knees=8),
+        backbones=("resnet3d", "m3t", "nnmamba"),
+        seeds=(0, 1, 2),
+        noise_levels=(0.0, 0.5, 1.0, 2.0),
+    ),
+    "paper": Preset(
+        name="paper",
+        cohort=CohortConfig(
+            n_subjects=420, shape=(80, 128, 128), spacing=(1.4, 0.73, 0.73), kl_prior="oaizib", seed=0
+        ),
+        run=dict(width=1.0, input_shape=(160, 256, 256), epochs=100, batch_size=2, lr=1e-4, saliency_knees=98),
+        backbones=("resnet3d", "m3t", "nnmamba"),
+        seeds=(0, 1, 2, 3, 4),
+        noise_levels=(),
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset by name; an unknown name lists the valid ones."""
+    if name not in _PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(_PRESETS)}")
+    return _PRESETS[name]

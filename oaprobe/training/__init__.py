@@ -1,0 +1,1 @@
+"""Training: the engine (fit / evaluate / predict) and the run-folder contract."""
