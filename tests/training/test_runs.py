@@ -1,0 +1,168 @@
+"""Tests of the run-folder contract: atomic writes, DONE gating, reading back, filtering, locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oaprobe.config import ConfigError, RunConfig
+from oaprobe.training import runs
+from oaprobe.training.runs import (
+    RunLockedError,
+    RunNotDoneError,
+    find_runs,
+    is_done,
+    load_run,
+    run_dir,
+    run_lock,
+    write_atomic_csv,
+    write_atomic_json,
+    write_atomic_npz,
+    write_atomic_text,
+)
+
+
+def _fake_run(root: Path, manifest: Path, done: bool = True, **fields) -> Path:
+    """Write a minimal, contract-shaped run folder by hand (no training)."""
+    cfg = RunConfig.from_dict({"manifest": str(manifest), **fields})
+    folder = run_dir(cfg, root)
+    write_atomic_json(folder / "config.json", {"config": cfg.to_dict(), "run_id": folder.name})
+    write_atomic_csv(folder / "history.csv", pd.DataFrame({c: [1.0] for c in runs.HISTORY_COLUMNS}))
+    pred = pd.DataFrame({c: [np.nan, np.nan] for c in runs.PREDICTION_COLUMNS})
+    pred["case_id"], pred["subject_id"], pred["split"] = ["007", "008"], ["0001", "0002"], ["val", "test"]
+    write_atomic_csv(folder / "predictions.csv", pred)
+    write_atomic_npz(folder / "embeddings.npz", case_id=np.array(["007", "008"]), split=np.array(["val", "test"]),
+                     embedding=np.zeros((2, 3), np.float32))
+    if done:
+        write_atomic_text(folder / "DONE", "x\n")
+    return folder
+
+
+@pytest.fixture()
+def manifest(tmp_path: Path) -> Path:
+    path = tmp_path / "manifest.csv"
+    path.write_text("case_id\nk1\n")
+    return path
+
+
+def test_run_dir_is_root_over_run_id(tmp_path: Path, manifest: Path) -> None:
+    cfg = RunConfig.from_dict({"manifest": str(manifest)})
+    assert run_dir(cfg, tmp_path) == tmp_path / cfg.run_id()
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    write_atomic_text(tmp_path / "a.txt", "hello")
+    write_atomic_npz(tmp_path / "b.npz", x=np.arange(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.npz"]
+    assert np.load(tmp_path / "b.npz")["x"].tolist() == [0, 1, 2]
+
+
+def test_failed_atomic_write_keeps_old_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "a.txt"
+    write_atomic_text(target, "old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runs.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_json_refuses_nan(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        write_atomic_json(tmp_path / "c.json", {"x": float("nan")})
+
+
+def test_csv_writes_nan_as_empty(tmp_path: Path) -> None:
+    write_atomic_csv(tmp_path / "t.csv", pd.DataFrame({"a": [1.0, np.nan], "b": [1, 2]}))
+    assert (tmp_path / "t.csv").read_text() == "a,b\n1.0,1\n,2\n"
+
+
+def test_load_run_refuses_folder_without_done(tmp_path: Path, manifest: Path) -> None:
+    folder = _fake_run(tmp_path, manifest, done=False)
+    assert not is_done(folder)
+    with pytest.raises(RunNotDoneError, match="no DONE marker"):
+        load_run(folder)
+
+
+def test_load_run_reads_every_file(tmp_path: Path, manifest: Path) -> None:
+    folder = _fake_run(tmp_path, manifest, mode="single_kl", seed=3)
+    run = load_run(folder)
+    assert run.config.mode == "single_kl" and run.config.seed == 3
+    assert run.run_id == folder.name
+    assert list(run.history.columns) == list(runs.HISTORY_COLUMNS)
+    assert list(run.predictions.columns) == list(runs.PREDICTION_COLUMNS)
+    assert run.predictions["case_id"].tolist() == ["007", "008"]  # ids stay strings
+    assert run.embeddings["embedding"].shape == (2, 3)
+    assert run.saliency is None and run.saliency_maps() is None
+
+
+def test_find_runs_filters_by_fields_and_skips_unfinished(tmp_path: Path, manifest: Path) -> None:
+    _fake_run(tmp_path, manifest, mode="dual", seed=0)
+    _fake_run(tmp_path, manifest, mode="dual", seed=1)
+    _fake_run(tmp_path, manifest, mode="single_oa", seed=0)
+    _fake_run(tmp_path, manifest, done=False, mode="single_kl", seed=0)
+    (tmp_path / "stray.lock").write_text("")
+    assert len(find_runs(tmp_path)) == 3
+    assert {r.config.seed for r in find_runs(tmp_path, mode="dual")} == {0, 1}
+    assert len(find_runs(tmp_path, mode={"dual", "single_oa"}, seed=0)) == 2
+    assert find_runs(tmp_path, mode="single_kl") == []
+    assert len(find_runs(tmp_path, input_shape=(32, 32, 32))) == 3
+    assert find_runs(tmp_path / "missing") == []
+
+
+def test_find_runs_unknown_field_lists_valid(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown RunConfig field 'lamda'.*valid fields: manifest"):
+        find_runs(tmp_path, lamda=1)
+
+
+def test_lock_excludes_a_second_holder(tmp_path: Path) -> None:
+    with run_lock(tmp_path, "abc") as lock_path:
+        assert lock_path == tmp_path / "abc.lock"
+        with pytest.raises(RunLockedError, match="abc"):
+            with run_lock(tmp_path, "abc", blocking=False):
+                pass
+    with run_lock(tmp_path, "abc", blocking=False):  # released on exit
+        pass
+
+
+def test_lock_is_released_when_holder_is_killed(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import time
+        from oaprobe.training.runs import run_lock
+        with run_lock({str(tmp_path)!r}, "abc"):
+            print("held", flush=True)
+            time.sleep(120)
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError):
+            with run_lock(tmp_path, "abc", blocking=False):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with run_lock(tmp_path, "abc", blocking=False):
+        pass
+
+
+def test_config_json_is_sorted_and_stable(tmp_path: Path) -> None:
+    write_atomic_json(tmp_path / "c.json", {"b": 1, "a": [1, 2]})
+    assert json.loads((tmp_path / "c.json").read_text()) == {"a": [1, 2], "b": 1}
+    assert (tmp_path / "c.json").read_text().index('"a"') < (tmp_path / "c.json").read_text().index('"b"')
