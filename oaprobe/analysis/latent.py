@@ -1,0 +1,427 @@
+"""Latent severity-axis geometry of a run's penultimate embeddings.
+
+The reference protocol (train-fit, test-evaluate): a ``StandardScaler`` and ``PCA(2)`` are
+fitted on the TRAIN embeddings only; the test embeddings are projected with them, and on the
+test knees we report |Spearman(PC1, KL)|, |Spearman(PC1, OA)|, the explained-variance ratio of
+PC1 and the test AUROC of a one-dimensional logistic OA probe on PC1 fitted on train. Column
+names follow the reference's ``severity_axis_trainfit_summary.csv``.
+
+Beyond it: the same correlations against the clean grade (synthetic cohorts), the ordering of
+the grade centroids along the axis (Kendall tau, strict monotonicity), the separation of
+adjacent grades (AUROC and standardized mean difference), a supervised axis (shrinkage LDA
+fitted on train KL) evaluated the same way, and a UMAP fitted on train for plots.
+
+The axis sign is arbitrary for PCA; it is oriented on the TRAIN knees so that larger values
+mean higher KL (no test information is used), which makes the ordering statistics signed.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> kl_tr, kl_te = rng.integers(0, 5, 200), rng.integers(0, 5, 80)
+    >>> emb = lambda kl: np.outer(kl, np.ones(8)) + 0.1 * rng.normal(size=(len(kl), 8))
+    >>> res = severity_axis(emb(kl_tr), kl_tr, emb(kl_te), kl_te)
+    >>> round(res["abs_spearman_PC1_KL"], 2), bool(res["centroid_monotone"])
+    (0.98, True)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau, spearmanr
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+Method = Literal["pca", "lda"]
+METHODS: tuple[str, ...] = ("pca", "lda")
+KL_GRADES: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+# --------------------------------------------------------------------------- input checks
+def _as_embedding(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name}: expected a non-empty 2-D array (knees x features), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
+        raise ValueError(f"{name}: non-finite value in row {bad}")
+    return arr
+
+
+def _as_grades(y: Any, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} grades (one per embedding row), got shape {arr.shape}")
+    try:
+        as_float = arr.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: grades must be integers 0-4") from err
+    if not np.all(np.isfinite(as_float)):
+        bad = int(np.argwhere(~np.isfinite(as_float))[0, 0])
+        raise ValueError(f"{name}: missing grade in row {bad}; expected an integer 0-4")
+    ints = as_float.astype(np.int64)
+    if np.any(ints != as_float) or np.any((ints < 0) | (ints > 4)):
+        bad = int(np.argwhere((ints != as_float) | (ints < 0) | (ints > 4))[0, 0])
+        raise ValueError(f"{name}: row {bad} has grade {arr[bad]!r}; expected an integer 0-4")
+    return ints
+
+
+# --------------------------------------------------------------------------- the fitted axis
+@dataclass
+class SeverityAxis:
+    """A 2-D projection fitted on train embeddings; axis 1 is the severity axis.
+
+    Attributes:
+        method: ``"pca"`` (unsupervised, the reference) or ``"lda"`` (shrinkage LDA on train KL).
+        scaler: StandardScaler fitted on the train embeddings.
+        model: the fitted PCA or LDA.
+        sign: +1 or -1, chosen on train so that axis 1 increases with train KL.
+        evr1: explained-variance ratio of axis 1 (PCA: of the scaled embedding variance;
+            LDA: of the between-class variance).
+    """
+
+    method: str
+    scaler: StandardScaler
+    model: PCA | LinearDiscriminantAnalysis
+    sign: float
+    evr1: float
+
+    @classmethod
+    def fit(cls, train_emb: Any, train_kl: Any, method: Method = "pca", seed: int = 0) -> SeverityAxis:
+        """Fit scaler + projection on the train knees only.
+
+        Args:
+            train_emb: (N, D) train embeddings.
+            train_kl: (N,) train KL grades; used by LDA and to orient the axis.
+            method: ``"pca"`` or ``"lda"``.
+            seed: random_state for PCA (matters only for its randomized solver).
+        """
+        if method not in METHODS:
+            raise ValueError(f"method = {method!r}; expected one of {list(METHODS)}")
+        x = _as_embedding(train_emb, "train_emb")
+        y = _as_grades(train_kl, x.shape[0], "train_kl")
+        scaler = StandardScaler().fit(x)
+        z = scaler.transform(x)
+        if method == "pca":
+            n_comp = min(2, x.shape[1], x.shape[0])
+            model: PCA | LinearDiscriminantAnalysis = PCA(n_components=n_comp, random_state=seed).fit(z)
+        else:
+            n_classes = len(np.unique(y))
+            if n_classes < 2:
+                raise ValueError("train_kl: LDA needs at least two KL grades among the train knees")
+            n_comp = min(2, n_classes - 1, x.shape[1])
+            try:
+                model = LinearDiscriminantAnalysis(n_components=n_comp, solver="eigen", shrinkage="auto").fit(z, y)
+            except np.linalg.LinAlgError as err:
+                raise ValueError(
+                    "train_emb: LDA failed, the within-grade covariance is singular (no spread inside a grade)"
+                ) from err
+        evr1 = float(model.explained_variance_ratio_[0])
+        axis = model.transform(z)[:, 0]
+        rho = _spearman(axis, y)
+        sign = -1.0 if np.isfinite(rho) and rho < 0 else 1.0
+        return cls(method=method, scaler=scaler, model=model, sign=sign, evr1=evr1)
+
+    def transform(self, emb: Any, name: str = "emb") -> np.ndarray:
+        """Project embeddings to (N, 2): column 0 the oriented severity axis, column 1 the next axis.
+
+        A one-component projection (1-D embeddings, or LDA with two grades) gets a zero column 1.
+        """
+        x = _as_embedding(emb, name)
+        if x.shape[1] != self.scaler.n_features_in_:
+            raise ValueError(
+                f"{name}: {x.shape[1]} features, but the axis was fitted on {self.scaler.n_features_in_}"
+            )
+        proj = self.model.transform(self.scaler.transform(x))
+        proj[:, 0] *= self.sign
+        if proj.shape[1] == 1:
+            proj = np.column_stack([proj[:, 0], np.zeros(proj.shape[0])])
+        return proj
+
+
+def project(
+    train_emb: Any, train_kl: Any, test_emb: Any, method: Method = "pca", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-knee 2-D coordinates for plots, fitted on train only.
+
+    Returns:
+        ``(train_2d, test_2d)``, each (N, 2): axis 1 (oriented so it increases with train KL), axis 2.
+    """
+    axis = SeverityAxis.fit(train_emb, train_kl, method=method, seed=seed)
+    return axis.transform(train_emb, "train_emb"), axis.transform(test_emb, "test_emb")
+
+
+# --------------------------------------------------------------------------- statistics
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float:
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, score))
+
+
+def _smd(lo: np.ndarray, hi: np.ndarray) -> float:
+    """Standardized mean difference (hi - lo) / pooled SD; NaN without enough knees."""
+    n1, n2 = len(lo), len(hi)
+    if n1 == 0 or n2 == 0 or n1 + n2 < 3:
+        return float("nan")
+    v1 = float(np.var(lo, ddof=1)) if n1 > 1 else 0.0
+    v2 = float(np.var(hi, ddof=1)) if n2 > 1 else 0.0
+    pooled = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2))
+    if pooled == 0:
+        return float("nan")
+    return float((hi.mean() - lo.mean()) / pooled)
+
+
+def grade_ordering(axis: np.ndarray, grades: np.ndarray, suffix: str = "") -> dict[str, float | bool]:
+    """Ordering of grade centroids along an (oriented) axis, and adjacent-grade separation.
+
+    Args:
+        axis: (N,) positions along the severity axis (larger = more severe by orientation).
+        grades: (N,) integer grades 0-4.
+        suffix: appended to every key (e.g. ``"_clean"``).
+
+    Returns:
+        ``centroid_kendall_tau``: Kendall tau between the grades present and their centroid
+        positions (+1 = perfectly ordered, -1 = reversed); ``centroid_monotone``: centroids
+        strictly increasing with grade; ``n_grades``: grades present; for each adjacent pair
+        ``adj_auc_g_h`` (AUROC of the axis for grade h vs g, 0.5 = no separation) and
+        ``adj_smd_g_h`` (standardized mean difference); ``adj_auc_mean`` over the pairs present.
+    """
+    present = [g for g in KL_GRADES if np.any(grades == g)]
+    centroids = np.array([axis[grades == g].mean() for g in present])
+    out: dict[str, float | bool] = {"n_grades" + suffix: len(present)}
+    if len(present) >= 2:
+        tau = float(kendalltau(present, centroids).statistic)
+        monotone = bool(np.all(np.diff(centroids) > 0))
+    else:
+        tau, monotone = float("nan"), False
+    out["centroid_kendall_tau" + suffix] = tau
+    out["centroid_monotone" + suffix] = monotone
+    aucs = []
+    for g in KL_GRADES[:-1]:
+        lo, hi = axis[grades == g], axis[grades == g + 1]
+        if len(lo) and len(hi):
+            auc = _auroc(np.r_[np.zeros(len(lo)), np.ones(len(hi))], np.r_[lo, hi])
+            aucs.append(auc)
+        else:
+            auc = float("nan")
+        out[f"adj_auc_{g}_{g + 1}{suffix}"] = auc
+        out[f"adj_smd_{g}_{g + 1}{suffix}"] = _smd(lo, hi)
+    out["adj_auc_mean" + suffix] = float(np.mean(aucs)) if aucs else float("nan")
+    return out
+
+
+def severity_axis(
+    train_emb: Any,
+    train_kl: Any,
+    test_emb: Any,
+    test_kl: Any,
+    test_kl_clean: Any | None = None,
+    method: Method = "pca",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit the severity axis on train and evaluate it on test.
+
+    Args:
+        train_emb, test_emb: (N, D) embeddings.
+        train_kl, test_kl: observed KL grades (OA = KL >= 2).
+        test_kl_clean: optional clean grades of the test knees (synthetic cohorts).
+        method: ``"pca"`` (the reference) or ``"lda"`` (supervised second view). For LDA the
+            "PC1" columns refer to the first discriminant axis.
+        seed: PCA random_state.
+
+    Returns:
+        The reference columns ``n_train, n_test, D, EVR_PC1, spearman_PC1_KL_signed,
+        abs_spearman_PC1_KL, spearman_PC1_OA_signed, abs_spearman_PC1_OA, OA_probe_AUROC_test,
+        OA_probe_AUROC_train`` plus ``method``, the ordering statistics of
+        :func:`grade_ordering`, and with ``test_kl_clean`` the same against the clean grade
+        (``*_KLclean*``, ``*_OAclean*``, suffix ``_clean``). Signed correlations use the
+        train-oriented axis (larger = higher train KL).
+    """
+    x_tr = _as_embedding(train_emb, "train_emb")
+    x_te = _as_embedding(test_emb, "test_emb")
+    y_tr = _as_grades(train_kl, x_tr.shape[0], "train_kl")
+    y_te = _as_grades(test_kl, x_te.shape[0], "test_kl")
+    axis = SeverityAxis.fit(x_tr, y_tr, method=method, seed=seed)
+    pc1_tr = axis.transform(x_tr, "train_emb")[:, 0]
+    pc1_te = axis.transform(x_te, "test_emb")[:, 0]
+    oa_tr, oa_te = (y_tr >= 2).astype(int), (y_te >= 2).astype(int)
+
+    rho_kl, rho_oa = _spearman(pc1_te, y_te), _spearman(pc1_te, oa_te)
+    auc_te = auc_tr = float("nan")
+    probe = None
+    if len(np.unique(oa_tr)) == 2:
+        probe = LogisticRegression(max_iter=2000).fit(pc1_tr.reshape(-1, 1), oa_tr)
+        auc_tr = _auroc(oa_tr, probe.predict_proba(pc1_tr.reshape(-1, 1))[:, 1])
+        auc_te = _auroc(oa_te, probe.predict_proba(pc1_te.reshape(-1, 1))[:, 1])
+    else:
+        warnings.warn("train_kl: only one OA class among the train knees; OA probe AUROC is NaN", stacklevel=2)
+
+    out: dict[str, Any] = {
+        "method": method,
+        "n_train": int(x_tr.shape[0]),
+        "n_test": int(x_te.shape[0]),
+        "D": int(x_tr.shape[1]),
+        "EVR_PC1": axis.evr1,
+        "spearman_PC1_KL_signed": rho_kl,
+        "abs_spearman_PC1_KL": abs(rho_kl),
+        "spearman_PC1_OA_signed": rho_oa,
+        "abs_spearman_PC1_OA": abs(rho_oa),
+        "OA_probe_AUROC_test": auc_te,
+        "OA_probe_AUROC_train": auc_tr,
+    }
+    out.update(grade_ordering(pc1_te, y_te))
+    if test_kl_clean is not None:
+        y_cl = _as_grades(test_kl_clean, x_te.shape[0], "test_kl_clean")
+        oa_cl = (y_cl >= 2).astype(int)
+        rho_klc, rho_oac = _spearman(pc1_te, y_cl), _spearman(pc1_te, oa_cl)
+        out["spearman_PC1_KLclean_signed"] = rho_klc
+        out["abs_spearman_PC1_KLclean"] = abs(rho_klc)
+        out["spearman_PC1_OAclean_signed"] = rho_oac
+        out["abs_spearman_PC1_OAclean"] = abs(rho_oac)
+        out["OA_probe_AUROC_test_clean"] = (
+            _auroc(oa_cl, probe.predict_proba(pc1_te.reshape(-1, 1))[:, 1]) if probe is not None else float("nan")
+        )
+        out.update(grade_ordering(pc1_te, y_cl, suffix="_clean"))
+    return out
+
+
+# --------------------------------------------------------------------------- run folders
+@dataclass
+class EmbeddingSet:
+    """Embeddings of one run joined with the knees' labels.
+
+    Attributes:
+        case_id: (N,) knee ids.
+        split: (N,) ``train`` / ``val`` / ``test``.
+        embedding: (N, D) penultimate features.
+        kl: (N,) observed KL grades.
+        kl_clean: (N,) clean grades, or None on real data.
+    """
+
+    case_id: np.ndarray
+    split: np.ndarray
+    embedding: np.ndarray
+    kl: np.ndarray
+    kl_clean: np.ndarray | None = None
+
+    def subset(self, split: str) -> EmbeddingSet:
+        """The knees of one split."""
+        keep = self.split == split
+        return EmbeddingSet(
+            self.case_id[keep],
+            self.split[keep],
+            self.embedding[keep],
+            self.kl[keep],
+            None if self.kl_clean is None else self.kl_clean[keep],
+        )
+
+
+def load_run_embeddings(run_dir: str | Path, labels: pd.DataFrame) -> EmbeddingSet:
+    """Read ``embeddings.npz`` of a finished run and attach KL labels by ``case_id``.
+
+    Args:
+        run_dir: a run folder (must contain ``DONE``).
+        labels: a table with ``case_id``, ``kl`` and optionally ``kl_clean`` (the manifest:
+            train knees are not in ``predictions.csv``).
+
+    Raises:
+        FileNotFoundError: no ``DONE`` or no ``embeddings.npz``.
+        ValueError: missing keys/columns, or a knee without a label (named).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "DONE").exists():
+        raise FileNotFoundError(f"{run_dir}: no DONE file; an unfinished run is never analysed")
+    path = run_dir / "embeddings.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; expected keys case_id, split, embedding")
+    with np.load(path, allow_pickle=False) as npz:
+        missing = {"case_id", "split", "embedding"} - set(npz.files)
+        if missing:
+            raise ValueError(f"{path}: missing key(s) {sorted(missing)}; expected case_id, split, embedding")
+        case_id = npz["case_id"].astype(str)
+        split = npz["split"].astype(str)
+        emb = np.asarray(npz["embedding"], dtype=np.float64)
+    if emb.ndim != 2 or emb.shape[0] != len(case_id) or len(split) != len(case_id):
+        raise ValueError(
+            f"{path}: embedding shape {emb.shape}, {len(case_id)} case ids, {len(split)} splits; expected N x D and N"
+        )
+    for col in ("case_id", "kl"):
+        if col not in labels.columns:
+            raise ValueError(f"labels: missing column {col!r}; expected case_id, kl (and optionally kl_clean)")
+    table = labels.assign(case_id=labels["case_id"].astype(str)).drop_duplicates("case_id").set_index("case_id")
+    unknown = [c for c in case_id if c not in table.index]
+    if unknown:
+        raise ValueError(f"{path}: case_id {unknown[0]!r} (and {len(unknown) - 1} more) not in the labels table")
+    kl = table.loc[case_id, "kl"].to_numpy()
+    kl_clean = None
+    if "kl_clean" in table.columns and table.loc[case_id, "kl_clean"].notna().all():
+        kl_clean = table.loc[case_id, "kl_clean"].to_numpy().astype(np.int64)
+    return EmbeddingSet(case_id, split, emb, np.asarray(kl).astype(np.int64), kl_clean)
+
+
+def latent_table(
+    runs: Sequence[tuple[dict[str, Any], EmbeddingSet]],
+    methods: Sequence[str] = ("pca",),
+    train_split: str = "train",
+    test_split: str = "test",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per (run, method): the run's identifying labels plus :func:`severity_axis`.
+
+    Args:
+        runs: pairs of (labels such as ``{"backbone": ..., "mode": ..., "seed": ...}``, embeddings).
+        methods: axes to evaluate (``"pca"``, ``"lda"``).
+        train_split, test_split: which splits fit and evaluate the axis.
+    """
+    rows = []
+    for labels, emb in runs:
+        tr, te = emb.subset(train_split), emb.subset(test_split)
+        if len(tr.case_id) == 0 or len(te.case_id) == 0:
+            raise ValueError(f"run {labels}: no {train_split!r} or no {test_split!r} knees in the embeddings")
+        for method in methods:
+            res = severity_axis(tr.embedding, tr.kl, te.embedding, te.kl, te.kl_clean, method=method, seed=seed)
+            rows.append({**labels, **res})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- UMAP (plots only)
+def umap_embedding(
+    train: Any, test: Any, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """UMAP fitted on standardized train embeddings, applied to test; for plots only.
+
+    The first import of umap-learn and the first fit of a process are slow (numba JIT).
+
+    Returns:
+        ``(train_2d, test_2d)``.
+    """
+    import umap  # deferred: slow import
+
+    x_tr = _as_embedding(train, "train")
+    x_te = _as_embedding(test, "test")
+    scaler = StandardScaler().fit(x_tr)
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=min(n_neighbors, x_tr.shape[0] - 1),
+        min_dist=min_dist,
+        random_state=seed,
+        n_jobs=1,
+    )
+    train_2d = reducer.fit_transform(scaler.transform(x_tr))
+    test_2d = reducer.transform(scaler.transform(x_te))
+    return np.asarray(train_2d), np.asarray(test_2d)
