@@ -1,0 +1,144 @@
+"""OAIZIB-CM import on a tiny fake copy in the release's layout (written by the test)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oaprobe.data.manifest import read_manifest, validate_manifest
+from oaprobe.data.oai import OAIImportError, case_number, import_oaizib, read_metadata
+
+from .conftest import planted_mask, write_nifti
+
+COLUMNS = ["SubjectID", "CMT-ID", "Path", "MRBarCode", "KneeSide", "KLGrade", "Gender", "Age", "BMI"]
+# case number -> KL (NaN: not graded). Train 1-10, test 11-14, as imagesTr / imagesTs.
+TRAIN_KL = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 0, 7: 2, 8: np.nan, 9: 3, 10: 1}
+TEST_KL = {11: 0, 12: 2, 13: np.nan, 14: 4}
+
+
+def _rows(kl: dict[int, float]) -> list[list]:
+    return [
+        [9000000 + n, n, f"0.C.2/{9000000 + n}/20050101/1000{n:04d}", 16600000000 + n, 1 + (n % 2 == 0), grade, 1, 60, 25.0]
+        for n, grade in kl.items()
+    ]
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    """A fake OAIZIB-CM folder: tiny volumes, label maps and the two subInfo xlsx tables."""
+    root = tmp_path / "OAIZIB-CM"
+    rng = np.random.default_rng(0)
+    for numbers, images, labels in ((TRAIN_KL, "imagesTr", "labelsTr"), (TEST_KL, "imagesTs", "labelsTs")):
+        for n in numbers:
+            write_nifti(root / images / f"oaizib_{n:03d}_0000.nii.gz", rng.standard_normal((6, 6, 6)).astype(np.float32))
+            write_nifti(root / labels / f"oaizib_{n:03d}.nii.gz", planted_mask((6, 6, 6)))
+    pd.DataFrame(_rows(TRAIN_KL), columns=COLUMNS).to_excel(root / "subInfo_train.xlsx", index=False)
+    pd.DataFrame(_rows(TEST_KL), columns=COLUMNS).to_excel(root / "subInfo_test.xlsx", index=False)
+    return root
+
+
+def _import(release: Path, out: Path, **kwargs) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return import_oaizib(release, out, **kwargs)
+
+
+def test_case_number_from_file_names():
+    assert case_number("imagesTr/oaizib_001_0000.nii.gz") == 1
+    assert case_number("labelsTs/oaizib_405.nii.gz") == 405
+    with pytest.raises(OAIImportError, match="case number"):
+        case_number("knee.nii.gz")
+
+
+def test_reference_split_keeps_release_split_and_skips_ungraded(release, tmp_path):
+    out = tmp_path / "data" / "oaizib" / "manifest.csv"
+    with pytest.warns(UserWarning, match=r"skipped 2 knee\(s\): 2 without a KL grade"):
+        import_oaizib(release, out)
+    table = read_manifest(out)  # validates, volumes included
+    assert len(table) == 12
+    assert table.groupby("split").size().to_dict() == {"test": 3, "train": 9}
+    assert set(table.loc[table["split"] == "test", "case_id"]) == {"oaizib_011", "oaizib_012", "oaizib_014"}
+    assert "oaizib_008" not in set(table["case_id"]) and "oaizib_013" not in set(table["case_id"])
+
+
+def test_labels_subjects_and_sides_come_from_metadata(release, tmp_path):
+    table = read_manifest(_import(release, tmp_path / "m.csv"))
+    row = table.set_index("case_id").loc["oaizib_004"]
+    assert (row["kl"], row["oa"], row["subject_id"], row["side"]) == (3, 1, "9000004", "L")
+    assert table.set_index("case_id").loc["oaizib_003", "side"] == "R"
+    expected = {f"oaizib_{n:03d}": int(k) for n, k in {**TRAIN_KL, **TEST_KL}.items() if k == k}
+    assert dict(zip(table["case_id"], table["kl"])) == expected
+    assert (table["oa"] == (table["kl"] >= 2)).all()
+
+
+def test_paths_are_relative_to_manifest_folder(release, tmp_path):
+    out = _import(release, tmp_path / "deep" / "er" / "manifest.csv")
+    raw = pd.read_csv(out)
+    assert raw.loc[0, "image"] == "../../OAIZIB-CM/imagesTr/oaizib_001_0000.nii.gz"
+    assert raw.loc[0, "mask"] == "../../OAIZIB-CM/labelsTr/oaizib_001.nii.gz"
+    assert validate_manifest(out) == []
+
+
+def test_csv_metadata_passed_explicitly(release, tmp_path):
+    table = pd.DataFrame(_rows({**TRAIN_KL, **TEST_KL}), columns=COLUMNS)
+    table = table.rename(columns={"KLGrade": "KL", "CMT-ID": "case_id"}).drop(columns=["KneeSide"])
+    table.to_csv(tmp_path / "kl.csv", index=False)
+    with pytest.warns(UserWarning) as record:
+        out = import_oaizib(release, tmp_path / "m.csv", metadata=tmp_path / "kl.csv")
+    assert any("written as 'R'" in str(w.message) for w in record)
+    manifest = read_manifest(out)
+    assert len(manifest) == 12 and set(manifest["side"]) == {"R"}
+
+
+def test_read_metadata_concatenates_xlsx_tables(release):
+    meta = read_metadata(release)
+    assert len(meta) == 14 and meta["kl"].isna().sum() == 2
+    assert meta.set_index("cmt_id").loc[12, "subject_id"] == "9000012"
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(OAIImportError, match="does not exist"):
+        import_oaizib(tmp_path / "nowhere", tmp_path / "m.csv")
+
+
+def test_folder_without_release_layout_hints_at_zips(tmp_path):
+    (tmp_path / "imagesTr.zip").write_bytes(b"")
+    with pytest.raises(OAIImportError, match=r"no imagesTr/ or imagesTs/.*imagesTr.zip.*extract"):
+        import_oaizib(tmp_path, tmp_path / "m.csv")
+
+
+def test_missing_kl_column(release, tmp_path):
+    pd.DataFrame({"CMT-ID": [1, 2], "Grade": [0, 1]}).to_csv(tmp_path / "meta.csv", index=False)
+    with pytest.raises(OAIImportError, match=r"meta.csv: no KL grade column.*columns found: CMT-ID, Grade"):
+        import_oaizib(release, tmp_path / "m.csv", metadata=tmp_path / "meta.csv")
+
+
+def test_kl_out_of_range_in_metadata(release, tmp_path):
+    pd.DataFrame({"CMT-ID": [1, 2], "KLGrade": [0, 7]}).to_csv(tmp_path / "meta.csv", index=False)
+    with pytest.raises(OAIImportError, match=r"row 3 \(CMT-ID 2\): KLGrade = 7; expected an integer 0-4"):
+        import_oaizib(release, tmp_path / "m.csv", metadata=tmp_path / "meta.csv")
+
+
+def test_image_without_label_map(release, tmp_path):
+    (release / "labelsTs" / "oaizib_012.nii.gz").unlink()
+    with pytest.raises(OAIImportError, match=r"1 image\(s\) without a label map: imagesTs/oaizib_012_0000.nii.gz"):
+        import_oaizib(release, tmp_path / "m.csv")
+
+
+def test_missing_metadata_table(release, tmp_path):
+    for table in release.glob("subInfo*"):
+        table.unlink()
+    with pytest.raises(OAIImportError, match="no metadata table"):
+        import_oaizib(release, tmp_path / "m.csv")
+
+
+def test_stratified_split_is_subject_grouped_and_deterministic(release, tmp_path):
+    pytest.importorskip("oaprobe.data.splits")
+    first = read_manifest(_import(release, tmp_path / "a.csv", split="stratified", seed=3))
+    again = read_manifest(_import(release, tmp_path / "b.csv", split="stratified", seed=3))
+    assert first["split"].tolist() == again["split"].tolist()
+    assert set(first["split"]) <= {"train", "val", "test"} and len(first) == 12
