@@ -67,12 +67,15 @@ def _stem(path: str | Path) -> str:
     return name
 
 
+def _case_stem(path: str | Path) -> str:
+    """File name without the NIfTI extension and the image channel suffix: ``oaizib_001``."""
+    stem = _stem(path)
+    return stem[: -len(IMAGE_SUFFIX)] if stem.endswith(IMAGE_SUFFIX) else stem
+
+
 def case_number(path: str | Path) -> int:
     """The case number (``CMT-ID``) in an OAIZIB-CM image or label file name."""
-    stem = _stem(path)
-    if stem.endswith(IMAGE_SUFFIX):
-        stem = stem[: -len(IMAGE_SUFFIX)]
-    match = re.search(r"(\d+)$", stem)
+    match = re.search(r"(\d+)$", _case_stem(path))
     if match is None:
         raise OAIImportError(f"{path}: cannot read a case number from the file name; expected e.g. oaizib_001_0000.nii.gz")
     return int(match.group(1))
@@ -114,11 +117,16 @@ def find_release_files(root: str | Path) -> pd.DataFrame:
         for image in _nifti_files(image_dir):
             number = case_number(image)
             if number not in labels:
-                unpaired.append(f"{image.relative_to(root)} (expected {label_dir.name}/{_label_name(image)})")
+                unpaired.append(f"{image.relative_to(root)} (expected {label_dir.name}/{_case_stem(image)}.nii.gz)")
                 continue
-            case = _stem(image)[: -len(IMAGE_SUFFIX)] if _stem(image).endswith(IMAGE_SUFFIX) else _stem(image)
             rows.append(
-                dict(cmt_id=number, case_id=case, release_split=split, image=image.resolve(), mask=labels[number].resolve())
+                dict(
+                    cmt_id=number,
+                    case_id=_case_stem(image),
+                    release_split=split,
+                    image=image.resolve(),
+                    mask=labels[number].resolve(),
+                )
             )
     if unpaired:
         shown = "; ".join(unpaired[:5]) + (f"; ... ({len(unpaired)} in all)" if len(unpaired) > 5 else "")
@@ -128,11 +136,6 @@ def find_release_files(root: str | Path) -> pd.DataFrame:
     if duplicated:
         raise OAIImportError(f"{root}: case number(s) {duplicated[:5]} appear more than once across image folders")
     return table.sort_values("cmt_id").reset_index(drop=True)
-
-
-def _label_name(image: Path) -> str:
-    stem = _stem(image)
-    return (stem[: -len(IMAGE_SUFFIX)] if stem.endswith(IMAGE_SUFFIX) else stem) + ".nii.gz"
 
 
 def _metadata_files(root: Path, metadata: Path | None) -> list[Path]:
