@@ -1,0 +1,177 @@
+"""Tests of the synthetic knee phantom: determinism, labels, KL-driven pathology, mirroring."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from oaprobe.data.labels import KL_PRIOR_OAI, KL_PRIOR_OAIZIB
+from oaprobe.data.phantom import (
+    LESION_OSTEOPHYTE,
+    X_MED,
+    KneeParams,
+    kl_from_severity,
+    render_knee,
+    sample_knee_params,
+    severity_from_uniform,
+)
+
+SHAPE, SPACING = (48, 48, 48), (2.0, 2.0, 2.0)
+SEVERITIES = [0.5, 1.5, 2.5, 3.5, 4.5]
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def graded_knees():
+    """(kl, params, knee) for 3 right knees per clean KL grade, at the default preset's grid."""
+    out = []
+    for s in SEVERITIES:
+        for seed in SEEDS:
+            params = sample_knee_params(np.random.default_rng(seed), s, "R")
+            out.append((int(kl_from_severity(s)), params, render_knee(params, SHAPE, SPACING)))
+    return out
+
+
+def _medial_columns(mask: np.ndarray) -> tuple[slice, slice]:
+    """D and W index ranges of the central medial compartment of a right knee (+-6 mm)."""
+    d0 = int(round((mask.shape[0] - 1) / 2 + X_MED / SPACING[0]))
+    w0 = (mask.shape[2] - 1) // 2
+    r = int(6 / SPACING[0])
+    return slice(d0 - r, d0 + r + 1), slice(w0 - r, w0 + r + 1)
+
+
+def medial_jsw_mm(mask: np.ndarray) -> float:
+    """Mean bone-to-bone gap (mm) between femur (1) and tibia (3) in the medial columns."""
+    ds, ws = _medial_columns(mask)
+    widths = []
+    for d in range(mask.shape[0])[ds]:
+        for w in range(mask.shape[2])[ws]:
+            col = mask[d, :, w]
+            fem, tib = np.flatnonzero(col == 1), np.flatnonzero(col == 3)
+            if fem.size and tib.size and tib.min() > fem.max():
+                widths.append((tib.min() - fem.max() - 1) * SPACING[1])
+    return float(np.mean(widths))
+
+
+def medial_cartilage_mm3(mask: np.ndarray) -> float:
+    ds, ws = _medial_columns(mask)
+    sub = mask[ds, :, ws]
+    return float(np.isin(sub, (2, 4)).sum() * np.prod(SPACING))
+
+
+def test_sampling_and_rendering_are_deterministic():
+    a = sample_knee_params(np.random.default_rng(3), 3.2, "L")
+    b = sample_knee_params(np.random.default_rng(3), 3.2, "L")
+    assert a == b
+    ka, kb = render_knee(a, (24, 24, 24), (4.0, 4.0, 4.0)), render_knee(b, (24, 24, 24), (4.0, 4.0, 4.0))
+    assert np.array_equal(ka.image, kb.image)
+    assert np.array_equal(ka.mask, kb.mask)
+    assert np.array_equal(ka.lesion, kb.lesion)
+
+
+@pytest.mark.parametrize("shape,spacing", [((24, 24, 24), (4.0,) * 3), ((32, 32, 32), (3.0,) * 3), (SHAPE, SPACING)])
+@pytest.mark.parametrize("severity", [0.0, 4.99])
+def test_mask_has_exactly_the_five_labels(shape, spacing, severity):
+    params = sample_knee_params(np.random.default_rng(5), severity, "R")
+    knee = render_knee(params, shape, spacing)
+    assert knee.mask.dtype == np.uint8 and knee.lesion.dtype == np.uint8
+    assert knee.image.dtype == np.float32 and knee.image.shape == tuple(shape)
+    assert set(np.unique(knee.mask).tolist()) == {0, 1, 2, 3, 4}
+    assert np.isfinite(knee.image).all() and knee.image.min() >= 0
+
+
+def test_left_knee_is_the_mirror_image_of_the_right():
+    right = sample_knee_params(np.random.default_rng(9), 3.7, "R")
+    left = dataclasses.replace(right, side="L")
+    kr, kl = render_knee(right, SHAPE, SPACING), render_knee(left, SHAPE, SPACING)
+    assert np.array_equal(kl.image, kr.image[::-1])
+    assert np.array_equal(kl.mask, kr.mask[::-1])
+    assert np.array_equal(kl.lesion, kr.lesion[::-1])
+
+
+def test_medial_joint_space_narrows_with_kl(graded_knees):
+    kl = [k for k, _, _ in graded_knees]
+    jsw = [medial_jsw_mm(knee.mask) for _, _, knee in graded_knees]
+    assert spearmanr(kl, jsw).statistic < -0.8
+    by_grade = [np.mean([j for k, j in zip(kl, jsw) if k == g]) for g in range(5)]
+    assert by_grade[0] >= 8.0  # exaggerated healthy JSW, about 10 mm
+    assert by_grade[4] <= 0.5 * by_grade[0]  # marked JSN
+    assert all(a > b for a, b in zip(by_grade[1:], by_grade[2:]))
+
+
+def test_medial_cartilage_thins_with_kl(graded_knees):
+    kl = [k for k, _, _ in graded_knees]
+    vol = [medial_cartilage_mm3(knee.mask) for _, _, knee in graded_knees]
+    assert spearmanr(kl, vol).statistic < -0.8
+
+
+def test_lesions_grow_with_kl(graded_knees):
+    kl = [k for k, _, _ in graded_knees]
+    ost = [int((knee.lesion == LESION_OSTEOPHYTE).sum()) for _, _, knee in graded_knees]
+    total = [int((knee.lesion > 0).sum()) for _, _, knee in graded_knees]
+    assert spearmanr(kl, ost).statistic > 0.8
+    assert spearmanr(kl, total).statistic > 0.8
+    assert sum(t for k, t in zip(kl, total) if k == 0) == 0
+    assert all(o > 0 for k, o in zip(kl, ost) if k >= 2)  # KL2: definite osteophytes
+
+
+def test_osteophytes_count_and_size_grow_with_severity():
+    rng = np.random.default_rng(0)
+    n = {g: [] for g in range(5)}
+    r = {g: [] for g in range(5)}
+    for _ in range(40):
+        for g in range(5):
+            p = sample_knee_params(rng, g + 0.5, "R")
+            n[g].append(len(p.osteophytes))
+            r[g] += [o.radius for o in p.osteophytes]
+    means = [np.mean(n[g]) for g in range(5)]
+    assert means[0] == 0 and all(a < b for a, b in zip(means, means[1:]))
+    assert min(n[3]) >= 2  # KL3: multiple
+    assert np.mean(r[4]) > np.mean(r[2]) + 2.0  # KL4: large
+
+
+@pytest.mark.parametrize("prior", [KL_PRIOR_OAI, KL_PRIOR_OAIZIB])
+def test_severity_reaches_the_prior(prior):
+    u = (np.arange(100_000) + 0.5) / 100_000
+    s = severity_from_uniform(u, prior)
+    assert (np.diff(s) >= 0).all() and s.min() >= 0 and s.max() < 5
+    freq = np.bincount(kl_from_severity(s), minlength=5) / s.size
+    assert np.allclose(freq, prior, atol=1e-3)
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="severity"):
+        sample_knee_params(np.random.default_rng(0), 5.0, "R")
+    with pytest.raises(ValueError, match="side"):
+        KneeParams(side="X", severity=1.0)
+    with pytest.raises(ValueError, match="spacing"):
+        render_knee(KneeParams(side="R", severity=1.0), (16, 16, 16), (0.0, 1.0, 1.0))
+
+
+@pytest.mark.slow
+def test_clean_kl_is_learnable_but_not_trivially():
+    """PCA + logistic regression on block-averaged 24^3 volumes: QWK well above 0, below 1."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import cohen_kappa_score
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    n = 240
+    sev = severity_from_uniform(rng.random(n), KL_PRIOR_OAIZIB)
+    X = []
+    for i, s in enumerate(sev):
+        side = "R" if rng.random() < 0.5 else "L"
+        img = render_knee(sample_knee_params(np.random.default_rng(1000 + i), s, side), SHAPE, SPACING).image
+        small = img.reshape(24, 2, 24, 2, 24, 2).mean(axis=(1, 3, 5))
+        X.append(((small - small.mean()) / small.std()).ravel())
+    y = kl_from_severity(sev)
+    clf = make_pipeline(StandardScaler(), PCA(30, random_state=0), LogisticRegression(C=0.1, max_iter=5000))
+    pred = cross_val_predict(clf, np.array(X), y, cv=5)
+    qwk = cohen_kappa_score(y, pred, weights="quadratic")
+    print(f"PCA(30)+logistic clean-KL QWK = {qwk:.3f}, accuracy = {np.mean(pred == y):.3f}")
+    assert 0.4 < qwk < 0.95
+    assert np.mean(pred == y) < 0.9
