@@ -34,6 +34,7 @@ import pandas as pd
 
 from oaprobe.data.labels import oa_from_kl
 from oaprobe.data.manifest import ManifestError, validate_manifest, write_manifest
+from oaprobe.data.splits import assign_splits
 
 logger = logging.getLogger(__name__)
 
@@ -249,25 +250,6 @@ def read_metadata(root: str | Path, metadata: str | Path | None = None) -> pd.Da
     return table.reset_index(drop=True)
 
 
-def _stratified_splits(
-    subjects: pd.DataFrame, fractions: tuple[float, float, float], seed: int
-) -> dict[str, str]:
-    """subject_id -> split from :func:`oaprobe.data.splits.assign_splits` (stratified on KL)."""
-    from oaprobe.data.splits import assign_splits
-
-    result = assign_splits(subjects, fractions, seed, "kl")
-    if isinstance(result, pd.DataFrame):
-        ids = result["subject_id"] if "subject_id" in result.columns else subjects.loc[result.index, "subject_id"]
-        return dict(zip(ids.astype(str), result["split"]))
-    if isinstance(result, pd.Series):
-        if result.index.equals(subjects.index):
-            return dict(zip(subjects["subject_id"].astype(str), result))
-        return {str(k): v for k, v in result.items()}
-    if isinstance(result, dict):
-        return {str(k): v for k, v in result.items()}
-    return dict(zip(subjects["subject_id"].astype(str), result))
-
-
 def import_oaizib(
     root: Path,
     out_manifest: Path,
@@ -326,9 +308,7 @@ def import_oaizib(
     if split == "reference":
         knees["split"] = knees["release_split"]
     else:
-        subjects = knees.groupby("subject_id", as_index=False)["kl"].max()
-        lookup = _stratified_splits(subjects, fractions, seed)
-        knees["split"] = knees["subject_id"].map(lookup)
+        knees["split"] = assign_splits(knees[["subject_id", "kl"]], fractions, seed, "kl").to_numpy()
     folder = out_manifest.resolve().parent
     for column in ("image", "mask"):
         knees[column] = [Path(os.path.relpath(p, folder)).as_posix() for p in knees[column]]

@@ -20,9 +20,13 @@ TRAIN_KL = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 0, 7: 2, 8: np.nan, 9: 3, 10: 1}
 TEST_KL = {11: 0, 12: 2, 13: np.nan, 14: 4}
 
 
+def _subject(n: int) -> int:
+    return 9000000 + (9 if n == 10 else n)  # cases 9 and 10: both knees of one subject
+
+
 def _rows(kl: dict[int, float]) -> list[list]:
     return [
-        [9000000 + n, n, f"0.C.2/{9000000 + n}/20050101/1000{n:04d}", 16600000000 + n, 1 + (n % 2 == 0), grade, 1, 60, 25.0]
+        [_subject(n), n, f"0.C.2/{9000000 + n}/20050101/1000{n:04d}", 16600000000 + n, 1 + (n % 2 == 0), grade, 1, 60, 25.0]
         for n, grade in kl.items()
     ]
 
@@ -137,8 +141,18 @@ def test_missing_metadata_table(release, tmp_path):
 
 
 def test_stratified_split_is_subject_grouped_and_deterministic(release, tmp_path):
-    pytest.importorskip("oaprobe.data.splits")
     first = read_manifest(_import(release, tmp_path / "a.csv", split="stratified", seed=3))
     again = read_manifest(_import(release, tmp_path / "b.csv", split="stratified", seed=3))
     assert first["split"].tolist() == again["split"].tolist()
-    assert set(first["split"]) <= {"train", "val", "test"} and len(first) == 12
+    assert set(first["split"]) == {"train", "val", "test"} and len(first) == 12
+    by_case = first.set_index("case_id")
+    assert by_case.loc["oaizib_009", "subject_id"] == by_case.loc["oaizib_010", "subject_id"] == "9000009"
+    assert by_case.loc["oaizib_009", "split"] == by_case.loc["oaizib_010", "split"]
+    # 11 subjects at 70/10/20 %: round(0.2 * 11) = 2 test subjects, round(0.1 * 11) = 1 val subject
+    subjects = first.drop_duplicates("subject_id")["split"].value_counts().to_dict()
+    assert subjects == {"train": 8, "val": 1, "test": 2}
+
+
+def test_unknown_split_mode(release, tmp_path):
+    with pytest.raises(OAIImportError, match="expected 'reference' or 'stratified'"):
+        import_oaizib(release, tmp_path / "m.csv", split="random")
