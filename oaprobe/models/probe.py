@@ -1,0 +1,186 @@
+"""HierarchicalProbe: one shared 3D encoder with an OA head, a KL head, or both.
+
+Modes:
+    * ``single_oa``: one OA logit, binary cross-entropy.
+    * ``single_kl``: five KL logits, cross-entropy; ``p_oa = p(KL2) + p(KL3) + p(KL4)``.
+    * ``dual``: KL head (5 logits) and OA head (2 logits), loss ``CE(KL) + oa_weight * CE(OA)``.
+      Variant ``parallel`` puts both heads on the embedding (the paper's abstract); variant
+      ``stacked`` feeds the KL logits to a ``Linear(5 -> 2)`` OA head (the released code).
+
+Heads follow timm's classifier convention (``forward(x, pre_logits=False)``, ``reset(n)``).
+
+Example:
+    >>> import torch
+    >>> from oaprobe.models.backbones import build_backbone
+    >>> probe = HierarchicalProbe(build_backbone("resnet3d", (16, 16, 16), 0.25), "dual", "stacked")
+    >>> out = probe(torch.zeros(2, 1, 16, 16, 16))
+    >>> out["oa"].shape, out["kl"].shape, out["embedding"].shape
+    (torch.Size([2, 2]), torch.Size([2, 5]), torch.Size([2, 128]))
+    >>> p_oa, p_kl = probe.predict_proba(out)
+    >>> p_oa.shape, p_kl.shape
+    (torch.Size([2]), torch.Size([2, 5]))
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from oaprobe.config import DUAL_VARIANTS, MODES, ConfigError, RunConfig
+from oaprobe.models.backbones import build_backbone
+
+KL_CLASSES = 5
+OA_FROM_KL = 2  # OA = KL >= 2
+
+
+class LinearHead(nn.Module):
+    """Linear classifier head with timm's interface.
+
+    Args:
+        in_features: input width.
+        num_classes: logits; 0 makes the head an identity (features pass through).
+        drop_rate: dropout before the linear layer.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.num_classes = num_classes
+        self.drop = nn.Dropout(drop_rate)
+        self.fc: nn.Module = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def reset(self, num_classes: int) -> None:
+        """Replace the linear layer by a fresh one with ``num_classes`` outputs."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.drop(x)
+        return x if pre_logits else self.fc(x)
+
+
+class HierarchicalProbe(nn.Module):
+    """Encoder plus OA and/or KL heads; ``forward`` returns ``{"oa", "kl", "embedding"}``.
+
+    Args:
+        encoder: module ``(B, 1, D, H, W) -> (B, out_dim)`` with attribute ``out_dim``.
+        mode: ``"single_oa"``, ``"single_kl"`` or ``"dual"``.
+        dual_variant: ``"parallel"`` or ``"stacked"`` (only used in ``dual``).
+    """
+
+    def __init__(self, encoder: nn.Module, mode: str, dual_variant: str = "parallel") -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"HierarchicalProbe.mode = {mode!r}; expected one of {list(MODES)}")
+        if dual_variant not in DUAL_VARIANTS:
+            raise ConfigError(
+                f"HierarchicalProbe.dual_variant = {dual_variant!r}; expected one of {list(DUAL_VARIANTS)}"
+            )
+        self.encoder = encoder
+        self.mode = mode
+        self.dual_variant = dual_variant
+        dim = int(encoder.out_dim)
+        self.kl_head: LinearHead | None = None
+        self.oa_head: LinearHead | None = None
+        if mode == "single_oa":
+            self.oa_head = LinearHead(dim, 1)
+        elif mode == "single_kl":
+            self.kl_head = LinearHead(dim, KL_CLASSES)
+        else:
+            self.kl_head = LinearHead(dim, KL_CLASSES)
+            self.oa_head = LinearHead(KL_CLASSES if dual_variant == "stacked" else dim, 2)
+
+    @property
+    def out_dim(self) -> int:
+        """Embedding width (the encoder's ``out_dim``)."""
+        return int(self.encoder.out_dim)
+
+    @property
+    def gradcam_layer(self) -> str:
+        """The encoder's Grad-CAM layer as a path inside this probe."""
+        return f"encoder.{self.encoder.gradcam_layer}"
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        embedding = self.encoder(x)
+        kl = self.kl_head(embedding) if self.kl_head is not None else None
+        oa = None
+        if self.oa_head is not None:
+            stacked = self.mode == "dual" and self.dual_variant == "stacked"
+            oa = self.oa_head(kl if stacked else embedding)
+        return {"oa": oa, "kl": kl, "embedding": embedding}
+
+    def loss(
+        self,
+        out: dict[str, torch.Tensor | None],
+        kl: torch.Tensor | None,
+        oa: torch.Tensor | None,
+        kl_weight: torch.Tensor | None = None,
+        oa_weight_classes: torch.Tensor | None = None,
+        oa_weight: float = 1.0,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss of this mode and its parts (unweighted by ``oa_weight``).
+
+        Args:
+            out: the dict returned by ``forward``.
+            kl: KL grades (B,) int in 0..4 (needed by single_kl and dual).
+            oa: OA labels (B,) int 0/1 (needed by single_oa and dual).
+            kl_weight: optional class weights (5,) for the KL cross-entropy.
+            oa_weight_classes: optional class weights (2,) for the OA loss (for single_oa each
+                knee's BCE term is weighted by its class weight, normalised like CE).
+            oa_weight: lambda, the weight of the OA term in dual mode.
+
+        Returns:
+            ``(loss, {"kl": ..., "oa": ...})`` with only the parts this mode has.
+        """
+        parts: dict[str, torch.Tensor] = {}
+        if out["kl"] is not None:
+            target = _labels("kl", kl, KL_CLASSES)
+            parts["kl"] = F.cross_entropy(out["kl"], target, weight=kl_weight)
+        if out["oa"] is not None:
+            target = _labels("oa", oa, 2)
+            if self.mode == "single_oa":
+                per_knee = F.binary_cross_entropy_with_logits(out["oa"][:, 0], target.float(), reduction="none")
+                if oa_weight_classes is None:
+                    parts["oa"] = per_knee.mean()
+                else:
+                    w = oa_weight_classes.to(per_knee)[target]
+                    parts["oa"] = (w * per_knee).sum() / w.sum()
+            else:
+                parts["oa"] = F.cross_entropy(out["oa"], target, weight=oa_weight_classes)
+        if self.mode == "dual":
+            total = parts["kl"] + oa_weight * parts["oa"]
+        else:
+            total = parts["kl"] if self.mode == "single_kl" else parts["oa"]
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def predict_proba(self, out: dict[str, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(p_oa (B,), p_kl (B, 5) or None)`` from the forward output (see the module docstring)."""
+        p_kl = torch.softmax(out["kl"], dim=1) if out["kl"] is not None else None
+        if self.mode == "single_oa":
+            p_oa = torch.sigmoid(out["oa"][:, 0])
+        elif self.mode == "single_kl":
+            p_oa = p_kl[:, OA_FROM_KL:].sum(dim=1)
+        else:
+            p_oa = torch.softmax(out["oa"], dim=1)[:, 1]
+        return p_oa, p_kl
+
+
+def _labels(name: str, labels: torch.Tensor | None, n_classes: int) -> torch.Tensor:
+    """Check a label vector for a loss term and return it as int64."""
+    if labels is None:
+        raise ValueError(f"loss needs {name!r} labels for this mode, got None")
+    labels = torch.as_tensor(labels).long()
+    if labels.ndim != 1:
+        raise ValueError(f"{name!r} labels must be a vector (B,), got shape {tuple(labels.shape)}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"{name!r} labels must lie in 0..{n_classes - 1}, got {labels.unique().tolist()}")
+    return labels
+
+
+def build_probe(cfg: RunConfig) -> HierarchicalProbe:
+    """The probe a RunConfig describes, initialised from ``cfg.seed`` (global RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        encoder = build_backbone(cfg.backbone, tuple(cfg.input_shape), cfg.width)
+        return HierarchicalProbe(encoder, cfg.mode, cfg.dual_variant)

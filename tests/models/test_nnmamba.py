@@ -1,0 +1,135 @@
+"""nnMamba encoder and the selective scan (checked against a naive per-step recurrence)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from oaprobe.models import nnmamba
+from oaprobe.models.nnmamba import Mamba, NNMambaEncoder, selective_scan, selective_scan_torch
+
+
+def naive_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Reference: the recurrence written out one step at a time, in float64."""
+    u, delta, A, B, C = (t.double() for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.double()[None, :, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, d, length = u.shape
+    h = torch.zeros(batch, d, A.shape[1], dtype=torch.float64)
+    ys = []
+    for t in range(length):
+        decay = torch.exp(delta[:, :, t, None] * A[None])  # (b, d, n)
+        h = decay * h + delta[:, :, t, None] * B[:, None, :, t] * u[:, :, t, None]
+        ys.append((h * C[:, None, :, t]).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D.double()[None, :, None]
+    if z is not None:
+        y = y * F.silu(z.double())
+    return y
+
+
+def _inputs(seed=0, batch=2, d=5, n=4, length=37, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    t = {
+        "u": torch.randn(batch, d, length, generator=g),
+        "delta": torch.randn(batch, d, length, generator=g) * 0.5,
+        "A": -torch.rand(d, n, generator=g) * 2 - 0.1,
+        "B": torch.randn(batch, n, length, generator=g),
+        "C": torch.randn(batch, n, length, generator=g),
+        "D": torch.randn(d, generator=g),
+        "z": torch.randn(batch, d, length, generator=g),
+        "delta_bias": torch.randn(d, generator=g) * 0.1,
+    }
+    for v in t.values():
+        v.requires_grad_(requires_grad)
+    return t
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 16, 64])
+def test_scan_matches_naive_recurrence(chunk_size):
+    t = _inputs()
+    got = selective_scan_torch(**t, delta_softplus=True, chunk_size=chunk_size)
+    want = naive_scan(**t, delta_softplus=True)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_scan_without_optional_terms_matches_naive():
+    t = _inputs(seed=1)
+    core = {k: t[k] for k in ("u", "delta", "A", "B", "C")}
+    core["delta"] = core["delta"].abs()
+    torch.testing.assert_close(selective_scan_torch(**core).double(), naive_scan(**core), rtol=1e-4, atol=1e-5)
+
+
+def test_scan_gradients_match_naive():
+    t1, t2 = _inputs(seed=2, requires_grad=True), _inputs(seed=2, requires_grad=True)
+    w = torch.randn(2, 5, 37, dtype=torch.float64)
+    (selective_scan_torch(**t1, delta_softplus=True, chunk_size=8).double() * w).sum().backward()
+    (naive_scan(**t2, delta_softplus=True) * w).sum().backward()
+    for k in t1:
+        torch.testing.assert_close(t1[k].grad, t2[k].grad, rtol=1e-3, atol=1e-4, msg=f"gradient of {k}")
+
+
+def test_checkpointed_scan_same_values_and_gradients():
+    t1, t2 = _inputs(seed=3, requires_grad=True), _inputs(seed=3, requires_grad=True)
+    y1 = selective_scan_torch(**t1, delta_softplus=True, chunk_size=8, checkpoint=True)
+    y2 = selective_scan_torch(**t2, delta_softplus=True, chunk_size=8, checkpoint=False)
+    torch.testing.assert_close(y1, y2)
+    y1.sum().backward()
+    y2.sum().backward()
+    for k in t1:
+        torch.testing.assert_close(t1[k].grad, t2[k].grad)
+
+
+def test_dispatch_uses_torch_scan_on_cpu():
+    t = _inputs(seed=4)
+    torch.testing.assert_close(selective_scan(**t, delta_softplus=True), selective_scan_torch(**t, delta_softplus=True))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not (nnmamba.has_mamba_ssm() and torch.cuda.is_available()),
+    reason="needs mamba_ssm importable and a CUDA device",
+)
+def test_mamba_ssm_kernel_agrees_with_torch_scan():
+    t = {k: v.cuda() for k, v in _inputs(seed=5, d=16, n=8, length=64).items()}
+    fast = selective_scan(**t, delta_softplus=True)
+    torch.testing.assert_close(fast, selective_scan_torch(**t, delta_softplus=True), rtol=1e-3, atol=1e-3)
+
+
+def test_mamba_layer_is_causal():
+    torch.manual_seed(0)
+    layer = Mamba(d_model=8, d_state=4)
+    x = torch.randn(1, 12, 8)
+    y = layer(x)
+    x2 = x.clone()
+    x2[:, 7:] += 1.0  # change only the future of step 6
+    torch.testing.assert_close(layer(x2)[:, :7], y[:, :7])
+    assert not torch.allclose(layer(x2)[:, 7:], y[:, 7:])
+
+
+@pytest.mark.parametrize("width, dim", [(0.25, 16), (0.5, 16), (1.0, 32), (2.0, 64)])
+def test_embedding_width_at_least_16(width, dim):
+    assert NNMambaEncoder((16, 16, 16), width=width).out_dim == dim
+
+
+def test_forward_shape_and_token_count():
+    net = NNMambaEncoder((16, 24, 32), width=0.25)
+    seen = {}
+
+    def keep_tokens(module, inputs, output):
+        seen["shape"] = inputs[0].shape
+
+    net.mamba.register_forward_hook(keep_tokens)
+    assert net(torch.randn(2, 1, 16, 24, 32)).shape == (2, 16)
+    assert seen["shape"] == (2, 2 * 3 * 4, 32)  # 1/8-resolution map flattened; 4 * (32 * 0.25) channels
+
+
+def test_gradient_reaches_stem_and_mamba():
+    net = NNMambaEncoder((16, 16, 16), width=0.25)
+    net(torch.randn(2, 1, 16, 16, 16)).sum().backward()
+    assert net.stem[0].weight.grad.abs().sum() > 0
+    assert net.mamba.A_log.grad.abs().sum() > 0 and net.mamba.dt_proj.bias.grad.abs().sum() > 0
