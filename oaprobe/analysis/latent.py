@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -331,17 +331,47 @@ class EmbeddingSet:
         )
 
 
-def load_run_embeddings(run_dir: str | Path, labels: pd.DataFrame) -> EmbeddingSet:
-    """Read ``embeddings.npz`` of a finished run and attach KL labels by ``case_id``.
+def embedding_set(embeddings: Mapping[str, np.ndarray], labels: pd.DataFrame, source: str = "embeddings") -> EmbeddingSet:
+    """Join a run's embeddings (``case_id``, ``split``, ``embedding``) with KL labels by ``case_id``.
 
     Args:
-        run_dir: a run folder (must contain ``DONE``).
+        embeddings: the arrays of ``embeddings.npz`` (e.g. ``Run.embeddings``).
         labels: a table with ``case_id``, ``kl`` and optionally ``kl_clean`` (the manifest:
             train knees are not in ``predictions.csv``).
+        source: named in error messages.
+
+    Raises:
+        ValueError: missing keys/columns, inconsistent lengths, or a knee without a label (named).
+    """
+    missing = {"case_id", "split", "embedding"} - set(embeddings)
+    if missing:
+        raise ValueError(f"{source}: missing key(s) {sorted(missing)}; expected case_id, split, embedding")
+    case_id = np.asarray(embeddings["case_id"]).astype(str)
+    split = np.asarray(embeddings["split"]).astype(str)
+    emb = np.asarray(embeddings["embedding"], dtype=np.float64)
+    if emb.ndim != 2 or emb.shape[0] != len(case_id) or len(split) != len(case_id):
+        raise ValueError(
+            f"{source}: embedding shape {emb.shape}, {len(case_id)} case ids, {len(split)} splits; expected N x D and N"
+        )
+    for col in ("case_id", "kl"):
+        if col not in labels.columns:
+            raise ValueError(f"labels: missing column {col!r}; expected case_id, kl (and optionally kl_clean)")
+    table = labels.assign(case_id=labels["case_id"].astype(str)).drop_duplicates("case_id").set_index("case_id")
+    unknown = [c for c in case_id if c not in table.index]
+    if unknown:
+        raise ValueError(f"{source}: case_id {unknown[0]!r} (and {len(unknown) - 1} more) not in the labels table")
+    kl = _as_grades(table.loc[case_id, "kl"].to_numpy(), len(case_id), f"labels.kl ({source})")
+    kl_clean = None
+    if "kl_clean" in table.columns and table.loc[case_id, "kl_clean"].notna().all():
+        kl_clean = _as_grades(table.loc[case_id, "kl_clean"].to_numpy(), len(case_id), f"labels.kl_clean ({source})")
+    return EmbeddingSet(case_id, split, emb, kl, kl_clean)
+
+
+def load_run_embeddings(run_dir: str | Path, labels: pd.DataFrame) -> EmbeddingSet:
+    """Read ``embeddings.npz`` of a finished run folder and attach labels (see :func:`embedding_set`).
 
     Raises:
         FileNotFoundError: no ``DONE`` or no ``embeddings.npz``.
-        ValueError: missing keys/columns, or a knee without a label (named).
     """
     run_dir = Path(run_dir)
     if not (run_dir / "DONE").exists():
@@ -350,28 +380,8 @@ def load_run_embeddings(run_dir: str | Path, labels: pd.DataFrame) -> EmbeddingS
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; expected keys case_id, split, embedding")
     with np.load(path, allow_pickle=False) as npz:
-        missing = {"case_id", "split", "embedding"} - set(npz.files)
-        if missing:
-            raise ValueError(f"{path}: missing key(s) {sorted(missing)}; expected case_id, split, embedding")
-        case_id = npz["case_id"].astype(str)
-        split = npz["split"].astype(str)
-        emb = np.asarray(npz["embedding"], dtype=np.float64)
-    if emb.ndim != 2 or emb.shape[0] != len(case_id) or len(split) != len(case_id):
-        raise ValueError(
-            f"{path}: embedding shape {emb.shape}, {len(case_id)} case ids, {len(split)} splits; expected N x D and N"
-        )
-    for col in ("case_id", "kl"):
-        if col not in labels.columns:
-            raise ValueError(f"labels: missing column {col!r}; expected case_id, kl (and optionally kl_clean)")
-    table = labels.assign(case_id=labels["case_id"].astype(str)).drop_duplicates("case_id").set_index("case_id")
-    unknown = [c for c in case_id if c not in table.index]
-    if unknown:
-        raise ValueError(f"{path}: case_id {unknown[0]!r} (and {len(unknown) - 1} more) not in the labels table")
-    kl = table.loc[case_id, "kl"].to_numpy()
-    kl_clean = None
-    if "kl_clean" in table.columns and table.loc[case_id, "kl_clean"].notna().all():
-        kl_clean = table.loc[case_id, "kl_clean"].to_numpy().astype(np.int64)
-    return EmbeddingSet(case_id, split, emb, np.asarray(kl).astype(np.int64), kl_clean)
+        arrays = {k: npz[k] for k in npz.files}
+    return embedding_set(arrays, labels, source=str(path))
 
 
 def latent_table(

@@ -281,32 +281,56 @@ def overlap_metrics(saliency: Any, roi_mask: Any, ks: Sequence[float] = TABLE_KS
         (mass / roi_fraction). With an empty ROI or an all-zero map every metric except
         ``roi_fraction`` is NaN (undefined, not zero).
     """
+    roi = np.asarray(roi_mask)
+    return region_overlap(saliency, {"roi": roi}, ks)["roi"]
+
+
+def region_overlap(
+    saliency: Any, regions: dict[str, np.ndarray], ks: Sequence[float] = TABLE_KS
+) -> dict[str, dict[str, float]]:
+    """:func:`overlap_metrics` of one map against several regions (the top-k voxels are found once)."""
     s = np.asarray(saliency, dtype=np.float64)
-    m = np.asarray(roi_mask).astype(bool)
-    if s.shape != m.shape:
-        raise ValueError(f"saliency shape {s.shape} differs from roi_mask shape {m.shape}")
     if not np.all(np.isfinite(s)):
         raise ValueError("saliency: contains non-finite values")
-    s = np.maximum(s, 0.0).ravel()
-    m = m.ravel()
-    n, roi_n, total = s.size, int(m.sum()), float(s.sum())
-    out: dict[str, float] = {"roi_fraction": roi_n / n}
-    undefined = roi_n == 0 or total <= 0
-    out["mass"] = float("nan") if undefined else float(s[m].sum() / total)
     for k in ks:
         if not 0 < k <= 100:
             raise ValueError(f"ks: {k} is not a percentage in (0, 100]")
-        name = _k_name(k)
-        if undefined:
-            out[f"top{name}"] = out[f"dice{name}"] = float("nan")
-            continue
-        nk = max(1, math.ceil(k / 100.0 * n))
-        top = np.argpartition(s, n - nk)[n - nk :]
-        inter = int(m[top].sum())
-        out[f"top{name}"] = inter / nk
-        out[f"dice{name}"] = 2.0 * inter / (nk + roi_n)
-    out["enrichment"] = float("nan") if undefined else out["mass"] / out["roi_fraction"]
-    return out
+    s = np.maximum(s, 0.0)
+    flat = s.ravel()
+    n, total = flat.size, float(flat.sum())
+    tops: dict[float, np.ndarray] = {}
+    if total > 0:
+        order = None
+        for k in sorted(ks, reverse=True):  # partition once for the largest k, then within it
+            nk = max(1, math.ceil(k / 100.0 * n))
+            if order is None:
+                order = np.argpartition(flat, n - nk)[n - nk :]
+                tops[k] = order
+            else:
+                sub = flat[order]
+                tops[k] = order[np.argpartition(sub, len(sub) - nk)[len(sub) - nk :]]
+    result: dict[str, dict[str, float]] = {}
+    for name, roi_mask in regions.items():
+        m = np.asarray(roi_mask).astype(bool)
+        if m.shape != s.shape:
+            raise ValueError(f"saliency shape {s.shape} differs from {name} mask shape {m.shape}")
+        m = m.ravel()
+        roi_n = int(m.sum())
+        out: dict[str, float] = {"roi_fraction": roi_n / n}
+        undefined = roi_n == 0 or total <= 0
+        out["mass"] = float("nan") if undefined else float(flat[m].sum() / total)
+        for k in ks:
+            key = _k_name(k)
+            if undefined:
+                out[f"top{key}"] = out[f"dice{key}"] = float("nan")
+                continue
+            nk = len(tops[k])
+            inter = int(m[tops[k]].sum())
+            out[f"top{key}"] = inter / nk
+            out[f"dice{key}"] = 2.0 * inter / (nk + roi_n)
+        out["enrichment"] = float("nan") if undefined else out["mass"] / out["roi_fraction"]
+        result[name] = out
+    return result
 
 
 # --------------------------------------------------------------------------- whole run
@@ -373,7 +397,13 @@ def compute_run_saliency(
         layer = gradcam_layer if gradcam_layer is not None else getattr(encoder, "gradcam_layer", None)
         if layer is None:
             raise ValueError("gradcam_layer: not given and model.encoder.gradcam_layer is missing")
-        full = f"encoder.{layer}" if encoder is not None else layer
+        full = layer
+        if encoder is not None:  # a path inside the encoder; a path already inside the probe also works
+            full = f"encoder.{layer}"
+            try:
+                model.get_submodule(full)
+            except AttributeError:
+                full = layer
         runners = {t: GradCamRunner(model, t, full) for t in targets}
 
     try:
@@ -404,11 +434,8 @@ def compute_run_saliency(
                         )[0]
                     else:
                         sal = runners[target](x, kl_class)[0]
-                    for region, roi in regions.items():
-                        rows.append(
-                            {"case_id": cid, "target": target, "method": method, "region": region,
-                             **overlap_metrics(sal, roi, TABLE_KS)}  # fmt: skip
-                        )
+                    for region, metrics in region_overlap(sal, regions, TABLE_KS).items():
+                        rows.append({"case_id": cid, "target": target, "method": method, "region": region, **metrics})
                     if i < keep_maps:
                         kept["case_id"].append(cid)
                         kept["target"].append(target)

@@ -18,6 +18,7 @@ from oaprobe.analysis.saliency import (
     overlap_metrics,
     paired_overlap,
     region_masks,
+    region_overlap,
     smoothgrad_x_input,
     target_logit,
 )
@@ -99,6 +100,21 @@ def test_uniform_noise_is_at_chance():
     assert m["mass"] == pytest.approx(0.25, abs=0.01)
     assert m["enrichment"] == pytest.approx(1.0, abs=0.04)
     assert m["top10"] == pytest.approx(0.25, abs=0.03)
+
+
+def test_region_overlap_matches_a_full_sort():
+    rng = np.random.default_rng(3)
+    sal = rng.uniform(size=(10, 10, 10))  # distinct values: the top-k sets are unique
+    regions = {"a": rng.uniform(size=sal.shape) < 0.2, "b": rng.uniform(size=sal.shape) < 0.05}
+    got = region_overlap(sal, regions, ks=(1, 10, 5))
+    order = np.argsort(sal.ravel())[::-1]
+    for name, roi in regions.items():
+        for k in (1, 5, 10):
+            top = order[: int(np.ceil(k / 100 * sal.size))]
+            inside = roi.ravel()[top].sum()
+            assert got[name][f"top{k}"] == pytest.approx(inside / len(top))
+            assert got[name][f"dice{k}"] == pytest.approx(2 * inside / (len(top) + roi.sum()))
+        assert got[name] == overlap_metrics(sal, roi, ks=(1, 10, 5))
 
 
 def test_empty_roi_and_flat_map_are_undefined():
@@ -236,6 +252,9 @@ def test_compute_run_saliency_is_deterministic_and_validates():
     b, _ = compute_run_saliency(probe, images, masks, None, ids, "dual", n_samples=2, methods=("smoothgrad",), progress=False)
     pd.testing.assert_frame_equal(a, b)
     assert "lesion" not in set(a["region"])
+    c, _ = compute_run_saliency(probe, images, masks, None, ids, "dual", n_samples=1, methods=("gradcam",),
+                                gradcam_layer="encoder.features.2", progress=False)  # fmt: skip
+    assert len(c) == 2 * 2 * 4  # a path already inside the probe is accepted
     with pytest.raises(ValueError, match="masks"):
         compute_run_saliency(probe, images, masks[:1], None, ids, "dual", progress=False)
     with pytest.raises(ValueError, match="mode"):
