@@ -100,7 +100,7 @@ class MonaiDenseNet121(nn.Module):
             act=("relu", {"inplace": False}),
         )
         self.out_dim: int = self.net.class_layers.out.in_features
-        self.gradcam_layer = "net.features.transition3.conv"
+        self.gradcam_layer = "net.features.denseblock4"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.class_layers[:-1](self.net.features(x))
@@ -170,7 +170,7 @@ class MonaiResNet18(nn.Module):
             act=("relu", {"inplace": False}),
         )
         self.out_dim: int = self.net.layer4[-1].conv2.out_channels
-        self.gradcam_layer = "net.layer4.1.conv2"
+        self.gradcam_layer = "net.layer4"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
