@@ -155,6 +155,7 @@ def compare_pair(
     mcnemar_metrics: Sequence[str] = ("oa_accuracy",),
     split: str | None = "test",
     truth: str = "kl",
+    groups: str = "subject_id",
     level: float = 0.95,
     threshold: float = 0.5,
     method: str = "vectorised",
@@ -166,10 +167,17 @@ def compare_pair(
     same resamples; each metric in turn draws its own ``B`` resamples from one generator
     seeded by ``seed``, as the reference did). ``p`` is McNemar's for ``mcnemar_metrics``
     (per-knee correctness: OA by ``p_oa >= threshold``, KL by argmax), else the bootstrap p.
-    ``diff`` is a - b. Columns: ``metric, task, test, estimate_a, estimate_b, diff, ci_low,
+    ``groups="case_id"`` resamples knees instead of subjects (the same when each subject has
+    one knee, as in the reference data). ``diff`` is a - b. Columns: ``metric, task, test, estimate_a, estimate_b, diff, ci_low,
     ci_high, p, p_bootstrap, statistic, discordant, a_only, b_only, mcnemar_table, n,
     n_subjects, B, n_valid, level``.
     """
+    for name, df in (("pred_dual", pred_dual), ("pred_single", pred_single)):
+        if groups not in df.columns:
+            raise MetricsError(f"compare_pair: groups column {groups!r} not in {name}")
+    if groups != "subject_id":
+        pred_dual = pred_dual.assign(subject_id=pred_dual[groups])
+        pred_single = pred_single.assign(subject_id=pred_single[groups])
     a, b = align(pred_dual, pred_single, split, truth)
     metrics = list(metrics)
     for m in metrics:
@@ -229,6 +237,7 @@ def reference_family(
     alpha: float = 0.05,
     split: str | None = "test",
     truth: str = "kl",
+    groups: str = "subject_id",
     progress: bool = False,
 ) -> pd.DataFrame:
     """The reference study's family: per backbone, dual vs single-OA on the OA metrics and dual
@@ -250,7 +259,7 @@ def reference_family(
                 if (bb, mode) not in preds:
                     raise MetricsError(f"reference_family: no predictions for ({bb!r}, {mode!r})")
             t = compare_pair(preds[(bb, "dual")], preds[(bb, base)], names, B=B, seed=rng,
-                             split=split, truth=truth, progress=progress)
+                             split=split, truth=truth, groups=groups, progress=progress)
             t.insert(0, "reference_name", [REFERENCE_NAMES.get(m, m) for m in t["metric"]])
             t.insert(0, "mode_b", base)
             t.insert(0, "mode_a", "dual")

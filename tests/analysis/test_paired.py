@@ -118,6 +118,16 @@ def test_compare_pair_aligns_on_case_id():
     pd.testing.assert_frame_equal(t1, t2)
 
 
+def test_compare_pair_knee_level_resampling_is_narrower_for_twin_knees():
+    one = make_preds(n=30, seed=10, knees_per_subject=1, rounded=False)
+    a = pd.concat([one, one.assign(case_id=one["case_id"] + "b")], ignore_index=True)
+    b = a.assign(p_oa=a["p_oa"][::-1].to_numpy())
+    subj = compare_pair(a, b, ["oa_roc_auc"], B=300).iloc[0]
+    knee = compare_pair(a, b, ["oa_roc_auc"], B=300, groups="case_id").iloc[0]
+    assert subj["n_subjects"] == 30 and knee["n_subjects"] == 60
+    assert knee["ci_high"] - knee["ci_low"] < subj["ci_high"] - subj["ci_low"]
+
+
 def test_compare_pair_rejects_different_knees_or_labels():
     a = make_preds(seed=7)
     with pytest.raises(MetricsError, match="same knees"):
