@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -103,11 +104,16 @@ def noise_matrix(strength: float) -> np.ndarray:
     """
     if not np.isfinite(strength) or strength < 0:
         raise ValueError(f"label-noise strength must be a finite number >= 0, got {strength!r}")
+    return _noise_matrix(float(strength)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _noise_matrix(strength: float) -> np.ndarray:
     rates = np.zeros((N_GRADES, N_GRADES))
     for b, r in enumerate(BOUNDARY_RATES):
         rates[b, b + 1] = rates[b + 1, b] = r
     rates -= np.diag(rates.sum(axis=1))
-    P = expm(float(strength) * rates)
+    P = expm(strength * rates)
     P = np.clip(P, 0.0, None)  # remove -1e-17 round-off
     return P / P.sum(axis=1, keepdims=True)
 

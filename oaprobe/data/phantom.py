@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 #: Bumped whenever the renderer or the sampler changes what a given seed produces.
 PHANTOM_VERSION = "1"
@@ -367,6 +366,23 @@ def _coverage(d: np.ndarray, h: float) -> np.ndarray:
     return np.clip(0.5 - d / h, 0.0, 1.0)
 
 
+def _linear_weights(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) matrix of linear interpolation from n_in control points onto n_out voxels."""
+    pos = np.linspace(0.0, n_in - 1.0, n_out)
+    lo = np.minimum(np.floor(pos).astype(int), n_in - 2)
+    frac = pos - lo
+    w = np.zeros((n_out, n_in))
+    w[np.arange(n_out), lo] = 1.0 - frac
+    w[np.arange(n_out), lo + 1] = frac
+    return w
+
+
+def _smooth_field(low: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Trilinear (separable) upsampling of a coarse random field onto the grid: a smooth texture."""
+    wa, wb, wc = (_linear_weights(n, m) for n, m in zip(shape, low.shape))
+    return np.einsum("ai,bj,ck,ijk->abc", wa, wb, wc, low, optimize=True).astype(np.float32)
+
+
 def _grid(shape: Sequence[int], spacing: Sequence[float], params: KneeParams):
     """Canonical (knee-frame) coordinates x, y, z in mm of every voxel centre."""
     axes = [(np.arange(n, dtype=np.float64) - (n - 1) / 2.0) * sp for n, sp in zip(shape, spacing)]
@@ -470,7 +486,7 @@ def render_knee(
     air, fat, muscle, fluid, cart, marrow, cortex = p.intensities
     rng = np.random.default_rng(p.noise_seed)
     low = rng.normal(0.0, 1.0, (2, 6, 6, 6))
-    tex = [ndimage.zoom(f, [n / 6 for n in shape], order=1, mode="nearest") for f in low]
+    tex = [_smooth_field(f, shape) for f in low]
     leg = _ellipse_sdf(x, z - LEG_Z, LEG_AX, LEG_AZ)
     img = air + (muscle * (1 + p.texture * tex[0]) - air) * _coverage(leg, h)
     img = img + (fat - img) * _coverage(-(leg + FAT_MM), h) * _coverage(leg, h)
