@@ -1,0 +1,233 @@
+"""Tests of the training engine on the smoke cohort (16^3 inputs, width 0.25, 1-2 epochs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+
+from oaprobe.config import ConfigError
+from oaprobe.training import engine, runs
+from oaprobe.training.engine import augment_batch, class_weights, epoch_seed, fit
+from oaprobe.training.runs import is_done, load_run
+
+MODES = [("single_oa", "parallel"), ("single_kl", "parallel"), ("dual", "parallel"), ("dual", "stacked")]
+
+
+def _fit(cfg, root: Path, cache: Path, **kwargs) -> Path:
+    return fit(cfg, root, cache_dir=cache, progress=False, device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize(("mode", "variant"), MODES)
+def test_every_mode_writes_a_complete_folder(smoke_config, volume_cache, smoke_manifest, tmp_path, mode, variant):
+    cfg = smoke_config(mode=mode, dual_variant=variant)
+    folder = _fit(cfg, tmp_path / "runs", volume_cache)
+    assert folder == tmp_path / "runs" / cfg.run_id() and is_done(folder)
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json", "history.csv", "predictions.csv", "embeddings.npz", "checkpoint.pt", "DONE"
+    }
+    manifest = pd.read_csv(smoke_manifest, dtype={"case_id": str})
+    run = load_run(folder)
+    meta = run.meta
+    assert set(meta) == {"config", "run_id", "oaprobe_version", "manifest_sha256", "embedding_dim", "n_parameters"}
+    assert meta["run_id"] == folder.name and meta["config"]["mode"] == mode
+    assert list(run.history.columns) == list(runs.HISTORY_COLUMNS) and run.history["epoch"].tolist() == [1]
+    assert run.history["train_loss_kl"].isna().all() == (mode == "single_oa")
+    assert run.history["train_loss_oa"].isna().all() == (mode == "single_kl")
+    assert run.history["val_kl_qwk"].isna().all() == (mode == "single_oa")
+
+    pred = run.predictions
+    assert list(pred.columns) == list(runs.PREDICTION_COLUMNS)
+    evaluated = manifest[manifest["split"].isin(["val", "test"])]
+    assert sorted(pred["case_id"]) == sorted(evaluated["case_id"])
+    assert pred["kl_clean"].notna().all()  # the synthetic manifest has kl_clean
+    assert pred["p_oa"].between(0, 1).all()
+    assert (pred["pred_oa"] == (pred["p_oa"] >= 0.5)).all()
+    p_kl = pred[[f"p_kl{k}" for k in range(5)]].to_numpy()
+    if mode == "single_oa":
+        assert np.isnan(p_kl).all() and pred["pred_kl"].isna().all()
+    else:
+        np.testing.assert_allclose(p_kl.sum(1), 1.0, atol=1e-5)
+        assert (pred["pred_kl"].to_numpy(dtype=int) == p_kl.argmax(1)).all()
+    if mode == "single_kl":  # p_oa = P(KL >= 2) by contract
+        np.testing.assert_allclose(pred["p_oa"], p_kl[:, 2:].sum(1), atol=1e-5)
+
+    emb = run.embeddings
+    assert sorted(emb["case_id"]) == sorted(manifest["case_id"])
+    assert set(emb["split"]) == {"train", "val", "test"}
+    assert emb["embedding"].shape == (len(manifest), meta["embedding_dim"]) and emb["embedding"].dtype == np.float32
+
+
+def test_saliency_files_written_when_asked(smoke_config, volume_cache, smoke_manifest, tmp_path):
+    cfg = smoke_config(saliency_knees=2, saliency_samples=2)
+    folder = _fit(cfg, tmp_path / "runs", volume_cache)
+    run = load_run(folder)
+    manifest = pd.read_csv(smoke_manifest, dtype={"case_id": str})
+    first_test = manifest[manifest["split"] == "test"]["case_id"].iloc[:2].tolist()
+    assert run.saliency is not None and sorted(set(run.saliency["case_id"])) == sorted(first_test)
+    maps = run.saliency_maps()
+    assert maps is not None and maps["saliency"].shape[1:] == tuple(cfg.input_shape)
+
+
+def test_rerun_returns_without_training(smoke_config, volume_cache, tmp_path, monkeypatch):
+    cfg = smoke_config()
+    folder = _fit(cfg, tmp_path / "runs", volume_cache)
+    before = (folder / "predictions.csv").read_bytes()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(engine, "train_epoch", must_not_train)
+    monkeypatch.setattr(engine, "_train_and_write", must_not_train)
+    assert _fit(cfg, tmp_path / "runs", volume_cache) == folder
+    assert (folder / "predictions.csv").read_bytes() == before
+
+
+def test_same_config_and_seed_give_identical_predictions(smoke_config, volume_cache, tmp_path):
+    cfg = smoke_config(epochs=2, augment=True)
+    a = _fit(cfg, tmp_path / "a", volume_cache)
+    b = _fit(cfg, tmp_path / "b", volume_cache)
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+    other = _fit(cfg.replace(seed=1), tmp_path / "c", volume_cache)
+    assert (other / "predictions.csv").read_bytes() != (a / "predictions.csv").read_bytes()
+
+
+def test_crash_while_writing_leaves_no_done_and_resumes(smoke_config, volume_cache, tmp_path, monkeypatch):
+    cfg = smoke_config()
+    reference = _fit(cfg, tmp_path / "ref", volume_cache)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash while writing embeddings")
+
+    monkeypatch.setattr(engine, "write_atomic_npz", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(cfg, tmp_path / "runs", volume_cache)
+    folder = tmp_path / "runs" / cfg.run_id()
+    assert folder.is_dir() and not is_done(folder) and (folder / "checkpoint.pt").is_file()
+    with pytest.raises(runs.RunNotDoneError):
+        load_run(folder)
+    monkeypatch.undo()
+    assert is_done(_fit(cfg, tmp_path / "runs", volume_cache))
+    assert (folder / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+
+
+def test_switches_select_weighting_augment_cosine(smoke_config, volume_cache, tmp_path):
+    cfg = smoke_config(epochs=3, select="val_oa_auc", class_weighting=True, augment=True, schedule="cosine")
+    folder = _fit(cfg, tmp_path / "runs", volume_cache)
+    run = load_run(folder)
+    lr = run.history["lr"].to_numpy()
+    assert lr[0] == pytest.approx(cfg.lr) and np.all(np.diff(lr) < 0)  # cosine decays
+    # select: predictions come from the best-val-AUC epoch's weights stored in the checkpoint
+    state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)
+    auc = run.history["val_oa_auc"].to_numpy()
+    assert state["best"]["epoch"] == int(np.nanargmax(auc)) + 1
+    from oaprobe.data.dataset import load_volumes
+    from oaprobe.data.manifest import read_manifest
+    from oaprobe.models.probe import build_probe
+
+    table = read_manifest(cfg.manifest)
+    model = build_probe(cfg)
+    model.load_state_dict(state["best"]["state"])
+    images = load_volumes(table, cfg.input_shape, cache_dir=volume_cache, progress=False)
+    val = np.flatnonzero(table["split"].to_numpy() == "val")
+    out = engine.predict(model, images[torch.as_tensor(val)], cfg.batch_size * engine.EVAL_BATCH_FACTOR)
+    got = run.predictions.set_index("case_id").loc[table["case_id"].iloc[val].astype(str), "p_oa"].to_numpy()
+    np.testing.assert_allclose(got, out["p_oa"], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ refusals before any folder
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"backbone": "resnet50"}, "unknown backbone 'resnet50'; valid backbones: resnet3d"),
+        ({"backbone": "densenet121"}, "cannot take input_shape"),
+        ({"batch_size": 1000}, "batch_size = 1000"),
+        ({"saliency_knees": 1000}, "saliency_knees = 1000"),
+    ],
+)
+def test_bad_parameters_refused_before_any_folder(smoke_config, tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        fit(smoke_config(**overrides), tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_negative_lambda_refused_by_config(smoke_config):
+    with pytest.raises(ConfigError, match="oa_weight"):
+        smoke_config(oa_weight=-1.0)
+
+
+def test_invalid_manifest_refused_before_any_folder(smoke_manifest, smoke_config, tmp_path):
+    from oaprobe.data.manifest import ManifestError
+
+    broken = smoke_manifest.parent / "broken_manifest.csv"
+    table = pd.read_csv(smoke_manifest, dtype=str, keep_default_na=False)
+    table.loc[0, "kl"] = "7"
+    table.to_csv(broken, index=False)
+    try:
+        with pytest.raises(ManifestError, match="kl"):
+            fit(smoke_config(manifest=str(broken)), tmp_path / "runs", progress=False)
+    finally:
+        broken.unlink()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_manifest_refused(smoke_config, tmp_path):
+    with pytest.raises((ConfigError, Exception), match="missing.csv"):
+        fit(smoke_config(manifest=str(tmp_path / "missing.csv")), tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------ units
+def test_class_weights_match_sklearn_balanced():
+    labels = np.array([0, 0, 0, 1, 2, 2, 4, 4, 4, 4])
+    expected = compute_class_weight("balanced", classes=np.array([0, 1, 2, 4]), y=labels)
+    got = class_weights(labels, 5).numpy()
+    np.testing.assert_allclose(got[[0, 1, 2, 4]], expected, rtol=1e-6)
+    assert got[3] == 0.0  # absent class
+
+
+def test_augment_never_flips_the_medial_lateral_axis():
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 6, 5, 4)
+    y = augment_batch(x, torch.Generator().manual_seed(1), max_shift=0)
+    flips_seen = set()
+    for i in range(len(x)):
+        for flipped in (False, True):
+            ref = x[i].flip(-1) if flipped else x[i]
+            a = ref.flatten()
+            b = y[i].flatten()
+            # y = scale * ref + offset exactly for the right orientation
+            coef = np.polyfit(a.numpy(), b.numpy(), 1)
+            if np.allclose(np.polyval(coef, a.numpy()), b.numpy(), atol=1e-5):
+                flips_seen.add(flipped)
+                assert 0.9 <= coef[0] <= 1.1 and -0.1 <= coef[1] <= 0.1
+                break
+        else:
+            pytest.fail(f"knee {i}: output is not an intensity-scaled (W-flipped) copy of the input")
+    assert flips_seen == {False, True}
+
+
+def test_augment_is_reproducible_from_the_generator():
+    x = torch.randn(4, 1, 8, 8, 8)
+    a = augment_batch(x, torch.Generator().manual_seed(5))
+    b = augment_batch(x, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_epoch_seed_is_a_pure_function():
+    assert epoch_seed(0, 1) == epoch_seed(0, 1)
+    assert len({epoch_seed(s, e) for s in range(3) for e in range(3)}) == 9
+
+
+def test_cpu_threads_respects_omp(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert engine.cpu_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert 1 <= engine.cpu_threads() <= 2
