@@ -7,7 +7,7 @@ generator is reseeded from ``(cfg.seed, e)`` and the checkpoint holds model, opt
 scheduler, history and the best-so-far weights, so a run killed at any point and resumed ends
 with the same bytes in ``predictions.csv`` as an uninterrupted run (on CPU).
 
-Volumes are loaded once into one in-memory tensor (:func:`oaprobe.data.dataset.load_volumes`)
+Volumes are loaded once into one in-memory tensor per split (:func:`oaprobe.data.dataset.load_volumes`)
 and batches are index gathers from it: no file is read per step.
 
 Example:
@@ -145,18 +145,22 @@ def seed_everything(seed: int) -> torch.Generator:
 
 @contextlib.contextmanager
 def _compute_settings(device: torch.device) -> Iterator[None]:
-    """Deterministic single-process CPU compute (restoring the caller's settings afterwards)."""
+    """Deterministic CPU compute / autotuned cuDNN on GPU (the caller's settings are restored)."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    old_benchmark = torch.backends.cudnn.benchmark
     try:
         if device.type == "cpu":
             torch.set_num_threads(cpu_threads())
             torch.use_deterministic_algorithms(True, warn_only=True)
+        elif device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: autotuned kernels pay off
         yield
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        torch.backends.cudnn.benchmark = old_benchmark
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -385,16 +389,23 @@ def _prediction_table(rows: pd.DataFrame, pred: dict[str, np.ndarray]) -> pd.Dat
     return table[list(PREDICTION_COLUMNS)]
 
 
-def _saliency(model: nn.Module, cfg: RunConfig, test_rows: pd.DataFrame, test_images: torch.Tensor, progress: bool) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def _saliency(
+    model: nn.Module,
+    cfg: RunConfig,
+    test_rows: pd.DataFrame,
+    test_images: torch.Tensor,
+    cache_dir: Path | None,
+    progress: bool,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Saliency of the first ``cfg.saliency_knees`` test knees (masks resized to the input grid)."""
     from oaprobe.analysis.saliency import compute_run_saliency
     from oaprobe.data.dataset import load_masks
 
     rows = test_rows.iloc[: cfg.saliency_knees]
-    masks = load_masks(rows, cfg.input_shape)
+    masks = load_masks(rows, cfg.input_shape, cache_dir=cache_dir)
     lesions = None
     if "lesion_path" in rows and rows["lesion_path"].notna().all():
-        lesions = load_masks(rows, cfg.input_shape, column="lesion_path")
+        lesions = load_masks(rows, cfg.input_shape, column="lesion_path", cache_dir=cache_dir)
     return compute_run_saliency(
         model,
         test_images[: cfg.saliency_knees].float(),
@@ -515,11 +526,9 @@ def _train_and_write(
             scheduler.load_state_dict(state["scheduler"])
         start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
 
-    images = load_volumes(table, cfg.input_shape, cache_dir=cache_dir, progress=progress)
-    split = table["split"].to_numpy()
-    parts = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
-    rows = {s: table.iloc[idx].reset_index(drop=True) for s, idx in parts.items()}
-    imgs = {s: images[torch.as_tensor(idx, dtype=torch.long)] for s, idx in parts.items()}
+    # one tensor per split, loaded once (no second copy of the whole cohort at paper sizes)
+    rows = {s: table[table["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
+    imgs = {s: load_volumes(rows[s], cfg.input_shape, cache_dir=cache_dir, progress=progress) for s in rows}
     train_vol = _Volumes(imgs["train"], dev, channels_last)
     val_vol = _Volumes(imgs["val"], dev, channels_last)
     kl_train = torch.tensor(rows["train"]["kl"].to_numpy(dtype=np.int64))
@@ -573,7 +582,9 @@ def _train_and_write(
         model.load_state_dict(best["state"])
     model.eval()
     write_atomic_csv(folder / HISTORY, _history_frame(history))
-    preds = {s: predict(model, _Volumes(imgs[s], dev, channels_last), eval_bs, dev) for s in ("train", "val", "test")}
+    volumes = {"train": train_vol, "val": val_vol, "test": _Volumes(imgs["test"], dev, channels_last)}
+    preds = {s: predict(model, v, eval_bs, dev) for s, v in volumes.items()}
+    del volumes, train_vol, val_vol  # free device copies before saliency
     write_atomic_csv(
         folder / PREDICTIONS,
         pd.concat([_prediction_table(rows[s], preds[s]) for s in ("val", "test")], ignore_index=True),
@@ -584,9 +595,9 @@ def _train_and_write(
         split=np.concatenate([np.full(len(rows[s]), s) for s in preds]).astype(str),
         embedding=np.concatenate([preds[s]["embedding"] for s in preds]).astype(np.float32),
     )
-    if cfg.saliency_knees > 0:
-        model_cpu = model.to("cpu", memory_format=torch.contiguous_format).float()
-        sal_table, sal_maps = _saliency(model_cpu, cfg, rows["test"], imgs["test"], progress)
+    if cfg.saliency_knees > 0:  # float32, on the training device, standard memory layout
+        model = model.to(memory_format=torch.contiguous_format).float()
+        sal_table, sal_maps = _saliency(model, cfg, rows["test"], imgs["test"], cache_dir, progress)
         write_atomic_csv(folder / SALIENCY, sal_table)
         write_atomic_npz(folder / SALIENCY_MAPS, **sal_maps)
     write_atomic_text(folder / DONE, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +228,12 @@ def test_cpu_threads_respects_omp(monkeypatch):
     assert engine.cpu_threads() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert 1 <= engine.cpu_threads() <= 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_fit_writes_a_complete_folder(smoke_config, volume_cache, tmp_path):
+    cfg = smoke_config(epochs=2, augment=True, saliency_knees=1, saliency_samples=2)
+    folder = fit(cfg, tmp_path / "runs", cache_dir=volume_cache, progress=False, device="cuda")
+    run = load_run(folder)
+    assert run.predictions["p_oa"].between(0, 1).all() and np.isfinite(run.embeddings["embedding"]).all()

@@ -82,3 +82,4 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(smoke_config, volum
     whole = _fit(cfg, tmp_path / "whole", volume_cache)
     assert (resumed / "predictions.csv").read_bytes() == (whole / "predictions.csv").read_bytes()
     _same_history(resumed, whole)
+    assert not list(resumed.glob(".*.tmp"))  # a write cut by the kill leaves no debris behind
