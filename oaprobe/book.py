@@ -22,6 +22,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from oaprobe.config import MODES, RunConfig, get_preset
+from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, run_missing, study_grid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,7 @@ class Chapter:
     source: str
     output: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None  # replaces the notebook's first heading (backbone chapters)
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,27 @@ class BookPlan:
     manifest: Path
     noise_manifests: dict[float, Path]
     main_grid: list[RunConfig]
-    noise_grid: list[RunConfig]
+    extra_grid: list[RunConfig]
     chapters: list[Chapter]
 
+    @property
+    def grid(self) -> list[RunConfig]:
+        """Every run of the book, each once."""
+        return list({c.canonical_json(): c for c in self.main_grid + self.extra_grid}.values())
 
-def noise_grid(noise_manifests: dict[float, Path], preset: str) -> list[RunConfig]:
-    """Label-noise chapter: the first backbone, every mode and seed, at each noise strength."""
-    p = get_preset(preset)
-    grid: list[RunConfig] = []
-    for manifest in noise_manifests.values():
-        grid += study_grid(manifest, preset, backbones=p.backbones[:1], modes=MODES)
+
+def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) -> list[RunConfig]:
+    """Runs beyond the main grid, exactly as the chapters ask for them: the label-noise chapter
+    (first backbone, every mode, each noise strength) and the exercises (stacked dual)."""
+    first = get_preset(preset).backbones[:1]
+    grid = study_grid(manifest, preset, backbones=first, modes=["dual"], dual_variant="stacked")
+    for noisy in noise_manifests.values():
+        grid += study_grid(noisy, preset, backbones=first, modes=MODES)
     return grid
+
+
+BACKBONE_TITLES = {"resnet3d": "ResNet3D", "m3t": "M3T", "nnmamba": "nnMamba", "densenet121": "DenseNet121",
+                   "efficientnet-b0": "EfficientNet-B0", "monai-resnet18": "MONAI ResNet-18"}
 
 
 def plan_book(preset: str, runs_root: Path, cohorts_root: Path) -> BookPlan:
@@ -67,11 +79,12 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path) -> BookPlan:
 
     p = get_preset(preset)
     manifest = build_cohort(p.cohort, cohorts_root)
-    noise = {lvl: build_cohort(p.cohort.replace(label_noise=lvl), cohorts_root) for lvl in p.noise_levels}
+    noise = {lvl: build_cohort(p.cohort.replace(label_noise=lvl), cohorts_root) for lvl in p.label_noise_levels}
     common = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
     chapters = [Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
     for i, backbone in enumerate(p.backbones, start=1):
-        chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}))
+        title = f"Backbone: {BACKBONE_TITLES.get(backbone, backbone)}"
+        chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}, title))
     for j, name in enumerate(("results", "latent", "saliency", "label_noise", "methods", "exercises"), start=3):
         chapters.append(Chapter(f"{name}.ipynb", f"{j:02d}_{name}.ipynb", dict(common)))
     return BookPlan(
@@ -79,7 +92,7 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path) -> BookPlan:
         manifest=manifest,
         noise_manifests=noise,
         main_grid=study_grid(manifest, preset),
-        noise_grid=noise_grid(noise, preset),
+        extra_grid=extra_grid(preset, manifest, noise),
         chapters=chapters,
     )
 
@@ -106,7 +119,7 @@ def chapter_key(chapter: Chapter, run_ids: list[str], source_digest: str) -> str
     """Cache key of one executed chapter."""
     h = hashlib.sha256()
     h.update((NOTEBOOKS / chapter.source).read_bytes())
-    h.update(json.dumps(chapter.parameters, sort_keys=True).encode())
+    h.update(json.dumps([chapter.parameters, chapter.title], sort_keys=True).encode())
     h.update(json.dumps(sorted(run_ids)).encode())
     h.update(source_digest.encode())
     return h.hexdigest()
@@ -131,9 +144,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = GENERATED) -> bo
         return False
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.ipynb")
-    env_renderer = os.environ.get("PLOTLY_RENDERER")
-    # sphinx_gallery: figures as HTML + JS calls; plotly.js itself is loaded once per page from _static.
-    os.environ["PLOTLY_RENDERER"] = "sphinx_gallery"
+    os.environ[BOOK_RENDERER_ENV] = "1"  # the kernel inherits it: figures render as plain HTML divs
     try:
         papermill.execute_notebook(
             str(NOTEBOOKS / chapter.source),
@@ -145,6 +156,10 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = GENERATED) -> bo
         )
         nb = nbformat.read(tmp, as_version=4)
         nb.metadata[CACHE_KEY] = key
+        if chapter.title:
+            first = next(c for c in nb.cells if c.cell_type == "markdown")
+            lines = first.source.splitlines()
+            first.source = "\n".join([f"# {chapter.title}"] + lines[1:])
         for cell in nb.cells:  # parameters stay readable but folded in the rendered page
             tags = cell.get("metadata", {}).get("tags", [])
             if "injected-parameters" in tags or "parameters" in tags:
@@ -153,10 +168,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = GENERATED) -> bo
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-        if env_renderer is None:
-            os.environ.pop("PLOTLY_RENDERER", None)
-        else:
-            os.environ["PLOTLY_RENDERER"] = env_renderer
+        os.environ.pop(BOOK_RENDERER_ENV, None)
     return True
 
 
@@ -192,7 +204,7 @@ def build_book(
     t0 = time.perf_counter()
     plan = plan_book(preset, runs_root, cohorts_root)
     print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
-    grid = plan.main_grid + [c for c in plan.noise_grid if c not in plan.main_grid]
+    grid = plan.grid
     run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir)
     print(f"[book] {len(grid)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     run_ids = [c.run_id() for c in grid]

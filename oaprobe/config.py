@@ -237,6 +237,11 @@ class Preset:
     seeds: tuple[int, ...] = (0,)
     noise_levels: tuple[float, ...] = ()
 
+    @property
+    def label_noise_levels(self) -> tuple[float, ...]:
+        """Noise strengths of the label-noise chapter: the extra levels plus the cohort's own."""
+        return tuple(sorted(set(self.noise_levels) | {self.cohort.label_noise}))
+
 
 # Sizes were chosen from measured throughput on a 2-core CPU (see benchmarks/ and the book's
 # methods page): `default` must build the whole book in about 15 minutes there.
@@ -245,7 +250,7 @@ _PRESETS: dict[str, Preset] = {
         name="smoke",
         cohort=CohortConfig(n_subjects=24, shape=(24, 24, 24), spacing=(4.0, 4.0, 4.0), seed=0),
         run=dict(width=0.25, input_shape=(16, 16, 16), epochs=2, batch_size=4, lr=1e-3, saliency_knees=2),
-        backbones=("resnet3d", "densenet121"),
+        backbones=("resnet3d", "nnmamba"),
         seeds=(0,),
         noise_levels=(0.0, 1.0),
     ),

@@ -1,0 +1,104 @@
+"""The label-noise experiment: the same knees relabelled at several noise strengths.
+
+Only the synthetic cohort can do this: the volumes stay identical across strengths (the cohort
+builder shares them), the observed grades change, and every model is scored against the clean
+grade. The question is whether the dual-head gain over single-label training grows with noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import cohen_kappa_score
+
+from oaprobe.config import MODES, get_preset
+from oaprobe.report.sentences import describe_trend
+from oaprobe.report.study import Study
+from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS
+
+#: Metrics compared across noise levels, with the single-label baseline each is compared to.
+GAIN_METRICS = {"kl_qwk": "single_kl", "kl_accuracy": "single_kl", "oa_roc_auc": "single_oa"}
+
+
+@dataclass
+class NoiseStudy:
+    """One Study per label-noise strength, first backbone of the preset, every mode and seed."""
+
+    preset: str
+    backbone: str
+    studies: dict[float, Study]
+
+    @classmethod
+    def load(cls, preset: str = "default", runs_root: str | Path = DEFAULT_RUNS,
+             cohorts_root: str | Path = DEFAULT_COHORTS, jobs: int = 1, progress: bool = True) -> NoiseStudy:
+        p = get_preset(preset)
+        backbone = p.backbones[0]
+        studies = {
+            lvl: Study.load(preset, runs_root, cohorts_root, backbones=[backbone], modes=MODES, label_noise=lvl,
+                            jobs=jobs, progress=progress)
+            for lvl in p.label_noise_levels
+        }
+        return cls(preset, backbone, studies)
+
+    def label_agreement(self) -> pd.DataFrame:
+        """Per noise strength: kappa(clean, observed), KL and OA flip rates."""
+        rows = []
+        for lvl, s in self.studies.items():
+            clean, obs = s.table["kl_clean"].astype(int), s.table["kl"].astype(int)
+            rows.append({"label_noise": lvl, "kappa": cohen_kappa_score(clean, obs), "kl_flip_rate": (clean != obs).mean(),
+                         "oa_flip_rate": ((clean >= 2) != (obs >= 2)).mean(), "knees": len(s.table)})
+        return pd.DataFrame(rows)
+
+    def point_metrics(self, truth: str = "kl_clean") -> pd.DataFrame:
+        return pd.concat([s.point_metrics(truth=truth).assign(label_noise=lvl) for lvl, s in self.studies.items()],
+                         ignore_index=True)
+
+    def curve(self, truth: str = "kl_clean") -> pd.DataFrame:
+        """Mean and sd over seeds of every metric, per noise strength and mode."""
+        pm = self.point_metrics(truth)
+        return pm.groupby(["label_noise", "mode", "metric"])["value"].agg(["mean", "std", "count"]).rename(
+            columns={"std": "sd", "count": "n_seeds"}).reset_index()
+
+    def _gains(self, truth: str) -> pd.DataFrame:
+        pm = self.point_metrics(truth)
+        wide = pm.pivot_table(index=["label_noise", "seed", "metric"], columns="mode", values="value").reset_index()
+        rows = []
+        for metric, base in GAIN_METRICS.items():
+            t = wide[wide["metric"] == metric]
+            if "dual" not in t or base not in t:
+                continue
+            rows.append(pd.DataFrame({"label_noise": t["label_noise"], "seed": t["seed"], "metric": metric,
+                                      "comparison": f"dual − {base}: {metric}", "gain": t["dual"] - t[base]}))
+        return pd.concat(rows, ignore_index=True)
+
+    def gain(self, truth: str = "kl_clean") -> pd.DataFrame:
+        """Dual minus single per noise strength: mean and sd over seeds."""
+        g = self._gains(truth)
+        return g.groupby(["comparison", "metric", "label_noise"])["gain"].agg(["mean", "std", "count"]).rename(
+            columns={"std": "sd", "count": "n_seeds"}).reset_index()
+
+    def trend(self, truth: str = "kl_clean") -> pd.DataFrame:
+        """Least-squares slope of the per-seed gain on noise strength, with 95% CI and p (scipy)."""
+        rows = []
+        for (comparison, metric), g in self._gains(truth).groupby(["comparison", "metric"], sort=False):
+            x, y = g["label_noise"].to_numpy(float), g["gain"].to_numpy(float)
+            if np.unique(x).size < 2 or len(x) < 3:
+                rows.append({"comparison": comparison, "metric": metric, "slope": np.nan, "ci_low": np.nan,
+                             "ci_high": np.nan, "p": np.nan, "n": len(x)})
+                continue
+            fit = stats.linregress(x, y)
+            half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+            rows.append({"comparison": comparison, "metric": metric, "slope": fit.slope, "ci_low": fit.slope - half,
+                         "ci_high": fit.slope + half, "p": fit.pvalue, "n": len(x)})
+        return pd.DataFrame(rows)
+
+    @staticmethod
+    def describe_trend(trend: pd.DataFrame) -> list[str]:
+        return [describe_trend(r) for _, r in trend.iterrows()]
+
+    def provenance(self) -> str:
+        return " ".join(f"Noise {lvl}: {s.provenance()}" for lvl, s in self.studies.items())

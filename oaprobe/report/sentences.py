@@ -1,0 +1,101 @@
+"""Sentences that state results, generated from result tables: no finding is typed by hand.
+
+Example:
+    >>> row = {"backbone": "resnet3d", "metric": "kl_qwk", "diff": 0.05, "ci_low": 0.01,
+    ...        "ci_high": 0.09, "q_bh": 0.01, "significant": True}
+    >>> describe_paired(row)
+    'resnet3d, kl_qwk: dual minus single = +0.050 (95% CI +0.010 to +0.090, q = 0.010): dual is better, and the difference survives the FDR correction.'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Metrics where lower is better (the sign of "better" flips).
+LOWER_IS_BETTER = frozenset({"kl_mae"})
+
+
+def signed(x: float) -> str:
+    """A difference with its sign, three decimals."""
+    return f"{x:+.3f}"
+
+
+def dual_is_better(metric: str, diff: float) -> bool:
+    """Whether a dual-minus-single difference favours dual for ``metric``."""
+    return diff < 0 if metric in LOWER_IS_BETTER else diff > 0
+
+
+def describe_paired(row: Mapping[str, Any]) -> str:
+    """One sentence for one paired test (a row of a reference family), from its numbers."""
+    diff, lo, hi = float(row["diff"]), float(row["ci_low"]), float(row["ci_high"])
+    if bool(row.get("significant", False)):
+        better = dual_is_better(str(row["metric"]), diff)
+        verdict = f"dual is {'better' if better else 'worse'}, and the difference survives the FDR correction."
+    else:
+        verdict = "the difference does not survive the FDR correction (no evidence that dual-head changes it)."
+    seed = f" (seed {row['seed']})" if "seed" in row and pd.notna(row.get("seed")) else ""
+    return (
+        f"{row['backbone']}{seed}, {row['metric']}: dual minus single = {signed(diff)} "
+        f"(95% CI {signed(lo)} to {signed(hi)}, q = {float(row['q_bh']):.3f}): {verdict}"
+    )
+
+
+def describe_seed_level(row: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """One sentence for a seed-level test (a row of ``Study.seed_level``)."""
+    n, mean = int(row["n_seeds"]), float(row["mean"])
+    lo, hi, p = float(row["ci_low"]), float(row["ci_high"]), float(row["p_t"])
+    pos = int(row["n_positive"])
+    better_count = n - pos if row["metric"] in LOWER_IS_BETTER else pos
+    if not np.isfinite(p):
+        verdict = "too few seeds, or no spread, for a test"
+    elif p < alpha:
+        verdict = f"consistently {'better' if dual_is_better(str(row['metric']), mean) else 'worse'} with dual (paired t p = {p:.3f})"
+    else:
+        verdict = f"not consistent across seeds (paired t p = {p:.3f})"
+    return (
+        f"{row['backbone']}, {row['metric']} vs {row['baseline']}: mean dual minus single over {n} seeds = "
+        f"{signed(mean)} (95% CI {signed(lo)} to {signed(hi)}); dual better in {better_count} of {n} seeds; {verdict}."
+    )
+
+
+def tally(family: pd.DataFrame) -> dict[str, int]:
+    """Counts of a paired family: tests, significant, significant in favour of dual, against."""
+    sig = family[family["significant"].astype(bool)]
+    favour = int(sum(dual_is_better(m, d) for m, d in zip(sig["metric"], sig["diff"])))
+    return {"tests": int(len(family)), "significant": int(len(sig)), "dual_better": favour,
+            "dual_worse": int(len(sig)) - favour}
+
+
+def describe_overlap_pair(row: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """One sentence for a paired saliency-overlap comparison (dual vs single)."""
+    q = float(row.get("q_bh", row["p_value"]))
+    verdict = (
+        f"dual puts {'more' if row['mean_diff'] > 0 else 'less'} of its saliency there (q = {q:.3f})"
+        if q < alpha
+        else f"no evidence of a difference (q = {q:.3f})"
+    )
+    return (
+        f"{row['backbone']} (seed {row['seed']}), {row['target']} target, {row['region']}: mass dual {row['mean_a']:.3f} "
+        f"vs {row['baseline']} {row['mean_b']:.3f} over {int(row['n'])} knees, difference {signed(float(row['mean_diff']))} "
+        f"(95% CI {signed(float(row['ci_low']))} to {signed(float(row['ci_high']))}); {verdict}."
+    )
+
+
+def describe_trend(row: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """One sentence for a trend of the dual-minus-single gain against label-noise strength."""
+    slope, lo, hi, p = (float(row[k]) for k in ("slope", "ci_low", "ci_high", "p"))
+    if not np.isfinite(p):
+        verdict = "too few noise levels for a trend"
+    elif p < alpha:
+        grows = dual_is_better(str(row["metric"]), slope)
+        verdict = f"the dual-head gain {'grows' if grows else 'shrinks'} as the labels get noisier (p = {p:.3f})"
+    else:
+        verdict = f"no evidence that the gain changes with the noise (p = {p:.3f})"
+    return (
+        f"{row['comparison']}, {row['metric']} against the clean grade: slope of the per-seed gain on noise "
+        f"strength {signed(slope)} per unit (95% CI {signed(lo)} to {signed(hi)}); {verdict}."
+    )

@@ -1,0 +1,383 @@
+"""The study as the book sees it: a set of finished runs on one cohort, and its tidy tables.
+
+A :class:`Study` makes sure its runs exist (training only what is missing), then turns the run
+folders into the tables the chapters show: per-run metrics with subject-bootstrap CIs, the
+reference study's paired family per seed, seed-level tests, latent geometry and saliency
+overlap, and the compact views of them that the chapters print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from oaprobe import __version__
+from oaprobe.config import MODES, get_preset
+from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, run_missing, study_grid
+from oaprobe.training.runs import Run, load_run
+
+SUMMARY_METRICS = ("oa_accuracy", "oa_roc_auc", "oa_f1", "kl_accuracy", "kl_f1_macro", "kl_auc_macro", "kl_qwk", "kl_mae")
+LATENT_COLUMNS = (
+    "abs_spearman_PC1_KL", "abs_spearman_PC1_OA", "EVR_PC1", "OA_probe_AUROC_test", "centroid_kendall_tau",
+    "abs_spearman_PC1_KLclean", "abs_spearman_PC1_OAclean", "OA_probe_AUROC_test_clean", "centroid_kendall_tau_clean",
+)
+
+
+@dataclass
+class Study:
+    """Finished runs of one cohort (backbones x modes x seeds) plus the cohort's manifest table."""
+
+    preset: str
+    manifest: Path
+    table: pd.DataFrame
+    runs: list[Run]
+
+    @classmethod
+    def load(
+        cls,
+        preset: str = "default",
+        runs_root: str | Path = DEFAULT_RUNS,
+        cohorts_root: str | Path = DEFAULT_COHORTS,
+        manifest: str | Path | None = None,
+        backbones: Sequence[str] | None = None,
+        modes: Sequence[str] = MODES,
+        seeds: Sequence[int] | None = None,
+        label_noise: float | None = None,
+        jobs: int = 1,
+        progress: bool = True,
+        **overrides: Any,
+    ) -> Study:
+        """Build/reuse the cohort, train the missing runs of the grid, and read them all."""
+        from oaprobe.data.cohort import build_cohort
+        from oaprobe.data.manifest import read_manifest
+
+        if manifest is None:
+            cohort = get_preset(preset).cohort
+            if label_noise is not None:
+                cohort = cohort.replace(label_noise=label_noise)
+            manifest = build_cohort(cohort, Path(cohorts_root), progress=progress)
+        grid = study_grid(manifest, preset, backbones=backbones, modes=modes, seeds=seeds, **overrides)
+        folders = run_missing(grid, Path(runs_root), jobs=jobs, cache_dir=DEFAULT_CACHE, progress=progress)
+        table = read_manifest(manifest, check_volumes=False)
+        return cls(preset, Path(manifest), table, [load_run(f) for f in folders])
+
+    # ------------------------------------------------------------------ selection
+    def select(self, **filters: Any) -> list[Run]:
+        """Runs whose config fields equal ``filters`` (a list/tuple/set value accepts any of them)."""
+
+        def ok(run: Run) -> bool:
+            for k, v in filters.items():
+                value = getattr(run.config, k)
+                if isinstance(v, (list, tuple, set, frozenset)) and not isinstance(value, tuple):
+                    if value not in v:
+                        return False
+                elif value != v:
+                    return False
+            return True
+
+        return [r for r in self.runs if ok(r)]
+
+    @property
+    def backbones(self) -> list[str]:
+        return list(dict.fromkeys(r.config.backbone for r in self.runs))
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({r.config.seed for r in self.runs})
+
+    def runs_frame(self) -> pd.DataFrame:
+        """One row per run: run_id, backbone, mode, dual_variant, seed, epochs, parameters."""
+        return pd.DataFrame(
+            [
+                {
+                    "run_id": r.run_id,
+                    "backbone": r.config.backbone,
+                    "mode": r.config.mode,
+                    "dual_variant": r.config.dual_variant if r.config.mode == "dual" else "",
+                    "seed": r.config.seed,
+                    "epochs": r.config.epochs,
+                    "n_parameters": r.meta.get("n_parameters"),
+                    "embedding_dim": r.meta.get("embedding_dim"),
+                }
+                for r in self.runs
+            ]
+        )
+
+    def provenance(self, runs: Sequence[Run] | None = None) -> str:
+        """One line under a figure: which runs, package version and cohort made it."""
+        runs = self.runs if runs is None else runs
+        ids = ", ".join(r.run_id for r in runs)
+        cohort = self.manifest.parent.name
+        return f"Runs: {ids}. oaprobe {__version__}; cohort {cohort} ({len(self.table)} knees, manifest {self.manifest.name})."
+
+    # ------------------------------------------------------------------ tables
+    def history(self) -> pd.DataFrame:
+        """Every run's per-epoch history with backbone, mode, seed and run_id columns."""
+        frames = [
+            r.history.assign(run_id=r.run_id, backbone=r.config.backbone, mode=r.config.mode, seed=r.config.seed)
+            for r in self.runs
+        ]
+        return pd.concat(frames, ignore_index=True)
+
+    def metrics(self, truth: str = "kl", B: int = 1000, split: str = "test") -> pd.DataFrame:
+        """Per-run test metrics with subject-bootstrap CIs (columns of ``metrics_table``)."""
+        from oaprobe.analysis.metrics import metrics_table
+
+        preds = {(r.config.backbone, r.config.mode, r.config.seed, r.run_id): r.predictions for r in self.runs}
+        return metrics_table(preds, key_names=("backbone", "mode", "seed", "run_id"), truth=truth, B=B, split=split)
+
+    def point_metrics(self, truth: str = "kl", split: str = "test") -> pd.DataFrame:
+        """Per-run point metrics in long form: backbone, mode, seed, run_id, metric, value."""
+        from oaprobe.analysis.metrics import prediction_metrics
+
+        rows = []
+        for r in self.runs:
+            m = prediction_metrics(r.predictions, split=split, truth=truth)
+            for name, value in m.items():
+                if name.startswith(("oa_", "kl_")) and isinstance(value, (int, float, np.floating)):
+                    rows.append({"backbone": r.config.backbone, "mode": r.config.mode, "seed": r.config.seed,
+                                 "run_id": r.run_id, "metric": name, "value": float(value)})
+        return pd.DataFrame(rows)
+
+    def never_predicted(self, split: str = "test") -> pd.DataFrame:
+        """Runs whose KL head never predicts some grade (degenerate outputs), one row per run."""
+        from oaprobe.analysis.metrics import prediction_metrics
+
+        rows = []
+        for r in self.runs:
+            if r.config.mode == "single_oa":
+                continue
+            grades = prediction_metrics(r.predictions, split=split).get("kl_never_predicted", ())
+            rows.append({"backbone": r.config.backbone, "mode": r.config.mode, "seed": r.config.seed,
+                         "never_predicted": ", ".join(f"KL{g}" for g in grades) or "none"})
+        return pd.DataFrame(rows)
+
+    def paired(self, truth: str = "kl", B: int = 10_000, bootstrap_seed: int = 0) -> pd.DataFrame:
+        """The reference family (dual vs single, 6 metrics per backbone, BH) for each training seed."""
+        from oaprobe.analysis.paired import reference_family
+
+        frames = []
+        for seed in self.seeds:
+            preds = {(r.config.backbone, r.config.mode): r.predictions for r in self.select(seed=seed)}
+            fam = reference_family(preds, B=B, seed=bootstrap_seed, truth=truth)
+            frames.append(fam.assign(seed=seed))
+        return pd.concat(frames, ignore_index=True)
+
+    def seed_level(self, truth: str = "kl", metrics: Sequence[str] | None = None) -> pd.DataFrame:
+        """Across seeds: dual minus single per seed, tested against 0 (paired t, Wilcoxon)."""
+        from oaprobe.analysis.paired import REFERENCE_BASELINE, seed_level_test
+
+        pm = self.point_metrics(truth=truth)
+        wanted = metrics or ("oa_roc_auc", "oa_accuracy", "oa_f1", "kl_auc_macro", "kl_accuracy", "kl_f1_macro", "kl_qwk", "kl_mae")
+        pm = pm[pm["metric"].isin(wanted)]
+        wide = pm.pivot_table(index=["backbone", "seed", "metric"], columns="mode", values="value").reset_index()
+        rows = []
+        for _, row in wide.iterrows():
+            base = REFERENCE_BASELINE["OA" if row["metric"].startswith("oa_") else "KL"]
+            if "dual" in row and base in row and pd.notna(row.get("dual")) and pd.notna(row.get(base)):
+                rows.append({"backbone": row["backbone"], "metric": row["metric"], "baseline": base,
+                             "seed": row["seed"], "diff": row["dual"] - row[base]})
+        diffs = pd.DataFrame(rows)
+        return seed_level_test(diffs, by=("backbone", "metric", "baseline"))
+
+    def latent(self, methods: Sequence[str] = ("pca", "lda")) -> pd.DataFrame:
+        """Severity-axis geometry per run and method (reference columns + clean-grade columns)."""
+        from oaprobe.analysis.latent import embedding_set, latent_table
+
+        labels = self.table[["case_id", "kl", "oa"] + (["kl_clean"] if "kl_clean" in self.table else [])]
+        pairs = [
+            ({"backbone": r.config.backbone, "mode": r.config.mode, "seed": r.config.seed, "run_id": r.run_id},
+             embedding_set(r.embeddings, labels))
+            for r in self.runs
+        ]
+        return latent_table(pairs, methods=methods)
+
+    def saliency(self) -> pd.DataFrame:
+        """Every run's saliency table with backbone, mode, seed and run_id columns (empty if none)."""
+        frames = [
+            r.saliency.assign(run_id=r.run_id, backbone=r.config.backbone, mode=r.config.mode, seed=r.config.seed)
+            for r in self.runs
+            if r.saliency is not None and len(r.saliency)
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    @property
+    def has_clean(self) -> bool:
+        """Whether the cohort knows each knee's clean grade (synthetic cohorts only)."""
+        return "kl_clean" in self.table and self.table["kl_clean"].notna().any()
+
+    # ------------------------------------------------------------------ compact views
+    @staticmethod
+    def metric_pivot(metrics: pd.DataFrame) -> pd.DataFrame:
+        """``estimate [ci_low, ci_high]`` strings, rows (backbone, mode, seed), one column per metric."""
+        t = metrics.assign(value=[f"{e:.3f} [{lo:.3f}, {hi:.3f}]" for e, lo, hi in
+                                  zip(metrics["estimate"], metrics["ci_low"], metrics["ci_high"])])
+        return t.pivot_table(index=["backbone", "mode", "seed"], columns="metric", values="value", aggfunc="first")
+
+    @staticmethod
+    def family_table(family: pd.DataFrame) -> pd.DataFrame:
+        """A paired family laid out like the reference study's table."""
+        t = pd.DataFrame({
+            "seed": family["seed"],
+            "backbone": family["backbone"],
+            "comparison": family["mode_a"] + " vs " + family["mode_b"],
+            "metric": family["reference_name"],
+            "test": family["test"],
+            "dual": family["estimate_a"],
+            "single": family["estimate_b"],
+            "diff": family["diff"],
+            "95% CI": [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(family["ci_low"], family["ci_high"])],
+            "p": family["p"],
+            "q (BH)": family["q_bh"],
+            "q < 0.05": family["significant"].map({True: "yes", False: ""}),
+        })
+        return t.reset_index(drop=True)
+
+    def summary_table(self, truth: str = "kl", metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+        """``mean ± sd`` over seeds, rows (backbone, mode), one column per metric."""
+        pm = self.point_metrics(truth=truth)
+        pm = pm[pm["metric"].isin(metrics)]
+        agg = pm.groupby(["backbone", "mode", "metric"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+        agg["value"] = [mean_sd(m, s) for m, s in zip(agg["mean"], agg["std"])]
+        wide = agg.pivot_table(index=["backbone", "mode"], columns="metric", values="value", aggfunc="first")
+        return wide[[m for m in metrics if m in wide.columns]]
+
+    # ------------------------------------------------------------------ latent views
+    @staticmethod
+    def latent_summary(lat: pd.DataFrame, method: str = "pca") -> pd.DataFrame:
+        """The reference's latent columns (and clean-grade ones) as ``mean ± sd`` over seeds."""
+        cols = [c for c in LATENT_COLUMNS if c in lat.columns]
+        t = lat[lat["method"] == method]
+        g = t.groupby(["backbone", "mode"], sort=False)[cols]
+        mean, sd = g.mean(), g.std()
+        return pd.DataFrame({c: [mean_sd(m, s) for m, s in zip(mean[c], sd[c])] for c in cols}, index=mean.index)
+
+    @staticmethod
+    def latent_best(lat: pd.DataFrame, method: str = "pca") -> list[str]:
+        """Per backbone: which mode orders the axis best by |Spearman(PC1, KL)|, and dual vs single per seed."""
+        out = []
+        t = lat[lat["method"] == method]
+        for bb, g in t.groupby("backbone", sort=False):
+            means = g.groupby("mode")["abs_spearman_PC1_KL"].mean().sort_values(ascending=False)
+            text = f"{bb}: the highest mean |Spearman(PC1, KL)| is {means.iloc[0]:.3f} ({means.index[0]})"
+            wide = g.pivot_table(index="seed", columns="mode", values="abs_spearman_PC1_KL")
+            for base in ("single_oa", "single_kl"):
+                if "dual" in wide and base in wide:
+                    wins = int((wide["dual"] > wide[base]).sum())
+                    text += f"; dual exceeds {base} in {wins} of {len(wide)} seeds"
+            out.append(text + ".")
+        return out
+
+    def _embedding_splits(self, run: Run):
+        from oaprobe.analysis.latent import embedding_set
+
+        labels = self.table[["case_id", "kl", "oa"] + (["kl_clean"] if self.has_clean else [])]
+        emb = embedding_set(run.embeddings, labels)
+        return emb.subset("train"), emb.subset("test")
+
+    def projections(self, seed: int, method: str = "pca") -> pd.DataFrame:
+        """Test knees on the train-fitted 2-D axes, per run of ``seed``: backbone, mode, axis1, axis2, kl."""
+        from oaprobe.analysis.latent import project
+
+        frames = []
+        for r in self.select(seed=seed):
+            tr, te = self._embedding_splits(r)
+            _, xy = project(tr.embedding, tr.kl, te.embedding, method=method)
+            frames.append(pd.DataFrame({"backbone": r.config.backbone, "mode": r.config.mode, "case_id": te.case_id,
+                                        "axis1": xy[:, 0], "axis2": xy[:, 1], "kl": te.kl}))
+        return pd.concat(frames, ignore_index=True)
+
+    def umap(self, seed: int, umap_seed: int = 0) -> pd.DataFrame:
+        """UMAP fitted on train embeddings and applied to test, per run of ``seed`` (plots only)."""
+        from oaprobe.analysis.latent import umap_embedding
+
+        frames = []
+        for r in self.select(seed=seed):
+            tr, te = self._embedding_splits(r)
+            _, xy = umap_embedding(tr.embedding, te.embedding, seed=umap_seed)
+            frames.append(pd.DataFrame({"backbone": r.config.backbone, "mode": r.config.mode, "case_id": te.case_id,
+                                        "umap1": xy[:, 0], "umap2": xy[:, 1], "kl": te.kl}))
+        return pd.concat(frames, ignore_index=True)
+
+    # ------------------------------------------------------------------ saliency views
+    @staticmethod
+    def saliency_summary(sal: pd.DataFrame) -> pd.DataFrame:
+        """Mean chance level, mass, enrichment, top-5% share and Dice by backbone, mode, target, method, region."""
+        if sal.empty:
+            return pd.DataFrame()
+        keys = ["backbone", "mode", "target", "method", "region"]
+        cols = ["roi_fraction", "mass", "enrichment", "top5", "dice5"]
+        return sal.groupby(keys, sort=False)[cols].mean()
+
+    @staticmethod
+    def saliency_enrichment(sal: pd.DataFrame, method: str = "smoothgrad", target: str = "oa") -> pd.DataFrame:
+        """Mean enrichment over chance with a 95% t-interval over knees, per backbone, mode and region."""
+        t = sal[(sal["method"] == method) & (sal["target"] == target)].dropna(subset=["enrichment"])
+        rows = []
+        for (bb, mode, region), g in t.groupby(["backbone", "mode", "region"], sort=False):
+            x = g["enrichment"].to_numpy(float)
+            half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan
+            rows.append({"backbone": bb, "mode": mode, "region": region, "enrichment": x.mean(),
+                         "ci_low": x.mean() - half, "ci_high": x.mean() + half, "n": len(x)})
+        return pd.DataFrame(rows)
+
+    def saliency_pairs(self, sal: pd.DataFrame, method: str = "smoothgrad", regions: Sequence[str] = ("cartilage", "lesion"),
+                       n_boot: int = 2000) -> pd.DataFrame:
+        """Dual vs single saliency mass over the same knees (OA target vs single-OA, KL vs single-KL), BH over rows."""
+        from oaprobe.analysis.paired import bh
+        from oaprobe.analysis.saliency import paired_overlap
+
+        rows = []
+        for (bb, seed), g in sal.groupby(["backbone", "seed"], sort=False):
+            for target, base in (("oa", "single_oa"), ("kl", "single_kl")):
+                a, b = g[g["mode"] == "dual"], g[g["mode"] == base]
+                if a.empty or b.empty:
+                    continue
+                for region in regions:
+                    if region not in set(a["region"]):
+                        continue
+                    r = paired_overlap(a, b, "mass", region, target, method, n_boot=n_boot, seed=0)
+                    rows.append(r.assign(backbone=bb, seed=seed, baseline=base))
+        if not rows:
+            return pd.DataFrame()
+        out = pd.concat(rows, ignore_index=True)
+        out["q_bh"] = bh(out["p_value"].to_numpy(float))
+        return out
+
+    def saliency_slices(self, backbone: str, seed: int, method: str = "smoothgrad", max_knees: int = 2) -> dict[str, Any]:
+        """Coronal slices of the saved maps, for each mode and target side by side (first knees)."""
+        out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "saliency": [], "n_knees": 0}
+        runs = {r.config.mode: r for r in self.select(backbone=backbone, seed=seed)}
+        knees: list[str] | None = None
+        for mode in ("single_oa", "single_kl", "dual"):
+            if mode not in runs:
+                continue
+            maps = runs[mode].saliency_maps()
+            if maps is None:
+                continue
+            ids = list(dict.fromkeys(maps["case_id"].tolist()))
+            knees = knees or ids[:max_knees]
+            for target in ("oa", "kl"):
+                for case in knees:
+                    hit = np.nonzero((maps["case_id"] == case) & (maps["target"] == target) & (maps["method"] == method))[0]
+                    if not hit.size:
+                        continue
+                    i = hit[0]
+                    w = maps["image"].shape[-1] // 2
+                    out["images"].append(maps["image"][i][..., w].astype(np.float32).T)
+                    out["cartilage"].append(np.isin(maps["mask"][i][..., w], (2, 4)).T)
+                    out["saliency"].append(maps["saliency"][i][..., w].astype(np.float32).T)
+                    out["titles"].append(f"{mode} · {target} · {case}")
+        out["n_knees"] = len(knees or [])
+        return out
+
+
+def mean_sd(mean: float, sd: float) -> str:
+    """``0.812 ± 0.020`` (the sd omitted when undefined, e.g. one seed)."""
+    return f"{mean:.3f}" if not np.isfinite(sd) else f"{mean:.3f} ± {sd:.3f}"

@@ -1,0 +1,134 @@
+"""Open every page of the built book in headless Chromium (Debian's chromium + chromedriver).
+
+Fails on JavaScript errors, broken internal links, or plotly figures that did not render; saves
+a screenshot of each page to ``screenshots/``. Run after a book build:
+``oaprobe book --preset smoke && pytest -m browser tests/test_book_browser.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "screenshots"
+SKIP_PAGES = {"genindex.html", "search.html"}
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            href = dict(attrs).get("href")
+            if href:
+                self.hrefs.append(href)
+
+
+def _pages() -> list[Path]:
+    return sorted(p for p in HTML.rglob("*.html") if p.name not in SKIP_PAGES and "_static" not in p.parts)
+
+
+def _internal_targets(page: Path) -> list[tuple[str, Path]]:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    out = []
+    for href in parser.hrefs:
+        parts = urlsplit(href)
+        if parts.scheme or parts.netloc or href.startswith(("mailto:", "#", "javascript:")):
+            continue
+        target = (page.parent / unquote(parts.path)).resolve()
+        out.append((href, target))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").is_file():
+        pytest.fail(f"no built book at {HTML}: run `oaprobe book --preset smoke` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium")
+    driver_bin = shutil.which("chromedriver")
+    if not (chromium and driver_bin):
+        pytest.fail("chromium and chromedriver are needed (Debian packages chromium, chromium-driver)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1600"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_book_has_every_chapter():
+    names = {p.name for p in _pages()}
+    assert "intro.html" in names or "index.html" in names
+    for stem in ("01_cohort", "03_results", "04_latent", "05_saliency", "06_label_noise", "07_methods", "08_exercises"):
+        assert f"{stem}.html" in names, f"chapter {stem} missing from the built book"
+    assert any(n.startswith("backbone_") for n in names), "no backbone chapter in the built book"
+
+
+def test_internal_links_resolve():
+    broken = [
+        f"{page.relative_to(HTML)} -> {href}"
+        for page in _pages()
+        for href, target in _internal_targets(page)
+        if not target.exists()
+    ]
+    assert not broken, "broken internal links:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("page", _pages() if HTML.is_dir() else [], ids=lambda p: p.name)
+def test_page_renders_without_errors(page: Path, server: str, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    rel = page.relative_to(HTML).as_posix()
+    browser.get_log("browser")  # drop entries of earlier pages
+    browser.get(f"{server}/{rel}")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    expected = page.read_text(encoding="utf-8").count("Plotly.newPlot")
+    if expected:
+        WebDriverWait(browser, 30).until(
+            lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+        )
+        rendered = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.js-plotly-plot')).filter(e => e.querySelector('.main-svg')).length"
+        )
+        assert rendered >= expected, f"{rel}: {rendered} of {expected} plotly figures rendered"
+    SHOTS.mkdir(exist_ok=True)
+    height = browser.execute_script("return Math.min(document.body.scrollHeight, 12000)")
+    browser.set_window_size(1280, max(800, int(height)))
+    browser.save_screenshot(str(SHOTS / (rel.replace("/", "__").removesuffix(".html") + ".png")))
+    browser.set_window_size(1280, 1600)
+    # The browser's own favicon request is not the page's doing.
+    errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE" and "/favicon.ico" not in e.get("message", "")]
+    assert not errors, f"{rel}: browser errors: {errors}"
