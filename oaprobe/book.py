@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from oaprobe.config import MODES, RunConfig, get_preset
 from oaprobe.figures import BOOK_RENDERER_ENV
-from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, run_missing, study_grid
+from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, run_missing, stacked_grid, study_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -60,12 +60,11 @@ class BookPlan:
 
 
 def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) -> list[RunConfig]:
-    """Runs beyond the main grid, exactly as the chapters ask for them: the label-noise chapter
-    (first backbone, every mode, each noise strength) and the exercises (stacked dual)."""
-    first = get_preset(preset).backbones[:1]
-    grid = study_grid(manifest, preset, backbones=first, modes=["dual"], dual_variant="stacked")
-    for noisy in noise_manifests.values():
-        grid += study_grid(noisy, preset, backbones=first, modes=MODES)
+    """Runs beyond the main grid, exactly as the chapters ask for them (the same functions):
+    the exercises' stacked-dual runs and the label-noise chapter's runs at each strength."""
+    grid = stacked_grid(manifest, preset)
+    for level, noisy in noise_manifests.items():
+        grid += noise_grid(noisy, preset, level)
     return grid
 
 

@@ -52,13 +52,16 @@ def _layout(fig: go.Figure, title: str | None = None, height: int | None = None)
     return fig
 
 
+LABEL_NAMES = {"kl_clean": "clean grade", "kl": "observed grade"}
+
+
 def grade_distribution(table: pd.DataFrame, columns: Sequence[str] = ("kl_clean", "kl")) -> go.Figure:
     """Grouped bars of knee counts per KL grade for each label column (clean vs observed)."""
     rows = []
     for col in columns:
         if col in table and table[col].notna().any():
             counts = table[col].astype(int).value_counts().reindex(range(5), fill_value=0)
-            rows += [{"grade": f"KL{g}", "knees": int(n), "label": col} for g, n in counts.items()]
+            rows += [{"grade": f"KL{g}", "knees": int(n), "label": LABEL_NAMES.get(col, col)} for g, n in counts.items()]
     fig = px.bar(pd.DataFrame(rows), x="grade", y="knees", color="label", barmode="group")
     return _layout(fig, "Knees per KL grade")
 
@@ -99,7 +102,8 @@ def slice_grid(
     """2D slices in a grid (grey), optional mask outlines (red) and heat overlays (e.g. saliency)."""
     n = len(images)
     rows = int(np.ceil(n / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), horizontal_spacing=0.02, vertical_spacing=0.08)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), horizontal_spacing=0.02, vertical_spacing=0.12)
+    fig.update_annotations(font_size=11)
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
         fig.add_trace(go.Heatmap(z=img, colorscale="gray", showscale=False, hoverinfo="skip"), r + 1, c + 1)
@@ -119,7 +123,7 @@ def slice_grid(
             )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    return _layout(fig, title, height=260 * rows + 60)
+    return _layout(fig, title, height=300 * rows + 80)
 
 
 def training_curves(history: pd.DataFrame, y: str = "train_loss", color: str = "mode", line_group: str = "run_id") -> go.Figure:

@@ -59,15 +59,31 @@ def study_grid(
     seeds: Sequence[int] | None = None,
     **overrides: Any,
 ) -> list[RunConfig]:
-    """The book's grid for one cohort: backbones x modes x seeds on the preset's run settings."""
+    """The book's grid for one cohort: backbones x modes x seeds on the preset's run settings.
+
+    Settings stack as: the preset's run settings < its per-backbone overrides < ``overrides``.
+    """
     p = get_preset(preset)
-    base = {**p.run, **overrides, "manifest": str(manifest)}
-    return expand_grid(
-        base,
-        backbone=list(backbones or p.backbones),
-        mode=list(modes),
-        seed=list(seeds if seeds is not None else p.seeds),
-    )
+    grid: list[RunConfig] = []
+    for backbone in backbones or p.backbones:
+        base = {**p.run, **p.backbone_overrides.get(backbone, {}), **overrides, "manifest": str(manifest)}
+        grid += expand_grid(base, backbone=[backbone], mode=list(modes),
+                            seed=list(seeds if seeds is not None else p.seeds))
+    return grid
+
+
+def noise_grid(manifest: str | Path, preset: str, label_noise: float) -> list[RunConfig]:
+    """The label-noise chapter's runs on the cohort relabelled at ``label_noise``: first backbone,
+    every mode; at the preset's own strength these are the main grid's runs, elsewhere no saliency."""
+    p = get_preset(preset)
+    extra = {} if label_noise == p.cohort.label_noise else {"saliency_knees": 0}
+    return study_grid(manifest, preset, backbones=p.backbones[:1], **extra)
+
+
+def stacked_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
+    """The exercises' stacked-dual runs: first backbone, dual with the OA head on the KL logits."""
+    return study_grid(manifest, preset, backbones=get_preset(preset).backbones[:1], modes=["dual"],
+                      dual_variant="stacked", saliency_knees=0)
 
 
 def _init_worker(threads: int) -> None:

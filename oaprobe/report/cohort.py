@@ -56,8 +56,9 @@ class CohortView:
     def split_table(self) -> pd.DataFrame:
         """Knees per split and observed grade, with subject counts."""
         t = pd.crosstab(self.table["split"], self.table["kl"].map("KL{}".format), margins=True, margins_name="all")
-        t["subjects"] = self.table.groupby("split")["subject_id"].nunique().reindex(t.index)
-        t.loc["all", "subjects"] = self.table["subject_id"].nunique()
+        subjects = self.table.groupby("split")["subject_id"].nunique()
+        subjects["all"] = self.table["subject_id"].nunique()
+        t["subjects"] = subjects.reindex(t.index).astype(int)
         return t
 
     def noise_confusion(self) -> np.ndarray:
@@ -98,7 +99,7 @@ def example_slices(table: pd.DataFrame, per_grade: int = 1) -> dict[str, Any]:
             if has_lesion:
                 out["lesion"].append((read_volume(row["lesion_path"])[..., w] > 0).T)
             label = "clean KL" if grade_col == "kl_clean" else "KL"
-            out["titles"].append(f"{label} {grade} · {row['case_id']} (observed KL {int(row['kl'])})")
+            out["titles"].append(f"{label}{grade}<br>{row['case_id']}, observed KL{int(row['kl'])}")
     if not has_lesion:
         out["lesion"] = None
     return out

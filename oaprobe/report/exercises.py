@@ -14,7 +14,7 @@ from oaprobe.config import MODES, get_preset
 from oaprobe.data.labels import noise_matrix
 from oaprobe.report.sentences import describe_seed_level, signed
 from oaprobe.report.study import Study
-from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS
+from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, stacked_grid
 
 
 def seeds_for_halfwidth(sd: float, halfwidth: float, max_seeds: int = 1000) -> int | None:
@@ -56,9 +56,11 @@ class Exercises:
         first = [p.backbones[0]]
         kw = dict(jobs=jobs, progress=progress)
         main = Study.load(preset, runs_root, cohorts_root, backbones=first, modes=MODES, **kw)
-        stacked = Study.load(preset, runs_root, cohorts_root, backbones=first, modes=["dual"], dual_variant="stacked", **kw)
-        noise_free = (Study.load(preset, runs_root, cohorts_root, backbones=first, modes=MODES, label_noise=0.0, **kw)
-                      if 0.0 in p.label_noise_levels else None)
+        stacked = Study.from_grid(preset, main.manifest, stacked_grid(main.manifest, preset), runs_root, **kw)
+        noise_free = None
+        if 0.0 in p.label_noise_levels:
+            clean = Study.cohort_manifest(preset, cohorts_root, 0.0)
+            noise_free = Study.from_grid(preset, clean, noise_grid(clean, preset, 0.0), runs_root, **kw)
         return cls(preset, main, stacked, noise_free)
 
     def stacked_vs_parallel(self) -> str:

@@ -15,10 +15,10 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from oaprobe.config import MODES, get_preset
+from oaprobe.config import get_preset
 from oaprobe.report.sentences import describe_trend
 from oaprobe.report.study import Study
-from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS
+from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid
 
 #: Metrics compared across noise levels, with the single-label baseline each is compared to.
 GAIN_METRICS = {"kl_qwk": "single_kl", "kl_accuracy": "single_kl", "oa_roc_auc": "single_oa"}
@@ -37,11 +37,10 @@ class NoiseStudy:
              cohorts_root: str | Path = DEFAULT_COHORTS, jobs: int = 1, progress: bool = True) -> NoiseStudy:
         p = get_preset(preset)
         backbone = p.backbones[0]
-        studies = {
-            lvl: Study.load(preset, runs_root, cohorts_root, backbones=[backbone], modes=MODES, label_noise=lvl,
-                            jobs=jobs, progress=progress)
-            for lvl in p.label_noise_levels
-        }
+        studies = {}
+        for lvl in p.label_noise_levels:
+            manifest = Study.cohort_manifest(preset, cohorts_root, lvl)
+            studies[lvl] = Study.from_grid(preset, manifest, noise_grid(manifest, preset, lvl), runs_root, jobs, progress)
         return cls(preset, backbone, studies)
 
     def label_agreement(self) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from oaprobe import __version__
-from oaprobe.config import MODES, get_preset
+from oaprobe.config import MODES, RunConfig, get_preset
 from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, run_missing, study_grid
 from oaprobe.training.runs import Run, load_run
 
@@ -54,18 +54,31 @@ class Study:
         **overrides: Any,
     ) -> Study:
         """Build/reuse the cohort, train the missing runs of the grid, and read them all."""
-        from oaprobe.data.cohort import build_cohort
+        if manifest is None:
+            manifest = cls.cohort_manifest(preset, cohorts_root, label_noise, progress)
+        grid = study_grid(manifest, preset, backbones=backbones, modes=modes, seeds=seeds, **overrides)
+        return cls.from_grid(preset, manifest, grid, runs_root, jobs=jobs, progress=progress)
+
+    @classmethod
+    def from_grid(cls, preset: str, manifest: str | Path, grid: Sequence[RunConfig], runs_root: str | Path = DEFAULT_RUNS,
+                  jobs: int = 1, progress: bool = True) -> Study:
+        """Train the missing runs of ``grid`` (all on ``manifest``) and read them all."""
         from oaprobe.data.manifest import read_manifest
 
-        if manifest is None:
-            cohort = get_preset(preset).cohort
-            if label_noise is not None:
-                cohort = cohort.replace(label_noise=label_noise)
-            manifest = build_cohort(cohort, Path(cohorts_root), progress=progress)
-        grid = study_grid(manifest, preset, backbones=backbones, modes=modes, seeds=seeds, **overrides)
         folders = run_missing(grid, Path(runs_root), jobs=jobs, cache_dir=DEFAULT_CACHE, progress=progress)
         table = read_manifest(manifest, check_volumes=False)
         return cls(preset, Path(manifest), table, [load_run(f) for f in folders])
+
+    @staticmethod
+    def cohort_manifest(preset: str, cohorts_root: str | Path, label_noise: float | None = None,
+                        progress: bool = False) -> Path:
+        """The preset's synthetic cohort (optionally relabelled at another noise strength), built or reused."""
+        from oaprobe.data.cohort import build_cohort
+
+        cohort = get_preset(preset).cohort
+        if label_noise is not None:
+            cohort = cohort.replace(label_noise=label_noise)
+        return build_cohort(cohort, Path(cohorts_root), progress=progress)
 
     # ------------------------------------------------------------------ selection
     def select(self, **filters: Any) -> list[Run]:
