@@ -1,0 +1,138 @@
+"""Tests of the command line: RunConfig fields as flags, validate, train (cached), bad values."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from oaprobe import cli
+from oaprobe.config import RunConfig
+from oaprobe.data.manifest import validate_manifest
+from oaprobe.training import engine
+
+#: A non-default value for every RunConfig field, and how it is written on the command line.
+FLAG_VALUES = {
+    "manifest": ("some/where.csv", "some/where.csv"),
+    "backbone": ("m3t", "m3t"),
+    "width": (0.5, "0.5"),
+    "mode": ("dual", "dual"),
+    "dual_variant": ("stacked", "stacked"),
+    "oa_weight": (0.25, "0.25"),
+    "input_shape": ((16, 20, 24), "16,20,24"),
+    "epochs": (3, "3"),
+    "batch_size": (2, "2"),
+    "lr": (0.003, "3e-3"),
+    "weight_decay": (0.0, "0"),
+    "schedule": ("cosine", "cosine"),
+    "select": ("val_kl_qwk", "val_kl_qwk"),
+    "class_weighting": (True, "yes"),
+    "augment": (True, "true"),
+    "seed": (7, "7"),
+    "saliency_knees": (1, "1"),
+    "saliency_samples": (3, "3"),
+    "saliency_noise": (0.1, "0.1"),
+}
+
+
+def _flags(names) -> list[str]:
+    out = []
+    for name in names:
+        out += ["--" + name.replace("_", "-"), FLAG_VALUES[name][1]]
+    return out
+
+
+@pytest.fixture()
+def captured_fit(monkeypatch, tmp_path):
+    """Replace the engine's fit by a recorder; returns the list of configs it received."""
+    seen: list[RunConfig] = []
+
+    def fake_fit(cfg, runs_root, cache_dir=None, **kwargs):
+        seen.append(cfg)
+        return Path(runs_root) / "fake"
+
+    monkeypatch.setattr(engine, "fit", fake_fit)
+    return seen
+
+
+def test_flag_table_covers_every_field():
+    assert set(FLAG_VALUES) == {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def test_every_field_is_a_flag_mapping_one_to_one(captured_fit, tmp_path, capsys):
+    names = list(FLAG_VALUES)
+    argv = ["train", "--preset", "smoke", "--runs", str(tmp_path / "r"), "--cache", str(tmp_path / "c")] + _flags(names)
+    assert cli.main(argv) == 0
+    expected = RunConfig.from_dict({n: v for n, (v, _) in FLAG_VALUES.items()})
+    assert captured_fit == [expected]
+    assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "fake")
+
+
+def test_unset_flags_keep_the_preset_settings(captured_fit, tmp_path, capsys):
+    argv = ["train", "--preset", "smoke", "--manifest", "m.csv", "--seed", "2", "--runs", str(tmp_path)]
+    assert cli.main(argv) == 0
+    from oaprobe.config import get_preset
+
+    assert captured_fit == [RunConfig.from_dict({**get_preset("smoke").run, "manifest": "m.csv", "seed": 2})]
+
+
+def test_sweep_has_every_field_but_the_grid_axes():
+    parser = cli.build_parser()
+    names = [n for n in FLAG_VALUES if n not in ("backbone", "mode", "seed")]
+    args = parser.parse_args(["sweep"] + _flags(names))
+    assert cli._run_overrides(args) == {
+        n: list(v) if isinstance(v, tuple) else v for n, (v, _) in FLAG_VALUES.items() if n in names
+    }
+    assert not {"cfg_backbone", "cfg_mode", "cfg_seed"} & set(vars(args))
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [("--epochs", "many", "epochs"), ("--mode", "triple", "mode"), ("--augment", "maybe", "augment"),
+     ("--input-shape", "16,16", "input_shape"), ("--oa-weight", "-1", "oa_weight")],
+)
+def test_bad_flag_value_exits_2_naming_the_field(captured_fit, tmp_path, capsys, flag, value, field):
+    argv = ["train", "--preset", "smoke", "--manifest", "m.csv", "--runs", str(tmp_path), flag, value]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert field in capsys.readouterr().err
+    assert captured_fit == []
+
+
+def test_validate_good_manifest_exits_0(smoke_manifest, capsys):
+    assert cli.main(["validate", str(smoke_manifest)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_validate_bad_manifest_prints_every_problem(smoke_manifest, tmp_path, capsys):
+    table = pd.read_csv(smoke_manifest, dtype=str, keep_default_na=False)
+    table.loc[0, "kl"] = "7"
+    table.loc[1, "split"] = "holdout"
+    bad = tmp_path / "bad.csv"  # its image paths point nowhere from this folder
+    table.to_csv(bad, index=False)
+    assert cli.main(["validate", str(bad)]) == 1
+    out, err = capsys.readouterr()
+    problems = validate_manifest(bad)
+    assert len(problems) > 2
+    assert out.splitlines() == problems
+    assert "kl = '7'" in out and "holdout" in out
+    assert f"{len(problems)} problem(s)" in err
+
+
+def test_train_prints_folder_and_second_call_does_not_train(smoke_manifest, volume_cache, tmp_path, capsys, monkeypatch):
+    runs = tmp_path / "runs"
+    argv = ["train", "--manifest", str(smoke_manifest), "--preset", "smoke", "--epochs", "1", "--saliency-knees", "0",
+            "--runs", str(runs), "--cache", str(volume_cache)]
+    assert cli.main(argv) == 0
+    folder = Path(capsys.readouterr().out.strip().splitlines()[-1])  # the engine's epoch lines come first
+    assert folder.parent == runs and (folder / "DONE").is_file()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(engine, "_train_and_write", must_not_train)
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(folder)

@@ -1,0 +1,141 @@
+"""Tests of oaprobe.config: strict typed construction, canonical hashing, presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from oaprobe.config import PRESETS, CohortConfig, ConfigError, RunConfig, get_preset
+
+
+@pytest.fixture()
+def manifest(tmp_path: Path) -> Path:
+    path = tmp_path / "m.csv"
+    path.write_text("case_id,subject_id\nk1,s1\n")
+    return path
+
+
+def test_unknown_field_names_it_and_lists_valid_fields():
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict({"manifest": "m.csv", "lamda": 1.0})
+    text = str(err.value)
+    assert "'lamda'" in text
+    for f in dataclasses.fields(RunConfig):
+        assert f.name in text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("oa_weight", -1.0),
+        ("mode", "triple"),
+        ("input_shape", [16, 16]),
+        ("input_shape", "16,16,16"),
+        ("input_shape", [4, 16, 16]),
+        ("epochs", 1.5),
+        ("epochs", 0),
+        ("augment", "yes"),
+        ("lr", "fast"),
+        ("seed", True),
+        ("backbone", 3),
+    ],
+)
+def test_bad_value_names_the_field(field, value):
+    with pytest.raises(ConfigError, match=field):
+        RunConfig.from_dict({"manifest": "m.csv", field: value})
+
+
+def test_select_val_kl_qwk_needs_a_kl_head():
+    with pytest.raises(ConfigError, match="select"):
+        RunConfig.from_dict({"manifest": "m.csv", "mode": "single_oa", "select": "val_kl_qwk"})
+    assert RunConfig.from_dict({"manifest": "m.csv", "mode": "dual", "select": "val_kl_qwk"}).select == "val_kl_qwk"
+
+
+def test_cohort_config_bad_values_name_the_field():
+    with pytest.raises(ConfigError, match="label_noise"):
+        CohortConfig(label_noise=-0.5)
+    with pytest.raises(ConfigError, match="split"):
+        CohortConfig.from_dict({"split": [0.5, 0.5, 0.5]})
+    with pytest.raises(ConfigError, match="shape"):
+        CohortConfig.from_dict({"shape": [8, 32, 32]})
+
+
+def test_from_dict_to_dict_round_trip():
+    cfg = RunConfig.from_dict({"manifest": "m.csv", "input_shape": [16, 20, 24], "mode": "single_kl", "epochs": 3.0})
+    assert cfg.input_shape == (16, 20, 24) and cfg.epochs == 3 and isinstance(cfg.epochs, int)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    cohort = CohortConfig(n_subjects=10, shape=(16, 16, 16))
+    assert CohortConfig.from_dict(cohort.to_dict()) == cohort
+
+
+def test_single_mode_canonicalises_dual_variant():
+    a = RunConfig.from_dict({"manifest": "m.csv", "mode": "single_kl", "dual_variant": "stacked"})
+    b = RunConfig.from_dict({"manifest": "m.csv", "mode": "single_kl"})
+    assert a == b and a.canonical_json() == b.canonical_json()
+
+
+def test_run_id_stable_for_equal_configs(manifest):
+    a = RunConfig.from_dict({"manifest": str(manifest), "seed": 1})
+    b = RunConfig.from_dict({"manifest": str(manifest), "seed": 1})
+    assert a.run_id() == b.run_id() and len(a.run_id()) == 12
+
+
+def test_run_id_changes_with_every_field(manifest):
+    base = RunConfig.from_dict({"manifest": str(manifest)})
+    changed = {
+        "backbone": "m3t", "width": 0.5, "mode": "single_oa", "dual_variant": "stacked", "oa_weight": 0.5,
+        "input_shape": (16, 16, 16), "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0,
+        "schedule": "cosine", "select": "val_loss", "class_weighting": True, "augment": True, "seed": 1,
+        "saliency_knees": 1, "saliency_samples": 2, "saliency_noise": 0.1,
+    }
+    assert set(changed) == {f.name for f in dataclasses.fields(RunConfig)} - {"manifest"}
+    ids = {base.run_id()}
+    for name, value in changed.items():
+        ids.add(base.replace(**{name: value}).run_id())
+    assert len(ids) == len(changed) + 1
+
+
+def test_run_id_follows_manifest_content_not_path(manifest, tmp_path):
+    copy = tmp_path / "elsewhere" / "other_name.csv"
+    copy.parent.mkdir()
+    shutil.copyfile(manifest, copy)
+    a = RunConfig.from_dict({"manifest": str(manifest)})
+    b = RunConfig.from_dict({"manifest": str(copy)})
+    assert a.run_id() == b.run_id()
+    copy.write_text(manifest.read_text() + "k2,s2\n")
+    assert b.run_id() != a.run_id()
+
+
+def test_run_id_missing_manifest_names_it(tmp_path):
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(ConfigError, match="nope.csv"):
+        RunConfig.from_dict({"manifest": str(missing)}).run_id()
+
+
+def test_get_preset_unknown_lists_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        get_preset("huge")
+    assert "'huge'" in str(err.value)
+    for name in PRESETS:
+        assert name in str(err.value)
+
+
+def test_every_preset_run_settings_are_valid():
+    for name in PRESETS:
+        p = get_preset(name)
+        assert p.name == name
+        for backbone in p.backbones:
+            RunConfig.from_dict({**p.run, **p.backbone_overrides.get(backbone, {}), "manifest": "m.csv",
+                                 "backbone": backbone})
+
+
+def test_label_noise_levels_are_sorted_union_with_cohort_noise():
+    smoke = get_preset("smoke")
+    assert smoke.cohort.label_noise == 1.0 and smoke.label_noise_levels == (0.0, 1.0)
+    assert get_preset("default").label_noise_levels == (0.0, 1.0, 2.0)
+    assert get_preset("paper").label_noise_levels == (get_preset("paper").cohort.label_noise,)
+    p = dataclasses.replace(smoke, noise_levels=(2.0, 1.0, 0.5))
+    assert p.label_noise_levels == (0.5, 1.0, 2.0)
