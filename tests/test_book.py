@@ -1,0 +1,178 @@
+"""Tests of oaprobe.book: chapter cache keys, cached chapter execution, and the book plan.
+
+The plan test guards against a chapter training something the sweep did not: it runs the
+loading statements of the real notebooks (with their parameters as the plan injects them)
+with training replaced by a recorder, and checks every requested run is in ``plan.grid``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import papermill
+import pytest
+
+from oaprobe import book
+from oaprobe.book import CACHE_KEY, Chapter, chapter_key, execute_chapter, plan_book
+from oaprobe.config import get_preset
+from oaprobe.figures import BOOK_RENDERER_ENV
+from oaprobe.report import study as study_module
+
+
+def _tiny_notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Original title\nSome text."),
+        nbformat.v4.new_code_cell("preset = 'default'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def notebooks(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _tiny_notebook(folder / "tiny.ipynb")
+    monkeypatch.setattr(book, "NOTEBOOKS", folder)
+    return folder
+
+
+@pytest.fixture()
+def fake_papermill(monkeypatch):
+    """papermill.execute_notebook replaced by a copy that injects a parameters cell; records calls."""
+    calls = []
+
+    def execute(src, out, parameters=None, **kwargs):
+        calls.append({"parameters": parameters, "renderer_env": os.environ.get(BOOK_RENDERER_ENV)})
+        nb = nbformat.read(src, as_version=4)
+        injected = nbformat.v4.new_code_cell(repr(parameters), metadata={"tags": ["injected-parameters"]})
+        nb.cells.insert(2, injected)
+        nbformat.write(nb, out)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    return calls
+
+
+def test_chapter_key_changes_with_each_input(notebooks):
+    ch = Chapter("tiny.ipynb", "01_tiny.ipynb", {"preset": "smoke"}, "A title")
+    key = chapter_key(ch, ["b", "a"], "digest")
+    assert chapter_key(ch, ["a", "b"], "digest") == key  # run order does not matter
+    variants = [
+        chapter_key(Chapter("tiny.ipynb", "01_tiny.ipynb", {"preset": "course"}, "A title"), ["a", "b"], "digest"),
+        chapter_key(Chapter("tiny.ipynb", "01_tiny.ipynb", {"preset": "smoke"}, "B title"), ["a", "b"], "digest"),
+        chapter_key(ch, ["a", "c"], "digest"),
+        chapter_key(ch, ["a", "b"], "other digest"),
+    ]
+    assert len({key, *variants}) == 5
+    (notebooks / "tiny.ipynb").write_text((notebooks / "tiny.ipynb").read_text().replace("x = 1", "x = 2"))
+    assert chapter_key(ch, ["a", "b"], "digest") != key
+
+
+def test_execute_chapter_runs_once_per_key(notebooks, fake_papermill, tmp_path):
+    out_dir = tmp_path / "generated"
+    ch = Chapter("tiny.ipynb", "05_tiny.ipynb", {"preset": "smoke"}, "Backbone: X")
+    assert execute_chapter(ch, "key-1", out_dir) is True
+    assert len(fake_papermill) == 1 and fake_papermill[0]["parameters"] == {"preset": "smoke"}
+    assert fake_papermill[0]["renderer_env"] == "1" and BOOK_RENDERER_ENV not in os.environ
+    nb = nbformat.read(out_dir / "05_tiny.ipynb", as_version=4)
+    assert nb.metadata[CACHE_KEY] == "key-1"
+    assert nb.cells[0].source.splitlines() == ["# Backbone: X", "Some text."]
+    tagged = [c for c in nb.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    assert len(tagged) == 2 and all("hide-input" in c.metadata["tags"] for c in tagged)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["05_tiny.ipynb"]  # no temporary file left
+
+    assert execute_chapter(ch, "key-1", out_dir) is False
+    assert len(fake_papermill) == 1
+    assert execute_chapter(ch, "key-2", out_dir) is True
+    assert len(fake_papermill) == 2
+
+
+def test_failed_execution_keeps_the_old_chapter(notebooks, monkeypatch, tmp_path):
+    out_dir = tmp_path / "generated"
+    out_dir.mkdir()
+    (out_dir / "05_tiny.ipynb").write_text(json.dumps({"metadata": {CACHE_KEY: "old"}}))
+
+    def boom(src, out, **kwargs):
+        Path(out).write_text("partial")
+        raise RuntimeError("kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", boom)
+    with pytest.raises(RuntimeError, match="kernel died"):
+        execute_chapter(Chapter("tiny.ipynb", "05_tiny.ipynb"), "new", out_dir)
+    assert json.loads((out_dir / "05_tiny.ipynb").read_text())["metadata"][CACHE_KEY] == "old"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["05_tiny.ipynb"]
+    assert BOOK_RENDERER_ENV not in os.environ
+
+
+# ---------------------------------------------------------------------------- the plan
+def _is_loader(node: ast.AST) -> bool:
+    return any(
+        isinstance(n, ast.Call)
+        and ((isinstance(n.func, ast.Attribute) and n.func.attr == "load")
+             or (isinstance(n.func, ast.Name) and n.func.id == "load_cohort"))
+        for n in ast.walk(node)
+    )
+
+
+def _run_chapter_loading(chapter: Chapter) -> None:
+    """Execute a real notebook's parameter cell, the plan's parameters and its statements up to the loader."""
+    nb = nbformat.read(book.NOTEBOOKS / chapter.source, as_version=4)
+    ns: dict = {}
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = next(c for c in code if "parameters" in c.metadata.get("tags", []))
+    exec(params.source, ns)
+    ns.update(chapter.parameters)
+    for cell in code[code.index(params) + 1:]:
+        for stmt in ast.parse(cell.source).body:
+            exec(compile(ast.Module([stmt], []), chapter.source, "exec"), ns)
+            if _is_loader(stmt):
+                return
+    raise AssertionError(f"{chapter.source}: no loading statement found")
+
+
+def test_chapters_request_only_runs_of_the_plan(tmp_path, monkeypatch):
+    plan = plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts")
+    p = get_preset("smoke")
+    assert plan.manifest.is_file() and set(plan.noise_manifests) == set(p.label_noise_levels)
+    assert [c.output for c in plan.chapters][:3] == ["01_cohort.ipynb", "backbone_1_resnet3d.ipynb",
+                                                     "backbone_2_nnmamba.ipynb"]
+
+    requested = {}
+
+    def fake_run_missing(configs, runs_root, jobs=1, cache_dir=None, progress=True):
+        folders = []
+        for cfg in configs:
+            folder = Path(runs_root) / cfg.run_id()
+            requested[cfg.run_id()] = cfg
+            folders.append(folder)
+        return folders
+
+    def fake_load_run(folder):
+        cfg = requested[Path(folder).name]
+        return SimpleNamespace(config=cfg, run_id=cfg.run_id(), path=Path(folder))
+
+    monkeypatch.setattr(study_module, "run_missing", fake_run_missing)
+    monkeypatch.setattr(study_module, "load_run", fake_load_run)
+    monkeypatch.chdir(book.ROOT)  # the notebooks run in the repository root
+    for chapter in plan.chapters:
+        _run_chapter_loading(chapter)
+
+    grid_ids = {c.run_id() for c in plan.grid}
+    assert requested, "no chapter asked for runs"
+    assert set(requested) <= grid_ids, sorted(set(requested) - grid_ids)
+    # and the plan trains nothing that no chapter reads
+    assert grid_ids == set(requested)
+    assert len(plan.grid) == len(grid_ids)
+
+    # the guard can fail: a backbone chapter with a parameter the sweep does not use asks for other runs
+    requested.clear()
+    backbone = next(c for c in plan.chapters if c.source == "backbone.ipynb")
+    _run_chapter_loading(Chapter(backbone.source, backbone.output, {**backbone.parameters, "oa_weight": 0.5}))
+    assert requested and not set(requested) & grid_ids
