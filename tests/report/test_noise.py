@@ -1,0 +1,103 @@
+"""Tests of oaprobe.report.noise: gains and their trend on planted per-seed metrics (scipy reference)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import cohen_kappa_score
+
+from oaprobe.report.noise import NoiseStudy
+
+LEVELS = (0.0, 1.0, 2.0)
+SEEDS = (0, 1, 2)
+
+
+def _planted_metrics(level: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Per-seed point metrics where the kl_qwk gain of dual over single_kl is 0.1 + 0.05 * level + noise."""
+    rows = []
+    for seed in SEEDS:
+        base = 0.5 + 0.01 * seed
+        values = {
+            "single_kl": {"kl_qwk": base, "kl_accuracy": 0.4, "oa_roc_auc": 0.7},
+            "single_oa": {"oa_roc_auc": 0.8 - 0.02 * level},
+            "dual": {"kl_qwk": base + 0.1 + 0.05 * level + rng.normal(0, 0.01), "kl_accuracy": 0.4,
+                     "oa_roc_auc": 0.8 - 0.02 * level + 0.01 * seed},
+        }
+        for mode, metrics in values.items():
+            for metric, value in metrics.items():
+                rows.append({"backbone": "resnet3d", "mode": mode, "seed": seed, "run_id": f"{mode}{seed}",
+                             "metric": metric, "value": value})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture()
+def planted() -> NoiseStudy:
+    rng = np.random.default_rng(0)
+    studies = {}
+    for lvl in LEVELS:
+        table = pd.DataFrame({"kl_clean": [0, 1, 2, 3, 4, 2], "kl": [0, 1, 2, 3, 4, 2 + int(lvl > 0)]})
+        pm = _planted_metrics(lvl, rng)
+        studies[lvl] = SimpleNamespace(table=table, point_metrics=lambda truth="kl", pm=pm: pm.copy(),
+                                       provenance=lambda: "runs")
+    return NoiseStudy("smoke", "resnet3d", studies)
+
+
+def _gains(ns: NoiseStudy, metric: str, base: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = [], []
+    for lvl, s in ns.studies.items():
+        pm = s.point_metrics()
+        wide = pm[pm["metric"] == metric].pivot(index="seed", columns="mode", values="value")
+        x += [lvl] * len(wide)
+        y += list(wide["dual"] - wide[base])
+    return np.array(x), np.array(y)
+
+
+def test_trend_matches_linregress(planted):
+    trend = planted.trend().set_index("metric")
+    x, y = _gains(planted, "kl_qwk", "single_kl")
+    ref = stats.linregress(x, y)
+    row = trend.loc["kl_qwk"]
+    assert row["slope"] == pytest.approx(ref.slope) and row["p"] == pytest.approx(ref.pvalue)
+    half = stats.t.ppf(0.975, len(x) - 2) * ref.stderr
+    assert row["ci_low"] == pytest.approx(ref.slope - half) and row["ci_high"] == pytest.approx(ref.slope + half)
+    assert row["n"] == 9 and row["ci_low"] < 0.05 < row["ci_high"] and row["p"] < 0.05
+    x, y = _gains(planted, "oa_roc_auc", "single_oa")
+    assert trend.loc["oa_roc_auc", "slope"] == pytest.approx(stats.linregress(x, y).slope)
+    assert trend.loc["oa_roc_auc", "slope"] == pytest.approx(0.0, abs=1e-12)  # planted: no trend
+    assert "grows as the labels get noisier" in NoiseStudy.describe_trend(trend.reset_index())[0]
+
+
+def test_trend_needs_two_levels(planted):
+    one = NoiseStudy("smoke", "resnet3d", {0.0: planted.studies[0.0]})
+    trend = one.trend()
+    assert trend["slope"].isna().all() and set(trend["n"]) == {3}
+
+
+def test_gain_mean_and_sd_per_level(planted):
+    g = planted.gain()
+    qwk = g[g["metric"] == "kl_qwk"].set_index("label_noise")
+    x, y = _gains(planted, "kl_qwk", "single_kl")
+    for lvl in LEVELS:
+        assert qwk.loc[lvl, "mean"] == pytest.approx(y[x == lvl].mean())
+        assert qwk.loc[lvl, "sd"] == pytest.approx(y[x == lvl].std(ddof=1))
+        assert qwk.loc[lvl, "n_seeds"] == 3
+    assert qwk["comparison"].iloc[0] == "dual − single_kl: kl_qwk"
+
+
+def test_curve_counts_seeds(planted):
+    c = planted.curve()
+    assert set(c["n_seeds"]) == {3}
+    row = c[(c["label_noise"] == 1.0) & (c["mode"] == "single_oa")]
+    assert row["mean"].item() == pytest.approx(0.78)
+
+
+def test_label_agreement_against_sklearn(planted):
+    agree = planted.label_agreement().set_index("label_noise")
+    table = planted.studies[1.0].table
+    assert agree.loc[1.0, "kappa"] == pytest.approx(cohen_kappa_score(table["kl_clean"], table["kl"]))
+    assert agree.loc[0.0, "kappa"] == pytest.approx(1.0) and agree.loc[0.0, "kl_flip_rate"] == 0
+    assert agree.loc[2.0, "kl_flip_rate"] == pytest.approx(1 / 6) and agree.loc[2.0, "oa_flip_rate"] == 0

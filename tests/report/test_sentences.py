@@ -1,0 +1,99 @@
+"""Tests of oaprobe.report.sentences: verdicts from planted result rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oaprobe.report.sentences import (
+    describe_overlap_pair,
+    describe_paired,
+    describe_seed_level,
+    describe_trend,
+    dual_is_better,
+    signed,
+    tally,
+)
+
+
+def _paired(metric="kl_qwk", diff=0.05, significant=True, **extra):
+    return {"backbone": "resnet3d", "metric": metric, "diff": diff, "ci_low": diff - 0.04, "ci_high": diff + 0.04,
+            "q_bh": 0.01 if significant else 0.4, "significant": significant, **extra}
+
+
+def test_signed_and_direction():
+    assert signed(0.05) == "+0.050" and signed(-0.0004) == "-0.000"
+    assert dual_is_better("kl_qwk", 0.1) and not dual_is_better("kl_qwk", -0.1)
+    assert dual_is_better("kl_mae", -0.1) and not dual_is_better("kl_mae", 0.1)
+
+
+@pytest.mark.parametrize(
+    ("metric", "diff", "significant", "verdict"),
+    [
+        ("kl_qwk", 0.05, True, "dual is better, and the difference survives"),
+        ("oa_roc_auc", -0.05, True, "dual is worse, and the difference survives"),
+        ("kl_mae", -0.2, True, "dual is better"),
+        ("kl_mae", 0.2, True, "dual is worse"),
+        ("kl_qwk", 0.05, False, "does not survive the FDR correction"),
+    ],
+)
+def test_describe_paired_verdicts(metric, diff, significant, verdict):
+    text = describe_paired(_paired(metric, diff, significant))
+    assert verdict in text
+    assert text.startswith(f"resnet3d, {metric}: dual minus single = {signed(diff)} ")
+    assert f"95% CI {signed(diff - 0.04)} to {signed(diff + 0.04)}" in text
+
+
+def test_describe_paired_names_the_seed_when_given():
+    assert describe_paired(_paired(seed=2)).startswith("resnet3d (seed 2), kl_qwk")
+    assert "(seed" not in describe_paired(_paired(seed=np.nan))
+
+
+def _seed_row(metric="kl_qwk", mean=0.03, p=0.01, n=5, pos=4):
+    return {"backbone": "m3t", "metric": metric, "baseline": "single_kl", "n_seeds": n, "mean": mean,
+            "ci_low": mean - 0.02, "ci_high": mean + 0.02, "p_t": p, "n_positive": pos}
+
+
+def test_describe_seed_level_verdicts():
+    assert "consistently better with dual (paired t p = 0.010)" in describe_seed_level(_seed_row())
+    assert "dual better in 4 of 5 seeds" in describe_seed_level(_seed_row())
+    assert "consistently worse" in describe_seed_level(_seed_row(mean=-0.03, pos=1))
+    assert "not consistent across seeds (paired t p = 0.300)" in describe_seed_level(_seed_row(p=0.3))
+    assert "too few seeds" in describe_seed_level(_seed_row(p=np.nan, n=1, pos=1))
+
+
+def test_describe_seed_level_lower_is_better_counts_negative_seeds():
+    text = describe_seed_level(_seed_row(metric="kl_mae", mean=-0.1, pos=1))
+    assert "dual better in 4 of 5 seeds" in text and "consistently better" in text
+
+
+def test_tally_counts_direction_per_metric():
+    family = pd.DataFrame({
+        "metric": ["kl_qwk", "kl_mae", "kl_mae", "oa_roc_auc", "kl_accuracy"],
+        "diff": [0.1, -0.1, 0.1, -0.05, 0.2],
+        "significant": [True, True, True, True, False],
+    })
+    assert tally(family) == {"tests": 5, "significant": 4, "dual_better": 2, "dual_worse": 2}
+    assert tally(family.assign(significant=False)) == {"tests": 5, "significant": 0, "dual_better": 0, "dual_worse": 0}
+
+
+def test_describe_overlap_pair():
+    row = {"backbone": "resnet3d", "seed": 0, "target": "oa", "region": "cartilage", "mean_a": 0.3, "mean_b": 0.2,
+           "baseline": "single_oa", "n": 6, "mean_diff": 0.1, "ci_low": 0.02, "ci_high": 0.18, "p_value": 0.01,
+           "q_bh": 0.02}
+    assert "dual puts more of its saliency there (q = 0.020)" in describe_overlap_pair(row)
+    assert "dual puts less" in describe_overlap_pair({**row, "mean_diff": -0.1})
+    assert "no evidence of a difference (q = 0.300)" in describe_overlap_pair({**row, "q_bh": 0.3})
+    no_q = {k: v for k, v in row.items() if k != "q_bh"}
+    assert "(q = 0.010)" in describe_overlap_pair(no_q)  # falls back to the raw p
+
+
+def test_describe_trend():
+    row = {"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": 0.04, "ci_low": 0.01,
+           "ci_high": 0.07, "p": 0.01}
+    assert "the dual-head gain grows as the labels get noisier (p = 0.010)" in describe_trend(row)
+    assert "shrinks" in describe_trend({**row, "slope": -0.04})
+    assert "grows" in describe_trend({**row, "metric": "kl_mae", "slope": -0.04})
+    assert "no evidence that the gain changes" in describe_trend({**row, "p": 0.5})
+    assert "too few noise levels" in describe_trend({**row, "slope": np.nan, "p": np.nan})
