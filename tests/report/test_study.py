@@ -1,0 +1,158 @@
+"""Tests of oaprobe.report.study on real smoke runs (resnet3d x 3 modes x 2 seeds, 1 epoch).
+
+Metric values are checked against sklearn on the runs' own predictions; the compact views
+against the tables they summarise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from oaprobe.config import MODES
+from oaprobe.report.study import Study, mean_sd
+from oaprobe.training.runs import run_dir
+from tests.report import SMOKE_STUDY, smoke_study_runs
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, smoke_manifest, volume_cache) -> Study:
+    root, grid = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache)
+    return Study.from_grid("smoke", smoke_manifest, grid, root, progress=False)
+
+
+def _test_auc(run) -> float:
+    t = run.predictions[run.predictions["split"] == "test"]
+    return roc_auc_score(t["oa"], t["p_oa"])
+
+
+def test_study_holds_the_grid(study, tmp_path_factory, smoke_manifest, volume_cache):
+    root, grid = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache)
+    assert [r.path for r in study.runs] == [run_dir(c, root) for c in grid]
+    assert study.backbones == ["resnet3d"] and study.seeds == [0, 1] and study.has_clean
+    assert len(study.select(mode="dual")) == 2 and len(study.select(mode={"dual", "single_kl"}, seed=1)) == 2
+    frame = study.runs_frame()
+    assert len(frame) == 6 and set(frame["mode"]) == set(MODES) and set(frame["epochs"]) == {1}
+    assert all(r.run_id in study.provenance() for r in study.runs)
+
+
+def test_load_reuses_the_finished_runs(study, tmp_path_factory, smoke_manifest, monkeypatch):
+    from oaprobe.training import engine
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("Study.load trained a finished run")
+
+    monkeypatch.setattr(engine, "fit", must_not_train)
+    root = tmp_path_factory.getbasetemp() / "report_runs"
+    again = Study.load("smoke", root, "unused", manifest=smoke_manifest, progress=False,
+                       **{k: v for k, v in SMOKE_STUDY.items()})
+    assert [r.run_id for r in again.runs] == [r.run_id for r in study.runs]
+
+
+def test_point_metrics_against_sklearn(study):
+    pm = study.point_metrics()
+    for r in study.runs:
+        value = pm[(pm["run_id"] == r.run_id) & (pm["metric"] == "oa_roc_auc")]["value"].item()
+        assert value == pytest.approx(_test_auc(r))
+    assert not ((pm["mode"] == "single_oa") & pm["metric"].str.startswith("kl_")).any()
+
+
+def test_summary_table_is_mean_sd_over_seeds(study):
+    table = study.summary_table()
+    assert sorted(table.index) == sorted(("resnet3d", m) for m in MODES)
+    for mode in MODES:
+        aucs = [_test_auc(r) for r in study.select(mode=mode)]
+        assert table.loc[("resnet3d", mode), "oa_roc_auc"] == f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}"
+    assert pd.isna(table.loc[("resnet3d", "single_oa"), "kl_qwk"])
+
+
+def test_mean_sd_format():
+    assert mean_sd(0.81234, 0.0201) == "0.812 ± 0.020" and mean_sd(0.5, np.nan) == "0.500"
+
+
+def test_seed_level_diffs_against_sklearn(study):
+    sl = study.seed_level(metrics=["oa_roc_auc"]).set_index("baseline")
+    diffs = [_test_auc(study.select(mode="dual", seed=s)[0]) - _test_auc(study.select(mode="single_oa", seed=s)[0])
+             for s in (0, 1)]
+    row = sl.loc["single_oa"]
+    assert row["metric"] == "oa_roc_auc" and row["n_seeds"] == 2
+    assert row["mean"] == pytest.approx(np.mean(diffs)) and row["sd"] == pytest.approx(np.std(diffs, ddof=1))
+
+
+def test_metric_pivot_formats_estimate_and_ci(study):
+    metrics = study.metrics(B=20)
+    pivot = Study.metric_pivot(metrics)
+    assert len(pivot) == 6
+    row = metrics[(metrics["mode"] == "dual") & (metrics["seed"] == 1) & (metrics["metric"] == "oa_roc_auc")].iloc[0]
+    assert pivot.loc[("resnet3d", "dual", 1), "oa_roc_auc"] == (
+        f"{row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+    assert row["estimate"] == pytest.approx(_test_auc(study.select(mode="dual", seed=1)[0]))
+
+
+def test_family_table_layout(study):
+    family = study.paired(B=50)
+    table = Study.family_table(family)
+    assert len(table) == len(family) and set(table["seed"]) == {0, 1}
+    assert set(table["comparison"]) == {"dual vs single_oa", "dual vs single_kl"}
+    assert (table["q < 0.05"] == np.where(family["significant"], "yes", "")).all()
+    np.testing.assert_allclose(table["diff"], table["dual"] - table["single"])
+
+
+def test_history_and_never_predicted(study):
+    h = study.history()
+    assert len(h) == 6 and set(h["run_id"]) == {r.run_id for r in study.runs}
+    never = study.never_predicted()
+    assert len(never) == 4 and "single_oa" not in set(never["mode"])  # no KL head, no row
+
+
+def test_latent_tables(study):
+    lat = study.latent()
+    assert len(lat) == 6 * 2 and set(lat["method"]) == {"pca", "lda"}
+    summary = Study.latent_summary(lat)
+    dual = lat[(lat["method"] == "pca") & (lat["mode"] == "dual")]["abs_spearman_PC1_KL"]
+    assert summary.loc[("resnet3d", "dual"), "abs_spearman_PC1_KL"] == mean_sd(dual.mean(), dual.std())
+    best = Study.latent_best(lat)
+    assert len(best) == 1 and best[0].startswith("resnet3d: the highest mean |Spearman(PC1, KL)|")
+    wins = int((dual.to_numpy() > lat[(lat["method"] == "pca") & (lat["mode"] == "single_kl")]
+                ["abs_spearman_PC1_KL"].to_numpy()).sum())
+    assert f"dual exceeds single_kl in {wins} of 2 seeds" in best[0]
+
+
+def test_projections_cover_the_test_knees(study):
+    proj = study.projections(seed=0)
+    n_test = int((study.table["split"] == "test").sum())
+    assert len(proj) == 3 * n_test and set(proj["mode"]) == set(MODES)
+    assert np.isfinite(proj[["axis1", "axis2"]].to_numpy()).all()
+
+
+def test_saliency_views(study):
+    sal = study.saliency()
+    assert set(sal["run_id"]) == {r.run_id for r in study.runs} and sal["case_id"].nunique() == 1
+    assert set(sal[sal["mode"] == "single_oa"]["target"]) == {"oa"}
+    summary = Study.saliency_summary(sal)
+    key = ("resnet3d", "dual", "oa", "smoothgrad", "cartilage")
+    rows = sal[(sal["mode"] == "dual") & (sal["target"] == "oa") & (sal["method"] == "smoothgrad")
+               & (sal["region"] == "cartilage")]
+    assert summary.loc[key, "mass"] == pytest.approx(rows["mass"].mean())
+    pairs = study.saliency_pairs(sal, n_boot=50)
+    assert len(pairs) == 2 * 2 * 2  # seeds x (oa vs single_oa, kl vs single_kl) x (cartilage, lesion)
+    slices = study.saliency_slices("resnet3d", seed=0)
+    assert slices["n_knees"] == 1
+    assert [t.split(" · ")[:2] for t in slices["titles"]] == [
+        ["single_oa", "oa"], ["single_kl", "oa"], ["single_kl", "kl"], ["dual", "oa"], ["dual", "kl"]]
+    assert slices["images"][0].shape == (16, 16) and len(slices["saliency"]) == 5
+
+
+def test_saliency_enrichment_against_t_interval():
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 0.5, 8)
+    sal = pd.DataFrame({"backbone": "b", "mode": "dual", "region": "cartilage", "method": "smoothgrad", "target": "oa",
+                        "enrichment": np.r_[x, np.nan]})
+    other = sal.assign(method="gradcam", enrichment=100.0)
+    out = Study.saliency_enrichment(pd.concat([sal, other])).iloc[0]
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert out["n"] == 8 and out["enrichment"] == pytest.approx(x.mean())
+    assert out["ci_low"] == pytest.approx(lo) and out["ci_high"] == pytest.approx(hi)
