@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ def _check_type(cls_name: str, name: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{cls_name}.{name} = {value!r}; expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{cls_name}.{name} = {value!r}; expected a finite number")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -117,7 +120,7 @@ class _Typed:
 
 
 def _positive(cls_name: str, name: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
+    if not (value > 0 or (allow_zero and value == 0)):  # NaN fails both
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{cls_name}.{name} = {value!r}; expected {bound}")
 
@@ -153,7 +156,9 @@ class CohortConfig(_Typed):
         _positive("CohortConfig", "label_noise", self.label_noise, allow_zero=True)
         if not 0 <= self.bilateral_fraction <= 1:
             raise ConfigError("CohortConfig.bilateral_fraction must lie in [0, 1]")
-        if abs(sum(self.split) - 1) > 1e-6 or min(self.split) < 0:
+        if min(self.spacing) <= 0 or not all(map(math.isfinite, self.spacing)):
+            raise ConfigError(f"CohortConfig.spacing = {self.spacing}; expected 3 finite voxel sizes > 0 (mm)")
+        if not abs(sum(self.split) - 1) <= 1e-6 or min(self.split) < 0:
             raise ConfigError(f"CohortConfig.split = {self.split}; expected 3 fractions >= 0 summing to 1")
 
     def cohort_id(self) -> str:

@@ -39,6 +39,9 @@ def test_unknown_field_names_it_and_lists_valid_fields():
         ("epochs", 0),
         ("augment", "yes"),
         ("lr", "fast"),
+        ("lr", float("nan")),
+        ("oa_weight", float("inf")),
+        ("saliency_noise", float("nan")),
         ("seed", True),
         ("backbone", 3),
     ],
@@ -61,6 +64,12 @@ def test_cohort_config_bad_values_name_the_field():
         CohortConfig.from_dict({"split": [0.5, 0.5, 0.5]})
     with pytest.raises(ConfigError, match="shape"):
         CohortConfig.from_dict({"shape": [8, 32, 32]})
+    with pytest.raises(ConfigError, match="split"):
+        CohortConfig.from_dict({"split": [float("nan"), 0.5, 0.5]})
+    with pytest.raises(ConfigError, match="spacing"):
+        CohortConfig.from_dict({"spacing": [-1.0, 2.0, 2.0]})
+    with pytest.raises(ConfigError, match="label_noise"):
+        CohortConfig(label_noise=float("nan"))  # direct construction is checked too
 
 
 def test_from_dict_to_dict_round_trip():
