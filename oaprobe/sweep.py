@@ -95,13 +95,21 @@ def _init_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class _WorkerError(RuntimeError):
+    """A worker's error as text: an exception that does not unpickle (e.g. one whose ``__init__``
+    takes other arguments than its message) would break the whole pool and fail every pending run."""
+
+
 def _fit_one(cfg_json: str, runs_root: str, cache_dir: str | None) -> str:
     import json
 
     from oaprobe.training.engine import fit
 
     cfg = RunConfig.from_dict(json.loads(cfg_json))
-    return str(fit(cfg, Path(runs_root), cache_dir=Path(cache_dir) if cache_dir else None, progress=False))
+    try:
+        return str(fit(cfg, Path(runs_root), cache_dir=Path(cache_dir) if cache_dir else None, progress=False))
+    except Exception as err:
+        raise _WorkerError(f"{type(err).__name__}: {err}") from None
 
 
 def run_missing(
@@ -150,7 +158,9 @@ def run_missing(
                     for fut in done:
                         cfg = pending.pop(fut)
                         err = fut.exception()
-                        if err is not None:
+                        if isinstance(err, _WorkerError):
+                            failures[cfg.run_id()] = str(err)
+                        elif err is not None:
                             failures[cfg.run_id()] = f"{type(err).__name__}: {err}"
                         bar.set_postfix_str(f"{cfg.backbone}/{cfg.mode}/seed{cfg.seed}")
                         bar.update()
@@ -172,4 +182,7 @@ def _warm_cache(configs: Sequence[RunConfig], cache_dir: Path | None) -> None:
     from oaprobe.data.manifest import read_manifest
 
     for manifest, shape in {(c.manifest, c.input_shape) for c in configs}:
-        load_volumes(read_manifest(manifest, check_volumes=False), shape, cache_dir=cache_dir, progress=False)
+        try:
+            load_volumes(read_manifest(manifest, check_volumes=False), shape, cache_dir=cache_dir, progress=False)
+        except Exception:  # a bad manifest fails only its own runs, reported by the workers
+            continue

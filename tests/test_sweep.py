@@ -100,20 +100,38 @@ def test_run_missing_skips_finished_runs(manifest, tmp_path, monkeypatch):
     assert trained == [grid[2]]
 
 
-def test_one_failing_run_does_not_stop_the_others(smoke_config, volume_cache, tmp_path):
+@pytest.fixture()
+def bad_manifest(smoke_manifest, tmp_path) -> Path:
+    """A copy of the smoke manifest with an invalid grade (and image paths that lead nowhere)."""
+    lines = smoke_manifest.read_text().splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    first[header.index("kl")] = "7"
+    path = tmp_path / "bad" / "manifest.csv"
+    path.parent.mkdir()
+    path.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    return path
+
+
+def test_one_failing_run_does_not_stop_the_others(smoke_config, volume_cache, bad_manifest, tmp_path):
     good, bad = smoke_config(mode="single_oa"), smoke_config(backbone="no_such_net")
+    bad_data = smoke_config(mode="single_oa", manifest=str(bad_manifest))
     with pytest.raises(SweepError) as err:
-        run_missing([bad, good], tmp_path / "runs", jobs=1, cache_dir=volume_cache, progress=False)
-    assert list(err.value.failures) == [bad.run_id()]
+        run_missing([bad, good, bad_data], tmp_path / "runs", jobs=1, cache_dir=volume_cache, progress=False)
+    assert list(err.value.failures) == [bad.run_id(), bad_data.run_id()]
     assert "no_such_net" in err.value.failures[bad.run_id()] and bad.run_id() in str(err.value)
+    assert "kl = '7'" in err.value.failures[bad_data.run_id()]
     assert is_done(run_dir(good, tmp_path / "runs")) and not is_done(run_dir(bad, tmp_path / "runs"))
 
 
-def test_two_workers_train_and_collect_failures(smoke_config, volume_cache, tmp_path):
+def test_two_workers_train_and_collect_failures(smoke_config, volume_cache, bad_manifest, tmp_path):
+    # a bad manifest must stop neither the cache warm-up nor the pool (its error does not unpickle)
     good, bad = smoke_config(mode="single_kl", seed=3), smoke_config(backbone="no_such_net")
+    bad_data = smoke_config(mode="single_oa", manifest=str(bad_manifest))
     with pytest.raises(SweepError) as err:
-        run_missing([good, bad], tmp_path / "runs", jobs=2, cache_dir=volume_cache, progress=False)
-    assert list(err.value.failures) == [bad.run_id()]
+        run_missing([good, bad, bad_data], tmp_path / "runs", jobs=2, cache_dir=volume_cache, progress=False)
+    assert set(err.value.failures) == {bad.run_id(), bad_data.run_id()}, err.value.failures
+    assert err.value.failures[bad.run_id()].startswith("ConfigError: unknown backbone")
+    assert "kl = '7'" in err.value.failures[bad_data.run_id()]
     assert is_done(run_dir(good, tmp_path / "runs"))
 
 
