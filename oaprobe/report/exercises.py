@@ -106,7 +106,8 @@ class Exercises:
         sd = float(sl["sd"].iloc[0])
         n = seeds_for_halfwidth(sd, halfwidth)
         need = f"{n} seeds" if n else "more than 1000 seeds"
-        return (f"The seed-to-seed sd of the dual-minus-single-KL difference in {metric} is {sd:.3f} "
+        single = {"single_kl": "single-KL", "single_oa": "single-OA"}[str(sl["baseline"].iloc[0])]
+        return (f"The seed-to-seed sd of the dual-minus-{single} difference in {metric} is {sd:.3f} "
                 f"(over {int(sl['n_seeds'].iloc[0])} seeds), so a 95% t-interval of the mean narrower than ±{halfwidth} "
                 f"needs {need}.")
 

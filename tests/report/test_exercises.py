@@ -84,7 +84,8 @@ def test_seeds_needed_uses_the_seed_spread(exercises):
     sl = exercises.main.seed_level(truth="kl", metrics=["oa_roc_auc"])
     sd = float(sl["sd"].iloc[0])
     text = exercises.seeds_needed(metric="oa_roc_auc", halfwidth=0.02)
-    assert f"is {sd:.3f} (over 2 seeds)" in text
+    assert f"dual-minus-single-OA difference in oa_roc_auc is {sd:.3f} (over 2 seeds)" in text
+    assert "dual-minus-single-KL difference in kl_accuracy" in exercises.seeds_needed()
     assert f"needs {seeds_for_halfwidth(sd, 0.02)} seeds" in text
 
 
