@@ -54,7 +54,9 @@ from typing import Literal, Sequence
 import numpy as np
 
 #: Bumped whenever the renderer or the sampler changes what a given seed produces.
-PHANTOM_VERSION = "1"
+#: "2": the bone tapers stop at ``DIAPHYSIS_MIN_MM``; this changes only fields of view reaching
+#: past about 110 mm from the joint (the presets' volumes are byte-identical to "1").
+PHANTOM_VERSION = "2"
 
 MAX_SEVERITY = 5.0
 
@@ -72,6 +74,11 @@ Y_PLATEAU = -5.0  # healthy tibial plateau (bone) height
 EMINENCE = (5.0, 5.0, 10.0)  # height, x and z widths of the intercondylar eminence
 FEM_AX, FEM_AY, FEM_AZ, FEM_Z = 14.0, 22.0, 24.0, 4.0  # condyle ellipsoid semi-axes, centre z
 SHAFT_AX, SHAFT_AZ, SHAFT_Z, SHAFT_TAPER = 33.0, 22.0, 0.0, 0.3
+# The tapers above stop at the diaphysis: no semi-axis of the tibial column or femoral shaft
+# drops below this. Without it they reach zero about 110-120 mm from the joint (division by
+# zero in the signed distance) and then re-widen; the presets' 96-112 mm fields of view stay
+# at 13.6 mm or more, so this floor only changes larger fields of view.
+DIAPHYSIS_MIN_MM = 10.0
 CART_AX, CART_AZ = 13.0, 19.0  # tibial cartilage plate (ellipse) per compartment
 CORTEX_MM = 2.5
 LEG_AX, LEG_AZ, LEG_Z, FAT_MM = 58.0, 54.0, 4.0, 6.0
@@ -342,7 +349,10 @@ def _rotation_matrix(deg: Sequence[float]) -> np.ndarray:
 
 
 def _ellipse_sdf(u: np.ndarray, v: np.ndarray, au, av) -> np.ndarray:
-    """Approximate signed distance (mm) to an axis-aligned ellipse (or elliptic cylinder)."""
+    """Approximate signed distance (mm) to an axis-aligned ellipse (or elliptic cylinder).
+
+    The semi-axes ``au`` and ``av`` (scalars or arrays broadcasting with ``u``) must be positive.
+    """
     k0 = np.sqrt((u / au) ** 2 + (v / av) ** 2)
     k1 = np.sqrt((u / (au * au)) ** 2 + (v / (av * av)) ** 2) + 1e-6
     return k0 * (k0 - 1.0) / k1
@@ -432,7 +442,9 @@ def render_knee(
     top = pick((Y_PLATEAU - p.depression_mm[0], Y_PLATEAU - p.depression_mm[1]))
     top = top + EMINENCE[0] * np.exp(-((x / EMINENCE[1]) ** 2) - ((z / EMINENCE[2]) ** 2))
     below = np.maximum(Y_PLATEAU - 4.0 - y, 0.0)
-    d_side = _ellipse_sdf(x, z - TIB_Z, TIB_AX - TIB_TAPER[0] * below, TIB_AZ - TIB_TAPER[1] * below)
+    tib_ax = np.maximum(TIB_AX - TIB_TAPER[0] * below, DIAPHYSIS_MIN_MM)
+    tib_az = np.maximum(TIB_AZ - TIB_TAPER[1] * below, DIAPHYSIS_MIN_MM)
+    d_side = _ellipse_sdf(x, z - TIB_Z, tib_ax, tib_az)
     d_tib = np.maximum(d_side, y - top)
 
     # Femur: two condyle ellipsoids resting on their plates, smoothly joined to the shaft.
@@ -440,9 +452,9 @@ def render_knee(
     d_cond = _ellipsoid_sdf(x - xc, y - yc, z - FEM_Z, FEM_AX, ay, FEM_AZ)
     y_shaft = min(centers)  # the shaft reaches the lower condyle, so none detaches
     above = np.maximum(y - y_shaft, 0.0)
-    d_shaft = np.maximum(
-        _ellipse_sdf(x, z - SHAFT_Z, SHAFT_AX - SHAFT_TAPER * above, SHAFT_AZ - 0.1 * above), y_shaft - y
-    )
+    shaft_ax = np.maximum(SHAFT_AX - SHAFT_TAPER * above, DIAPHYSIS_MIN_MM)
+    shaft_az = np.maximum(SHAFT_AZ - 0.1 * above, DIAPHYSIS_MIN_MM)
+    d_shaft = np.maximum(_ellipse_sdf(x, z - SHAFT_Z, shaft_ax, shaft_az), y_shaft - y)
     d_fem = _smin(d_cond, d_shaft, 4.0)
 
     # Cartilage: a shell under each condyle and a plate on each tibial compartment.

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from oaprobe.config import PRESETS, get_preset
+from oaprobe.data import phantom
 from oaprobe.data.labels import KL_PRIOR_OAI, KL_PRIOR_OAIZIB
 from oaprobe.data.phantom import (
     LESION_OSTEOPHYTE,
@@ -147,6 +149,65 @@ def test_bad_parameters_are_named():
         KneeParams(side="X", severity=1.0)
     with pytest.raises(ValueError, match="spacing"):
         render_knee(KneeParams(side="R", severity=1.0), (16, 16, 16), (0.0, 1.0, 1.0))
+
+
+# Grids: three whose field of view reaches past the tapering bone ends (the bug report's cohort
+# grid first) and the default preset's. Knees: before the diaphysis floor each put one voxel
+# exactly where a tapered semi-axis was zero (a NaN): seed 7 on the first grid, 44 and 134 on
+# the second.
+LARGE_FOV_GRIDS = [
+    ((80, 128, 128), (3.0, 3.0, 3.0)),
+    ((20, 64, 64), (12.0, 6.0, 6.0)),
+    ((40, 200, 40), (3.0, 2.0, 3.0)),
+    (SHAPE, SPACING),
+]
+NAN_KNEES = [(7, 0.3, "R"), (44, 1.28, "L"), (134, 4.58, "L")]
+
+
+@pytest.mark.parametrize("shape,spacing", LARGE_FOV_GRIDS)
+@pytest.mark.parametrize("seed,severity,side", NAN_KNEES)
+def test_image_is_finite_for_any_field_of_view(shape, spacing, seed, severity, side):
+    knee = render_knee(sample_knee_params(np.random.default_rng(seed), severity, side), shape, spacing)
+    assert np.isfinite(knee.image).all()
+
+
+def test_bone_shafts_taper_but_never_vanish_or_widen_again():
+    """Far from the joint the tibia and femur keep a constant cross-section (no hourglass)."""
+    knee = render_knee(KneeParams(side="R", severity=0.0), (16, 64, 16), (8.0, 6.0, 8.0))
+    area = {label: (knee.mask == label).sum(axis=(0, 2)) for label in (1, 3)}
+    fem_rows = np.flatnonzero(area[1])
+    tib_rows = np.flatnonzero(area[3])
+    # Both bones reach the edge of the 384 mm field of view (H runs superior -> inferior).
+    assert fem_rows[0] == 0 and tib_rows[-1] == knee.mask.shape[1] - 1
+    # Going away from the joint, the cross-section never grows.
+    shaft = area[1][: fem_rows[0] + 20]
+    assert (np.diff(shaft) >= 0).all(), shaft.tolist()
+    column = area[3][tib_rows[-1] - 20 :]
+    assert (np.diff(column) <= 0).all(), column.tolist()
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_diaphysis_floor_leaves_the_preset_grids_unchanged(preset, monkeypatch):
+    """In the presets' fields of view the floor changes nothing: their volumes (and the cohort
+    cache) stay exactly what the renderer gave before the floor existed."""
+    cohort = get_preset(preset).cohort
+    base = sample_knee_params(np.random.default_rng(9), 4.99, "R")
+    extreme = dict(  # smallest knee, most deformity, thinnest joint space: lowest femoral shaft
+        scale=0.88, flattening=(0.39, 0.065), depression_mm=(3.25, 0.65),
+        fem_cart_mm=(0.3, 0.3), tib_cart_mm=(0.26, 0.26), gap_mm=(0.07, 0.07),
+    )
+    poses = [  # the sampler's extreme rotations and shifts that bring each shaft furthest into view
+        ((6.0, 6.0, -6.0), (4.0, -4.0, 4.0)),
+        ((6.0, 6.0, -6.0), (-4.0, 4.0, -4.0)),
+        ((-6.0, -6.0, -6.0), (4.0, -4.0, -4.0)),
+        ((-6.0, -6.0, -6.0), (-4.0, 4.0, 4.0)),
+    ]
+    knees = [dataclasses.replace(base, rotation_deg=r, shift_mm=t, **extreme) for r, t in poses]
+    floored = [render_knee(k, cohort.shape, cohort.spacing) for k in knees]
+    monkeypatch.setattr(phantom, "DIAPHYSIS_MIN_MM", -np.inf)
+    for k, a in zip(knees, floored):
+        b = render_knee(k, cohort.shape, cohort.spacing)
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
 
 
 @pytest.mark.slow
