@@ -26,10 +26,13 @@ test: test-fast test-browser
 test-fast: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q
 
+# The smoke book is built in its own folder: it never replaces the chapters of a built default book.
+SMOKE_SITE := _build/smoke-site
 test-browser: $(VENV)/.installed
 	bash .ci/install-chromium.sh
-	$(BIN)/oaprobe book --preset smoke --jobs $(JOBS) --runs runs-smoke
-	$(BIN)/pytest -q -m browser tests/test_book_browser.py
+	$(BIN)/oaprobe book --preset smoke --jobs $(JOBS) --runs runs-smoke --site $(SMOKE_SITE)
+	OAPROBE_BOOK_HTML=$(SMOKE_SITE)/_build/html OAPROBE_SCREENSHOTS=$(SMOKE_SITE)/screenshots \
+	  $(BIN)/pytest -q -m browser tests/test_book_browser.py
 
 clean-book:
 	rm -rf _build book/_generated

@@ -27,8 +27,9 @@ from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, noise_gr
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-GENERATED = ROOT / "book" / "_generated"
-STATIC = ROOT / "book" / "_static"
+GENERATED = Path("book") / "_generated"  # relative to the site folder
+STATIC = Path("book") / "_static"
+SITE_SOURCES = ("_config.yml", "_toc.yml", "book")
 CACHE_KEY = "oaprobe_cache_key"
 
 
@@ -133,7 +134,7 @@ def _stored_key(path: Path) -> str | None:
         return None
 
 
-def execute_chapter(chapter: Chapter, key: str, out_dir: Path = GENERATED) -> bool:
+def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED) -> bool:
     """Execute one chapter with papermill unless its cached copy has ``key``; True if executed."""
     import nbformat
     import papermill
@@ -171,24 +172,43 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = GENERATED) -> bo
     return True
 
 
-def _install_plotly_js() -> None:
+def stage_site(site: Path) -> Path:
+    """Make ``site`` a buildable book folder; the repository root is one already.
+
+    Another folder (e.g. the tests' smoke book) gets a copy of the book's sources, so building it
+    never touches the chapters or HTML of the book in the repository root.
+    """
+    site = Path(site).resolve()
+    if site == ROOT:
+        return site
+    site.mkdir(parents=True, exist_ok=True)
+    for name in SITE_SOURCES:
+        src, dst = ROOT / name, site / name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("_generated", "__pycache__"))
+        else:
+            shutil.copyfile(src, dst)
+    return site
+
+
+def _install_plotly_js(site: Path) -> None:
     import plotly
 
     src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    dst = STATIC / "plotly.min.js"
+    dst = site / STATIC / "plotly.min.js"
     if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
-        STATIC.mkdir(parents=True, exist_ok=True)
+        dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
 
 
-def build_html(strict: bool = True) -> Path:
-    """Run ``jupyter-book build`` on the repository root; ``strict`` turns warnings into errors."""
-    _install_plotly_js()
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT)]
+def build_html(site: Path = ROOT, strict: bool = True) -> Path:
+    """Run ``jupyter-book build`` on ``site``; ``strict`` turns warnings into errors."""
+    _install_plotly_js(site)
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
-    return ROOT / "_build" / "html" / "index.html"
+    return site / "_build" / "html" / "index.html"
 
 
 def build_book(
@@ -198,9 +218,16 @@ def build_book(
     cohorts_root: Path = DEFAULT_COHORTS,
     cache_dir: Path = DEFAULT_CACHE,
     html: bool = True,
+    site: Path = ROOT,
 ) -> Path | None:
-    """The README's main command: everything from nothing, skipping what is already done."""
+    """The README's main command: everything from nothing, skipping what is already done.
+
+    The chapters and HTML go to ``site`` (default: the repository root, so HTML lands in
+    ``_build/html``); another folder gets its own copy of the book's sources.
+    """
     t0 = time.perf_counter()
+    site = stage_site(site)
+    generated = site / GENERATED
     plan = plan_book(preset, runs_root, cohorts_root)
     print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
     grid = plan.grid
@@ -209,14 +236,14 @@ def build_book(
     run_ids = [c.run_id() for c in grid]
     digest = _source_digest()
     for chapter in tqdm(plan.chapters, desc="chapters", unit="nb"):
-        execute_chapter(chapter, chapter_key(chapter, run_ids, digest))
+        execute_chapter(chapter, chapter_key(chapter, run_ids, digest), generated)
     stale = {c.output for c in plan.chapters}
-    for old in GENERATED.glob("*.ipynb"):
+    for old in generated.glob("*.ipynb"):
         if old.name not in stale:
             old.unlink()  # a chapter of another preset must not leak into this book
     print(f"[book] chapters ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     if not html:
         return None
-    index = build_html()
+    index = build_html(site)
     print(f"[book] built in {time.perf_counter() - t0:.0f}s: {index}", flush=True)
     return index

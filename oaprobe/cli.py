@@ -111,7 +111,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         args.preset,
         backbones=args.backbones.split(",") if args.backbones else None,
         modes=args.modes.split(","),
-        seeds=[int(s) for s in args.seeds.split(",")] if args.seeds else None,
+        seeds=_int_list("--seeds", args.seeds),
         **overrides,
     )
     for folder in run_missing(grid, args.runs, jobs=args.jobs, cache_dir=args.cache):
@@ -119,17 +119,27 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(flag: str, text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{flag} = {text!r}; expected comma-separated integers, e.g. 0,1,2") from None
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from oaprobe.book import build_book
 
-    build_book(args.preset, jobs=args.jobs, runs_root=args.runs, cohorts_root=args.cohorts, html=not args.no_html)
+    kwargs = {"site": args.site} if args.site else {}
+    build_book(args.preset, jobs=args.jobs, runs_root=args.runs, cohorts_root=args.cohorts, html=not args.no_html, **kwargs)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS
 
-    parser = argparse.ArgumentParser(prog="oaprobe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="oaprobe", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("cohort", help="build (or reuse) a synthetic cohort; prints the manifest path")
@@ -154,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", _cmd_train, "train one run (or return the finished one); prints the run folder"),
         ("sweep", _cmd_sweep, "train every missing run of a grid; prints the run folders"),
     ):
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, allow_abbrev=False)
         p.add_argument("--preset", choices=PRESETS, default="course", help="run settings and default cohort")
         p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
         p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS)
@@ -175,16 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
     p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS)
     p.add_argument("--no-html", action="store_true", help="execute the notebooks but skip jupyter-book")
+    p.add_argument("--site", type=Path, default=None,
+                   help="build chapters and HTML in this folder instead of the repository root (HTML: SITE/_build/html)")
     p.set_defaults(func=_cmd_book)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from oaprobe.data.manifest import ManifestError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as err:
+    except (ConfigError, ManifestError) as err:
         parser.exit(2, f"oaprobe {args.command}: error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted: finished runs are kept; unfinished ones resume next time\n")

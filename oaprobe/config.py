@@ -275,7 +275,7 @@ _PRESETS: dict[str, Preset] = {
     "default": Preset(
         name="default",
         cohort=CohortConfig(n_subjects=240, shape=(48, 48, 48), spacing=(2.0, 2.0, 2.0), seed=0),
-        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=6, batch_size=8, lr=1e-3, saliency_knees=6),
+        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=5, batch_size=8, lr=1e-3, saliency_knees=4),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1, 2),
         noise_levels=(0.0, 2.0),

@@ -30,6 +30,16 @@ from oaprobe.config import MODES, RunConfig, get_preset
 DEFAULT_RUNS = Path("runs")
 DEFAULT_COHORTS = Path("data/cohorts")
 DEFAULT_CACHE = Path(".cache/volumes")
+#: Relative cost per knee-epoch measured on a 2-core CPU at the book's sizes (ENV-NOTES, benchmarks/):
+#: the sweep starts the longest runs first, so workers finish together (longest-processing-time first).
+BACKBONE_COST = {"resnet3d": 1.0, "m3t": 3.5, "nnmamba": 3.0, "densenet121": 1.5, "efficientnet-b0": 2.5,
+                 "monai-resnet18": 0.7}
+
+
+def cost_hint(cfg: RunConfig) -> float:
+    """Rough relative cost of a run, only used to order the work."""
+    voxels = cfg.input_shape[0] * cfg.input_shape[1] * cfg.input_shape[2]
+    return BACKBONE_COST.get(cfg.backbone, 2.0) * cfg.epochs * voxels * (1.0 + 0.2 * (cfg.saliency_knees > 0))
 
 
 class SweepError(RuntimeError):
@@ -128,7 +138,7 @@ def run_missing(
 
     configs = list(configs)
     folders = [run_dir(c, runs_root) for c in configs]
-    todo = [c for c, f in zip(configs, folders) if not is_done(f)]
+    todo = sorted((c for c, f in zip(configs, folders) if not is_done(f)), key=cost_hint, reverse=True)
     if not todo:
         return folders
     failures: dict[str, str] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
 import threading
 from html.parser import HTMLParser
@@ -20,8 +21,9 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-HTML = ROOT / "_build" / "html"
-SHOTS = ROOT / "screenshots"
+# `make test-browser` builds the smoke book in its own site folder and points OAPROBE_BOOK_HTML at it.
+HTML = Path(os.environ.get("OAPROBE_BOOK_HTML", ROOT / "_build" / "html"))
+SHOTS = Path(os.environ.get("OAPROBE_SCREENSHOTS", ROOT / "screenshots"))
 SKIP_PAGES = {"genindex.html", "search.html"}
 
 
@@ -57,7 +59,7 @@ def _internal_targets(page: Path) -> list[tuple[str, Path]]:
 @pytest.fixture(scope="module")
 def server():
     if not (HTML / "index.html").is_file():
-        pytest.fail(f"no built book at {HTML}: run `oaprobe book --preset smoke` first")
+        pytest.fail(f"no built book at {HTML}: run `oaprobe book --preset smoke --site _build/smoke-site` first")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
     handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

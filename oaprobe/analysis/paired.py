@@ -329,9 +329,10 @@ def _seed_row(d: np.ndarray) -> dict[str, float]:
     }
     if d.size >= 2 and np.ptp(d) > 0:
         t = pg.ttest(d, 0.0).iloc[0]
-        ci = t["CI95"] if "CI95" in t.index else t["CI95%"]
+        # pingouin rounds its CI to two decimals; the t-interval is computed unrounded here.
+        lo, hi = stats.t.interval(0.95, d.size - 1, loc=d.mean(), scale=d.std(ddof=1) / np.sqrt(d.size))
         row.update(t=float(t["T"]), dof=float(t["dof"]), p_t=float(t["p_val"]),
-                   ci_low=float(ci[0]), ci_high=float(ci[1]), cohen_d=float(t["cohen_d"]))
+                   ci_low=float(lo), ci_high=float(hi), cohen_d=float(t["cohen_d"]))
     if d.size >= 1 and np.any(d != 0):
         w = pg.wilcoxon(d).iloc[0]
         row.update(W=float(w["W_val"]), p_wilcoxon=float(w["p_val"]))

@@ -49,6 +49,9 @@ class ManifestError(ValueError):
         shown = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{len(self.problems)} problem(s) in manifest {str(self.path)!r}:\n{shown}")
 
+    def __reduce__(self):  # picklable, so it crosses process boundaries (sweep workers) intact
+        return (type(self), (self.path, self.problems))
+
 
 def _parse_int(text: str) -> int | None:
     """``"3"`` or ``"3.0"`` -> 3; anything else (empty, ``"2.5"``, ``"x"``) -> None."""

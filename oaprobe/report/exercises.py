@@ -89,7 +89,7 @@ class Exercises:
         frames = [r.predictions[r.predictions["split"] == "test"] for r in self.main.select(mode="dual")]
         test = pd.concat(frames)
         conf = adjacent_confusions(test[truth].astype(int).to_numpy(), test["pred_kl"].astype(int).to_numpy())
-        worst = conf.sort_values("rate", ascending=False).iloc[0]
+        worst = conf.sort_values("rate", ascending=False, kind="stable").iloc[0]
         text = (f"Against the {'clean' if truth == 'kl_clean' else 'observed'} grade, the dual model swaps the "
                 f"{worst['boundary']} pair most often: {int(worst['swapped'])} of {int(worst['knees'])} knees "
                 f"({worst['rate']:.1%}; all pairs: " + ", ".join(f"{b} {r:.1%}" for b, r in zip(conf["boundary"], conf["rate"])) + ").")

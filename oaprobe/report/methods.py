@@ -49,7 +49,8 @@ def methods_tables(study: Study) -> dict[str, pd.DataFrame]:
     for bb in study.backbones:
         runs = study.select(backbone=bb)
         secs = pd.concat([r.history["seconds"] for r in runs])
-        backbones.append({"backbone": bb, "parameters": runs[0].meta.get("n_parameters"),
+        params = ", ".join(f"{r.config.mode} {r.meta.get('n_parameters'):,}" for r in runs if r.config.seed == runs[0].config.seed)
+        backbones.append({"backbone": bb, "parameters": params,
                           "embedding dim": runs[0].meta.get("embedding_dim"), "runs": len(runs),
                           "s / epoch (mean)": round(float(secs.mean()), 2),
                           "training s (all runs)": round(float(secs.sum()), 1)})

@@ -259,7 +259,8 @@ class Study:
         agg = pm.groupby(["backbone", "mode", "metric"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
         agg["value"] = [mean_sd(m, s) for m, s in zip(agg["mean"], agg["std"])]
         wide = agg.pivot_table(index=["backbone", "mode"], columns="metric", values="value", aggfunc="first")
-        return wide[[m for m in metrics if m in wide.columns]]
+        order = [(b, m) for b in self.backbones for m in MODES if (b, m) in wide.index]
+        return wide.loc[order, [m for m in metrics if m in wide.columns]]
 
     # ------------------------------------------------------------------ latent views
     @staticmethod

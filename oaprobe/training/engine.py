@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import random
 import time
 from collections.abc import Iterator
@@ -573,7 +574,8 @@ def _train_and_write(
             tqdm.write(
                 f"[{folder.name}] epoch {epoch + 1}/{cfg.epochs} loss {record['train_loss']:.4f} "
                 f"val_loss {record['val_loss']:.4f} val_auc {record['val_oa_auc']:.3f} "
-                f"val_qwk {record['val_kl_qwk']:.3f} ({record['seconds']:.1f}s)"
+                f"val_qwk {record['val_kl_qwk']:.3f} ({record['seconds']:.1f}s)",
+                file=sys.stderr,  # stdout carries only results (the CLI prints the run folder there)
             )
     if len(history) < cfg.epochs:
         return  # time slice over: the folder stays without DONE and resumes next call
