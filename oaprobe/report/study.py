@@ -266,7 +266,8 @@ class Study:
     @staticmethod
     def latent_summary(lat: pd.DataFrame, method: str = "pca") -> pd.DataFrame:
         """The reference's latent columns (and clean-grade ones) as ``mean ± sd`` over seeds."""
-        cols = [c for c in LATENT_COLUMNS if c in lat.columns]
+        # An explained-variance share is a PCA notion; LDA's first axis has none comparable.
+        cols = [c for c in LATENT_COLUMNS if c in lat.columns and not (method != "pca" and c == "EVR_PC1")]
         t = lat[lat["method"] == method]
         g = t.groupby(["backbone", "mode"], sort=False)[cols]
         mean, sd = g.mean(), g.std()
