@@ -284,7 +284,7 @@ _PRESETS: dict[str, Preset] = {
     "paper": Preset(
         name="paper",
         cohort=CohortConfig(
-            n_subjects=420, shape=(80, 128, 128), spacing=(1.4, 0.73, 0.73), kl_prior="oaizib", seed=0
+            n_subjects=321, shape=(80, 128, 128), spacing=(1.4, 0.73, 0.73), kl_prior="oaizib", seed=0
         ),
         run=dict(width=1.0, input_shape=(160, 256, 256), epochs=100, batch_size=2, lr=1e-4, saliency_knees=98),
         backbones=("resnet3d", "m3t", "nnmamba"),
