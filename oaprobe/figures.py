@@ -198,3 +198,11 @@ def noise_curve(table: pd.DataFrame, x: str, y: str, color: str, error: str | No
     """A metric against label-noise strength, one line per mode, with the seed spread as error bars."""
     fig = px.line(table, x=x, y=y, color=color, error_y=error, markers=True, color_discrete_map=MODE_COLORS)
     return _layout(fig, title)
+
+
+def show(fig: go.Figure, note: str) -> None:
+    """Display a figure with its provenance under it: which runs, package version and cohort made it."""
+    from IPython.display import Markdown, display
+
+    display(fig)
+    display(Markdown(f"*{note}*"))

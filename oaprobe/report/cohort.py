@@ -53,6 +53,10 @@ class CohortView:
                        oa_flip_rate=float(((clean >= 2) != (obs >= 2)).mean()))
         return out
 
+    def provenance(self) -> str:
+        """Which cohort and package version a figure of this chapter comes from."""
+        return f"Cohort {self.manifest.parent.name} ({len(self.table)} knees, manifest {self.manifest.name}); oaprobe {self.version}."
+
     def split_table(self) -> pd.DataFrame:
         """Knees per split and observed grade, with subject counts."""
         t = pd.crosstab(self.table["split"], self.table["kl"].map("KL{}".format), margins=True, margins_name="all")
