@@ -73,19 +73,31 @@ BACKBONE_TITLES = {"resnet3d": "ResNet3D", "m3t": "M3T", "nnmamba": "nnMamba", "
                    "efficientnet-b0": "EfficientNet-B0", "monai-resnet18": "MONAI ResNet-18"}
 
 
-def plan_book(preset: str, runs_root: Path, cohorts_root: Path) -> BookPlan:
-    """Build (or reuse) the cohorts and list the runs and chapters of ``preset``'s book."""
+def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path | None = None) -> BookPlan:
+    """Build (or reuse) the cohorts and list the runs and chapters of ``preset``'s book.
+
+    With ``manifest`` (e.g. a user's OAI-ZIB copy) the book runs on that cohort instead of the
+    synthetic one; the label-noise chapter, which needs a known clean grade, is left out.
+    """
     from oaprobe.data.cohort import build_cohort
+    from oaprobe.data.manifest import read_manifest
 
     p = get_preset(preset)
-    manifest = build_cohort(p.cohort, cohorts_root)
-    noise = {lvl: build_cohort(p.cohort.replace(label_noise=lvl), cohorts_root) for lvl in p.label_noise_levels}
-    common = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
+    common: dict[str, Any] = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
+    if manifest is None:
+        manifest = build_cohort(p.cohort, cohorts_root)
+        noise = {lvl: build_cohort(p.cohort.replace(label_noise=lvl), cohorts_root) for lvl in p.label_noise_levels}
+    else:
+        read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
+        manifest, noise = Path(manifest), {}
+        common["manifest"] = _relative(manifest)
     chapters = [Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
     for i, backbone in enumerate(p.backbones, start=1):
         title = f"Backbone: {BACKBONE_TITLES.get(backbone, backbone)}"
         chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}, title))
     for j, name in enumerate(("results", "latent", "saliency", "label_noise", "methods", "exercises"), start=3):
+        if name == "label_noise" and not noise:
+            continue
         chapters.append(Chapter(f"{name}.ipynb", f"{j:02d}_{name}.ipynb", dict(common)))
     return BookPlan(
         preset=preset,
@@ -219,16 +231,18 @@ def build_book(
     cache_dir: Path = DEFAULT_CACHE,
     html: bool = True,
     site: Path = ROOT,
+    manifest: Path | None = None,
 ) -> Path | None:
     """The README's main command: everything from nothing, skipping what is already done.
 
     The chapters and HTML go to ``site`` (default: the repository root, so HTML lands in
-    ``_build/html``); another folder gets its own copy of the book's sources.
+    ``_build/html``); another folder gets its own copy of the book's sources. ``manifest`` runs the
+    book on that cohort (e.g. a user's OAI-ZIB copy) instead of the preset's synthetic one.
     """
     t0 = time.perf_counter()
     site = stage_site(site)
     generated = site / GENERATED
-    plan = plan_book(preset, runs_root, cohorts_root)
+    plan = plan_book(preset, runs_root, cohorts_root, manifest)
     print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
     grid = plan.grid
     run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir)

@@ -132,6 +132,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from oaprobe.book import build_book
 
     kwargs = {"site": args.site} if args.site else {}
+    if args.manifest:
+        kwargs["manifest"] = args.manifest
     build_book(args.preset, jobs=args.jobs, runs_root=args.runs, cohorts_root=args.cohorts, html=not args.no_html, **kwargs)
     return 0
 
@@ -185,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
     p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS)
     p.add_argument("--no-html", action="store_true", help="execute the notebooks but skip jupyter-book")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="run the book on this manifest (e.g. your OAI-ZIB copy) instead of the synthetic cohort")
     p.add_argument("--site", type=Path, default=None,
                    help="build chapters and HTML in this folder instead of the repository root (HTML: SITE/_build/html)")
     p.set_defaults(func=_cmd_book)

@@ -176,3 +176,27 @@ def test_chapters_request_only_runs_of_the_plan(tmp_path, monkeypatch):
     backbone = next(c for c in plan.chapters if c.source == "backbone.ipynb")
     _run_chapter_loading(Chapter(backbone.source, backbone.output, {**backbone.parameters, "oa_weight": 0.5}))
     assert requested and not set(requested) & grid_ids
+
+
+def test_plan_on_a_user_manifest_runs_everything_there_and_drops_the_noise_chapter(smoke_manifest, tmp_path):
+    """A user's manifest replaces the synthetic cohort; without a clean grade there is no label-noise chapter."""
+    from oaprobe.book import plan_book
+
+    plan = plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts", manifest=smoke_manifest)
+    assert plan.noise_manifests == {}
+    assert {c.manifest for c in plan.grid} == {str(smoke_manifest)}
+    names = [c.output for c in plan.chapters]
+    assert not any("label_noise" in n for n in names)
+    assert all(c.parameters["manifest"] for c in plan.chapters)
+    assert not (tmp_path / "cohorts").exists()  # nothing synthetic was built
+
+
+def test_plan_refuses_an_invalid_user_manifest_before_any_work(tmp_path):
+    from oaprobe.book import plan_book
+    from oaprobe.data.manifest import ManifestError
+
+    bad = tmp_path / "manifest.csv"
+    bad.write_text("case_id,subject_id\nk1,s1\n")
+    with pytest.raises(ManifestError, match="manifest"):
+        plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts", manifest=bad)
+    assert not (tmp_path / "runs").exists()

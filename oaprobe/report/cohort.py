@@ -53,6 +53,16 @@ class CohortView:
                        oa_flip_rate=float(((clean >= 2) != (obs >= 2)).mean()))
         return out
 
+    def label_sentence(self) -> str:
+        """The cohort chapter's sentence on label noise, generated from the table."""
+        if not self.has_clean:
+            return ("This cohort has no clean grade (real data), so its label noise is unknown; the label-noise "
+                    "chapter, which needs the clean grade, is left out of this book.")
+        s = self.summary
+        return (f"At label-noise strength {s['label_noise']:g}, the observed grade differs from the clean one for "
+                f"{s['flip_rate']:.1%} of the knees (the OA label for {s['oa_flip_rate']:.1%}), and the agreement "
+                f"between them is Cohen's κ = {s['kappa']:.2f}, which is {s['kappa_verdict']}.")
+
     def provenance(self) -> str:
         """Which cohort and package version a figure of this chapter comes from."""
         return f"Cohort {self.manifest.parent.name} ({len(self.table)} knees, manifest {self.manifest.name}); oaprobe {self.version}."

@@ -51,14 +51,16 @@ class Exercises:
 
     @classmethod
     def load(cls, preset: str = "default", runs_root: str | Path = DEFAULT_RUNS,
-             cohorts_root: str | Path = DEFAULT_COHORTS, jobs: int = 1, progress: bool = True) -> Exercises:
+             cohorts_root: str | Path = DEFAULT_COHORTS, jobs: int = 1, progress: bool = True,
+             manifest: str | Path | None = None) -> Exercises:
+        """The runs of the exercises; with ``manifest`` (real data) there is no noise-free cohort."""
         p = get_preset(preset)
         first = [p.backbones[0]]
         kw = dict(jobs=jobs, progress=progress)
-        main = Study.load(preset, runs_root, cohorts_root, backbones=first, modes=MODES, **kw)
+        main = Study.load(preset, runs_root, cohorts_root, manifest=manifest, backbones=first, modes=MODES, **kw)
         stacked = Study.from_grid(preset, main.manifest, stacked_grid(main.manifest, preset), runs_root, **kw)
         noise_free = None
-        if 0.0 in p.label_noise_levels:
+        if manifest is None and 0.0 in p.label_noise_levels:
             clean = Study.cohort_manifest(preset, cohorts_root, 0.0)
             noise_free = Study.from_grid(preset, clean, noise_grid(clean, preset, 0.0), runs_root, **kw)
         return cls(preset, main, stacked, noise_free)
@@ -113,7 +115,7 @@ class Exercises:
 
     def noise_free_answer(self) -> str:
         if self.noise_free is None:
-            return "This preset has no noise-free cohort."
+            return "This build has no noise-free cohort (real data, or a preset without noise level 0)."
         sl = self.noise_free.seed_level(truth="kl_clean", metrics=["kl_qwk", "kl_accuracy"])
         return " ".join(describe_seed_level(r) for _, r in sl.iterrows()) or "Too few runs."
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 
@@ -29,8 +30,11 @@ _PER_RUN = ("manifest", "backbone", "mode", "seed")
 
 def methods_tables(study: Study) -> dict[str, pd.DataFrame]:
     """Tables for the methods page: cohort, shared config, deviations, backbones, presets."""
-    cohort = get_preset(study.preset).cohort
-    cohort_rows = [(k, str(v)) for k, v in cohort.to_dict().items()]
+    summary = study.manifest.parent / "cohort.json"  # written by the synthetic cohort builder only
+    if summary.is_file():
+        cohort_rows = [(k, str(v)) for k, v in json.loads(summary.read_text())["config"].items()]
+    else:
+        cohort_rows = [("manifest", str(study.manifest))]
     cohort_rows += [("knees", str(len(study.table))), ("subjects", str(study.table["subject_id"].nunique()))]
     cohort_rows += [(f"{s} knees", str(n)) for s, n in study.table["split"].value_counts().items()]
 

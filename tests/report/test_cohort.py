@@ -69,3 +69,14 @@ def test_example_slices_one_per_present_grade(view):
     assert len(out["images"]) == len(out["titles"]) == len(out["cartilage"]) == len(out["lesion"]) == len(grades)
     assert [t.split("<br>")[0] for t in out["titles"]] == [f"clean KL{g}" for g in grades]
     assert out["images"][0].shape == (24, 24) and out["cartilage"][0].dtype == bool and out["cartilage"][0].any()
+
+
+def test_label_sentence_states_the_table_numbers(view):
+    s = view.summary
+    text = view.label_sentence()
+    assert f"κ = {s['kappa']:.2f}" in text and f"{s['flip_rate']:.1%}" in text and s["kappa_verdict"] in text
+
+
+def test_label_sentence_on_real_data_says_the_noise_is_unknown(view):
+    real = CohortView(view.manifest, view.table.drop(columns=["kl_clean"]), None)
+    assert "no clean grade" in real.label_sentence() and "κ" not in real.label_sentence()
