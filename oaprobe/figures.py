@@ -123,7 +123,9 @@ def slice_grid(
             )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    return _layout(fig, title, height=300 * rows + 80)
+    fig = _layout(fig, title, height=260 * rows + 120)
+    fig.update_layout(margin=dict(t=110))  # room for the figure title above two-line subplot titles
+    return fig
 
 
 def training_curves(history: pd.DataFrame, y: str = "train_loss", color: str = "mode", line_group: str = "run_id") -> go.Figure:
