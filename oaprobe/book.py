@@ -21,9 +21,18 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from oaprobe.config import MODES, RunConfig, get_preset
+from oaprobe.config import RunConfig, get_preset
 from oaprobe.figures import BOOK_RENDERER_ENV
-from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, run_missing, stacked_grid, study_grid
+from oaprobe.sweep import (
+    DEFAULT_CACHE,
+    DEFAULT_COHORTS,
+    DEFAULT_RUNS,
+    noise_grid,
+    preset_manifest,
+    run_missing,
+    stacked_grid,
+    study_grid,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -79,14 +88,13 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
     With ``manifest`` (e.g. a user's OAI-ZIB copy) the book runs on that cohort instead of the
     synthetic one; the label-noise chapter, which needs a known clean grade, is left out.
     """
-    from oaprobe.data.cohort import build_cohort
     from oaprobe.data.manifest import read_manifest
 
     p = get_preset(preset)
     common: dict[str, Any] = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
     if manifest is None:
-        manifest = build_cohort(p.cohort, cohorts_root)
-        noise = {lvl: build_cohort(p.cohort.replace(label_noise=lvl), cohorts_root) for lvl in p.label_noise_levels}
+        manifest = preset_manifest(preset, cohorts_root)
+        noise = {lvl: preset_manifest(preset, cohorts_root, lvl) for lvl in p.label_noise_levels}
     else:
         read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
         manifest, noise = Path(manifest), {}

@@ -57,17 +57,10 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _preset_manifest(preset: str, cohorts: Path, label_noise: float | None = None) -> Path:
-    from oaprobe.data.cohort import build_cohort
-
-    cohort = get_preset(preset).cohort
-    if label_noise is not None:
-        cohort = cohort.replace(label_noise=label_noise)
-    return build_cohort(cohort, cohorts)
-
-
 def _cmd_cohort(args: argparse.Namespace) -> int:
-    print(_preset_manifest(args.preset, args.root, args.label_noise))
+    from oaprobe.sweep import preset_manifest
+
+    print(preset_manifest(args.preset, args.root, args.label_noise))
     return 0
 
 
@@ -92,20 +85,21 @@ def _cmd_import_oai(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from oaprobe.sweep import preset_manifest
     from oaprobe.training.engine import fit
 
     overrides = _run_overrides(args)
-    manifest = overrides.pop("manifest", None) or _preset_manifest(args.preset, args.cohorts)
+    manifest = overrides.pop("manifest", None) or preset_manifest(args.preset, args.cohorts)
     cfg = RunConfig.from_dict({**get_preset(args.preset).run, **overrides, "manifest": str(manifest)})
     print(fit(cfg, args.runs, cache_dir=args.cache))
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from oaprobe.sweep import run_missing, study_grid
+    from oaprobe.sweep import preset_manifest, run_missing, study_grid
 
     overrides = _run_overrides(args)
-    manifest = overrides.pop("manifest", None) or _preset_manifest(args.preset, args.cohorts)
+    manifest = overrides.pop("manifest", None) or preset_manifest(args.preset, args.cohorts)
     grid = study_grid(
         manifest,
         args.preset,

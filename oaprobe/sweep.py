@@ -51,6 +51,17 @@ class SweepError(RuntimeError):
         super().__init__(f"{len(failures)} run(s) failed (finished runs are kept):\n{lines}")
 
 
+def preset_manifest(preset: str, cohorts_root: Path = DEFAULT_COHORTS, label_noise: float | None = None,
+                    progress: bool = True) -> Path:
+    """The preset's synthetic cohort, optionally relabelled at another noise strength, built or reused."""
+    from oaprobe.data.cohort import build_cohort
+
+    cohort = get_preset(preset).cohort
+    if label_noise is not None:
+        cohort = cohort.replace(label_noise=label_noise)
+    return build_cohort(cohort, Path(cohorts_root), progress=progress)
+
+
 def expand_grid(base: dict[str, Any], **axes: Sequence[Any]) -> list[RunConfig]:
     """Cartesian product of ``axes`` over ``base`` fields, validated as RunConfigs, duplicates removed."""
     names = list(axes)

@@ -82,13 +82,12 @@ class CohortView:
 
 def load_cohort(preset: str, cohorts_root: str | Path, manifest: str | Path | None = None) -> CohortView:
     """The preset's synthetic cohort (built or reused), or a given manifest."""
-    from oaprobe.data.cohort import build_cohort
     from oaprobe.data.manifest import read_manifest
+    from oaprobe.sweep import preset_manifest
 
     noise = None
     if manifest is None:
-        cohort = get_preset(preset).cohort
-        manifest, noise = build_cohort(cohort, Path(cohorts_root), progress=False), cohort.label_noise
+        manifest, noise = preset_manifest(preset, Path(cohorts_root), progress=False), get_preset(preset).cohort.label_noise
     return CohortView(Path(manifest), read_manifest(manifest, check_volumes=False), noise)
 
 

@@ -14,7 +14,7 @@ from oaprobe.config import MODES, get_preset
 from oaprobe.data.labels import noise_matrix
 from oaprobe.report.sentences import describe_seed_level, signed
 from oaprobe.report.study import Study
-from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, stacked_grid
+from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest, stacked_grid
 
 
 def seeds_for_halfwidth(sd: float, halfwidth: float, max_seeds: int = 1000) -> int | None:
@@ -61,7 +61,7 @@ class Exercises:
         stacked = Study.from_grid(preset, main.manifest, stacked_grid(main.manifest, preset), runs_root, **kw)
         noise_free = None
         if manifest is None and 0.0 in p.label_noise_levels:
-            clean = Study.cohort_manifest(preset, cohorts_root, 0.0)
+            clean = preset_manifest(preset, Path(cohorts_root), 0.0, progress=False)
             noise_free = Study.from_grid(preset, clean, noise_grid(clean, preset, 0.0), runs_root, **kw)
         return cls(preset, main, stacked, noise_free)
 

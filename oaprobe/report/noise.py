@@ -18,7 +18,7 @@ from sklearn.metrics import cohen_kappa_score
 from oaprobe.config import get_preset
 from oaprobe.report.sentences import describe_trend
 from oaprobe.report.study import Study
-from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid
+from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest
 
 #: Metrics compared across noise levels, with the single-label baseline each is compared to.
 GAIN_METRICS = {"kl_qwk": "single_kl", "kl_accuracy": "single_kl", "oa_roc_auc": "single_oa"}
@@ -39,7 +39,7 @@ class NoiseStudy:
         backbone = p.backbones[0]
         studies = {}
         for lvl in p.label_noise_levels:
-            manifest = Study.cohort_manifest(preset, cohorts_root, lvl)
+            manifest = preset_manifest(preset, Path(cohorts_root), lvl, progress=False)
             studies[lvl] = Study.from_grid(preset, manifest, noise_grid(manifest, preset, lvl), runs_root, jobs, progress)
         return cls(preset, backbone, studies)
 

@@ -8,7 +8,7 @@ overlap, and the compact views of them that the chapters print.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,9 @@ import pandas as pd
 from scipy import stats
 
 from oaprobe import __version__
-from oaprobe.config import MODES, RunConfig, get_preset
-from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, run_missing, study_grid
-from oaprobe.training.runs import Run, load_run
+from oaprobe.config import MODES, RunConfig
+from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, preset_manifest, run_missing, study_grid
+from oaprobe.training.runs import Run, field_matches, load_run
 
 SUMMARY_METRICS = ("oa_accuracy", "oa_roc_auc", "oa_f1", "kl_accuracy", "kl_f1_macro", "kl_auc_macro", "kl_qwk", "kl_mae")
 LATENT_COLUMNS = (
@@ -55,7 +55,7 @@ class Study:
     ) -> Study:
         """Build/reuse the cohort, train the missing runs of the grid, and read them all."""
         if manifest is None:
-            manifest = cls.cohort_manifest(preset, cohorts_root, label_noise, progress)
+            manifest = preset_manifest(preset, Path(cohorts_root), label_noise, progress)
         grid = study_grid(manifest, preset, backbones=backbones, modes=modes, seeds=seeds, **overrides)
         return cls.from_grid(preset, manifest, grid, runs_root, jobs=jobs, progress=progress)
 
@@ -69,32 +69,11 @@ class Study:
         table = read_manifest(manifest, check_volumes=False)
         return cls(preset, Path(manifest), table, [load_run(f) for f in folders])
 
-    @staticmethod
-    def cohort_manifest(preset: str, cohorts_root: str | Path, label_noise: float | None = None,
-                        progress: bool = False) -> Path:
-        """The preset's synthetic cohort (optionally relabelled at another noise strength), built or reused."""
-        from oaprobe.data.cohort import build_cohort
-
-        cohort = get_preset(preset).cohort
-        if label_noise is not None:
-            cohort = cohort.replace(label_noise=label_noise)
-        return build_cohort(cohort, Path(cohorts_root), progress=progress)
 
     # ------------------------------------------------------------------ selection
     def select(self, **filters: Any) -> list[Run]:
-        """Runs whose config fields equal ``filters`` (a list/tuple/set value accepts any of them)."""
-
-        def ok(run: Run) -> bool:
-            for k, v in filters.items():
-                value = getattr(run.config, k)
-                if isinstance(v, (list, tuple, set, frozenset)) and not isinstance(value, tuple):
-                    if value not in v:
-                        return False
-                elif value != v:
-                    return False
-            return True
-
-        return [r for r in self.runs if ok(r)]
+        """Runs whose config fields match ``filters`` (the rule of ``find_runs``: a list/set accepts any)."""
+        return [r for r in self.runs if all(field_matches(getattr(r.config, k), v) for k, v in filters.items())]
 
     @property
     def backbones(self) -> list[str]:

@@ -237,9 +237,10 @@ def load_run(path: Path | str) -> Run:
     return Run(path, config, meta, history, predictions, embeddings, saliency)
 
 
-def _matches(value: Any, wanted: Any) -> bool:
+def field_matches(value: Any, wanted: Any) -> bool:
+    """Whether a config value passes a filter: equal, or one of a list/set of accepted values."""
     if isinstance(wanted, (list, tuple, set, frozenset)) and not isinstance(value, (list, tuple)):
-        return any(_matches(value, w) for w in wanted)
+        return any(field_matches(value, w) for w in wanted)
     if isinstance(value, (list, tuple)) and isinstance(wanted, (list, tuple)):
         return list(value) == list(wanted)
     if isinstance(value, float) and isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
@@ -267,6 +268,6 @@ def find_runs(root: Path | str, **field_filters: Any) -> list[Run]:
         if not is_done(folder):
             continue
         config = _read_config(folder)["config"]
-        if all(_matches(config.get(k), v) for k, v in field_filters.items()):
+        if all(field_matches(config.get(k), v) for k, v in field_filters.items()):
             runs.append(load_run(folder))
     return runs
