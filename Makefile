@@ -8,14 +8,25 @@ JOBS   ?= 2
 # torch is installed first and pinned: a bare `torch` requirement can pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book test test-fast test-browser clean-book
+# Every other package comes at the exact version of constraints.txt (what the tests passed with).
+LOCK   := constraints.txt
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: book test test-fast test-browser clean-book lock
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -c $(LOCK) -e ".[test]"
 	touch $@
+
+# Refresh the lock: newest versions in a scratch venv, frozen into constraints.txt (torch excluded:
+# it is pinned above). Run `make test` afterwards and commit constraints.txt only if it passes.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q $(TORCH)
+	.venv-lock/bin/pip install -q -e ".[test]"
+	{ head -n 2 $(LOCK); .venv-lock/bin/pip freeze --exclude-editable | grep -v -e '^torch==' -e '^-e '; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK) && rm -rf .venv-lock
 
 book: $(VENV)/.installed
 	$(BIN)/oaprobe book --preset $(PRESET) --jobs $(JOBS)
@@ -23,6 +34,7 @@ book: $(VENV)/.installed
 # Unit + known-answer tests, then a smoke book checked in headless Chromium.
 test: test-fast test-browser
 
+# Tests run in a random order (pytest-randomly; the seed is printed: rerun an order with `pytest -p randomly --randomly-seed=N`).
 test-fast: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q
 

@@ -10,17 +10,21 @@ import argparse
 import dataclasses
 import sys
 import typing
+import warnings
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
-from oaprobe.config import MODES, PRESETS, ConfigError, RunConfig, get_preset
+from oaprobe.config import PRESETS, CohortConfig, ConfigError, RunConfig, field_docs, get_preset
+from oaprobe.errors import OaprobeError
+from oaprobe.facts import MODES
 
-_HINTS = typing.get_type_hints(RunConfig)
+#: the preset every command starts from unless ``--preset`` says otherwise
+DEFAULT_PRESET = "default"
 
 
-def _parse_value(name: str, text: str) -> Any:
-    """Turn a flag's text into the JSON-like value RunConfig.from_dict expects."""
-    ann = _HINTS[name]
+def _parse_value(cls: type, name: str, text: str) -> Any:
+    """Turn a flag's text into the JSON-like value ``cls.from_dict`` expects."""
+    ann = typing.get_type_hints(cls)[name]
     if get_origin(ann) is tuple:
         return [_scalar(get_args(ann)[0], part.strip()) for part in text.split(",")]
     return _scalar(ann, text)
@@ -33,7 +37,7 @@ def _scalar(ann: Any, text: str) -> Any:
             return True
         if low in ("false", "0", "no"):
             return False
-        return text  # RunConfig reports the bad value with the field name
+        return text  # the config class reports the bad value with the field name
     for kind in (int, float):
         if ann is kind:
             try:
@@ -43,24 +47,79 @@ def _scalar(ann: Any, text: str) -> Any:
     return text
 
 
-def _add_run_fields(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    group = parser.add_argument_group("run configuration (RunConfig fields)")
-    for f in dataclasses.fields(RunConfig):
+def _show(value: Any) -> str:
+    """A default as the user would type it: ``32,32,32``, ``true``, ``1e-3``."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _choices(cls: type, name: str) -> tuple[str, ...]:
+    ann = typing.get_type_hints(cls)[name]
+    if get_origin(ann) is Literal:
+        return tuple(map(str, get_args(ann)))
+    if ann is bool:
+        return ("true", "false")
+    if cls is RunConfig and name == "backbone":
+        from oaprobe.models.backbones import list_backbones
+
+        return tuple(list_backbones())
+    return ()
+
+
+_METAVARS = {"shape": "D,H,W", "input_shape": "D,H,W", "spacing": "MM,MM,MM", "split": "TRAIN,VAL,TEST"}
+
+
+def _field_help(cls: type, name: str, default: Any, note: str = "") -> str:
+    """Help text of one field's flag: its doc, its default under the default preset, its choices."""
+    text = field_docs(cls)[name].rstrip(".").replace("``", "") + f" (default: {_show(default)}{note}"
+    choices = _choices(cls, name)
+    return text + (f"; choices: {', '.join(choices)})" if choices else ")")
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any],
+                skip: tuple[str, ...] = (), notes: dict[str, str] | None = None) -> None:
+    """One ``--field-name`` flag per field of ``cls``; values land in ``args.cfg_<field>``."""
+    group = parser.add_argument_group(f"{cls.__name__} fields (they override the preset's)")
+    for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", metavar="VALUE")
+        metavar = _METAVARS.get(f.name, f.name.split("_")[-1].upper())
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", metavar=metavar,
+                           help=_field_help(cls, f.name, defaults.get(f.name), (notes or {}).get(f.name, "")))
 
 
-def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def _run_defaults() -> tuple[dict[str, Any], dict[str, str]]:
+    """RunConfig values under the default preset, and notes on its per-backbone overrides."""
+    preset = get_preset(DEFAULT_PRESET)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    defaults.update(preset.run, manifest="the preset's synthetic cohort")
+    notes: dict[str, str] = {}
+    for backbone, fields in preset.backbone_overrides.items():
+        for name, value in fields.items():
+            notes[name] = notes.get(name, "") + f"; {backbone}: {_show(value)}"
+    return defaults, notes
+
+
+def _overrides(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     return {
-        k[4:]: _parse_value(k[4:], v) for k, v in vars(args).items() if k.startswith("cfg_") and v is not None
+        k[4:]: _parse_value(cls, k[4:], v) for k, v in vars(args).items() if k.startswith("cfg_") and v is not None
     }
 
 
-def _cmd_cohort(args: argparse.Namespace) -> int:
-    from oaprobe.sweep import preset_manifest
+def _positive_jobs(jobs: int) -> int:
+    if jobs < 1:
+        raise ConfigError(f"--jobs = {jobs}; expected an integer >= 1 (worker processes)")
+    return jobs
 
-    print(preset_manifest(args.preset, args.root, args.label_noise))
+
+def _cmd_cohort(args: argparse.Namespace) -> int:
+    from oaprobe.data.cohort import build_cohort
+
+    cohort = get_preset(args.preset).cohort.replace(**_overrides(CohortConfig, args))
+    print(build_cohort(cohort, args.root))
     return 0
 
 
@@ -78,9 +137,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_oai(args: argparse.Namespace) -> int:
+    from oaprobe.data.manifest import read_manifest
     from oaprobe.data.oai import import_oaizib
 
-    print(import_oaizib(args.root, args.out, metadata=args.metadata, split=args.split, seed=args.seed))
+    out = import_oaizib(args.root, args.out, metadata=args.metadata, split=args.split, seed=args.seed)
+    splits = read_manifest(out, check_volumes=False)["split"].value_counts()
+    counts = ", ".join(f"{name} {int(splits[name])}" for name in ("train", "val", "test") if name in splits)
+    print(f"wrote {int(splits.sum())} knees ({counts}) to {out}", file=sys.stderr)
+    print(out)
     return 0
 
 
@@ -88,9 +152,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from oaprobe.sweep import preset_manifest
     from oaprobe.training.engine import fit
 
-    overrides = _run_overrides(args)
-    manifest = overrides.pop("manifest", None) or preset_manifest(args.preset, args.cohorts)
-    cfg = RunConfig.from_dict({**get_preset(args.preset).run, **overrides, "manifest": str(manifest)})
+    overrides = _overrides(RunConfig, args)
+    manifest = overrides.pop("manifest", None)
+    get_preset(args.preset).run_config(manifest or "", **overrides)  # every field checked before any work
+    cfg = get_preset(args.preset).run_config(manifest or preset_manifest(args.preset, args.cohorts), **overrides)
     print(fit(cfg, args.runs, cache_dir=args.cache))
     return 0
 
@@ -98,17 +163,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from oaprobe.sweep import preset_manifest, run_missing, study_grid
 
-    overrides = _run_overrides(args)
-    manifest = overrides.pop("manifest", None) or preset_manifest(args.preset, args.cohorts)
-    grid = study_grid(
-        manifest,
-        args.preset,
-        backbones=args.backbones.split(",") if args.backbones else None,
-        modes=args.modes.split(","),
-        seeds=_int_list("--seeds", args.seeds),
-        **overrides,
-    )
-    for folder in run_missing(grid, args.runs, jobs=args.jobs, cache_dir=args.cache):
+    jobs = _positive_jobs(args.jobs)
+    overrides = _overrides(RunConfig, args)
+    manifest = overrides.pop("manifest", None)
+    axes = dict(backbones=args.backbones.split(",") if args.backbones else None, modes=args.modes.split(","),
+                seeds=_int_list("--seeds", args.seeds))
+    study_grid(manifest or "", args.preset, **axes, **overrides)  # every field checked before any work
+    grid = study_grid(manifest or preset_manifest(args.preset, args.cohorts), args.preset, **axes, **overrides)
+    for folder in run_missing(grid, args.runs, jobs=jobs, cache_dir=args.cache):
         print(folder)
     return 0
 
@@ -125,6 +187,7 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
 def _cmd_book(args: argparse.Namespace) -> int:
     from oaprobe.book import build_book
 
+    _positive_jobs(args.jobs)
     kwargs = {"site": args.site} if args.site else {}
     if args.manifest:
         kwargs["manifest"] = args.manifest
@@ -137,49 +200,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="oaprobe", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
+    preset_help = "the named study size whose settings every other flag overrides (default: %(default)s)"
 
-    p = sub.add_parser("cohort", help="build (or reuse) a synthetic cohort; prints the manifest path")
-    p.add_argument("--preset", choices=PRESETS, default="default")
-    p.add_argument("--label-noise", type=float, default=None, help="override the preset's label noise")
-    p.add_argument("--root", type=Path, default=DEFAULT_COHORTS)
+    p = sub.add_parser("cohort", help="build (or reuse) a synthetic cohort; prints the manifest path", allow_abbrev=False)
+    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=preset_help)
+    p.add_argument("--root", type=Path, default=DEFAULT_COHORTS, help="parent folder of the cohorts (default: %(default)s)")
+    _add_fields(p, CohortConfig, get_preset(DEFAULT_PRESET).cohort.to_dict())
     p.set_defaults(func=_cmd_cohort)
 
     p = sub.add_parser("validate", help="check a manifest; prints every problem, exit 1 if any")
-    p.add_argument("manifest", type=Path)
+    p.add_argument("manifest", type=Path, help="the manifest CSV")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("import-oai", help="turn a local OAIZIB-CM copy into a manifest")
-    p.add_argument("root", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--metadata", type=Path, default=None)
-    p.add_argument("--split", choices=("reference", "stratified"), default="reference")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("import-oai", help="turn a local OAIZIB-CM copy into a manifest", allow_abbrev=False)
+    p.add_argument("root", type=Path, help="the extracted OAIZIB-CM folder (imagesTr/, labelsTr/, imagesTs/, labelsTs/)")
+    p.add_argument("--out", type=Path, required=True, help="the manifest CSV to write")
+    p.add_argument("--metadata", type=Path, default=None,
+                   help="table with case id and KL grade (default: the release's subInfo_*.xlsx in ROOT)")
+    p.add_argument("--split", choices=("reference", "stratified"), default="reference",
+                   help="the release's train/test split, or a new subject-grouped train/val/test split (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default: %(default)s)")
     p.set_defaults(func=_cmd_import_oai)
 
+    run_defaults, run_notes = _run_defaults()
     for name, func, helptext in (
         ("train", _cmd_train, "train one run (or return the finished one); prints the run folder"),
         ("sweep", _cmd_sweep, "train every missing run of a grid; prints the run folders"),
     ):
         p = sub.add_parser(name, help=helptext, allow_abbrev=False)
-        p.add_argument("--preset", choices=PRESETS, default="course", help="run settings and default cohort")
-        p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
-        p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS)
-        p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="disk cache of preprocessed volumes")
+        p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=preset_help)
+        p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="parent folder of the run folders (default: %(default)s)")
+        p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS, help="parent folder of the cohorts (default: %(default)s)")
+        p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="disk cache of preprocessed volumes (default: %(default)s)")
         if name == "sweep":
-            p.add_argument("--backbones", default=None, help="comma-separated; default: the preset's")
-            p.add_argument("--modes", default=",".join(MODES))
-            p.add_argument("--seeds", default=None, help="comma-separated; default: the preset's")
-            p.add_argument("--jobs", type=int, default=1)
-            _add_run_fields(p, skip=("backbone", "mode", "seed"))
+            p.add_argument("--backbones", default=None, help="comma-separated backbone names (default: the preset's)")
+            p.add_argument("--modes", default=",".join(MODES), help="comma-separated modes (default: %(default)s)")
+            p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
+            p.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each (default: %(default)s)")
+            _add_fields(p, RunConfig, run_defaults, skip=("backbone", "mode", "seed"), notes=run_notes)
         else:
-            _add_run_fields(p)
+            _add_fields(p, RunConfig, run_defaults, notes=run_notes)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("book", help="build the whole book: cohort, sweep, notebooks, jupyter-book")
-    p.add_argument("--preset", choices=PRESETS, default="default")
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
-    p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS)
+    p = sub.add_parser("book", help="build the whole book: cohort, sweep, notebooks, jupyter-book", allow_abbrev=False)
+    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=preset_help)
+    p.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (default: %(default)s)")
+    p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="parent folder of the run folders (default: %(default)s)")
+    p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS, help="parent folder of the cohorts (default: %(default)s)")
     p.add_argument("--no-html", action="store_true", help="execute the notebooks but skip jupyter-book")
     p.add_argument("--manifest", type=Path, default=None,
                    help="run the book on this manifest (e.g. your OAI-ZIB copy) instead of the synthetic cohort")
@@ -189,14 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from oaprobe.data.manifest import ManifestError
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 (warnings' signature)
+    """Warnings as ``warning: text`` (no source line): they are messages for the user."""
+    return f"warning: {message}\n"
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; the package's own errors end as one line on stderr with exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
-    except (ConfigError, ManifestError) as err:
+    except OaprobeError as err:
         parser.exit(2, f"oaprobe {args.command}: error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted: finished runs are kept; unfinished ones resume next time\n")

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-MODES = ("single_oa", "single_kl", "dual")
-DUAL_VARIANTS = ("parallel", "stacked")
+from oaprobe.errors import OaprobeError
+from oaprobe.facts import DUAL_VARIANTS, MODES
+
 SCHEDULES = ("constant", "cosine")
 SELECT_METRICS = ("final", "val_loss", "val_oa_auc", "val_kl_qwk")
 KL_PRIORS = ("oai", "oaizib")
@@ -36,7 +37,7 @@ PRESETS = ("smoke", "course", "default", "paper")
 Shape3 = tuple[int, int, int]
 
 
-class ConfigError(ValueError):
+class ConfigError(OaprobeError, ValueError):
     """A configuration value is invalid; the message names the field and what was expected."""
 
 
@@ -151,6 +152,7 @@ class CohortConfig(_Typed):
 
     def __post_init__(self) -> None:
         _positive("CohortConfig", "n_subjects", self.n_subjects)
+        _positive("CohortConfig", "seed", self.seed, allow_zero=True)
         if min(self.shape) < 16:
             raise ConfigError(f"CohortConfig.shape = {self.shape}; every side must be >= 16 voxels")
         _positive("CohortConfig", "label_noise", self.label_noise, allow_zero=True)
@@ -173,6 +175,29 @@ class RunConfig(_Typed):
     The reference study's protocol is the default where it is defined (AdamW, lr 1e-4,
     weight decay 1e-4, constant lr, final-epoch model, lambda 1); the improvements it lacks
     (validation-based selection, class weighting, augmentation, cosine schedule) are switches.
+    Fields a mode does not use (``oa_weight`` and ``dual_variant`` outside dual) are set to
+    their defaults, so they never change the run id.
+
+    Attributes:
+        manifest: the cohort's manifest CSV.
+        backbone: the 3D encoder, a name of the backbone registry.
+        width: channel-width multiplier of the backbone (1.0 = the published size).
+        mode: which labels supervise the encoder: OA only, KL only, or both (dual).
+        dual_variant: dual only: OA head on the embedding (parallel) or on the KL logits (stacked).
+        oa_weight: dual only: lambda, the weight of the OA loss beside the KL loss.
+        input_shape: the volume size the model sees, D,H,W voxels (volumes are resized to it).
+        epochs: training epochs.
+        batch_size: knees per training step.
+        lr: AdamW learning rate (the peak of the schedule).
+        weight_decay: AdamW weight decay.
+        schedule: learning-rate schedule over the epochs.
+        select: which epoch's weights are kept: the final one, or the best on the validation split by this metric.
+        class_weighting: weight the losses by inverse class frequency.
+        augment: light flips (anterior-posterior only), shifts and intensity jitter.
+        seed: seed of the initialisation, the batch order and the augmentation (>= 0).
+        saliency_knees: test knees whose saliency maps are computed after training (0 = none).
+        saliency_samples: SmoothGrad noisy copies per knee.
+        saliency_noise: SmoothGrad noise std on the z-scored input.
     """
 
     manifest: str
@@ -198,11 +223,10 @@ class RunConfig(_Typed):
     def __post_init__(self) -> None:
         if self.mode == "single_oa" and self.select == "val_kl_qwk":
             raise ConfigError("RunConfig.select = 'val_kl_qwk' needs a KL head; mode is 'single_oa'")
-        if self.mode == "single_kl" and self.dual_variant != "parallel":
-            # dual_variant is meaningless outside dual; keep it canonical so hashes agree.
-            object.__setattr__(self, "dual_variant", "parallel")
-        if self.mode == "single_oa":
-            object.__setattr__(self, "dual_variant", "parallel")
+        if self.mode != "dual":  # fields only dual uses are canonical elsewhere, so run ids agree
+            for name in _DUAL_ONLY_FIELDS:
+                object.__setattr__(self, name, _FIELD_DEFAULTS[name])
+        _positive("RunConfig", "seed", self.seed, allow_zero=True)
         _positive("RunConfig", "oa_weight", self.oa_weight, allow_zero=True)
         _positive("RunConfig", "width", self.width)
         _positive("RunConfig", "epochs", self.epochs)
@@ -223,12 +247,49 @@ class RunConfig(_Typed):
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+#: RunConfig fields that only the dual mode reads.
+_DUAL_ONLY_FIELDS = ("dual_variant", "oa_weight")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """One-line doc of each field, from the ``Attributes:`` section of ``cls``'s docstring.
+
+    An entry is ``name: text`` (or ``a, b: text`` for several fields) at the section's
+    indentation; deeper-indented lines continue it. The CLI's help texts come from here, so a
+    flag's description cannot drift from the field's.
+    """
+    lines = (cls.__doc__ or "").split("Attributes:", 1)[-1].splitlines()
+    entries: list[tuple[list[str], list[str]]] = []
+    indent = None
+    for line in lines:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        if depth < indent:
+            break
+        if depth == indent:
+            names, _, text = line.strip().partition(": ")
+            entries.append(([n.strip() for n in names.split(",")], [text]))
+        elif entries:
+            entries[-1][1].append(line.strip())
+    return {name: " ".join(text) for names, text in entries for name in names}
+
+
 def file_sha256(path: str | Path) -> str:
-    """Content hash of a file (the manifest); a missing file is a ConfigError naming it."""
+    """Content hash of a file (the manifest); a missing file or a folder is a ConfigError naming it."""
+    from oaprobe import io
+
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"manifest {str(p)!r} is a directory; expected a manifest CSV file")
     if not p.is_file():
         raise ConfigError(f"manifest {str(p)!r} does not exist (build a cohort with `oaprobe cohort`)")
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    try:
+        return io.file_sha256(p)
+    except OSError as err:
+        raise ConfigError(f"manifest {str(p)!r} cannot be read ({err.strerror})") from None
 
 
 @dataclass(frozen=True)
@@ -242,6 +303,12 @@ class Preset:
     seeds: tuple[int, ...] = (0,)
     noise_levels: tuple[float, ...] = ()
     backbone_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def run_config(self, manifest: str | Path, **fields: Any) -> RunConfig:
+        """One run on ``manifest``: the preset's run settings < its overrides for the backbone < ``fields``."""
+        backbone = fields.get("backbone", RunConfig.__dataclass_fields__["backbone"].default)
+        values = {**self.run, **self.backbone_overrides.get(backbone, {}), **fields, "manifest": str(manifest)}
+        return RunConfig.from_dict(values)
 
     @property
     def label_noise_levels(self) -> tuple[float, ...]:

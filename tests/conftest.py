@@ -10,9 +10,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import random
+
+import numpy as np
 import pytest
+import torch
 
 from oaprobe.config import RunConfig, get_preset
+
+
+@pytest.fixture(autouse=True)
+def _fixed_global_rng() -> None:
+    """Every test starts from the same global RNG state, whatever ran before it (tests are
+    shuffled by pytest-randomly): a test that draws from torch/numpy/random unseeded sees the
+    same numbers alone and in the suite."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,7 @@ def test_sweep_has_every_field_but_the_grid_axes():
     parser = cli.build_parser()
     names = [n for n in FLAG_VALUES if n not in ("backbone", "mode", "seed")]
     args = parser.parse_args(["sweep"] + _flags(names))
-    assert cli._run_overrides(args) == {
+    assert cli._overrides(RunConfig, args) == {
         n: list(v) if isinstance(v, tuple) else v for n, (v, _) in FLAG_VALUES.items() if n in names
     }
     assert not {"cfg_backbone", "cfg_mode", "cfg_seed"} & set(vars(args))
@@ -136,3 +136,79 @@ def test_train_prints_folder_and_second_call_does_not_train(smoke_manifest, volu
     monkeypatch.setattr(engine, "_train_and_write", must_not_train)
     assert cli.main(argv) == 0
     assert capsys.readouterr().out.strip() == str(folder)
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "oaprobe", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "cohort" in done.stdout and "train" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "cohort"])
+def test_every_field_flag_has_a_help_text_with_default_and_choices(command):
+    from oaprobe.config import CohortConfig, field_docs
+
+    cls = CohortConfig if command == "cohort" else RunConfig
+    sub = cli.build_parser()._subparsers._group_actions[0].choices[command]
+    helps = {a.dest[4:]: a.help for a in sub._actions if a.dest.startswith("cfg_")}
+    assert helps, "no field flags"
+    for name, text in helps.items():
+        assert field_docs(cls)[name].rstrip(".").replace("``", "") in text
+        assert "(default: " in text and "None" not in text.split("(default: ")[1]
+    if command == "train":
+        assert "choices: single_oa, single_kl, dual" in helps["mode"]
+        assert "m3t" in helps["backbone"]
+
+
+def test_every_command_defaults_to_one_preset():
+    parser = cli.build_parser()
+    for command in ("cohort", "train", "sweep", "book"):
+        assert parser.parse_args([command]).preset == cli.DEFAULT_PRESET
+
+
+def test_cohort_flags_set_the_cohort_config(monkeypatch, tmp_path, capsys):
+    from oaprobe.data import cohort as cohort_module
+
+    seen = []
+    monkeypatch.setattr(cohort_module, "build_cohort", lambda cfg, root, **kw: seen.append(cfg) or tmp_path / "m.csv")
+    argv = ["cohort", "--preset", "smoke", "--n-subjects", "30", "--seed", "4", "--shape", "24,24,20", "--label-noise", "0"]
+    assert cli.main(argv) == 0
+    assert (seen[0].n_subjects, seen[0].seed, seen[0].shape, seen[0].label_noise) == (30, 4, (24, 24, 20), 0.0)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["cohort", "--seed", "-1"])
+    assert exit_info.value.code == 2 and "CohortConfig.seed" in capsys.readouterr().err
+
+
+def test_negative_seed_exits_2_before_anything_is_made(smoke_manifest, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--preset", "smoke", "--manifest", str(smoke_manifest), "--seed", "-5", "--runs", str(runs)])
+    assert exit_info.value.code == 2
+    assert "RunConfig.seed = -5" in capsys.readouterr().err
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("command", ["sweep", "book"])
+def test_zero_jobs_exits_2(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--preset", "smoke", "--jobs", "0", "--runs", str(tmp_path / "r")])
+    assert exit_info.value.code == 2 and "--jobs = 0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_directory_as_manifest_is_named_as_such(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--preset", "smoke", "--manifest", str(tmp_path), "--runs", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_warnings_print_as_one_line(smoke_manifest, monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    assert cli.main(["validate", str(smoke_manifest)]) == 0
+    text = warnings.formatwarning("3 knees skipped", UserWarning, "/x/oai.py", 12, "warnings.warn(...)")
+    assert text == "warning: 3 knees skipped\n"

@@ -43,6 +43,7 @@ def test_unknown_field_names_it_and_lists_valid_fields():
         ("oa_weight", float("inf")),
         ("saliency_noise", float("nan")),
         ("seed", True),
+        ("seed", -5),
         ("backbone", 3),
     ],
 )
@@ -80,10 +81,37 @@ def test_from_dict_to_dict_round_trip():
     assert CohortConfig.from_dict(cohort.to_dict()) == cohort
 
 
-def test_single_mode_canonicalises_dual_variant():
-    a = RunConfig.from_dict({"manifest": "m.csv", "mode": "single_kl", "dual_variant": "stacked"})
-    b = RunConfig.from_dict({"manifest": "m.csv", "mode": "single_kl"})
-    assert a == b and a.canonical_json() == b.canonical_json()
+@pytest.mark.parametrize("mode", ["single_oa", "single_kl"])
+def test_single_mode_canonicalises_the_dual_only_fields(mode, manifest):
+    """A lambda or dual-variant sweep never retrains a single-task run: its run id ignores them."""
+    a = RunConfig.from_dict({"manifest": str(manifest), "mode": mode, "dual_variant": "stacked", "oa_weight": 0.25})
+    b = RunConfig.from_dict({"manifest": str(manifest), "mode": mode})
+    assert a == b and a.canonical_json() == b.canonical_json() and a.run_id() == b.run_id()
+    dual = RunConfig.from_dict({"manifest": str(manifest), "mode": "dual", "oa_weight": 0.25})
+    assert dual.oa_weight == 0.25 and dual.run_id() != dual.replace(oa_weight=1.0).run_id()
+
+
+def test_cohort_config_seed_must_be_non_negative():
+    with pytest.raises(ConfigError, match="CohortConfig.seed"):
+        CohortConfig(seed=-1)
+
+
+@pytest.mark.parametrize("cls", [RunConfig, CohortConfig])
+def test_every_field_has_a_doc(cls):
+    from oaprobe.config import field_docs
+
+    docs = field_docs(cls)
+    assert set(docs) == {f.name for f in dataclasses.fields(cls)}
+    assert all(len(text) > 10 for text in docs.values())
+
+
+def test_preset_run_config_stacks_backbone_overrides(manifest):
+    from oaprobe.config import get_preset
+
+    p = get_preset("default")
+    assert p.run_config(manifest, backbone="m3t").input_shape == p.backbone_overrides["m3t"]["input_shape"]
+    assert p.run_config(manifest, backbone="m3t", input_shape=(20, 20, 20)).input_shape == (20, 20, 20)
+    assert p.run_config(manifest).epochs == p.run["epochs"]
 
 
 def test_run_id_stable_for_equal_configs(manifest):

@@ -42,7 +42,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -58,6 +57,7 @@ from oaprobe.data.labels import expected_kappa, kl_prior, oa_from_kl, observe_kl
 from oaprobe.data.manifest import write_manifest
 from oaprobe.data.phantom import PHANTOM_VERSION, kl_from_severity, render_knee, sample_knee_params, severity_from_uniform
 from oaprobe.data.splits import assign_splits, check_leakage
+from oaprobe.io import write_atomic
 
 #: Correlation (latent Gaussian) between the severities of a subject's two knees.
 SEVERITY_CORRELATION = 0.7
@@ -125,17 +125,6 @@ def _nifti_bytes(array: np.ndarray, spacing: tuple[float, float, float], level: 
     return gzip.compress(img.to_bytes(), compresslevel=level, mtime=0)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _render_case(job: tuple) -> str:
     """Render one knee into the store (worker function; skips files that exist)."""
     store, case_id, seed, index, side, severity, shape, spacing = job
@@ -145,7 +134,7 @@ def _render_case(job: tuple) -> str:
     rng = np.random.default_rng([seed, 1, index, SIDE_CODE[side]])
     knee = render_knee(sample_knee_params(rng, severity, side), shape, spacing)
     for key, array in (("image", knee.image), ("mask", knee.mask), ("lesion", knee.lesion)):
-        _write_atomic(targets[key], _nifti_bytes(array, spacing, _GZIP_LEVEL[key]))
+        write_atomic(targets[key], _nifti_bytes(array, spacing, _GZIP_LEVEL[key]))
     return case_id
 
 
@@ -272,4 +261,4 @@ def _write_summary(cfg: CohortConfig, table: pd.DataFrame, path: Path) -> None:
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     if path.is_file() and path.read_text() == text:
         return
-    _write_atomic(path, text.encode())
+    write_atomic(path, text.encode())

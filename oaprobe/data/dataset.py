@@ -22,8 +22,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
+
+from oaprobe.io import write_atomic
 
 #: bump when preprocessing changes: it is part of every cache key, so old cache files go stale
 PREPROCESS_VERSION = "zscore-trilinear-v1"
@@ -127,15 +127,7 @@ def _disk_file(cache_dir: Path, key: tuple) -> Path:
 
 
 def _save_atomic(file: Path, array: np.ndarray) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(file, lambda handle: np.save(handle, array))
 
 
 def _cached(

@@ -7,8 +7,7 @@ result, :func:`load_run` refuses it. :func:`run_lock` serialises training of one
 processes, so two workers of a sweep never train the same config at once.
 
 Example:
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
+    >>>     >>> folder = Path(tempfile.mkdtemp())
     >>> write_atomic_json(folder / "config.json", {"a": 1})
     >>> (folder / "config.json").read_text()
     '{\\n  "a": 1\\n}\\n'
@@ -27,8 +26,6 @@ import fcntl
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from oaprobe.config import ConfigError, RunConfig
+from oaprobe.io import write_atomic
 
 DONE = "DONE"
 CONFIG = "config.json"
@@ -93,23 +91,8 @@ def is_done(path: Path | str) -> bool:
 
 # ---------------------------------------------------------------------------- atomic writes
 def write_atomic_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    A reader (or a process killed mid-write) sees either the old file or the complete new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically and fsynced (see :func:`oaprobe.io.write_atomic`)."""
+    write_atomic(path, data, fsync=True)
 
 
 def write_atomic_text(path: Path | str, text: str) -> None:

@@ -1,0 +1,7 @@
+"""``python -m oaprobe``: the same command line as ``oaprobe``."""
+
+import sys
+
+from oaprobe.cli import main
+
+sys.exit(main())
