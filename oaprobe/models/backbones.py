@@ -1,11 +1,13 @@
 """Backbone registry: a name maps to a factory building a 3D encoder ``(B,1,D,H,W) -> (B,out_dim)``.
 
-Every encoder built here exposes ``out_dim`` (embedding size) and ``gradcam_layer`` (dotted path
+Each registry entry also carries the backbone's title (for the book) and its cost hint (for the
+sweep's ordering), so a backbone's facts live in one place. Every encoder built here exposes ``out_dim`` (embedding size) and ``gradcam_layer`` (dotted path
 of a late layer whose output is not modified in place, so MONAI's GradCAM can hook it). The
 paper backbones (``resnet3d``, ``m3t``, ``nnmamba``) are written in this package; the standard
 MONAI networks (``densenet121``, ``efficientnet-b0``, ``monai-resnet18``) are MONAI classes built
 with a width multiplier. ``width`` scales channel counts: 1.0 is the reference size, the CPU
-presets use about 0.25. Factories import their modules lazily, so listing names is cheap.
+presets use about 0.25. Factories import their modules lazily, so listing names is cheap; this
+module imports the backbone modules, never the reverse (shared layers live in ``layers.py``).
 
 Example:
     >>> import torch
@@ -14,6 +16,8 @@ Example:
     >>> net = build_backbone("resnet3d", (16, 16, 16), width=0.25)
     >>> net(torch.zeros(2, 1, 16, 16, 16)).shape == (2, net.out_dim)
     True
+    >>> backbone_title("nnmamba"), backbone_cost("resnet3d"), backbone_cost("unknown")
+    ('nnMamba', 1.0, 2.0)
     >>> build_backbone("resnet50", (16, 16, 16))
     Traceback (most recent call last):
     ...
@@ -30,19 +34,12 @@ import torch
 from torch import nn
 
 from oaprobe.config import ConfigError
+from oaprobe.models.layers import scale_channels
 
 Shape3 = tuple[int, int, int]
 Factory = Callable[[Shape3, float], nn.Module]
-
-
-def scale_channels(channels: int, width: float, minimum: int = 4) -> int:
-    """Channel count ``channels * width`` rounded, never below ``minimum``.
-
-    Example:
-        >>> scale_channels(64, 0.25), scale_channels(16, 0.1)
-        (16, 4)
-    """
-    return max(minimum, int(round(channels * width)))
+#: Cost hint of a backbone that is not in the registry (the middle of the measured range).
+DEFAULT_COST = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,12 +51,17 @@ class BackboneSpec:
         min_side: smallest accepted size of every spatial side.
         multiple: every side must be a multiple of this (1 = any size).
         description: one line for listings and error messages.
+        title: human-readable name (book chapter titles).
+        cost: relative cost per knee-epoch at the book's sizes, measured on a 2-core CPU
+            (ENV-NOTES, benchmarks/); the sweep starts the longest runs first.
     """
 
     factory: Factory
     min_side: int
     multiple: int
     description: str
+    title: str
+    cost: float
 
 
 def _resnet3d(input_shape: Shape3, width: float) -> nn.Module:
@@ -177,18 +179,38 @@ class MonaiResNet18(nn.Module):
 
 
 _REGISTRY: dict[str, BackboneSpec] = {
-    "resnet3d": BackboneSpec(_resnet3d, 8, 1, "MedicalNet-style 3D ResNet-18 (dilated layer3/4)"),
-    "m3t": BackboneSpec(_m3t, 8, 1, "M3T: 3D stem + 2D ResNet-18 on all slices + transformer"),
-    "nnmamba": BackboneSpec(_nnmamba, 8, 1, "nnMamba encoder: residual 3D CNN + Mamba layer"),
-    "densenet121": BackboneSpec(lambda s, w: MonaiDenseNet121(w), 29, 1, "MONAI DenseNet121"),
-    "efficientnet-b0": BackboneSpec(lambda s, w: MonaiEfficientNetB0(s, w), 8, 1, "MONAI EfficientNet-B0"),
-    "monai-resnet18": BackboneSpec(lambda s, w: MonaiResNet18(w), 8, 1, "MONAI ResNet-18"),
+    "resnet3d": BackboneSpec(
+        _resnet3d, 8, 1, "MedicalNet-style 3D ResNet-18 (dilated layer3/4)", title="ResNet3D", cost=1.0
+    ),
+    "m3t": BackboneSpec(_m3t, 8, 1, "M3T: 3D stem + 2D ResNet-18 on all slices + transformer", title="M3T", cost=3.5),
+    "nnmamba": BackboneSpec(_nnmamba, 8, 1, "nnMamba encoder: residual 3D CNN + Mamba layer", title="nnMamba", cost=3.0),
+    "densenet121": BackboneSpec(
+        lambda s, w: MonaiDenseNet121(w), 29, 1, "MONAI DenseNet121", title="DenseNet121", cost=1.5
+    ),
+    "efficientnet-b0": BackboneSpec(
+        lambda s, w: MonaiEfficientNetB0(s, w), 8, 1, "MONAI EfficientNet-B0", title="EfficientNet-B0", cost=2.5
+    ),
+    "monai-resnet18": BackboneSpec(
+        lambda s, w: MonaiResNet18(w), 8, 1, "MONAI ResNet-18", title="MONAI ResNet-18", cost=0.7
+    ),
 }
 
 
 def list_backbones() -> list[str]:
     """Names accepted by :func:`build_backbone`, in registry order."""
     return list(_REGISTRY)
+
+
+def backbone_title(name: str) -> str:
+    """Human-readable title of backbone ``name``; an unknown name is its own title."""
+    spec = _REGISTRY.get(name)
+    return name if spec is None else spec.title
+
+
+def backbone_cost(name: str) -> float:
+    """Relative cost hint of backbone ``name`` (``resnet3d`` = 1); :data:`DEFAULT_COST` when unknown."""
+    spec = _REGISTRY.get(name)
+    return DEFAULT_COST if spec is None else spec.cost
 
 
 def _spec(name: str) -> BackboneSpec:

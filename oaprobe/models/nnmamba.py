@@ -9,8 +9,9 @@ compute the same recurrence
     h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t,    y_t = C_t . h_t + D * u_t,
 
 gated by ``silu(z)``. Stages: a 3^3 stem, three strided residual stages (channels c, 2c, 4c with
-``c = 32 * width``), the 1/8-resolution map flattened to tokens, one pre-norm residual Mamba
-layer, mean pooling and a linear map to the embedding (``32 * width``, at least 16).
+``c = 32 * width``; blocks from :mod:`oaprobe.models.layers`), the 1/8-resolution map
+flattened to tokens, one pre-norm residual Mamba layer, mean pooling and a linear map to the
+embedding (``32 * width``, at least 16).
 
 Example:
     >>> import torch
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from oaprobe.models.backbones import scale_channels
+from oaprobe.models.layers import conv_norm_act, residual_stage, scale_channels
 
 try:  # optional fused CUDA kernel
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _mamba_selective_scan_fn
@@ -177,23 +178,10 @@ class Mamba(nn.Module):
         return self.out_proj(y.transpose(1, 2))
 
 
-class ResBlock3D(nn.Module):
-    """Residual block: two 3^3 conv-BN layers (the first strided) plus a projected shortcut."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv3d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm3d(out_ch)
-        self.conv2 = nn.Conv3d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm3d(out_ch)
-        self.relu = nn.ReLU()
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(nn.Conv3d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm3d(out_ch))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+def _rename_legacy_shortcut(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    """Load checkpoints written before the shared block: ``stages.*.shortcut.*`` is now ``...downsample.*``."""
+    for key in [k for k in state_dict if k.startswith(prefix + "stages.") and ".shortcut." in k]:
+        state_dict[key.replace(".shortcut.", ".downsample.")] = state_dict.pop(key)
 
 
 class NNMambaEncoder(nn.Module):
@@ -209,11 +197,11 @@ class NNMambaEncoder(nn.Module):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
         c = scale_channels(32, width, minimum=8)
-        self.stem = nn.Sequential(nn.Conv3d(1, c, 3, padding=1, bias=False), nn.BatchNorm3d(c), nn.ReLU())
+        self.stem = nn.Sequential(*conv_norm_act(3, 1, c, 3))
         self.stages = nn.Sequential(
-            nn.Sequential(ResBlock3D(c, c, stride=2), ResBlock3D(c, c)),
-            nn.Sequential(ResBlock3D(c, 2 * c, stride=2), ResBlock3D(2 * c, 2 * c)),
-            nn.Sequential(ResBlock3D(2 * c, 4 * c, stride=2), ResBlock3D(4 * c, 4 * c)),
+            residual_stage(3, c, c, stride=2),
+            residual_stage(3, c, 2 * c, stride=2),
+            residual_stage(3, 2 * c, 4 * c, stride=2),
         )
         # channels-last weights: much faster 3D conv backward on CPU at these channel counts.
         self.stem.to(memory_format=torch.channels_last_3d)
@@ -225,6 +213,7 @@ class NNMambaEncoder(nn.Module):
         self.out_dim: int = max(16, int(round(32 * width)))
         self.project = nn.Linear(d_model, self.out_dim)
         self.gradcam_layer = "stages.2"
+        self.register_load_state_dict_pre_hook(_rename_legacy_shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.stages(self.stem(x.contiguous(memory_format=torch.channels_last_3d)))

@@ -27,11 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oaprobe.config import DUAL_VARIANTS, MODES, ConfigError, RunConfig
+from oaprobe.config import ConfigError, RunConfig
+from oaprobe.facts import DUAL_VARIANTS, MODES, N_KL, OA_THRESHOLD
 from oaprobe.models.backbones import build_backbone
-
-KL_CLASSES = 5
-OA_FROM_KL = 2  # OA = KL >= 2
 
 
 class LinearHead(nn.Module):
@@ -86,10 +84,10 @@ class HierarchicalProbe(nn.Module):
         if mode == "single_oa":
             self.oa_head = LinearHead(dim, 1)
         elif mode == "single_kl":
-            self.kl_head = LinearHead(dim, KL_CLASSES)
+            self.kl_head = LinearHead(dim, N_KL)
         else:
-            self.kl_head = LinearHead(dim, KL_CLASSES)
-            self.oa_head = LinearHead(KL_CLASSES if dual_variant == "stacked" else dim, 2)
+            self.kl_head = LinearHead(dim, N_KL)
+            self.oa_head = LinearHead(N_KL if dual_variant == "stacked" else dim, 2)
 
     @property
     def out_dim(self) -> int:
@@ -135,7 +133,7 @@ class HierarchicalProbe(nn.Module):
         """
         parts: dict[str, torch.Tensor] = {}
         if out["kl"] is not None:
-            target = _labels("kl", kl, KL_CLASSES)
+            target = _labels("kl", kl, N_KL)
             parts["kl"] = F.cross_entropy(out["kl"], target, weight=kl_weight)
         if out["oa"] is not None:
             target = _labels("oa", oa, 2)
@@ -160,7 +158,7 @@ class HierarchicalProbe(nn.Module):
         if self.mode == "single_oa":
             p_oa = torch.sigmoid(out["oa"][:, 0])
         elif self.mode == "single_kl":
-            p_oa = p_kl[:, OA_FROM_KL:].sum(dim=1)
+            p_oa = p_kl[:, OA_THRESHOLD:].sum(dim=1)
         else:
             p_oa = torch.softmax(out["oa"], dim=1)[:, 1]
         return p_oa, p_kl

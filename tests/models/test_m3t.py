@@ -56,7 +56,11 @@ def test_wrong_input_shape_is_a_clear_error():
 
 
 def test_gradient_reaches_stem_and_tokens():
-    net = M3T((8, 8, 8), width=0.25)
-    net(torch.randn(2, 1, 8, 8, 8)).sum().backward()
-    assert net.stem[0].weight.grad.abs().sum() > 0
-    assert net.pos_embed.grad.abs().sum() > 0 and net.sep_token.grad.abs().sum() > 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # fixed weights, inputs and dropout: the unseeded net's outcome hung on the suite's RNG
+        net = M3T((8, 8, 8), width=0.25)
+        out = net(torch.randn(4, 1, 8, 8, 8))
+        # a random projection, not out.sum(): the sum of a LayerNorm output is constant, its gradient only rounding
+        (out * torch.randn(out.shape)).sum().backward()
+    for p in (net.stem[0].weight, net.stem[3].weight, net.pos_embed, net.sep_token):
+        assert p.grad is not None and p.grad.norm() > 0

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from oaprobe.models import nnmamba
+from oaprobe.models.layers import ResidualBlock
 from oaprobe.models.nnmamba import Mamba, NNMambaEncoder, selective_scan, selective_scan_torch
 
 
@@ -129,7 +130,26 @@ def test_forward_shape_and_token_count():
 
 
 def test_gradient_reaches_stem_and_mamba():
-    net = NNMambaEncoder((16, 16, 16), width=0.25)
-    net(torch.randn(2, 1, 16, 16, 16)).sum().backward()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a fixed net, independent of the suite's RNG state
+        net = NNMambaEncoder((16, 16, 16), width=0.25)
+        net(torch.randn(2, 1, 16, 16, 16)).sum().backward()
     assert net.stem[0].weight.grad.abs().sum() > 0
     assert net.mamba.A_log.grad.abs().sum() > 0 and net.mamba.dt_proj.bias.grad.abs().sum() > 0
+
+
+def test_stages_use_the_shared_residual_block():
+    net = NNMambaEncoder((16, 16, 16), width=0.25)
+    blocks = [b for stage in net.stages for b in stage]
+    assert len(blocks) == 6 and all(isinstance(b, ResidualBlock) for b in blocks)
+    assert [b.conv1.stride[0] for b in blocks] == [2, 1, 2, 1, 2, 1]
+
+
+def test_loads_checkpoints_written_with_the_old_shortcut_name():
+    net = NNMambaEncoder((16, 16, 16), width=0.25).eval()
+    legacy = {k.replace(".downsample.", ".shortcut."): v + 1 for k, v in net.state_dict().items()}
+    assert any(".shortcut." in k for k in legacy)
+    fresh = NNMambaEncoder((16, 16, 16), width=0.25)
+    fresh.load_state_dict(legacy)  # strict: every old key must find its module
+    key = "stages.0.0.downsample.0.weight"
+    torch.testing.assert_close(fresh.state_dict()[key], net.state_dict()[key] + 1)

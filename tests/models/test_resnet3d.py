@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
-from oaprobe.models.resnet3d import BasicBlock3D, ResNet3D18
+from oaprobe.models.layers import ResidualBlock
+from oaprobe.models.resnet3d import ResNet3D18
 
 
 @pytest.mark.parametrize("width, dim", [(0.25, 128), (0.5, 256), (1.0, 512)])
@@ -40,10 +40,12 @@ def test_last_map_is_one_eighth_of_input():
     assert seen["shape"][2:] == (4, 4, 4)
 
 
-def test_shortcut_b_projects_only_when_shape_changes():
-    assert BasicBlock3D(8, 8).downsample is None
-    proj = BasicBlock3D(8, 16, stride=2).downsample
-    assert isinstance(proj[0], nn.Conv3d) and proj[0].kernel_size == (1, 1, 1)
+def test_blocks_are_the_shared_residual_block_with_type_b_shortcut():
+    net = ResNet3D18(width=0.25)
+    blocks = [b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer]
+    assert len(blocks) == 8 and all(isinstance(b, ResidualBlock) for b in blocks)
+    # projections only where channels or stride change: first blocks of layer2..layer4
+    assert [b.downsample is not None for b in blocks] == [False, False, True, False, True, False, True, False]
 
 
 def test_no_inplace_activations():
@@ -52,6 +54,8 @@ def test_no_inplace_activations():
 
 
 def test_gradient_reaches_stem():
-    net = ResNet3D18(width=0.25)
-    net(torch.randn(2, 1, 16, 16, 16)).sum().backward()
-    assert net.conv1.weight.grad.abs().sum() > 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a fixed net, independent of the suite's RNG state
+        net = ResNet3D18(width=0.25)
+        net(torch.randn(2, 1, 16, 16, 16)).sum().backward()
+    assert net.conv1.weight.grad is not None and net.conv1.weight.grad.norm() > 0

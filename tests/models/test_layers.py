@@ -1,0 +1,113 @@
+"""Shared layers: channel scaling, layer factories, the 2D/3D residual block and stage."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from oaprobe.models.layers import ResidualBlock, conv_norm_act, layer_type, residual_stage, scale_channels
+
+
+def _x(spatial_dims: int, channels: int, side: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(2, channels, *(side,) * spatial_dims, generator=torch.Generator().manual_seed(seed))
+
+
+def test_scale_channels_rounds_and_floors():
+    assert scale_channels(64, 0.25) == 16
+    assert scale_channels(64, 1.0) == 64
+    assert scale_channels(16, 0.1) == 4
+    assert scale_channels(16, 0.1, minimum=1) == 2
+
+
+@pytest.mark.parametrize("dims, conv, norm", [(2, nn.Conv2d, nn.BatchNorm2d), (3, nn.Conv3d, nn.BatchNorm3d)])
+def test_layer_type_follows_spatial_dims(dims, conv, norm):
+    assert layer_type("conv", dims) is conv and layer_type("batchnorm", dims) is norm
+
+
+def test_layer_type_refuses_unknown_kind_and_dims():
+    with pytest.raises(ValueError, match="kind = 'pool'"):
+        layer_type("pool", 3)
+    with pytest.raises(ValueError, match="spatial_dims = 4"):
+        layer_type("conv", 4)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_conv_norm_act_keeps_size_and_is_not_in_place(dims):
+    conv, norm, act = conv_norm_act(dims, 2, 6, 5)
+    assert isinstance(conv, layer_type("conv", dims)) and conv.bias is None
+    assert isinstance(norm, layer_type("batchnorm", dims)) and not act.inplace
+    assert nn.Sequential(conv, norm, act)(_x(dims, 2, 8)).shape == (2, 6, *(8,) * dims)
+    assert conv_norm_act(dims, 2, 6, 7, stride=2)[0](_x(dims, 2, 8)).shape == (2, 6, *(4,) * dims)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_block_keeps_shape_without_projection(dims):
+    block = ResidualBlock(dims, 8, 8)
+    assert block.downsample is None
+    assert isinstance(block.conv1, layer_type("conv", dims)) and isinstance(block.bn2, layer_type("batchnorm", dims))
+    assert block(_x(dims, 8, 6)).shape == (2, 8, *(6,) * dims)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_stride_halves_size_and_projects_the_shortcut(dims):
+    block = ResidualBlock(dims, 4, 8, stride=2)
+    proj = block.downsample
+    assert isinstance(proj[0], layer_type("conv", dims)) and proj[0].kernel_size == (1,) * dims
+    assert proj[0].stride == (2,) * dims and isinstance(proj[1], layer_type("batchnorm", dims))
+    assert block.conv1.stride == (2,) * dims and block.conv2.stride == (1,) * dims
+    assert block(_x(dims, 4, 8)).shape == (2, 8, *(4,) * dims)
+
+
+def test_channel_change_alone_projects_at_stride_1():
+    block = ResidualBlock(3, 4, 8)
+    assert block.downsample is not None and block.downsample[0].stride == (1, 1, 1)
+    assert block(_x(3, 4, 5)).shape == (2, 8, 5, 5, 5)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("dilation", [2, 4])
+def test_dilation_keeps_size(dims, dilation):
+    block = ResidualBlock(dims, 4, 4, dilation=dilation)
+    assert block.conv1.dilation == (dilation,) * dims and block.conv2.dilation == (dilation,) * dims
+    assert block(_x(dims, 4, 9)).shape == (2, 4, *(9,) * dims)
+
+
+def test_output_is_relu_of_residual_sum():
+    # all-zero convs leave relu(bn(0) + x) = relu(x) for the identity shortcut: the skip is really added
+    block = ResidualBlock(3, 4, 4).eval()
+    for conv in (block.conv1, block.conv2):
+        nn.init.zeros_(conv.weight)
+    x = _x(3, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), torch.relu(x))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_gradient_reaches_both_branches_and_input(dims):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # weights and loss projection fixed here, independent of the suite's RNG
+        block = ResidualBlock(dims, 4, 8, stride=2)
+        x = _x(dims, 4, 8).requires_grad_(True)
+        out = block(x)
+        (out * torch.randn(out.shape)).sum().backward()
+    for p in (block.conv1.weight, block.conv2.weight, block.downsample[0].weight):
+        assert p.grad is not None and p.grad.norm() > 0
+    assert x.grad is not None and x.grad.norm() > 0
+
+
+def test_no_inplace_activations():
+    assert not any(getattr(m, "inplace", False) for m in residual_stage(3, 4, 8, stride=2).modules())
+
+
+def test_stage_first_block_strides_and_changes_channels():
+    stage = residual_stage(2, 4, 8, stride=2, dilation=1, blocks=3)
+    assert len(stage) == 3
+    assert stage[0].downsample is not None and stage[0].conv1.stride == (2, 2)
+    assert all(b.downsample is None and b.conv1.in_channels == 8 for b in stage[1:])
+    assert stage(_x(2, 4, 8)).shape == (2, 8, 4, 4)
+
+
+def test_stage_shares_dilation():
+    stage = residual_stage(3, 4, 8, dilation=2)
+    assert all(b.conv1.dilation == (2, 2, 2) and b.conv2.dilation == (2, 2, 2) for b in stage)
