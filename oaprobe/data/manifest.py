@@ -2,9 +2,10 @@
 
 A manifest is a CSV with one row per knee (schema: ``book/architecture.md``). Paths in it are
 relative to the manifest's folder. :func:`validate_manifest` returns *all* problems found, each
-naming the file, the row (line number and ``case_id``) and what was expected, so a user fixes a
-broken manifest in one pass; :func:`read_manifest` raises :class:`ManifestError` carrying that
-list, or returns the table with absolute ``image_path`` / ``mask_path`` / ``lesion_path``.
+naming the file, the row (its physical line number in the file, and ``case_id``) and what was
+expected, so a user fixes a broken manifest in one pass; :func:`read_manifest` raises
+:class:`ManifestError` carrying that list, or returns the table with absolute ``image_path`` /
+``mask_path`` / ``lesion_path``.
 
 Example:
     >>> import tempfile, pathlib
@@ -21,7 +22,8 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
+import csv
+import io
 import math
 import os
 import tempfile
@@ -31,16 +33,25 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from oaprobe.errors import OaprobeError
+from oaprobe.facts import CARTILAGE_LABELS, MASK_LABELS, SIDES, SPLITS
+from oaprobe.io import default_file_mode, file_sha256
+
 REQUIRED_COLUMNS: tuple[str, ...] = ("case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("kl_clean", "lesion", "severity", "site", "visit")
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-SIDES: tuple[str, ...] = ("L", "R")
-CARTILAGE_LABELS: tuple[int, ...] = (2, 4)
 #: manifest column -> absolute-path column added by :func:`read_manifest`
 PATH_COLUMNS: dict[str, str] = {"image": "image_path", "mask": "mask_path", "lesion": "lesion_path"}
+#: a mask's / lesion map's affine agrees with its image's within these (mm, and relative)
+AFFINE_ATOL_MM: float = 1e-3
+AFFINE_RTOL: float = 1e-4
+#: direction cosines (unitless) of a mask / lesion map agree with its image's within this
+ORIENTATION_ATOL: float = 1e-4
+#: how many distinct bad mask values a message lists
+SHOWN_VALUES: int = 5
+_SCHEMA = ", ".join(f"{label} {name}" for label, name in MASK_LABELS.items())
 
 
-class ManifestError(ValueError):
+class ManifestError(OaprobeError, ValueError):
     """A manifest is invalid; ``problems`` lists every problem found (one message each)."""
 
     def __init__(self, path: str | Path, problems: list[str]):
@@ -64,6 +75,233 @@ def _parse_int(text: str) -> int | None:
     return int(value)
 
 
+# --------------------------------------------------------------------------- reading the table
+
+
+class _Check:
+    """Collects problems for one manifest; ``where(i)`` names row ``i`` by its line and case_id.
+
+    ``path`` is the name messages use (the final path when a temporary file is validated).
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.table: pd.DataFrame | None = None
+        self.lines: list[int] = []  # physical line (1-based) of each table row
+        self._found: list[tuple[int, str]] = []
+
+    @property
+    def problems(self) -> list[str]:
+        """File-level problems first, then row problems in line order (stable within a line)."""
+        return [text for _, text in sorted(self._found, key=lambda item: item[0])]
+
+    def file_problem(self, text: str) -> None:
+        self._found.append((0, f"{self.path}: {text}"))
+
+    def line_problem(self, line: int, text: str) -> None:
+        """A problem of a line that is not a table row (it could not be read as one)."""
+        self._found.append((line, f"{self.path}: line {line}: {text}"))
+
+    def where(self, i: int) -> str:
+        case = self.table.at[i, "case_id"] if self.table is not None and "case_id" in self.table else ""
+        return f"{self.path}: line {self.lines[i]} (case_id {case!r})"
+
+    def row_problem(self, i: int, text: str) -> None:
+        self._found.append((self.lines[i], f"{self.where(i)}: {text}"))
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a manifest file, or None when it is a regular file."""
+    if path.is_dir():
+        return "is a directory; expected a manifest CSV file"
+    if not path.exists():
+        return "manifest file does not exist"
+    if not path.is_file():
+        return "is not a regular file; expected a manifest CSV file"
+    return None
+
+
+def _os_error_text(err: OSError) -> str:
+    if isinstance(err, PermissionError):
+        return "cannot be read: permission denied; expected a readable CSV file"
+    return f"cannot be read ({err.strerror or err}); expected a readable CSV file"
+
+
+def _read_text(path: Path, check: _Check) -> str | None:
+    """The manifest's text, or None after naming why it is not a readable UTF-8 text file."""
+    reason = _not_a_file(path)
+    if reason is not None:
+        check.file_problem(reason)
+        return None
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(1 << 16)  # a binary file (an image given by mistake) is not read whole
+            data += b"" if b"\0" in data else handle.read()
+    except OSError as err:
+        check.file_problem(_os_error_text(err))
+        return None
+    if b"\0" in data:
+        line = data[: data.index(b"\0")].count(b"\n") + 1
+        check.file_problem(f"is a binary file (NUL byte on line {line}); expected a UTF-8 text CSV file")
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        check.file_problem(
+            f"is binary or not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); expected a UTF-8 CSV file"
+        )
+        return None
+
+
+def _records(text: str, check: _Check) -> list[tuple[int, list[str]]] | None:
+    """``(first physical line, stripped cells)`` of each record; blank lines are skipped.
+
+    Line numbers come from the csv reader, so quoted fields spanning lines and blank lines
+    keep them true. None (after naming the line) when the CSV is malformed.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[tuple[int, list[str]]] = []
+    line = 1
+    try:
+        for record in reader:
+            cells = [cell.strip() for cell in record]
+            if len(cells) > 1 or any(cells):
+                records.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as err:
+        check.file_problem(f"is not valid CSV at line {line} ({err}); expected comma-separated values, quotes closed")
+        return None
+    return records
+
+
+def _header_columns(header: list[str], rows: list[tuple[int, list[str]]], check: _Check) -> list[int]:
+    """Index of each named header column (first of a name); duplicated and unnamed ones reported."""
+    seen: dict[str, list[int]] = {}
+    for k, name in enumerate(header):
+        if name:
+            seen.setdefault(name, []).append(k)
+            continue
+        used = next((line for line, cells in rows if k < len(cells) and cells[k]), None)
+        if used is not None:
+            check.file_problem(f"header column {k + 1} has no name but line {used} has a value in it; expected a name")
+    for name, where in seen.items():
+        if len(where) > 1:
+            check.file_problem(
+                f"column {name!r} appears {len(where)} times in the header (columns "
+                f"{', '.join(str(k + 1) for k in where)}); expected each column once"
+            )
+    return [where[0] for where in seen.values()]
+
+
+def _table_rows(rows: list[tuple[int, list[str]]], width: int, check: _Check) -> tuple[list[list[str]], list[int]]:
+    """Rows padded to the header's width, with their lines; over-long and all-empty rows reported."""
+    kept, lines = [], []
+    for line, cells in rows:
+        if any(cells[width:]):
+            check.line_problem(
+                line,
+                f"has {len(cells)} fields but the header has {width} columns; "
+                "expected at most one value per column (quote a value that holds a comma)",
+            )
+        elif not any(cells):
+            check.line_problem(line, "has only empty cells; expected one knee's values (or no line)")
+        else:
+            kept.append(cells[:width] + [""] * (width - len(cells)))
+            lines.append(line)
+    return kept, lines
+
+
+def _load_table(path: Path, check: _Check) -> pd.DataFrame | None:
+    """The manifest as a table of stripped strings (``check.lines`` gets each row's line)."""
+    text = _read_text(path, check)
+    records = _records(text, check) if text is not None else None
+    if records is None:
+        return None
+    if not records:
+        check.file_problem(f"is empty; expected a header line ({', '.join(REQUIRED_COLUMNS)}) and one row per knee")
+        return None
+    (_, header), rows = records[0], records[1:]
+    keep = _header_columns(header, rows, check)
+    kept, check.lines = _table_rows(rows, len(header), check)
+    table = pd.DataFrame([[cells[k] for k in keep] for cells in kept], columns=[header[k] for k in keep], dtype=str)
+    return table.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- table checks
+
+
+def _check_labels(table: pd.DataFrame, check: _Check) -> None:
+    """Per-row checks on ids, side, split and the KL / OA / kl_clean / severity values."""
+    columns = set(table.columns)
+    for i in range(len(table)):
+        for column in ("case_id", "subject_id"):
+            if column in columns and not table.at[i, column]:
+                check.row_problem(i, f"{column} is empty; expected a non-empty id")
+        if "side" in columns and table.at[i, "side"] not in SIDES:
+            check.row_problem(i, f"side = {table.at[i, 'side']!r}; expected one of {list(SIDES)}")
+        if "split" in columns and table.at[i, "split"] not in SPLITS:
+            check.row_problem(i, f"split = {table.at[i, 'split']!r}; expected one of {list(SPLITS)}")
+        _check_grades(i, table, check)
+
+
+def _check_grades(i: int, table: pd.DataFrame, check: _Check) -> None:
+    """KL 0-4, OA 0/1 and equal to KL >= 2, optional kl_clean 0-4 and finite severity."""
+    columns = set(table.columns)
+    kl = None
+    if "kl" in columns:
+        kl = _parse_int(table.at[i, "kl"])
+        if kl is None or not 0 <= kl <= 4:
+            check.row_problem(i, f"kl = {table.at[i, 'kl']!r}; expected an integer 0-4")
+            kl = None
+    if "oa" in columns:
+        oa = _parse_int(table.at[i, "oa"])
+        if oa not in (0, 1):
+            check.row_problem(i, f"oa = {table.at[i, 'oa']!r}; expected 0 or 1")
+        elif kl is not None and oa != int(kl >= 2):
+            check.row_problem(i, f"oa = {oa} but kl = {kl}; expected oa = {int(kl >= 2)} (oa = kl >= 2)")
+    if "kl_clean" in columns and table.at[i, "kl_clean"]:
+        clean = _parse_int(table.at[i, "kl_clean"])
+        if clean is None or not 0 <= clean <= 4:
+            check.row_problem(i, f"kl_clean = {table.at[i, 'kl_clean']!r}; expected an integer 0-4 (or empty)")
+    if "severity" in columns and table.at[i, "severity"]:
+        try:
+            ok = math.isfinite(float(table.at[i, "severity"]))
+        except ValueError:
+            ok = False
+        if not ok:
+            check.row_problem(i, f"severity = {table.at[i, 'severity']!r}; expected a finite number (or empty)")
+
+
+def _check_groups(table: pd.DataFrame, check: _Check) -> None:
+    """Duplicate case ids and subjects whose knees sit in more than one split."""
+    if "case_id" in table.columns:
+        first_line: dict[str, int] = {}
+        for i, case in enumerate(table["case_id"]):
+            if not case:
+                continue
+            if case in first_line:
+                check.row_problem(i, f"duplicate case_id; first used on line {first_line[case]}")
+            else:
+                first_line[case] = check.lines[i]
+    if {"subject_id", "split"} <= set(table.columns):
+        valid = table[table["split"].isin(SPLITS) & (table["subject_id"] != "")]
+        cases = table["case_id"] if "case_id" in table.columns else pd.Series("", index=table.index)
+        for subject, rows in valid.groupby("subject_id", sort=True):
+            splits = sorted(set(rows["split"]))
+            if len(splits) > 1:
+                detail = ", ".join(
+                    f"line {check.lines[i]} case_id {cases[i]!r} in {table.at[i, 'split']}" for i in rows.index
+                )
+                check.file_problem(
+                    f"subject_id {subject!r} appears in splits {splits} ({detail}); "
+                    "expected all knees of a subject in one split"
+                )
+
+
+# --------------------------------------------------------------------------- file and volume checks
+
+
 def _volume_shape(img: nib.spatialimages.SpatialImage) -> tuple[int, ...]:
     """Spatial shape from the header; trailing singleton axes (``D,H,W,1``) are dropped."""
     shape = tuple(int(s) for s in img.shape)
@@ -80,150 +318,132 @@ def _surely_finite(img: nib.spatialimages.SpatialImage) -> bool:
     return bool(np.isfinite(slope) and np.isfinite(inter))
 
 
-class _Check:
-    """Collects problems for one manifest; ``where(i)`` names row ``i`` by line and case_id."""
-
-    def __init__(self, path: Path, table: pd.DataFrame | None = None):
-        self.path = path
-        self.table = table
-        self._found: list[tuple[int, str]] = []
-
-    @property
-    def problems(self) -> list[str]:
-        """File-level problems first, then row problems in line order (stable within a line)."""
-        return [text for _, text in sorted(self._found, key=lambda item: item[0])]
-
-    def file_problem(self, text: str) -> None:
-        self._found.append((-1, f"{self.path}: {text}"))
-
-    def where(self, i: int) -> str:
-        case = self.table.at[i, "case_id"] if self.table is not None and "case_id" in self.table else ""
-        return f"{self.path}: line {i + 2} (case_id {case!r})"
-
-    def row_problem(self, i: int, text: str) -> None:
-        self._found.append((i, f"{self.where(i)}: {text}"))
-
-
-def _load_table(path: Path, check: _Check) -> pd.DataFrame | None:
-    if not path.is_file():
-        check.file_problem("manifest file does not exist")
-        return None
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
-        check.file_problem(f"cannot be read as CSV ({err})")
-        return None
-    table.columns = [str(c).strip() for c in table.columns]
-    for column in table.columns:
-        table[column] = table[column].astype(str).str.strip()
-    return table.reset_index(drop=True)
-
-
-def _check_labels(table: pd.DataFrame, check: _Check) -> None:
-    """Per-row checks on ids, side, split and the KL / OA / kl_clean / severity values."""
-    columns = set(table.columns)
-    for i in range(len(table)):
-        for column in ("case_id", "subject_id"):
-            if column in columns and not table.at[i, column]:
-                check.row_problem(i, f"{column} is empty; expected a non-empty id")
-        if "side" in columns and table.at[i, "side"] not in SIDES:
-            check.row_problem(i, f"side = {table.at[i, 'side']!r}; expected one of {list(SIDES)}")
-        if "split" in columns and table.at[i, "split"] not in SPLITS:
-            check.row_problem(i, f"split = {table.at[i, 'split']!r}; expected one of {list(SPLITS)}")
-        kl = None
-        if "kl" in columns:
-            kl = _parse_int(table.at[i, "kl"])
-            if kl is None or not 0 <= kl <= 4:
-                check.row_problem(i, f"kl = {table.at[i, 'kl']!r}; expected an integer 0-4")
-                kl = None
-        if "oa" in columns:
-            oa = _parse_int(table.at[i, "oa"])
-            if oa not in (0, 1):
-                check.row_problem(i, f"oa = {table.at[i, 'oa']!r}; expected 0 or 1")
-            elif kl is not None and oa != int(kl >= 2):
-                check.row_problem(i, f"oa = {oa} but kl = {kl}; expected oa = {int(kl >= 2)} (oa = kl >= 2)")
-        if "kl_clean" in columns and table.at[i, "kl_clean"]:
-            clean = _parse_int(table.at[i, "kl_clean"])
-            if clean is None or not 0 <= clean <= 4:
-                check.row_problem(
-                    i, f"kl_clean = {table.at[i, 'kl_clean']!r}; expected an integer 0-4 (or empty)"
-                )
-        if "severity" in columns and table.at[i, "severity"]:
-            try:
-                ok = math.isfinite(float(table.at[i, "severity"]))
-            except ValueError:
-                ok = False
-            if not ok:
-                check.row_problem(i, f"severity = {table.at[i, 'severity']!r}; expected a finite number (or empty)")
-
-
-def _check_groups(table: pd.DataFrame, check: _Check) -> None:
-    """Duplicate case ids and subjects whose knees sit in more than one split."""
-    if "case_id" in table.columns:
-        first_line: dict[str, int] = {}
-        for i, case in enumerate(table["case_id"]):
-            if not case:
-                continue
-            if case in first_line:
-                check.row_problem(i, f"duplicate case_id; first used on line {first_line[case]}")
-            else:
-                first_line[case] = i + 2
-    if {"subject_id", "split"} <= set(table.columns):
-        valid = table[table["split"].isin(SPLITS) & (table["subject_id"] != "")]
-        for subject, rows in valid.groupby("subject_id", sort=True):
-            splits = sorted(set(rows["split"]))
-            if len(splits) > 1:
-                cases = table["case_id"] if "case_id" in table.columns else pd.Series("", index=table.index)
-                detail = ", ".join(f"line {i + 2} case_id {cases[i]!r} in {table.at[i, 'split']}" for i in rows.index)
-                check.file_problem(
-                    f"subject_id {subject!r} appears in splits {splits} ({detail}); "
-                    "expected all knees of a subject in one split"
-                )
-
-
-def _check_files(table: pd.DataFrame, folder: Path, check: _Check, check_volumes: bool) -> None:
-    """Existence, readability, shape agreement, finite voxels and a non-empty cartilage mask."""
-    file_columns = [c for c in ("image", "mask", "lesion") if c in table.columns]
-    for i in range(len(table)):
-        headers: dict[str, nib.spatialimages.SpatialImage] = {}
-        for column in file_columns:
-            text = table.at[i, column]
-            if not text:
-                if column != "lesion":
-                    check.row_problem(i, f"{column} is empty; expected a NIfTI path relative to {folder}")
-                continue
-            file = folder / text
-            if not file.is_file():
-                check.row_problem(i, f"{column} file {text!r} not found (looked for {file})")
-                continue
-            if not check_volumes:
-                continue
-            try:
-                headers[column] = nib.load(file)
-            except Exception as err:  # nibabel raises many types for a broken file
-                check.row_problem(i, f"{column} file {text!r} is unreadable as NIfTI ({err})")
-        if not check_volumes:
+def _existing_files(i: int, table: pd.DataFrame, folder: Path, check: _Check) -> dict[str, Path]:
+    """Column -> file for each path cell of row ``i`` that names a regular file; others reported."""
+    found: dict[str, Path] = {}
+    for column in (c for c in PATH_COLUMNS if c in table.columns):
+        text = table.at[i, column]
+        if not text:
+            if column != "lesion":
+                check.row_problem(i, f"{column} is empty; expected a NIfTI path relative to {folder}")
             continue
-        shapes = {c: _volume_shape(img) for c, img in headers.items()}
-        for column, shape in shapes.items():
-            if len(shape) != 3:
-                check.row_problem(i, f"{column} {table.at[i, column]!r} has shape {shape}; expected a 3-D volume")
-        if "image" in shapes:
-            for column in ("mask", "lesion"):
-                if column in shapes and shapes[column] != shapes["image"]:
-                    check.row_problem(
-                        i,
-                        f"{column} shape {shapes[column]} differs from image shape {shapes['image']}; "
-                        "expected the same shape",
-                    )
-        _check_voxels(i, table, headers, check)
+        file = folder / text
+        if file.is_dir():
+            check.row_problem(i, f"{column} {text!r} is a directory ({file}); expected a NIfTI file")
+        elif not file.is_file():
+            check.row_problem(i, f"{column} file {text!r} not found (looked for {file})")
+        else:
+            found[column] = file
+    return found
 
 
-def _check_voxels(i: int, table: pd.DataFrame, headers: dict, check: _Check) -> None:
-    """Load voxel data only where the header cannot answer: finite image, cartilage in mask."""
-    if "image" in headers and not _surely_finite(headers["image"]):
+def _open_volumes(i: int, table: pd.DataFrame, files: dict[str, Path], check: _Check) -> dict:
+    """Column -> nibabel image (header only; voxels stay on disk) for each file that opens."""
+    volumes = {}
+    for column, file in files.items():
         try:
-            data = np.asanyarray(headers["image"].dataobj)
+            volumes[column] = nib.load(file)
+        except Exception as err:  # nibabel raises many types for a broken file
+            check.row_problem(i, f"{column} file {table.at[i, column]!r} is unreadable as NIfTI ({err})")
+    return volumes
+
+
+def _numbers(values: np.ndarray) -> str:
+    """``(1, 0.5, -2)``: rounded, without ``-0``."""
+    return "(" + ", ".join(f"{v:.6g}" for v in np.round(np.asarray(values, float), 6) + 0.0) + ")"
+
+
+def _orientation(affine: np.ndarray) -> str:
+    """Axis codes and direction cosines, e.g. ``RAS [[1, 0, 0], [0, 1, 0], [0, 0, 1]]``."""
+    cosines = np.round(affine[:3, :3] / nib.affines.voxel_sizes(affine), 4) + 0.0
+    rows = ", ".join("[" + ", ".join(f"{v:.4g}" for v in row) + "]" for row in cosines)
+    return f"{''.join(nib.aff2axcodes(affine))} [{rows}]"
+
+
+def _affine_problem(affine: np.ndarray) -> str | None:
+    """Why an affine defines no usable voxel grid (non-finite, zero voxel size), or None."""
+    if not np.isfinite(affine).all():
+        return "has a non-finite affine (NaN or Inf in its voxel-to-world matrix); expected a finite affine"
+    spacing = nib.affines.voxel_sizes(affine)
+    if (spacing < AFFINE_ATOL_MM).any():
+        return f"has voxel size {_numbers(spacing)} mm in its affine; expected positive voxel sizes"
+    return None
+
+
+def _affine_differences(affine: np.ndarray, image: np.ndarray) -> list[str]:
+    """Which of spacing / origin / orientation of ``affine`` differ from the image's, with both values."""
+    close = dict(rtol=AFFINE_RTOL, atol=AFFINE_ATOL_MM)
+    spacing, image_spacing = nib.affines.voxel_sizes(affine), nib.affines.voxel_sizes(image)
+    found = []
+    if not np.allclose(spacing, image_spacing, **close):
+        found.append(f"spacing {_numbers(spacing)} mm differs from image spacing {_numbers(image_spacing)} mm")
+    if not np.allclose(affine[:3, 3], image[:3, 3], **close):
+        found.append(f"origin {_numbers(affine[:3, 3])} mm differs from image origin {_numbers(image[:3, 3])} mm")
+    if not np.allclose(affine[:3, :3] / spacing, image[:3, :3] / image_spacing, rtol=0, atol=ORIENTATION_ATOL):
+        found.append(f"orientation {_orientation(affine)} differs from image orientation {_orientation(image)}")
+    return found
+
+
+def _check_geometry(i: int, table: pd.DataFrame, volumes: dict, check: _Check) -> None:
+    """Every volume 3-D with a usable affine; mask and lesion map on the image's grid (shape, affine)."""
+    shapes = {column: _volume_shape(img) for column, img in volumes.items()}
+    usable = {}
+    for column, img in volumes.items():
+        name = table.at[i, column]
+        problem = _affine_problem(img.affine)
+        if len(shapes[column]) != 3:
+            check.row_problem(i, f"{column} {name!r} has shape {shapes[column]}; expected a 3-D volume")
+        if problem is not None:
+            check.row_problem(i, f"{column} {name!r} {problem}")
+        if len(shapes[column]) == 3 and problem is None:
+            usable[column] = img
+    if "image" not in usable:
+        return
+    for column in (c for c in ("mask", "lesion") if c in usable):
+        if shapes[column] != shapes["image"]:
+            check.row_problem(
+                i,
+                f"{column} shape {shapes[column]} differs from image shape {shapes['image']}; expected the same shape",
+            )
+        for difference in _affine_differences(usable[column].affine, usable["image"].affine):
+            check.row_problem(
+                i, f"{column} {table.at[i, column]!r} {difference}; expected the image's affine (same voxel grid)"
+            )
+
+
+def _is_label(mask: np.ndarray, labels) -> np.ndarray:
+    """Where ``mask`` holds one of ``labels`` (a few comparisons: several times faster than np.isin)."""
+    found = np.zeros(mask.shape, dtype=bool)
+    for label in labels:
+        found |= mask == label
+    return found
+
+
+def _mask_value_problems(mask: np.ndarray) -> list[str]:
+    """What is wrong with a label map's values: labels outside the schema, no cartilage voxel."""
+    problems = []
+    bad = ~_is_label(mask, MASK_LABELS)  # also catches 1.5, -1 and NaN
+    if bad.any():
+        values, counts = np.unique(mask[bad], return_counts=True)
+        shown = ", ".join(f"{v} ({c} voxel{'s' if c > 1 else ''})" for v, c in zip(values[:SHOWN_VALUES], counts))
+        more = f" and {len(values) - SHOWN_VALUES} other value(s)" if len(values) > SHOWN_VALUES else ""
+        problems.append(
+            f"has {int(bad.sum())} voxel(s) with values outside the label schema: {shown}{more}; "
+            f"expected integer labels {min(MASK_LABELS)}-{max(MASK_LABELS)} ({_SCHEMA})"
+        )
+    if not _is_label(mask, CARTILAGE_LABELS).any():
+        problems.append(
+            f"has no cartilage voxel; expected labels {' or '.join(map(str, CARTILAGE_LABELS))} "
+            "(femoral / tibial cartilage)"
+        )
+    return problems
+
+
+def _check_voxels(i: int, table: pd.DataFrame, volumes: dict, check: _Check) -> None:
+    """Load voxel data only where the header cannot answer: finite image, mask labels."""
+    if "image" in volumes and not _surely_finite(volumes["image"]):
+        try:
+            data = np.asanyarray(volumes["image"].dataobj)
             bad = int(data.size - np.count_nonzero(np.isfinite(data)))
             if bad:
                 check.row_problem(
@@ -231,22 +451,34 @@ def _check_voxels(i: int, table: pd.DataFrame, headers: dict, check: _Check) -> 
                 )
         except Exception as err:
             check.row_problem(i, f"image file {table.at[i, 'image']!r} is unreadable ({err})")
-    if "mask" in headers:
+    if "mask" in volumes:
         try:
-            mask = np.asanyarray(headers["mask"].dataobj)
-            if not np.isin(mask, CARTILAGE_LABELS).any():
-                check.row_problem(
-                    i,
-                    f"mask {table.at[i, 'mask']!r} has no cartilage voxel; expected labels "
-                    f"{' or '.join(map(str, CARTILAGE_LABELS))} (femoral / tibial cartilage)",
-                )
+            problems = _mask_value_problems(np.asanyarray(volumes["mask"].dataobj))
         except Exception as err:
-            check.row_problem(i, f"mask file {table.at[i, 'mask']!r} is unreadable ({err})")
+            problems = [f"is unreadable ({err})"]
+        for problem in problems:
+            check.row_problem(i, f"mask {table.at[i, 'mask']!r} {problem}")
 
 
-def _validate(path: str | Path, check_volumes: bool) -> tuple[list[str], pd.DataFrame | None]:
+def _check_files(table: pd.DataFrame, folder: Path, check: _Check, check_volumes: bool) -> None:
+    """Existence of each file; with ``check_volumes`` also geometry and voxel values."""
+    for i in range(len(table)):
+        files = _existing_files(i, table, folder, check)
+        if check_volumes:
+            volumes = _open_volumes(i, table, files, check)
+            _check_geometry(i, table, volumes, check)
+            _check_voxels(i, table, volumes, check)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _validate(
+    path: str | Path, check_volumes: bool, shown: str | Path | None = None
+) -> tuple[list[str], pd.DataFrame | None]:
+    """Problems and table of the manifest at ``path``; messages name ``shown`` (default ``path``)."""
     path = Path(path)
-    check = _Check(path)
+    check = _Check(Path(shown) if shown is not None else path)
     table = _load_table(path, check)
     if table is None:
         return check.problems, None
@@ -267,13 +499,13 @@ def validate_manifest(path: str | Path, check_volumes: bool = True) -> list[str]
 
     Args:
         path: the manifest CSV.
-        check_volumes: also open each NIfTI (header shapes; voxel data only for the non-finite
-            check of float images and the cartilage check of masks). When False only the
-            table and the existence of the files are checked.
+        check_volumes: also open each NIfTI: shapes and affines from the headers; voxel data
+            only for the non-finite check of float images and the label check of masks. When
+            False only the table and the existence of the files are checked.
 
     Returns:
-        One message per problem, each naming the manifest file, the row (line number and
-        ``case_id``) where there is one, and what was expected.
+        One message per problem, each naming the manifest file, the row (physical line number
+        and ``case_id``) where there is one, and what was expected; file-level problems first.
     """
     return _validate(path, check_volumes)[0]
 
@@ -306,10 +538,18 @@ def read_manifest(path: str | Path, check_volumes: bool = True) -> pd.DataFrame:
     return table
 
 
-def write_manifest(table: pd.DataFrame, path: str | Path) -> Path:
+def write_manifest(table: pd.DataFrame, path: str | Path, validate: bool = False) -> Path:
     """Write a manifest atomically, required columns first, then optional, then any others.
 
-    Absolute-path columns added by :func:`read_manifest` are not written.
+    Absolute-path columns added by :func:`read_manifest` are not written. The file gets the
+    mode a plain ``open()`` would give it (``0o666`` less the umask).
+
+    Args:
+        table: one row per knee.
+        path: the CSV to write; its folder is created.
+        validate: check the written table (columns, values, files exist; volumes are not
+            opened) under its temporary name first, and raise :class:`ManifestError` naming
+            ``path`` instead of replacing it: a refused table leaves no file behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +560,10 @@ def write_manifest(table: pd.DataFrame, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             table[known + extra].to_csv(handle, index=False)
+        os.chmod(tmp, default_file_mode())
+        problems = _validate(tmp, check_volumes=False, shown=path)[0] if validate else []
+        if problems:
+            raise ManifestError(path, problems)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -327,13 +571,30 @@ def write_manifest(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def split_counts(path: str | Path) -> dict[str, int]:
+    """Knees per split of a manifest: every split of ``SPLITS`` in order (zeros kept), then others.
+
+    For a caller (the CLI after ``import-oai``) to report what was written; it reads the table
+    only, so call it on a manifest already validated.
+    """
+    path = Path(path)
+    check = _Check(path)
+    table = _load_table(path, check)
+    if table is None or "split" not in table.columns:
+        raise ManifestError(path, check.problems or [f"{path}: missing column 'split'; expected a manifest"])
+    counts = table["split"].value_counts()
+    return {split: int(counts.get(split, 0)) for split in SPLITS} | {
+        str(split): int(n) for split, n in counts.items() if split not in SPLITS
+    }
+
+
 def manifest_hash(path: str | Path) -> str:
     """SHA-256 of the manifest file's bytes (the same value ``RunConfig.run_id`` uses)."""
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(path, [f"{path}: manifest file does not exist"])
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    reason = _not_a_file(path)
+    if reason is not None:
+        raise ManifestError(path, [f"{path}: {reason}"])
+    try:
+        return file_sha256(path)
+    except OSError as err:
+        raise ManifestError(path, [f"{path}: {_os_error_text(err)}"]) from err

@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from oaprobe.data.labels import oa_from_kl
-from oaprobe.data.manifest import ManifestError, validate_manifest, write_manifest
+from oaprobe.data.manifest import write_manifest
 from oaprobe.data.splits import assign_splits
+from oaprobe.errors import OaprobeError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ SIDE_COLUMNS = ("kneeside", "side", "laterality")
 _SIDES = {"1": "R", "2": "L", "r": "R", "l": "L", "right": "R", "left": "L"}
 
 
-class OAIImportError(ValueError):
+class OAIImportError(OaprobeError, ValueError):
     """The OAIZIB-CM folder or its metadata cannot be turned into a manifest; says why."""
 
 
@@ -160,7 +161,8 @@ def _metadata_files(root: Path, metadata: Path | None) -> list[Path]:
         where = " or ".join(str(f) for f in folders)
         raise OAIImportError(
             f"no metadata table (subInfo_train.xlsx / subInfo_test.xlsx) in {where}; "
-            "pass metadata=PATH to a CSV or xlsx with a case id (CMT-ID) and a KL grade (KLGrade) column"
+            "pass --metadata PATH (metadata=PATH in Python): a CSV or xlsx with a case id (CMT-ID) "
+            "and a KL grade (KLGrade) column"
         )
     return found
 
@@ -250,6 +252,54 @@ def read_metadata(root: str | Path, metadata: str | Path | None = None) -> pd.Da
     return table.reset_index(drop=True)
 
 
+def _graded_knees(files: pd.DataFrame, meta: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Release files joined with their metadata rows; knees without a KL grade dropped, with warnings."""
+    merged = files.merge(meta, on="cmt_id", how="left", validate="one_to_one")
+    no_row = merged["source"].isna()
+    no_kl = ~no_row & merged["kl"].isna()
+    orphans = sorted(set(meta["cmt_id"]) - set(files["cmt_id"]))
+    if no_row.any() or no_kl.any():
+        warnings.warn(
+            f"OAIZIB-CM import: skipped {int(no_kl.sum() + no_row.sum())} knee(s): {int(no_kl.sum())} without a KL "
+            f"grade, {int(no_row.sum())} without a metadata row "
+            f"(e.g. {', '.join(merged.loc[no_kl | no_row, 'case_id'].head(5))})",
+            stacklevel=3,
+        )
+    if orphans:
+        warnings.warn(
+            f"OAIZIB-CM import: {len(orphans)} metadata row(s) have no image (e.g. {orphans[:5]})", stacklevel=3
+        )
+    knees = merged[~(no_row | no_kl)].copy()
+    if knees.empty:
+        raise OAIImportError(f"{root}: no knee has both an image and a KL grade; nothing to import")
+    return knees
+
+
+def _manifest_rows(
+    knees: pd.DataFrame, folder: Path, split: str, seed: int, fractions: tuple[float, float, float]
+) -> pd.DataFrame:
+    """Manifest columns for the graded knees: sides, subjects, OA, the split, paths relative to ``folder``."""
+    knees = knees.copy()
+    if knees["side"].isna().any():
+        warnings.warn(
+            "OAIZIB-CM import: no knee side in the metadata for "
+            f"{int(knees['side'].isna().sum())} knee(s); written as 'R'",
+            stacklevel=3,
+        )
+        knees["side"] = knees["side"].fillna("R")
+    knees["subject_id"] = [s if isinstance(s, str) and s else c for s, c in zip(knees["subject_id"], knees["case_id"])]
+    knees["kl"] = knees["kl"].astype(int)
+    knees["oa"] = oa_from_kl(knees["kl"].to_numpy())
+    if split == "reference":
+        knees["split"] = knees["release_split"]
+    else:
+        knees["split"] = assign_splits(knees[["subject_id", "kl"]], fractions, seed, "kl").to_numpy()
+    for column in ("image", "mask"):
+        knees[column] = [Path(os.path.relpath(p, folder)).as_posix() for p in knees[column]]
+    columns = ["case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa"]
+    return knees[columns].reset_index(drop=True)
+
+
 def import_oaizib(
     root: Path,
     out_manifest: Path,
@@ -271,52 +321,26 @@ def import_oaizib(
         fractions: train/val/test fractions of subjects for ``"stratified"``.
 
     Returns:
-        The manifest path. Knees without a KL grade (or without a metadata row) are skipped
-        with a warning that counts them.
+        The manifest path (knees per split: :func:`oaprobe.data.manifest.split_counts`). Knees
+        without a KL grade (or without a metadata row) are skipped with a warning that counts them.
+
+    Raises:
+        OAIImportError: the folder, the metadata or ``out_manifest`` is unusable (a directory,
+            not writable).
+        ManifestError: the table would be an invalid manifest (e.g. a subject in both release
+            splits); it is validated before it replaces ``out_manifest``, so nothing is left there.
     """
     if split not in ("reference", "stratified"):
         raise OAIImportError(f"split = {split!r}; expected 'reference' or 'stratified'")
     root, out_manifest = Path(root), Path(out_manifest)
-    files = find_release_files(root)
-    meta = read_metadata(root, metadata)
-    merged = files.merge(meta, on="cmt_id", how="left", validate="one_to_one")
-    no_row = merged["source"].isna()
-    no_kl = ~no_row & merged["kl"].isna()
-    orphans = sorted(set(meta["cmt_id"]) - set(files["cmt_id"]))
-    if no_row.any() or no_kl.any():
-        warnings.warn(
-            f"OAIZIB-CM import: skipped {int(no_kl.sum() + no_row.sum())} knee(s): {int(no_kl.sum())} without a KL "
-            f"grade, {int(no_row.sum())} without a metadata row "
-            f"(e.g. {', '.join(merged.loc[no_kl | no_row, 'case_id'].head(5))})",
-            stacklevel=2,
-        )
-    if orphans:
-        warnings.warn(f"OAIZIB-CM import: {len(orphans)} metadata row(s) have no image (e.g. {orphans[:5]})", stacklevel=2)
-    knees = merged[~(no_row | no_kl)].copy()
-    if knees.empty:
-        raise OAIImportError(f"{root}: no knee has both an image and a KL grade; nothing to import")
-    if knees["side"].isna().any():
-        warnings.warn(
-            "OAIZIB-CM import: no knee side in the metadata for "
-            f"{int(knees['side'].isna().sum())} knee(s); written as 'R'",
-            stacklevel=2,
-        )
-        knees["side"] = knees["side"].fillna("R")
-    knees["subject_id"] = [s if isinstance(s, str) and s else c for s, c in zip(knees["subject_id"], knees["case_id"])]
-    knees["kl"] = knees["kl"].astype(int)
-    knees["oa"] = oa_from_kl(knees["kl"].to_numpy())
-    if split == "reference":
-        knees["split"] = knees["release_split"]
-    else:
-        knees["split"] = assign_splits(knees[["subject_id", "kl"]], fractions, seed, "kl").to_numpy()
-    folder = out_manifest.resolve().parent
-    for column in ("image", "mask"):
-        knees[column] = [Path(os.path.relpath(p, folder)).as_posix() for p in knees[column]]
-    columns = ["case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa"]
-    write_manifest(knees[columns].reset_index(drop=True), out_manifest)
-    problems = validate_manifest(out_manifest, check_volumes=False)
-    if problems:
-        raise ManifestError(out_manifest, problems)
-    counts = knees.groupby("split")["kl"].value_counts().unstack(fill_value=0)
-    logger.info("OAIZIB-CM import: %d knees written to %s; KL counts per split:\n%s", len(knees), out_manifest, counts)
+    if out_manifest.is_dir():
+        raise OAIImportError(f"{str(out_manifest)!r} (--out) is a directory; expected the path of a CSV file to write")
+    knees = _graded_knees(find_release_files(root), read_metadata(root, metadata), root)
+    table = _manifest_rows(knees, out_manifest.resolve().parent, split, seed, fractions)
+    try:
+        write_manifest(table, out_manifest, validate=True)
+    except OSError as err:
+        raise OAIImportError(f"cannot write {str(out_manifest)!r} (--out): {err.strerror or err}") from err
+    counts = table.groupby("split")["kl"].value_counts().unstack(fill_value=0)
+    logger.info("OAIZIB-CM import: %d knees written to %s; KL counts per split:\n%s", len(table), out_manifest, counts)
     return out_manifest

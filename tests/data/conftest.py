@@ -21,10 +21,11 @@ def planted_mask(shape: tuple[int, int, int]) -> np.ndarray:
     return mask
 
 
-def write_nifti(path: Path, array: np.ndarray, spacing: float = 1.0) -> Path:
-    """Write ``array`` (D, H, W) with a diagonal affine, so the stored axes are the (D, H, W) axes."""
+def write_nifti(path: Path, array: np.ndarray, spacing: float = 1.0, affine: np.ndarray | None = None) -> Path:
+    """Write ``array`` (D, H, W) with a diagonal affine (or ``affine``), so the stored axes are the (D, H, W) axes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(array, np.diag([spacing, spacing, spacing, 1.0])), str(path))
+    affine = np.diag([spacing, spacing, spacing, 1.0]) if affine is None else affine
+    nib.save(nib.Nifti1Image(array, affine), str(path))
     return path
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oaprobe.data.manifest import read_manifest, validate_manifest
+from oaprobe.data.manifest import ManifestError, read_manifest, split_counts, validate_manifest
 from oaprobe.data.oai import OAIImportError, case_number, import_oaizib, read_metadata
+from oaprobe.errors import OaprobeError
 
 from .conftest import planted_mask, write_nifti
 
@@ -136,7 +137,7 @@ def test_image_without_label_map(release, tmp_path):
 def test_missing_metadata_table(release, tmp_path):
     for table in release.glob("subInfo*"):
         table.unlink()
-    with pytest.raises(OAIImportError, match="no metadata table"):
+    with pytest.raises(OAIImportError, match=r"no metadata table.*; pass --metadata PATH"):
         import_oaizib(release, tmp_path / "m.csv")
 
 
@@ -156,3 +157,75 @@ def test_stratified_split_is_subject_grouped_and_deterministic(release, tmp_path
 def test_unknown_split_mode(release, tmp_path):
     with pytest.raises(OAIImportError, match="expected 'reference' or 'stratified'"):
         import_oaizib(release, tmp_path / "m.csv", split="random")
+
+
+def test_import_errors_are_oaprobe_errors():
+    assert issubclass(OAIImportError, OaprobeError) and issubclass(OAIImportError, ValueError)
+    with pytest.raises(OaprobeError):
+        case_number("knee.nii.gz")
+
+
+def _leak_subject_across_release_splits(release: Path) -> None:
+    """Give test case 11 the subject of train case 1: the reference split would put it in both."""
+    rows = _rows(TEST_KL)
+    rows[0][0] = _subject(1)
+    pd.DataFrame(rows, columns=COLUMNS).to_excel(release / "subInfo_test.xlsx", index=False)
+
+
+def test_failed_import_leaves_nothing_at_out(release, tmp_path):
+    _leak_subject_across_release_splits(release)
+    out = tmp_path / "out" / "manifest.csv"
+    with pytest.raises(ManifestError, match=r"subject_id '9000001' appears in splits \['test', 'train'\]") as info:
+        _import(release, out)
+    assert list(out.parent.iterdir()) == []  # no manifest and no temporary file
+    assert isinstance(info.value, OaprobeError) and info.value.path == out
+    assert all(p.startswith(f"{out}: ") for p in info.value.problems)  # the final name, not the temporary one
+
+
+def test_failed_import_keeps_a_previous_manifest(release, tmp_path):
+    out = _import(release, tmp_path / "manifest.csv")
+    before = out.read_bytes()
+    _leak_subject_across_release_splits(release)
+    with pytest.raises(ManifestError):
+        _import(release, out)
+    assert out.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+
+
+def test_out_is_a_directory(release, tmp_path):
+    with pytest.raises(OAIImportError, match=r"\(--out\) is a directory; expected the path of a CSV file"):
+        _import(release, tmp_path)
+
+
+def test_out_cannot_be_written(release, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OAIImportError, match=r"cannot write .*file/m.csv.* \(--out\)"):
+        _import(release, tmp_path / "file" / "m.csv")
+
+
+def test_split_counts_of_the_imported_manifest(release, tmp_path):
+    assert split_counts(_import(release, tmp_path / "m.csv")) == {"train": 9, "val": 0, "test": 3}
+
+
+def test_cli_import_prints_the_knees_per_split(release, tmp_path, capsys):
+    from oaprobe import cli
+
+    out = tmp_path / "m" / "manifest.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(["import-oai", str(release), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.strip() == str(out)
+    assert "wrote 12 knees (train 9, val 0, test 3)" in printed.err
+
+
+def test_cli_import_error_is_one_line_exit_2(release, tmp_path, capsys):
+    from oaprobe import cli
+
+    (release / "subInfo_train.xlsx").unlink()
+    (release / "subInfo_test.xlsx").unlink()
+    out = tmp_path / "manifest.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["import-oai", str(release), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--metadata" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
