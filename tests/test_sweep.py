@@ -1,4 +1,7 @@
-"""Tests of oaprobe.sweep: grid expansion and layering, the noise grid, and run_missing."""
+"""Tests of oaprobe.sweep: grid expansion and layering, the noise grid, grid validation and run_missing.
+
+Signals (SIGTERM, SIGKILL) and worker cleanup are tested in test_sweep_signals.py.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,14 @@ from pathlib import Path
 import pytest
 
 from oaprobe import sweep
-from oaprobe.config import MODES, get_preset
-from oaprobe.sweep import SweepError, expand_grid, noise_grid, run_missing, stacked_grid, study_grid
+from oaprobe.config import MODES, ConfigError, get_preset
+from oaprobe.data import manifest as manifest_module
+from oaprobe.data.manifest import ManifestError
+from oaprobe.errors import OaprobeError
+from oaprobe.sweep import SweepError, expand_grid, noise_grid, run_missing, stacked_grid, study_grid, validate_grid
 from oaprobe.training import engine
 from oaprobe.training.runs import DONE, is_done, run_dir
+from tests.sweep_workers import fit_failing_odd_seeds
 
 
 @pytest.fixture()
@@ -54,26 +61,18 @@ def test_study_grid_restricts_axes(manifest):
     assert [(c.backbone, c.mode, c.seed) for c in grid] == [("m3t", "dual", 5)]
 
 
-def test_noise_grid_at_own_noise_is_the_main_grids_first_backbone(manifest):
+def test_noise_grid_is_the_main_grids_first_backbone(manifest):
     p = get_preset("default")
     main = [c for c in study_grid(manifest, "default") if c.backbone == p.backbones[0]]
-    own = noise_grid(manifest, "default", p.cohort.label_noise)
+    own = noise_grid(manifest, "default")
     assert [c.run_id() for c in own] == [c.run_id() for c in main]
-    assert all(c.saliency_knees == p.run["saliency_knees"] > 0 for c in own)
+    assert len(own) == len(MODES) * len(p.seeds)
 
-
-@pytest.mark.parametrize("level", [0.0, 2.0])
-def test_noise_grid_elsewhere_has_no_saliency(manifest, level):
-    p = get_preset("default")
-    grid = noise_grid(manifest, "default", level)
-    assert len(grid) == len(MODES) * len(p.seeds)
-    assert {c.backbone for c in grid} == {p.backbones[0]}
-    assert {c.saliency_knees for c in grid} == {0}
 
 
 def test_stacked_grid_is_dual_stacked_without_saliency(manifest):
     grid = stacked_grid(manifest, "default")
-    assert {(c.mode, c.dual_variant, c.saliency_knees) for c in grid} == {("dual", "stacked", 0)}
+    assert {(c.mode, c.dual_variant) for c in grid} == {("dual", "stacked")}
     assert sorted(c.seed for c in grid) == list(get_preset("default").seeds)
 
 
@@ -83,7 +82,7 @@ def test_run_missing_skips_finished_runs(manifest, tmp_path, monkeypatch):
     for cfg in grid[:2]:
         run_dir(cfg, root).mkdir(parents=True)
         (run_dir(cfg, root) / DONE).write_text("")
-    trained = []
+    trained, validated = [], []
 
     def fake_fit(cfg, runs_root, cache_dir=None, progress=True, **kwargs):
         trained.append(cfg)
@@ -93,11 +92,12 @@ def test_run_missing_skips_finished_runs(manifest, tmp_path, monkeypatch):
         return folder
 
     monkeypatch.setattr(engine, "fit", fake_fit)
+    monkeypatch.setattr(sweep, "validate_grid", lambda configs: validated.append(list(configs)))
     folders = run_missing(grid, root, jobs=1, cache_dir=None, progress=False)
     assert folders == [run_dir(c, root) for c in grid]
-    assert trained == [grid[2]]
+    assert trained == [grid[2]] and validated == [[grid[2]]]  # finished runs are not re-validated either
     assert run_missing(grid, root, jobs=4, cache_dir=None, progress=False) == folders  # nothing left: no pool
-    assert trained == [grid[2]]
+    assert trained == [grid[2]] and len(validated) == 1
 
 
 @pytest.fixture()
@@ -112,30 +112,91 @@ def bad_manifest(smoke_manifest, tmp_path) -> Path:
     return path
 
 
-def test_one_failing_run_does_not_stop_the_others(smoke_config, volume_cache, bad_manifest, tmp_path):
-    good, bad = smoke_config(mode="single_oa"), smoke_config(backbone="no_such_net")
-    bad_data = smoke_config(mode="single_oa", manifest=str(bad_manifest))
+def test_one_failing_run_does_not_stop_the_others(smoke_config, volume_cache, tmp_path, monkeypatch):
+    good, bad = smoke_config(mode="single_oa"), smoke_config(mode="single_oa", seed=1)
+    real_fit = engine.fit
+
+    def fit_failing_seed_1(cfg, *args, **kwargs):
+        if cfg.seed == 1:
+            raise RuntimeError("planted failure")
+        return real_fit(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "fit", fit_failing_seed_1)
     with pytest.raises(SweepError) as err:
-        run_missing([bad, good, bad_data], tmp_path / "runs", jobs=1, cache_dir=volume_cache, progress=False)
-    assert list(err.value.failures) == [bad.run_id(), bad_data.run_id()]
-    assert "no_such_net" in err.value.failures[bad.run_id()] and bad.run_id() in str(err.value)
-    assert "kl = '7'" in err.value.failures[bad_data.run_id()]
+        run_missing([bad, good], tmp_path / "runs", jobs=1, cache_dir=volume_cache, progress=False)
+    assert err.value.failures == {bad.run_id(): "RuntimeError: planted failure"}
+    assert str(err.value) == f"run {bad.run_id()} failed (finished runs are kept): RuntimeError: planted failure"
     assert is_done(run_dir(good, tmp_path / "runs")) and not is_done(run_dir(bad, tmp_path / "runs"))
 
 
-def test_two_workers_train_and_collect_failures(smoke_config, volume_cache, bad_manifest, tmp_path):
-    # a bad manifest must stop neither the cache warm-up nor the pool (its error does not unpickle)
-    good, bad = smoke_config(mode="single_kl", seed=3), smoke_config(backbone="no_such_net")
-    bad_data = smoke_config(mode="single_oa", manifest=str(bad_manifest))
+def test_two_workers_train_and_collect_failures(smoke_config, volume_cache, tmp_path):
+    # a worker error that does not unpickle must not break the pool (the other runs still finish)
+    good, bad, worse = smoke_config(mode="single_kl", seed=2), smoke_config(seed=1), smoke_config(seed=3)
     with pytest.raises(SweepError) as err:
-        run_missing([good, bad, bad_data], tmp_path / "runs", jobs=2, cache_dir=volume_cache, progress=False)
-    assert set(err.value.failures) == {bad.run_id(), bad_data.run_id()}, err.value.failures
-    assert err.value.failures[bad.run_id()].startswith("ConfigError: unknown backbone")
-    assert "kl = '7'" in err.value.failures[bad_data.run_id()]
+        run_missing([good, bad, worse], tmp_path / "runs", jobs=2, cache_dir=volume_cache, progress=False,
+                    _work=fit_failing_odd_seeds)
+    assert err.value.failures == {c.run_id(): "UnpicklableError: planted failure (code 3)" for c in (bad, worse)}
+    assert "2 run(s) failed" in str(err.value)
     assert is_done(run_dir(good, tmp_path / "runs"))
 
 
 def test_sweep_error_lists_every_failure():
     err = SweepError({"aaa": "ValueError: x", "bbb": "RuntimeError: y"})
     assert "2 run(s) failed" in str(err) and "aaa: ValueError: x" in str(err) and "bbb: RuntimeError: y" in str(err)
-    assert isinstance(err, RuntimeError) and sweep.SweepError is SweepError
+    assert isinstance(err, RuntimeError) and isinstance(err, OaprobeError) and sweep.SweepError is SweepError
+
+
+def test_sweep_error_of_one_run_is_one_line():
+    err = SweepError({"aaa": "ValueError: first\n  second"})
+    assert str(err) == "run aaa failed (finished runs are kept): ValueError: first | second"
+    assert err.failures == {"aaa": "ValueError: first\n  second"}
+
+
+# ---------------------------------------------------------------------------- validation up front
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_bad_manifest_is_one_error_before_any_work(smoke_config, bad_manifest, tmp_path, jobs):
+    grid = [smoke_config(manifest=str(bad_manifest), seed=s) for s in range(3)]
+    with pytest.raises(ManifestError, match="kl = '7'") as err:
+        run_missing(grid, tmp_path / "runs", jobs=jobs, cache_dir=tmp_path / "cache", progress=False)
+    assert str(bad_manifest) in str(err.value)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_bad_backbone_fails_before_any_worker(smoke_config, tmp_path, jobs):
+    grid = [smoke_config(seed=0), smoke_config(backbone="foo", seed=1)]
+    with pytest.raises(ConfigError, match="unknown backbone 'foo'"):
+        run_missing(grid, tmp_path / "runs", jobs=jobs, cache_dir=None, progress=False, _work=fit_failing_odd_seeds)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_validate_grid_reads_each_manifest_once(smoke_config, monkeypatch):
+    reads = []
+    real_read = manifest_module.read_manifest
+
+    def counting_read(path, *args, **kwargs):
+        reads.append(str(path))
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(manifest_module, "read_manifest", counting_read)
+    grid = [smoke_config(backbone=b, mode=m, seed=s) for b in ("resnet3d", "m3t") for m in MODES for s in (0, 1)]
+    validate_grid(grid)
+    assert reads == [grid[0].manifest]
+
+
+def test_validate_grid_checks_settings_against_the_manifest(smoke_config):
+    with pytest.raises(ConfigError, match="batch_size = 10000"):
+        validate_grid([smoke_config(), smoke_config(batch_size=10000)])
+    with pytest.raises(ConfigError, match="cannot take input_shape"):
+        validate_grid([smoke_config(backbone="densenet121", input_shape=(16, 16, 16))])
+
+
+@pytest.mark.parametrize("jobs", [0, -2])
+def test_jobs_below_one_is_a_config_error(smoke_config, tmp_path, jobs):
+    with pytest.raises(ConfigError, match=f"^jobs = {jobs}; expected >= 1$"):
+        run_missing([smoke_config()], tmp_path / "runs", jobs=jobs, cache_dir=None, progress=False)
+
+
+def test_warm_cache_raises_manifest_errors(bad_manifest, smoke_config, tmp_path):
+    with pytest.raises(ManifestError, match="kl = '7'"):
+        sweep._warm_cache([smoke_config(manifest=str(bad_manifest))], tmp_path / "cache")
