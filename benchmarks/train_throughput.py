@@ -79,7 +79,7 @@ def compare_loops(
     p = get_preset(preset)
     cohort = get_preset(cohort_preset or preset).cohort.replace(**(cohort_changes or {}))
     manifest = build_cohort(cohort, root / "cohort", progress=False)
-    cfg = RunConfig.from_dict({"manifest": str(manifest), **p.run, "epochs": epochs, "saliency_knees": 0})
+    cfg = RunConfig.from_dict({"manifest": str(manifest), **p.run, "epochs": epochs})
     table = read_manifest(manifest)
     cache = root / "cache"
     load_volumes(table, cfg.input_shape, cache_dir=cache, progress=False)  # warm the cache

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from oaprobe.config import RunConfig, get_preset
 from oaprobe.figures import BOOK_RENDERER_ENV
+from oaprobe.models.backbones import backbone_title
 from oaprobe.sweep import (
     DEFAULT_CACHE,
     DEFAULT_COHORTS,
@@ -74,12 +75,10 @@ def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) 
     the exercises' stacked-dual runs and the label-noise chapter's runs at each strength."""
     grid = stacked_grid(manifest, preset)
     for level, noisy in noise_manifests.items():
-        grid += noise_grid(noisy, preset, level)
+        grid += noise_grid(noisy, preset)
     return grid
 
 
-BACKBONE_TITLES = {"resnet3d": "ResNet3D", "m3t": "M3T", "nnmamba": "nnMamba", "densenet121": "DenseNet121",
-                   "efficientnet-b0": "EfficientNet-B0", "monai-resnet18": "MONAI ResNet-18"}
 
 
 def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path | None = None) -> BookPlan:
@@ -101,7 +100,7 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
         common["manifest"] = _relative(manifest)
     chapters = [Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
     for i, backbone in enumerate(p.backbones, start=1):
-        title = f"Backbone: {BACKBONE_TITLES.get(backbone, backbone)}"
+        title = f"Backbone: {backbone_title(backbone)}"
         chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}, title))
     for j, name in enumerate(("results", "latent", "saliency", "label_noise", "methods", "exercises"), start=3):
         if name == "label_noise" and not noise:

@@ -137,13 +137,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_oai(args: argparse.Namespace) -> int:
-    from oaprobe.data.manifest import read_manifest
+    from oaprobe.data.manifest import split_counts
     from oaprobe.data.oai import import_oaizib
 
     out = import_oaizib(args.root, args.out, metadata=args.metadata, split=args.split, seed=args.seed)
-    splits = read_manifest(out, check_volumes=False)["split"].value_counts()
-    counts = ", ".join(f"{name} {int(splits[name])}" for name in ("train", "val", "test") if name in splits)
-    print(f"wrote {int(splits.sum())} knees ({counts}) to {out}", file=sys.stderr)
+    counts = split_counts(out)
+    listed = ", ".join(f"{name} {n}" for name, n in counts.items())
+    print(f"wrote {sum(counts.values())} knees ({listed}) to {out}", file=sys.stderr)
     print(out)
     return 0
 

@@ -190,14 +190,13 @@ class RunConfig(_Typed):
         batch_size: knees per training step.
         lr: AdamW learning rate (the peak of the schedule).
         weight_decay: AdamW weight decay.
-        schedule: learning-rate schedule over the epochs.
+        schedule: learning-rate schedule after the warm-up, stepped per batch: constant, or cosine decay to zero at the last step.
         select: which epoch's weights are kept: the final one, or the best on the validation split by this metric.
         class_weighting: weight the losses by inverse class frequency.
         augment: light flips (anterior-posterior only), shifts and intensity jitter.
+        warmup_epochs: epochs of linear learning-rate warm-up at the start (0 = none).
+        ema_decay: decay of the exponential moving average of the weights that validation, selection and predictions use (0 = off).
         seed: seed of the initialisation, the batch order and the augmentation (>= 0).
-        saliency_knees: test knees whose saliency maps are computed after training (0 = none).
-        saliency_samples: SmoothGrad noisy copies per knee.
-        saliency_noise: SmoothGrad noise std on the z-scored input.
     """
 
     manifest: str
@@ -215,10 +214,9 @@ class RunConfig(_Typed):
     select: Literal["final", "val_loss", "val_oa_auc", "val_kl_qwk"] = "final"
     class_weighting: bool = False
     augment: bool = False
+    warmup_epochs: int = 0
+    ema_decay: float = 0.0
     seed: int = 0
-    saliency_knees: int = 0
-    saliency_samples: int = 8
-    saliency_noise: float = 0.05
 
     def __post_init__(self) -> None:
         if self.mode == "single_oa" and self.select == "val_kl_qwk":
@@ -233,9 +231,11 @@ class RunConfig(_Typed):
         _positive("RunConfig", "batch_size", self.batch_size)
         _positive("RunConfig", "lr", self.lr)
         _positive("RunConfig", "weight_decay", self.weight_decay, allow_zero=True)
-        _positive("RunConfig", "saliency_knees", self.saliency_knees, allow_zero=True)
-        _positive("RunConfig", "saliency_samples", self.saliency_samples)
-        _positive("RunConfig", "saliency_noise", self.saliency_noise, allow_zero=True)
+        _positive("RunConfig", "warmup_epochs", self.warmup_epochs, allow_zero=True)
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"RunConfig.warmup_epochs = {self.warmup_epochs}; expected fewer than epochs = {self.epochs}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"RunConfig.ema_decay = {self.ema_decay!r}; expected 0 (off) or a decay in (0, 1)")
         if min(self.input_shape) < 8:
             raise ConfigError(f"RunConfig.input_shape = {self.input_shape}; every side must be >= 8")
 
@@ -245,6 +245,48 @@ class RunConfig(_Typed):
         payload["manifest_sha256"] = file_sha256(self.manifest)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SaliencyConfig(_Typed):
+    """Settings of the saliency stage, which reads a finished run's checkpoint and never trains.
+
+    Results live in ``<run folder>/saliency-<settings_id>/``, so other settings add a folder
+    and leave the model's files alone.
+
+    Attributes:
+        knees: test knees analysed per run, the first ones in manifest order (0 = every test knee).
+        samples: SmoothGrad noisy copies per knee.
+        noise: SmoothGrad noise std on the z-scored input.
+        methods: attribution methods, any of smoothgrad and gradcam.
+        keep_maps: knees whose maps are saved for figures.
+        sanity_knees: knees of the sanity checks (cascading randomisation, deletion curve); 0 = none.
+        deletion_steps: fractions of voxels removed along the deletion curve.
+        seed: seed of the SmoothGrad noise and the random-deletion baseline.
+    """
+
+    knees: int = 32
+    samples: int = 8
+    noise: float = 0.05
+    methods: tuple[str, ...] = ("smoothgrad", "gradcam")
+    keep_maps: int = 3
+    sanity_knees: int = 4
+    deletion_steps: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("knees", "keep_maps", "sanity_knees", "seed"):
+            _positive("SaliencyConfig", name, getattr(self, name), allow_zero=True)
+        _positive("SaliencyConfig", "samples", self.samples)
+        _positive("SaliencyConfig", "deletion_steps", self.deletion_steps)
+        _positive("SaliencyConfig", "noise", self.noise, allow_zero=True)
+        bad = [m for m in self.methods if m not in ("smoothgrad", "gradcam")]
+        if bad or not self.methods:
+            raise ConfigError(f"SaliencyConfig.methods = {list(self.methods)}; expected a non-empty subset of smoothgrad, gradcam")
+
+    def settings_id(self) -> str:
+        """Short content hash naming the results' subfolder of a run."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:10]
 
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
@@ -303,6 +345,7 @@ class Preset:
     seeds: tuple[int, ...] = (0,)
     noise_levels: tuple[float, ...] = ()
     backbone_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
 
     def run_config(self, manifest: str | Path, **fields: Any) -> RunConfig:
         """One run on ``manifest``: the preset's run settings < its overrides for the backbone < ``fields``."""
@@ -325,7 +368,8 @@ _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",
         cohort=CohortConfig(n_subjects=24, shape=(24, 24, 24), spacing=(4.0, 4.0, 4.0), seed=0),
-        run=dict(width=0.25, input_shape=(16, 16, 16), epochs=2, batch_size=4, lr=1e-3, saliency_knees=2),
+        run=dict(width=0.25, input_shape=(16, 16, 16), epochs=2, batch_size=4, lr=1e-3),
+        saliency=SaliencyConfig(knees=2, samples=2, keep_maps=2, sanity_knees=1, deletion_steps=4),
         backbones=("resnet3d", "nnmamba"),
         seeds=(0,),
         noise_levels=(0.0,),
@@ -333,7 +377,8 @@ _PRESETS: dict[str, Preset] = {
     "course": Preset(
         name="course",
         cohort=CohortConfig(n_subjects=100, shape=(32, 32, 32), spacing=(3.0, 3.0, 3.0), seed=0),
-        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=4, batch_size=8, lr=1e-3, saliency_knees=3),
+        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=4, batch_size=8, lr=1e-3),
+        saliency=SaliencyConfig(knees=8, sanity_knees=2),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1),
         noise_levels=(0.0,),
@@ -342,7 +387,8 @@ _PRESETS: dict[str, Preset] = {
     "default": Preset(
         name="default",
         cohort=CohortConfig(n_subjects=240, shape=(48, 48, 48), spacing=(2.0, 2.0, 2.0), seed=0),
-        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=5, batch_size=8, lr=1e-3, saliency_knees=4),
+        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=5, batch_size=8, lr=1e-3),
+        saliency=SaliencyConfig(knees=32, sanity_knees=4),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1, 2),
         noise_levels=(0.0, 2.0),
@@ -353,7 +399,8 @@ _PRESETS: dict[str, Preset] = {
         cohort=CohortConfig(
             n_subjects=321, shape=(80, 128, 128), spacing=(1.4, 0.73, 0.73), kl_prior="oaizib", seed=0
         ),
-        run=dict(width=1.0, input_shape=(160, 256, 256), epochs=100, batch_size=2, lr=1e-4, saliency_knees=98),
+        run=dict(width=1.0, input_shape=(160, 256, 256), epochs=100, batch_size=2, lr=1e-4),
+        saliency=SaliencyConfig(knees=0, sanity_knees=8),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1, 2, 3, 4),
         noise_levels=(),

@@ -52,14 +52,13 @@ def volume_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def smoke_config(smoke_manifest: Path) -> Callable[..., RunConfig]:
-    """Factory: a smoke-preset RunConfig (1 epoch, no saliency) with fields overridden by kwargs."""
+    """Factory: a smoke-preset RunConfig (1 epoch) with fields overridden by kwargs."""
 
     def make(**overrides: Any) -> RunConfig:
         values = {
             "manifest": str(smoke_manifest),
             **get_preset("smoke").run,
             "epochs": 1,
-            "saliency_knees": 0,
         }
         values.update(overrides)
         return RunConfig.from_dict(values)

@@ -31,9 +31,8 @@ FLAG_VALUES = {
     "class_weighting": (True, "yes"),
     "augment": (True, "true"),
     "seed": (7, "7"),
-    "saliency_knees": (1, "1"),
-    "saliency_samples": (3, "3"),
-    "saliency_noise": (0.1, "0.1"),
+    "warmup_epochs": (1, "1"),
+    "ema_decay": (0.9, "0.9"),
 }
 
 
@@ -124,7 +123,7 @@ def test_validate_bad_manifest_prints_every_problem(smoke_manifest, tmp_path, ca
 
 def test_train_prints_folder_and_second_call_does_not_train(smoke_manifest, volume_cache, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
-    argv = ["train", "--manifest", str(smoke_manifest), "--preset", "smoke", "--epochs", "1", "--saliency-knees", "0",
+    argv = ["train", "--manifest", str(smoke_manifest), "--preset", "smoke", "--epochs", "1",
             "--runs", str(runs), "--cache", str(volume_cache)]
     assert cli.main(argv) == 0
     folder = Path(capsys.readouterr().out.strip().splitlines()[-1])  # the engine's epoch lines come first

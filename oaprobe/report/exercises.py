@@ -62,7 +62,7 @@ class Exercises:
         noise_free = None
         if manifest is None and 0.0 in p.label_noise_levels:
             clean = preset_manifest(preset, Path(cohorts_root), 0.0, progress=False)
-            noise_free = Study.from_grid(preset, clean, noise_grid(clean, preset, 0.0), runs_root, **kw)
+            noise_free = Study.from_grid(preset, clean, noise_grid(clean, preset), runs_root, **kw)
         return cls(preset, main, stacked, noise_free)
 
     def stacked_vs_parallel(self) -> str:

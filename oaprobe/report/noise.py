@@ -40,7 +40,7 @@ class NoiseStudy:
         studies = {}
         for lvl in p.label_noise_levels:
             manifest = preset_manifest(preset, Path(cohorts_root), lvl, progress=False)
-            studies[lvl] = Study.from_grid(preset, manifest, noise_grid(manifest, preset, lvl), runs_root, jobs, progress)
+            studies[lvl] = Study.from_grid(preset, manifest, noise_grid(manifest, preset), runs_root, jobs, progress)
         return cls(preset, backbone, studies)
 
     def label_agreement(self) -> pd.DataFrame:

@@ -7,7 +7,8 @@ result, :func:`load_run` refuses it. :func:`run_lock` serialises training of one
 processes, so two workers of a sweep never train the same config at once.
 
 Example:
-    >>>     >>> folder = Path(tempfile.mkdtemp())
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
     >>> write_atomic_json(folder / "config.json", {"a": 1})
     >>> (folder / "config.json").read_text()
     '{\\n  "a": 1\\n}\\n'
@@ -42,8 +43,6 @@ CONFIG = "config.json"
 HISTORY = "history.csv"
 PREDICTIONS = "predictions.csv"
 EMBEDDINGS = "embeddings.npz"
-SALIENCY = "saliency.csv"
-SALIENCY_MAPS = "saliency_maps.npz"
 CHECKPOINT = "checkpoint.pt"
 
 HISTORY_COLUMNS = (
@@ -56,6 +55,7 @@ HISTORY_COLUMNS = (
     "val_kl_qwk",
     "lr",
     "seconds",
+    "kept",
 )
 PREDICTION_COLUMNS = (
     "case_id",
@@ -161,7 +161,6 @@ class Run:
         history: ``history.csv``, one row per epoch.
         predictions: ``predictions.csv``, one row per val/test knee.
         embeddings: ``embeddings.npz`` as a dict (``case_id``, ``split``, ``embedding``).
-        saliency: ``saliency.csv`` or None when the run computed no saliency.
     """
 
     path: Path
@@ -170,20 +169,11 @@ class Run:
     history: pd.DataFrame
     predictions: pd.DataFrame
     embeddings: dict[str, np.ndarray] = field(repr=False)
-    saliency: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def run_id(self) -> str:
         """The folder name / config hash."""
         return str(self.meta.get("run_id", self.path.name))
-
-    def saliency_maps(self) -> dict[str, np.ndarray] | None:
-        """The few saved saliency maps (``saliency_maps.npz``), loaded on demand, or None."""
-        maps = self.path / SALIENCY_MAPS
-        if not maps.is_file():
-            return None
-        with np.load(maps, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -216,8 +206,7 @@ def load_run(path: Path | str) -> Run:
             predictions[col] = predictions[col].astype("Int64")
     with np.load(path / EMBEDDINGS, allow_pickle=False) as data:
         embeddings = {k: data[k] for k in data.files}
-    saliency = pd.read_csv(path / SALIENCY, dtype=id_types) if (path / SALIENCY).is_file() else None
-    return Run(path, config, meta, history, predictions, embeddings, saliency)
+    return Run(path, config, meta, history, predictions, embeddings)
 
 
 def field_matches(value: Any, wanted: Any) -> bool:

@@ -48,7 +48,7 @@ def test_adjacent_confusions_on_planted_predictions():
 def exercises(tmp_path_factory, smoke_manifest, volume_cache) -> Exercises:
     root, grid = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache)
     _, stacked = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache, modes=["dual"],
-                                  dual_variant="stacked", saliency_knees=0)
+                                  dual_variant="stacked")
     main = Study.from_grid("smoke", smoke_manifest, grid, root, progress=False)
     return Exercises("smoke", main, Study.from_grid("smoke", smoke_manifest, stacked, root, progress=False), None)
 

@@ -62,15 +62,41 @@ def test_every_mode_writes_a_complete_folder(smoke_config, volume_cache, smoke_m
     assert emb["embedding"].shape == (len(manifest), meta["embedding_dim"]) and emb["embedding"].dtype == np.float32
 
 
-def test_saliency_files_written_when_asked(smoke_config, volume_cache, smoke_manifest, tmp_path):
-    cfg = smoke_config(saliency_knees=2, saliency_samples=2)
+def test_training_writes_the_model_outputs_only(smoke_config, volume_cache, tmp_path):
+    folder = _fit(smoke_config(), tmp_path / "runs", volume_cache)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["DONE", "checkpoint.pt", "config.json", "embeddings.npz", "history.csv", "predictions.csv"]
+    )
+
+
+def test_training_imports_no_analysis():
+    import pathlib
+    import re
+
+    import oaprobe.training
+
+    sources = pathlib.Path(oaprobe.training.__file__).parent.glob("*.py")
+    assert not [p.name for p in sources if re.search(r"(from|import) oaprobe\.analysis", p.read_text())]
+
+
+def test_warmup_then_cosine_schedule_in_history(smoke_config, volume_cache, tmp_path):
+    cfg = smoke_config(epochs=3, warmup_epochs=1, schedule="cosine", lr=1e-3)
+    history = load_run(_fit(cfg, tmp_path / "runs", volume_cache)).history
+    lrs = history["lr"].to_numpy()  # the rate at the start of each epoch
+    assert lrs[0] < lrs[1] and lrs[2] < lrs[1] <= 1e-3
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.5])
+def test_selected_epoch_is_kept_and_marked(smoke_config, volume_cache, tmp_path, ema_decay):
+    cfg = smoke_config(epochs=3, select="val_loss", ema_decay=ema_decay)
     folder = _fit(cfg, tmp_path / "runs", volume_cache)
-    run = load_run(folder)
-    manifest = pd.read_csv(smoke_manifest, dtype={"case_id": str})
-    first_test = manifest[manifest["split"] == "test"]["case_id"].iloc[:2].tolist()
-    assert run.saliency is not None and sorted(set(run.saliency["case_id"])) == sorted(first_test)
-    maps = run.saliency_maps()
-    assert maps is not None and maps["saliency"].shape[1:] == tuple(cfg.input_shape)
+    history = load_run(folder).history
+    assert history["kept"].sum() == 1
+    assert int(history.loc[history["kept"] == 1, "epoch"].iloc[0]) == int(history.loc[history["val_loss"].idxmin(), "epoch"])
+    state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["kept"] is not None and (state["ema"] is None) == (ema_decay == 0)
+    again = _fit(cfg, tmp_path / "again", volume_cache)
+    assert (folder / "predictions.csv").read_bytes() == (again / "predictions.csv").read_bytes()
 
 
 def test_rerun_returns_without_training(smoke_config, volume_cache, tmp_path, monkeypatch):
@@ -146,7 +172,6 @@ def test_switches_select_weighting_augment_cosine(smoke_config, volume_cache, tm
         ({"backbone": "resnet50"}, "unknown backbone 'resnet50'; valid backbones: resnet3d"),
         ({"backbone": "densenet121"}, "cannot take input_shape"),
         ({"batch_size": 1000}, "batch_size = 1000"),
-        ({"saliency_knees": 1000}, "saliency_knees = 1000"),
     ],
 )
 def test_bad_parameters_refused_before_any_folder(smoke_config, tmp_path, overrides, message):
@@ -233,7 +258,7 @@ def test_cpu_threads_respects_omp(monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_fit_writes_a_complete_folder(smoke_config, volume_cache, tmp_path):
-    cfg = smoke_config(epochs=2, augment=True, saliency_knees=1, saliency_samples=2)
+    cfg = smoke_config(epochs=2, augment=True)
     folder = fit(cfg, tmp_path / "runs", cache_dir=volume_cache, progress=False, device="cuda")
     run = load_run(folder)
     assert run.predictions["p_oa"].between(0, 1).all() and np.isfinite(run.embeddings["embedding"]).all()
