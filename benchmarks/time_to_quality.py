@@ -1,0 +1,106 @@
+"""Time to quality: clean-grade QWK and OA AUC against training time, per backbone and recipe.
+
+The MLPerf idea on this project's scale: train each (backbone, mode, seed) under two recipes,
+today's preset recipe and the reference-style one it replaced (constant lr, final-epoch weights,
+5 epochs), at several epoch budgets, and print quality (mean and sd over seeds, against the
+clean grade) beside the seconds a run took, with the new/old ratios measured in the same run.
+
+    OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py --preset default --backbones resnet3d \
+        --modes single_kl,dual --seeds 0,1,2 --epochs 5,10,15
+
+Runs land in ``--runs`` (default ``runs-ttq``) and are reused when asked again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+from oaprobe.config import get_preset
+from oaprobe.sweep import preset_manifest
+from oaprobe.training.engine import fit
+from oaprobe.training.runs import load_run
+
+#: the recipe of the default book before convergence work (issue 9): constant lr, last epoch kept
+OLD_RECIPE = dict(epochs=5, lr=1e-3, schedule="constant", select="final", warmup_epochs=0, ema_decay=0.0)
+
+
+def score(folder: Path) -> dict[str, float]:
+    """Clean-grade test QWK and OA AUC of a finished run, and its training seconds."""
+    run = load_run(folder)
+    test = run.predictions[run.predictions["split"] == "test"]
+    clean = test["kl_clean"].astype(int).to_numpy()
+    row = {"seconds": float(run.history["seconds"].sum()),
+           "oa_auc_clean": float(roc_auc_score(clean >= 2, test["p_oa"]))}
+    if test["pred_kl"].notna().all():
+        row["qwk_clean"] = float(cohen_kappa_score(clean, test["pred_kl"].astype(int), weights="quadratic"))
+    return row
+
+
+def _fields(text: str) -> dict[str, object]:
+    """``"ema_decay=0.99,lr=5e-4"`` -> ``{"ema_decay": 0.99, "lr": 0.0005}`` (values parsed as JSON)."""
+    import json
+
+    return {k: json.loads(v) for k, v in (part.split("=", 1) for part in text.split(","))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--backbones", default=None, help="comma-separated (default: the preset's)")
+    parser.add_argument("--modes", default="single_kl,dual")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", default=None, help="comma-separated epoch budgets of the new recipe (default: the preset's)")
+    parser.add_argument("--new", action="append", default=[], metavar="FIELD=VALUE,...",
+                        help="a variant of the new recipe (RunConfig fields as JSON values), e.g. ema_decay=0.99,lr=5e-4; repeatable")
+    parser.add_argument("--no-old", action="store_true", help="skip the old recipe (no ratios printed)")
+    parser.add_argument("--runs", type=Path, default=Path("runs-ttq"))
+    parser.add_argument("--cache", type=Path, default=Path(".cache/volumes"))
+    args = parser.parse_args()
+    p = get_preset(args.preset)
+    manifest = preset_manifest(args.preset, progress=False)
+    backbones = args.backbones.split(",") if args.backbones else list(p.backbones)
+    budgets = [int(e) for e in args.epochs.split(",")] if args.epochs else [p.run["epochs"]]
+    rows = []
+    for backbone in backbones:
+        variants = [("", {})] + [(f"+{v}", _fields(v)) for v in args.new]
+        recipes = [] if args.no_old else [("old", OLD_RECIPE)]
+        recipes += [(f"new-{e}ep{tag}", {"epochs": e, **extra}) for e in budgets for tag, extra in variants]
+        for name, recipe in recipes:
+            for mode in args.modes.split(","):
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    cfg = p.run_config(manifest, backbone=backbone, mode=mode, seed=seed, **recipe)
+                    tic = time.perf_counter()
+                    folder = fit(cfg, args.runs, cache_dir=args.cache, progress=False)
+                    rows.append({"backbone": backbone, "recipe": name, "mode": mode, "seed": seed,
+                                 "wall": time.perf_counter() - tic, **score(folder)})
+                    print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    summary = table.groupby(["backbone", "recipe", "mode"], sort=False).agg(
+        qwk_mean=("qwk_clean", "mean"), qwk_sd=("qwk_clean", "std"),
+        auc_mean=("oa_auc_clean", "mean"), auc_sd=("oa_auc_clean", "std"), seconds=("seconds", "mean"))
+    pd.set_option("display.width", 160)
+    print(summary.round(3).to_string())
+    if args.no_old:
+        return
+    old = summary.xs("old", level="recipe")
+    for name in summary.index.get_level_values("recipe").unique():
+        if name == "old":
+            continue
+        new = summary.xs(name, level="recipe")
+        ratio = pd.DataFrame({"time_ratio": new["seconds"] / old["seconds"],
+                              "qwk_gain": new["qwk_mean"] - old["qwk_mean"],
+                              "qwk_sd_ratio": new["qwk_sd"] / old["qwk_sd"],
+                              "auc_sd_ratio": new["auc_sd"] / old["auc_sd"]})
+        print(f"\n{name} vs old recipe (same run):\n{ratio.round(3).to_string()}")
+    if np.isfinite(table["seconds"]).all():
+        print(f"\ntotal training seconds: {table['seconds'].sum():.0f}")
+
+
+if __name__ == "__main__":
+    main()

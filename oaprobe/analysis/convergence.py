@@ -1,0 +1,65 @@
+"""Convergence diagnostics of finished runs: which epoch was kept and whether the run is a result.
+
+A model is a result only when it has converged. Per run this reads ``history.csv`` (validation
+loss per epoch, the ``kept`` epoch) and the test predictions, and flags what makes a run
+untrustworthy, so a bad run is visible in the book instead of averaged in:
+
+- ``unstable``: the kept weights' validation loss is above ``loss_ratio`` x the run's best
+  (the weights kept are not the ones that generalised best);
+- ``below_majority``: test OA accuracy below the majority-class rate of the test split;
+- ``degenerate``: a KL grade holding at least ``grade_share`` of the test knees is never predicted.
+
+Example:
+    >>> history = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [1.0, 0.8, 2.0], "kept": [0, 0, 1]})
+    >>> history_diagnostics(history)["kept_over_best"]
+    2.5
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from oaprobe.facts import KL_GRADES, OA_THRESHOLD
+
+#: a run whose kept validation loss exceeds this multiple of its best is flagged unstable (issue 9)
+LOSS_RATIO = 1.2
+#: a never-predicted grade holding at least this share of the test knees makes a run degenerate
+GRADE_SHARE = 0.10
+COLUMNS = ("kept_epoch", "epochs", "best_epoch", "best_val_loss", "kept_val_loss", "final_val_loss",
+           "kept_over_best", "test_oa_accuracy", "majority_rate", "missing_grades",
+           "unstable", "below_majority", "degenerate", "flagged")
+
+
+def history_diagnostics(history: pd.DataFrame, loss_ratio: float = LOSS_RATIO) -> dict[str, float]:
+    """Kept, best and final epochs of one run's history, with their validation losses."""
+    loss = history["val_loss"].to_numpy(dtype=float)
+    epochs = history["epoch"].to_numpy(dtype=int)
+    kept_rows = np.flatnonzero(history.get("kept", pd.Series(0, index=history.index)).to_numpy() == 1)
+    kept = int(kept_rows[-1]) if kept_rows.size else len(history) - 1  # older runs: the last epoch
+    best = int(np.nanargmin(loss)) if np.isfinite(loss).any() else kept
+    ratio = float(loss[kept] / loss[best]) if np.isfinite(loss[[kept, best]]).all() and loss[best] > 0 else np.nan
+    return {"kept_epoch": int(epochs[kept]), "epochs": int(epochs[-1]), "best_epoch": int(epochs[best]),
+            "best_val_loss": float(loss[best]), "kept_val_loss": float(loss[kept]),
+            "final_val_loss": float(loss[-1]), "kept_over_best": ratio, "unstable": bool(ratio > loss_ratio)}
+
+
+def prediction_diagnostics(test: pd.DataFrame, truth: str = "kl", grade_share: float = GRADE_SHARE) -> dict[str, object]:
+    """OA accuracy against the majority rate, and the frequent grades never predicted, on test rows."""
+    grades = test[truth].astype(int).to_numpy()
+    oa = grades >= OA_THRESHOLD
+    accuracy = float(((test["p_oa"].to_numpy() >= 0.5) == oa).mean())
+    majority = float(max(oa.mean(), 1 - oa.mean()))
+    missing: tuple[int, ...] = ()
+    if test["pred_kl"].notna().all():
+        predicted = set(test["pred_kl"].astype(int))
+        missing = tuple(g for g in KL_GRADES if g not in predicted and (grades == g).mean() >= grade_share)
+    return {"test_oa_accuracy": accuracy, "majority_rate": majority, "missing_grades": missing,
+            "below_majority": accuracy < majority, "degenerate": bool(missing)}
+
+
+def run_diagnostics(history: pd.DataFrame, predictions: pd.DataFrame, truth: str = "kl") -> dict[str, object]:
+    """Every diagnostic of one run (see the module docstring); ``flagged`` if any flag is set."""
+    row = {**history_diagnostics(history), **prediction_diagnostics(predictions[predictions["split"] == "test"], truth)}
+    row["flagged"] = bool(row["unstable"] or row["below_majority"] or row["degenerate"])
+    return {k: row[k] for k in COLUMNS}
