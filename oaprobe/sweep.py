@@ -3,10 +3,7 @@
 A finished run (its folder holds ``DONE``) is never retrained; an unfinished one resumes from
 its last checkpoint. The grid is validated once, up front, so a bad manifest or backbone is one
 error rather than one per run. Ctrl-C, SIGTERM, SIGKILL or a crash leaves finished runs usable and
-unfinished ones resumable, and no worker behind: on Ctrl-C or SIGTERM the parent terminates its
-workers, and a worker whose parent vanished (SIGKILL) exits by itself within a second. Workers are
-single-threaded processes: on a small CPU two 1-thread processes beat one 2-thread process
-(ENV-NOTES), and thread oversubscription is what makes CPUs crawl.
+unfinished ones resumable, and no worker behind (:mod:`oaprobe.workers`).
 
 Example:
     >>> from oaprobe.config import get_preset
@@ -17,15 +14,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import multiprocessing
-import os
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +23,13 @@ from tqdm.auto import tqdm
 
 from oaprobe.config import MODES, ConfigError, RunConfig, get_preset
 from oaprobe.errors import OaprobeError
+from oaprobe.workers import WorkerError, run_tasks, sigterm_as_interrupt
 
 DEFAULT_RUNS = Path("runs")
 DEFAULT_COHORTS = Path("data/cohorts")
 DEFAULT_CACHE = Path(".cache/volumes")
+
+
 def cost_hint(cfg: RunConfig) -> float:
     """Rough relative cost of a run (the backbone's registry cost x epochs x voxels), only used to
     order the work: the sweep starts the longest runs first, so workers finish together."""
@@ -61,14 +54,6 @@ class SweepError(OaprobeError, RuntimeError):
         else:
             lines = "\n".join(f"  {rid}: {err}" for rid, err in failures.items())
             super().__init__(f"{len(failures)} run(s) failed (finished runs are kept):\n{lines}")
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """SIGTERM arrived while a sweep ran; handled like Ctrl-C (workers stopped, finished runs kept)."""
-
-    def __init__(self, signum: int = signal.SIGTERM):
-        self.signum = signum
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
 
 
 def preset_manifest(preset: str, cohorts_root: Path = DEFAULT_COHORTS, label_noise: float | None = None,
@@ -147,49 +132,8 @@ def validate_grid(configs: Iterable[RunConfig]) -> None:
         validate(cfg)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While active, SIGTERM raises :class:`SweepInterrupted` in the main thread, as Ctrl-C raises
-    KeyboardInterrupt, so the same cleanup stops the workers; the old handler comes back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread; the workers' watchdog still applies
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise SweepInterrupted(signum)
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
-
-
-def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
-    """Exit this worker as soon as ``parent_pid`` is no longer its parent (killed, e.g. by SIGKILL,
-    with no chance to stop its pool); the run's last checkpoint stays and resumes next time."""
-    while os.getppid() == parent_pid:
-        time.sleep(interval)
-    os._exit(1)
-
-
-def _init_worker(threads: int, parent_pid: int) -> None:
-    """Set up a pool worker: exit with the parent, ``threads`` torch/OpenMP threads, Ctrl-C ignored."""
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    # Ctrl-C goes to the parent, which terminates the pool; checkpoints stay.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-class _WorkerError(RuntimeError):
-    """A worker's error as text: an exception that does not unpickle (e.g. one whose ``__init__``
-    takes other arguments than its message) would break the whole pool and fail every pending run."""
-
-
 def _fit_one(cfg_json: str, runs_root: str, cache_dir: str | None) -> str:
+    """A worker's task: train one run (given as canonical JSON); errors come back as text."""
     import json
 
     from oaprobe.training.engine import fit
@@ -198,7 +142,7 @@ def _fit_one(cfg_json: str, runs_root: str, cache_dir: str | None) -> str:
     try:
         return str(fit(cfg, Path(runs_root), cache_dir=Path(cache_dir) if cache_dir else None, progress=False))
     except Exception as err:
-        raise _WorkerError(f"{type(err).__name__}: {err}") from None
+        raise WorkerError(f"{type(err).__name__}: {err}") from None
 
 
 #: What a pool worker runs per config: (canonical JSON, runs root, cache dir or None) -> run folder.
@@ -223,7 +167,7 @@ def run_missing(
     Raises:
         ConfigError, ManifestError: the grid is invalid (nothing was started).
         SweepError: some runs failed; the others finished.
-        KeyboardInterrupt: Ctrl-C, or :class:`SweepInterrupted` on SIGTERM; no worker is left running.
+        KeyboardInterrupt: Ctrl-C, or :class:`oaprobe.workers.Interrupted` on SIGTERM; no worker is left running.
     """
     from oaprobe.training.runs import is_done, run_dir
 
@@ -235,12 +179,15 @@ def run_missing(
     if not todo:
         return folders
     validate_grid(todo)
-    with _sigterm_as_interrupt():
-        if jobs == 1:
+    if jobs == 1:
+        with sigterm_as_interrupt():
             failures = _run_here(todo, runs_root, cache_dir, progress)
-        else:
-            _warm_cache(todo, cache_dir)
-            failures = _run_pool(todo, runs_root, jobs, cache_dir, progress, _work)
+    else:
+        _warm_cache(todo, cache_dir)
+        cache = str(cache_dir) if cache_dir else None
+        tasks = {c.run_id(): (c.canonical_json(), str(runs_root), cache) for c in todo}
+        names = {c.run_id(): f"{c.backbone}/{c.mode}/seed{c.seed}" for c in todo}
+        failures = run_tasks(tasks, _work, jobs, desc="runs", progress=progress, label=names.get)
     if failures:
         raise SweepError(failures)
     return folders
@@ -257,60 +204,6 @@ def _run_here(todo: Sequence[RunConfig], runs_root: Path, cache_dir: Path | None
         except Exception as err:  # keep going: other runs are independent
             failures[cfg.run_id()] = f"{type(err).__name__}: {err}"
     return failures
-
-
-def _run_pool(todo: Sequence[RunConfig], runs_root: Path, jobs: int, cache_dir: Path | None, progress: bool,
-              work: _WorkFn) -> dict[str, str]:
-    """Train ``todo`` in ``jobs`` spawned workers; on any exception (Ctrl-C, SIGTERM) kill them first."""
-    ctx = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads, os.getpid()))
-    bar = tqdm(total=len(todo), desc=f"runs ({jobs} workers)", unit="run", disable=not progress)
-    try:
-        cache = str(cache_dir) if cache_dir else None
-        pending = {pool.submit(work, c.canonical_json(), str(runs_root), cache): c for c in todo}
-        failures = _collect(pending, bar)
-    except BaseException:
-        _stop_pool(pool)
-        raise
-    finally:
-        bar.close()
-    pool.shutdown(wait=True)
-    return failures
-
-
-def _collect(pending: dict[Future, RunConfig], bar: tqdm) -> dict[str, str]:
-    """Wait for every future, ticking ``bar``; return run id -> error text of the failed ones."""
-    failures: dict[str, str] = {}
-    while pending:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for fut in done:
-            cfg = pending.pop(fut)
-            err = fut.exception()
-            if isinstance(err, _WorkerError):
-                failures[cfg.run_id()] = str(err)
-            elif err is not None:
-                failures[cfg.run_id()] = f"{type(err).__name__}: {err}"
-            bar.set_postfix_str(f"{cfg.backbone}/{cfg.mode}/seed{cfg.seed}")
-            bar.update()
-    return failures
-
-
-def _stop_pool(pool: ProcessPoolExecutor, grace: float = 5.0) -> None:
-    """Cancel what has not started and terminate the workers (SIGTERM, then SIGKILL after ``grace`` s).
-
-    ``shutdown`` alone lets running fits go on; their last checkpoints stay, so they resume next time.
-    """
-    workers = list((pool._processes or {}).values())  # shutdown() drops this mapping
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in workers:
-        proc.terminate()
-    deadline = time.monotonic() + grace
-    for proc in workers:
-        proc.join(max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join(1.0)
 
 
 def _warm_cache(configs: Sequence[RunConfig], cache_dir: Path | None) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from oaprobe.sweep import SweepInterrupted, run_missing
+from oaprobe.sweep import run_missing
+from oaprobe.workers import Interrupted
 from oaprobe.training import engine
 from tests.sweep_workers import PID_DIR
 
@@ -71,7 +72,7 @@ def test_sigterm_stops_the_sweep_and_its_workers(sleeping_sweep, tmp_path):
     assert parent.wait(15) != 0
     # the parent terminates and reaps its workers before it exits (not left to their parent watch)
     assert [pid for pid in pids if _alive(pid)] == [], "workers survived SIGTERM"
-    assert "SweepInterrupted: stopped by SIGTERM" in (tmp_path / "parent.log").read_text()
+    assert "Interrupted: stopped by SIGTERM" in (tmp_path / "parent.log").read_text()
 
 
 def test_workers_exit_when_the_parent_is_killed(sleeping_sweep):
@@ -92,7 +93,7 @@ def test_sigterm_interrupts_an_in_process_run_and_the_handler_is_restored(smoke_
 
     before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(engine, "fit", fit_then_sigterm)
-    with pytest.raises(SweepInterrupted) as err:
+    with pytest.raises(Interrupted) as err:
         run_missing([smoke_config()], tmp_path / "runs", jobs=1, cache_dir=None, progress=False)
     (handler, start), = seen
     assert time.monotonic() - start < 4 and isinstance(err.value, KeyboardInterrupt)
