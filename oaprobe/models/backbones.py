@@ -236,11 +236,13 @@ def check_input_shape(name: str, input_shape: tuple[int, ...]) -> None:
         )
     if min(shape) < spec.min_side:
         raise ConfigError(
-            f"backbone {name!r} cannot take input_shape {shape}: every side must be >= {spec.min_side}"
+            f"backbone {name!r} cannot take input_shape {shape}: every side must be >= {spec.min_side} "
+            "(set input_shape: the --input-shape flag, or a chapter's run={'input_shape': [...]} parameter)"
         )
     if spec.multiple > 1 and any(s % spec.multiple for s in shape):
         raise ConfigError(
-            f"backbone {name!r} cannot take input_shape {shape}: every side must be a multiple of {spec.multiple}"
+            f"backbone {name!r} cannot take input_shape {shape}: every side must be a multiple of {spec.multiple} "
+            "(set input_shape: the --input-shape flag, or a chapter's run={'input_shape': [...]} parameter)"
         )
 
 

@@ -51,18 +51,16 @@ class Exercises:
 
     @classmethod
     def load(cls, preset: str = "default", runs_root: str | Path = DEFAULT_RUNS,
-             cohorts_root: str | Path = DEFAULT_COHORTS, jobs: int = 1, progress: bool = True,
-             manifest: str | Path | None = None) -> Exercises:
+             cohorts_root: str | Path = DEFAULT_COHORTS, manifest: str | Path | None = None) -> Exercises:
         """The runs of the exercises; with ``manifest`` (real data) there is no noise-free cohort."""
         p = get_preset(preset)
         first = [p.backbones[0]]
-        kw = dict(jobs=jobs, progress=progress)
-        main = Study.load(preset, runs_root, cohorts_root, manifest=manifest, backbones=first, modes=MODES, **kw)
-        stacked = Study.from_grid(preset, main.manifest, stacked_grid(main.manifest, preset), runs_root, **kw)
+        main = Study.load(preset, runs_root, cohorts_root, manifest=manifest, backbones=first, modes=MODES)
+        stacked = Study.from_grid(preset, main.manifest, stacked_grid(main.manifest, preset), runs_root)
         noise_free = None
         if manifest is None and 0.0 in p.label_noise_levels:
             clean = preset_manifest(preset, Path(cohorts_root), 0.0, progress=False)
-            noise_free = Study.from_grid(preset, clean, noise_grid(clean, preset), runs_root, **kw)
+            noise_free = Study.from_grid(preset, clean, noise_grid(clean, preset), runs_root)
         return cls(preset, main, stacked, noise_free)
 
     def stacked_vs_parallel(self) -> str:

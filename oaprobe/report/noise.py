@@ -34,13 +34,14 @@ class NoiseStudy:
 
     @classmethod
     def load(cls, preset: str = "default", runs_root: str | Path = DEFAULT_RUNS,
-             cohorts_root: str | Path = DEFAULT_COHORTS, jobs: int = 1, progress: bool = True) -> NoiseStudy:
+             cohorts_root: str | Path = DEFAULT_COHORTS) -> NoiseStudy:
+        """Read the noise chapter's finished runs at every strength (never trains)."""
         p = get_preset(preset)
         backbone = p.backbones[0]
         studies = {}
         for lvl in p.label_noise_levels:
             manifest = preset_manifest(preset, Path(cohorts_root), lvl, progress=False)
-            studies[lvl] = Study.from_grid(preset, manifest, noise_grid(manifest, preset), runs_root, jobs, progress)
+            studies[lvl] = Study.from_grid(preset, manifest, noise_grid(manifest, preset), runs_root)
         return cls(preset, backbone, studies)
 
     def label_agreement(self) -> pd.DataFrame:

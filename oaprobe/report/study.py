@@ -1,7 +1,8 @@
 """The study as the book sees it: a set of finished runs on one cohort, and its tidy tables.
 
-A :class:`Study` makes sure its runs exist (training only what is missing), then turns the run
-folders into the tables the chapters show: per-run metrics with subject-bootstrap CIs, the
+A :class:`Study` reads finished run folders and never trains: a requested run that is not
+trained is a :class:`RunsMissingError` that names the command making it (the sweep or the book
+build train). It turns the run folders into the tables the chapters show: per-run metrics with subject-bootstrap CIs, the
 reference study's paired family per seed, seed-level tests, latent geometry and saliency
 overlap, and the compact views of them that the chapters print.
 """
@@ -9,7 +10,7 @@ overlap, and the compact views of them that the chapters print.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,35 @@ import pandas as pd
 from scipy import stats
 
 from oaprobe import __version__
-from oaprobe.config import MODES, RunConfig
-from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, preset_manifest, run_missing, study_grid
-from oaprobe.training.runs import Run, field_matches, load_run
+from oaprobe.config import RunConfig, get_preset
+from oaprobe.errors import OaprobeError
+from oaprobe.facts import MODES
+from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, preset_manifest, study_grid
+from oaprobe.training.runs import Run, field_matches, is_done, load_run, run_dir
 
 SUMMARY_METRICS = ("oa_accuracy", "oa_roc_auc", "oa_f1", "kl_accuracy", "kl_f1_macro", "kl_auc_macro", "kl_qwk", "kl_mae")
 LATENT_COLUMNS = (
     "abs_spearman_PC1_KL", "abs_spearman_PC1_OA", "EVR_PC1", "OA_probe_AUROC_test", "centroid_kendall_tau",
     "abs_spearman_PC1_KLclean", "abs_spearman_PC1_OAclean", "OA_probe_AUROC_test_clean", "centroid_kendall_tau_clean",
 )
+
+
+class RunsMissingError(OaprobeError):
+    """Runs a chapter reads are not trained; the message gives the command that trains them."""
+
+
+def sweep_command(missing: Sequence[RunConfig], preset: str, runs_root: str | Path) -> str:
+    """The ``oaprobe sweep`` line that trains ``missing`` (the fields that differ from the preset as flags)."""
+    p = get_preset(preset)
+    parts = [f"oaprobe sweep --preset {preset} --runs {runs_root} --manifest {missing[0].manifest}"]
+    for flag, axis in (("--backbones", "backbone"), ("--modes", "mode"), ("--seeds", "seed")):
+        parts.append(f"{flag} {','.join(str(v) for v in dict.fromkeys(getattr(c, axis) for c in missing))}")
+    usual = p.run_config(missing[0].manifest, backbone=missing[0].backbone, mode=missing[0].mode)
+    for name, value in missing[0].to_dict().items():
+        if name not in ("manifest", "backbone", "mode", "seed") and value != usual.to_dict()[name]:
+            shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value).lower()
+            parts.append(f"--{name.replace('_', '-')} {shown}")
+    return " ".join(parts)
 
 
 @dataclass
@@ -37,6 +58,7 @@ class Study:
     manifest: Path
     table: pd.DataFrame
     runs: list[Run]
+    _ceilings: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(
@@ -49,26 +71,38 @@ class Study:
         modes: Sequence[str] = MODES,
         seeds: Sequence[int] | None = None,
         label_noise: float | None = None,
-        jobs: int = 1,
-        progress: bool = True,
+        progress: bool = False,
         **overrides: Any,
     ) -> Study:
-        """Build/reuse the cohort, train the missing runs of the grid, and read them all."""
+        """Read the finished runs of a grid (the preset's, narrowed or changed by the arguments).
+
+        ``overrides`` are RunConfig fields (e.g. ``input_shape=(48, 48, 48)``); a run of the grid
+        that is not trained raises :class:`RunsMissingError` naming the command that trains it.
+        """
         if manifest is None:
             manifest = preset_manifest(preset, Path(cohorts_root), label_noise, progress)
         grid = study_grid(manifest, preset, backbones=backbones, modes=modes, seeds=seeds, **overrides)
-        return cls.from_grid(preset, manifest, grid, runs_root, jobs=jobs, progress=progress)
+        return cls.from_grid(preset, manifest, grid, runs_root)
 
     @classmethod
-    def from_grid(cls, preset: str, manifest: str | Path, grid: Sequence[RunConfig], runs_root: str | Path = DEFAULT_RUNS,
-                  jobs: int = 1, progress: bool = True) -> Study:
-        """Train the missing runs of ``grid`` (all on ``manifest``) and read them all."""
+    def from_grid(cls, preset: str, manifest: str | Path, grid: Sequence[RunConfig],
+                  runs_root: str | Path = DEFAULT_RUNS) -> Study:
+        """Read the finished runs of ``grid`` (all on ``manifest``); never trains."""
         from oaprobe.data.manifest import read_manifest
+        from oaprobe.models.backbones import check_input_shape
 
-        folders = run_missing(grid, Path(runs_root), jobs=jobs, cache_dir=DEFAULT_CACHE, progress=progress)
+        for backbone, shape in dict.fromkeys((c.backbone, c.input_shape) for c in grid):
+            check_input_shape(backbone, shape)  # a shape the backbone cannot take names the parameter to change
+        folders = [run_dir(c, runs_root) for c in grid]
+        missing = [c for c, f in zip(grid, folders) if not is_done(f)]
+        if missing:
+            raise RunsMissingError(
+                f"{len(missing)} of the {len(grid)} runs this analysis reads are not trained in {runs_root}; "
+                f"train them with `{sweep_command(missing, preset, runs_root)}` (or build the book: "
+                f"`oaprobe book --preset {preset}`)"
+            )
         table = read_manifest(manifest, check_volumes=False)
         return cls(preset, Path(manifest), table, [load_run(f) for f in folders])
-
 
     # ------------------------------------------------------------------ selection
     def select(self, **filters: Any) -> list[Run]:
@@ -149,6 +183,28 @@ class Study:
             rows.append({"backbone": r.config.backbone, "mode": r.config.mode, "seed": r.config.seed,
                          "never_predicted": ", ".join(f"KL{g}" for g in grades) or "none"})
         return pd.DataFrame(rows)
+
+    def ceilings(self, split: str = "test") -> pd.DataFrame:
+        """What the cohort allows at best, computed from it (no model): the planted-parameter
+        oracle, a linear probe on the input volumes (at the first run's input shape) and the noise
+        ceiling; one row per (ceiling, truth), the metric columns of :meth:`point_metrics`."""
+        from oaprobe.analysis.ceilings import ceilings_table
+
+        if self._ceilings is None:
+            shape = self.runs[0].config.input_shape if self.runs else (32, 32, 32)
+            self._ceilings = ceilings_table(self.manifest, shape, cache_dir=DEFAULT_CACHE, split=split)
+        return self._ceilings
+
+    def convergence(self, truth: str = "kl") -> pd.DataFrame:
+        """One row per run: kept / best / final epoch and validation loss, and the flags of
+        :mod:`oaprobe.analysis.convergence` (unstable, below the OA majority rate, degenerate)."""
+        from oaprobe.analysis.convergence import run_diagnostics
+
+        return pd.DataFrame([
+            {"backbone": r.config.backbone, "mode": r.config.mode, "seed": r.config.seed, "run_id": r.run_id,
+             **run_diagnostics(r.history, r.predictions, truth)}
+            for r in self.runs
+        ])
 
     def paired(self, truth: str = "kl", B: int = 10_000, bootstrap_seed: int = 0) -> pd.DataFrame:
         """The reference family (dual vs single, 6 metrics per backbone, BH) for each training seed."""
