@@ -1,8 +1,9 @@
 """nnMamba-style encoder: residual 3D CNN stages, then a Mamba layer over the bottleneck tokens.
 
 The reference code needs the CUDA-only ``mamba_ssm`` package. Here the selective state-space
-scan is written in PyTorch (chunked: exact within chunks of ``chunk_size`` steps by a masked
-cumulative-sum form, a carried state between chunks), so the backbone runs on CPU. When
+scan is written in PyTorch (the recurrence itself, one fused multiply-add per step with a
+hand-written reverse-recurrence backward; long sequences in two levels, within and across
+chunks, about ``2 sqrt(L)`` steps), so the backbone runs on CPU. When
 ``mamba_ssm`` is importable and the tensors are on CUDA, its fused kernel is used instead; both
 compute the same recurrence
 
@@ -26,7 +27,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from torch import nn
 
 from oaprobe.models.layers import conv_norm_act, residual_stage, scale_channels
@@ -42,18 +42,56 @@ def has_mamba_ssm() -> bool:
     return _mamba_selective_scan_fn is not None
 
 
-def _scan_chunk(
-    log_decay: torch.Tensor, inputs: torch.Tensor, C: torch.Tensor, h: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact scan of one chunk: (b,d,k,n) decays and inputs, (b,n,k) C, (b,d,n) state -> y, last state."""
-    k = log_decay.shape[2]
-    cum = log_decay.cumsum(dim=2)  # (b, d, k, n)
-    # weight of step s on state t within the chunk: exp(cum_t - cum_s) for s <= t, else 0
-    diff = cum.unsqueeze(3) - cum.unsqueeze(2)  # (b, d, t, s, n)
-    causal = torch.ones(k, k, dtype=torch.bool, device=log_decay.device).tril()
-    weights = torch.exp(diff.masked_fill(~causal[:, :, None], float("-inf")))
-    states = torch.einsum("bdtsn,bdsn->bdtn", weights, inputs) + torch.exp(cum) * h.unsqueeze(2)
-    return torch.einsum("bdtn,bnt->bdt", states, C), states[:, :, -1]
+class _Recurrence(torch.autograd.Function):
+    """All states of ``h_t = a_t * h_{t-1} + x_t`` (``h_{-1} = 0``) along dim 0 of contiguous ``a``, ``x``.
+
+    One fused multiply-add per step, written into a preallocated output; backward is the
+    reverse recurrence ``g_t = grad_t + a_{t+1} * g_{t+1}``, then ``da_t = g_t * h_{t-1}``, ``dx_t = g_t``.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        h = torch.empty_like(x)
+        h[0] = x[0]
+        for t in range(1, x.shape[0]):
+            torch.addcmul(x[t], a[t], h[t - 1], out=h[t])
+        ctx.save_for_backward(a, h)
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        a, h = ctx.saved_tensors
+        grad = grad.contiguous()
+        g = torch.empty_like(grad)
+        g[-1] = grad[-1]
+        for t in range(grad.shape[0] - 2, -1, -1):
+            torch.addcmul(grad[t], a[t + 1], g[t + 1], out=g[t])
+        grad_a = torch.zeros_like(a)
+        torch.mul(g[1:], h[:-1], out=grad_a[1:])
+        return grad_a, g
+
+
+def _scan_states(log_decay: torch.Tensor, inputs: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """All states of ``h_t = exp(log_decay_t) * h_{t-1} + inputs_t`` for time-major (L, ...) tensors.
+
+    With ``chunk_size < L`` the steps are cut into chunks: the recurrence runs within all chunks
+    at once (``chunk_size`` steps), then over the chunk ends (``L / chunk_size`` steps), and each
+    chunk adds its entering state times its cumulative decay; about ``2 sqrt(L)`` sequential steps.
+    """
+    length = log_decay.shape[0]
+    if chunk_size >= length:
+        return _Recurrence.apply(log_decay.exp(), inputs.contiguous())
+    n_chunks = -(-length // chunk_size)
+    pad = [0, 0] * (log_decay.dim() - 1) + [0, n_chunks * chunk_size - length]
+    rest = log_decay.shape[1:]
+    log_decay, inputs = (F.pad(t, pad).view(n_chunks, chunk_size, *rest).transpose(0, 1) for t in (log_decay, inputs))
+    local = _Recurrence.apply(log_decay.exp().contiguous(), inputs.contiguous())  # zero state at chunk starts
+    cum = log_decay.cumsum(dim=0)  # log decay from each chunk's start, (k, chunks, ...)
+    ends = _Recurrence.apply(cum[-1].exp().contiguous(), local[-1].contiguous())  # state at each chunk end
+    entering = torch.cat([torch.zeros_like(ends[:1]), ends[:-1]])
+    states = local + cum.exp() * entering
+    return states.transpose(0, 1).reshape(n_chunks * chunk_size, *rest)[:length]
 
 
 def selective_scan_torch(
@@ -66,8 +104,7 @@ def selective_scan_torch(
     z: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
-    chunk_size: int = 16,
-    checkpoint: bool | None = None,
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     """Selective scan in PyTorch, with ``mamba_ssm.selective_scan_fn``'s argument layout.
 
@@ -80,40 +117,35 @@ def selective_scan_torch(
         z: gate (batch, d, L); the output is multiplied by ``silu(z)``.
         delta_bias: added to ``delta`` (d,).
         delta_softplus: apply softplus to ``delta``.
-        chunk_size: steps solved in closed form at once; the state is carried between chunks.
-        checkpoint: recompute each chunk in backward instead of storing its (k x k) weights;
-            ``None`` = only for long sequences (> 1024 steps, e.g. paper-size volumes on GPU).
+        chunk_size: steps per chunk of the two-level scan (see :func:`_scan_states`); ``None`` =
+            one chunk on CPU (fastest there at every measured length, 64 to 4096 steps), about
+            ``sqrt(L)`` on other devices for more than 256 steps (fewer kernel launches).
 
     Returns:
-        y (batch, d, L) in the dtype of ``u``.
+        y (batch, d, L) in the dtype of ``u``; computed in float32 (float64 for float64 inputs).
     """
     dtype = u.dtype
+    work = torch.promote_types(dtype, torch.float32)
     with torch.autocast(device_type=u.device.type, enabled=False):  # the scan needs float32
-        u_f, delta, B, C, A = u.float(), delta.float(), B.float(), C.float(), A.float()
+        u_f, delta, B, C, A = (t.to(work) for t in (u, delta, B, C, A))
         if delta_bias is not None:
-            delta = delta + delta_bias.float()[None, :, None]
+            delta = delta + delta_bias.to(work)[None, :, None]
         if delta_softplus:
             delta = F.softplus(delta)
-        batch, d, length = u_f.shape
-        log_decay = torch.einsum("bdl,dn->bdln", delta, A)  # <= 0
-        inputs = torch.einsum("bdl,bnl->bdln", delta * u_f, B)
-        if checkpoint is None:
-            checkpoint = torch.is_grad_enabled() and length > 1024
-        h = u_f.new_zeros(batch, d, A.shape[1])
-        outputs = []
-        for start in range(0, length, chunk_size):
-            stop = start + chunk_size
-            args = (log_decay[:, :, start:stop], inputs[:, :, start:stop], C[:, :, start:stop], h)
-            if checkpoint:
-                y, h = torch.utils.checkpoint.checkpoint(_scan_chunk, *args, use_reentrant=False)
-            else:
-                y, h = _scan_chunk(*args)
-            outputs.append(y)
-        y = torch.cat(outputs, dim=2)
+        length = u_f.shape[2]
+        if chunk_size is None:
+            long_on_device = u.device.type != "cpu" and length > 256
+            chunk_size = math.isqrt(length - 1) + 1 if long_on_device else length
+        # time-major (L, batch, d, n): every step of the recurrence is one contiguous slice
+        delta_t = delta.permute(2, 0, 1)
+        log_decay = delta_t[..., None] * A  # <= 0
+        inputs = (delta_t * u_f.permute(2, 0, 1))[..., None] * B.permute(2, 0, 1)[:, :, None, :]
+        states = _scan_states(log_decay, inputs, chunk_size)
+        y = torch.einsum("lbdn,lbn->bdl", states, C.permute(2, 0, 1))
         if D is not None:
-            y = y + u_f * D.float()[None, :, None]
+            y = y + u_f * D.to(work)[None, :, None]
         if z is not None:
-            y = y * F.silu(z.float())
+            y = y * F.silu(z.to(work))
         return y.to(dtype)
 
 
@@ -172,8 +204,8 @@ class Mamba(nn.Module):
         dt, b_in, c_out = params.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = (dt @ self.dt_proj.weight.T).transpose(1, 2)  # bias added inside the scan
         y = selective_scan(
-            x, delta, -torch.exp(self.A_log.float()), b_in.transpose(1, 2), c_out.transpose(1, 2),
-            D=self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+            x, delta, -torch.exp(self.A_log), b_in.transpose(1, 2), c_out.transpose(1, 2),
+            D=self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,  # the scan works in >= float32
         )
         return self.out_proj(y.transpose(1, 2))
 

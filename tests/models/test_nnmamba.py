@@ -50,12 +50,25 @@ def _inputs(seed=0, batch=2, d=5, n=4, length=37, requires_grad=False):
     return t
 
 
-@pytest.mark.parametrize("chunk_size", [1, 5, 16, 64])
+def _double(t, requires_grad=False):
+    return {k: v.double().detach().requires_grad_(requires_grad) for k, v in t.items()}
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 5, 16, 64])
 def test_scan_matches_naive_recurrence(chunk_size):
     t = _inputs()
     got = selective_scan_torch(**t, delta_softplus=True, chunk_size=chunk_size)
     want = naive_scan(**t, delta_softplus=True)
+    assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("length, chunk_size", [(37, None), (37, 1), (37, 6), (64, 8), (1, None), (2, 1)])
+def test_scan_float64_equals_naive_recurrence_to_rounding(length, chunk_size):
+    t = _double(_inputs(seed=6, length=length))
+    got = selective_scan_torch(**t, delta_softplus=True, chunk_size=chunk_size)
+    assert got.dtype == torch.float64  # computed in float64, not rounded through float32
+    torch.testing.assert_close(got, naive_scan(**t, delta_softplus=True), rtol=1e-12, atol=1e-12)
 
 
 def test_scan_without_optional_terms_matches_naive():
@@ -65,24 +78,40 @@ def test_scan_without_optional_terms_matches_naive():
     torch.testing.assert_close(selective_scan_torch(**core).double(), naive_scan(**core), rtol=1e-4, atol=1e-5)
 
 
-def test_scan_gradients_match_naive():
+@pytest.mark.parametrize("chunk_size", [None, 8])
+def test_scan_gradients_match_naive(chunk_size):
     t1, t2 = _inputs(seed=2, requires_grad=True), _inputs(seed=2, requires_grad=True)
-    w = torch.randn(2, 5, 37, dtype=torch.float64)
-    (selective_scan_torch(**t1, delta_softplus=True, chunk_size=8).double() * w).sum().backward()
+    w = torch.randn(2, 5, 37, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    (selective_scan_torch(**t1, delta_softplus=True, chunk_size=chunk_size).double() * w).sum().backward()
     (naive_scan(**t2, delta_softplus=True) * w).sum().backward()
     for k in t1:
         torch.testing.assert_close(t1[k].grad, t2[k].grad, rtol=1e-3, atol=1e-4, msg=f"gradient of {k}")
 
 
-def test_checkpointed_scan_same_values_and_gradients():
-    t1, t2 = _inputs(seed=3, requires_grad=True), _inputs(seed=3, requires_grad=True)
-    y1 = selective_scan_torch(**t1, delta_softplus=True, chunk_size=8, checkpoint=True)
-    y2 = selective_scan_torch(**t2, delta_softplus=True, chunk_size=8, checkpoint=False)
-    torch.testing.assert_close(y1, y2)
-    y1.sum().backward()
-    y2.sum().backward()
+@pytest.mark.parametrize("chunk_size", [None, 1, 6])
+def test_scan_float64_gradients_equal_naive_to_rounding(chunk_size):
+    t1, t2 = _double(_inputs(seed=7), True), _double(_inputs(seed=7), True)
+    w = torch.randn(2, 5, 37, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    (selective_scan_torch(**t1, delta_softplus=True, chunk_size=chunk_size) * w).sum().backward()
+    (naive_scan(**t2, delta_softplus=True) * w).sum().backward()
     for k in t1:
-        torch.testing.assert_close(t1[k].grad, t2[k].grad)
+        torch.testing.assert_close(t1[k].grad, t2[k].grad, rtol=1e-10, atol=1e-12, msg=f"gradient of {k}")
+
+
+def test_recurrence_backward_passes_gradcheck():
+    g = torch.Generator().manual_seed(8)
+    a = torch.rand(6, 2, 3, dtype=torch.float64, generator=g).requires_grad_()
+    x = torch.randn(6, 2, 3, dtype=torch.float64, generator=g).requires_grad_()
+    assert torch.autograd.gradcheck(nnmamba._Recurrence.apply, (a, x))
+
+
+def test_scan_returns_the_input_dtype_from_float32_work():
+    t = _inputs(seed=9)
+    low = {k: v.bfloat16() for k, v in t.items()}
+    got = selective_scan_torch(**low, delta_softplus=True)
+    assert got.dtype == torch.bfloat16
+    want = selective_scan_torch(**{k: v.float() for k, v in low.items()}, delta_softplus=True)
+    torch.testing.assert_close(got, want.bfloat16())
 
 
 def test_dispatch_uses_torch_scan_on_cpu():
@@ -110,6 +139,31 @@ def test_mamba_layer_is_causal():
     x2[:, 7:] += 1.0  # change only the future of step 6
     torch.testing.assert_close(layer(x2)[:, :7], y[:, :7])
     assert not torch.allclose(layer(x2)[:, 7:], y[:, 7:])
+
+
+def reference_mamba(layer, tokens):
+    """Reference: the Mamba mixer written out with :func:`naive_scan` for the selective scan."""
+    length = tokens.shape[1]
+    x, z = layer.in_proj(tokens).transpose(1, 2).chunk(2, dim=1)
+    x = F.silu(layer.conv1d(x)[..., :length])
+    dt, b_in, c_out = layer.x_proj(x.transpose(1, 2)).split([layer.dt_rank, layer.d_state, layer.d_state], dim=-1)
+    y = naive_scan(
+        x, (dt @ layer.dt_proj.weight.T).transpose(1, 2), -torch.exp(layer.A_log), b_in.transpose(1, 2),
+        c_out.transpose(1, 2), D=layer.D, z=z, delta_bias=layer.dt_proj.bias, delta_softplus=True,
+    )
+    return layer.out_proj(y.transpose(1, 2))
+
+
+def test_mamba_layer_equals_reference_in_float64():
+    torch.manual_seed(0)
+    layer = Mamba(d_model=8, d_state=4).double()
+    tokens = torch.randn(2, 13, 8, dtype=torch.float64, requires_grad=True)
+    got, want = layer(tokens), reference_mamba(layer, tokens)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    w = torch.randn(got.shape, dtype=torch.float64)
+    params = [tokens, *layer.parameters()]
+    for g1, g2 in zip(torch.autograd.grad((got * w).sum(), params), torch.autograd.grad((want * w).sum(), params)):
+        torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("width, dim", [(0.25, 16), (0.5, 16), (1.0, 32), (2.0, 64)])
