@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from oaprobe.config import RunConfig, get_preset
 from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.models.backbones import backbone_title
+from oaprobe.training.runs import run_dir
 from oaprobe.sweep import (
     DEFAULT_CACHE,
     DEFAULT_COHORTS,
@@ -31,6 +32,7 @@ from oaprobe.sweep import (
     noise_grid,
     preset_manifest,
     run_missing,
+    saliency_missing_runs,
     stacked_grid,
     study_grid,
 )
@@ -68,6 +70,13 @@ class BookPlan:
     def grid(self) -> list[RunConfig]:
         """Every run of the book, each once."""
         return list({c.canonical_json(): c for c in self.main_grid + self.extra_grid}.values())
+
+    @property
+    def saliency_grid(self) -> list[RunConfig]:
+        """The runs the saliency stage reads: the main grid at the preset's first seed (maps are
+        compared between modes over the same knees; the stage costs more per run than training)."""
+        first = get_preset(self.preset).seeds[0]
+        return [c for c in self.main_grid if c.seed == first]
 
 
 def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) -> list[RunConfig]:
@@ -254,7 +263,10 @@ def build_book(
     grid = plan.grid
     run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir)
     print(f"[book] {len(grid)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
-    run_ids = [c.run_id() for c in grid]
+    salient = [run_dir(c, runs_root) for c in plan.saliency_grid]
+    saliency_missing_runs(salient, get_preset(preset).saliency, jobs=jobs, cache_dir=cache_dir)
+    print(f"[book] saliency of {len(salient)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
+    run_ids = [c.run_id() for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
     digest = _source_digest()
     for chapter in tqdm(plan.chapters, desc="chapters", unit="nb"):
         execute_chapter(chapter, chapter_key(chapter, run_ids, digest), generated)

@@ -1,7 +1,9 @@
-"""Command line: ``oaprobe cohort | validate | import-oai | train | sweep | book``.
+"""Command line: ``oaprobe cohort | validate | import-oai | train | sweep | saliency | book``.
 
-Every RunConfig field is a flag of ``train`` and ``sweep`` (``--input-shape 32,32,32``,
-``--augment true``); values are checked by RunConfig, which names the field on error.
+Every field of the config a command reads is a flag (RunConfig for ``train`` and ``sweep``,
+CohortConfig for ``cohort``, SaliencyConfig for ``saliency``: ``--input-shape 32,32,32``,
+``--augment true``), its help text taken from the field's doc; values are checked by the config
+class, which names the field on error. The package's own errors end as one line, exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from oaprobe.config import PRESETS, CohortConfig, ConfigError, RunConfig, field_docs, get_preset
+from oaprobe.config import PRESETS, CohortConfig, ConfigError, RunConfig, SaliencyConfig, field_docs, get_preset
 from oaprobe.errors import OaprobeError
 from oaprobe.facts import MODES
 
@@ -69,7 +71,7 @@ def _choices(cls: type, name: str) -> tuple[str, ...]:
     return ()
 
 
-_METAVARS = {"shape": "D,H,W", "input_shape": "D,H,W", "spacing": "MM,MM,MM", "split": "TRAIN,VAL,TEST"}
+_METAVARS = {"methods": "METHOD,...", "shape": "D,H,W", "input_shape": "D,H,W", "spacing": "MM,MM,MM", "split": "TRAIN,VAL,TEST"}
 
 
 def _field_help(cls: type, name: str, default: Any, note: str = "") -> str:
@@ -175,6 +177,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_saliency(args: argparse.Namespace) -> int:
+    from oaprobe.sweep import saliency_missing_runs
+
+    jobs = _positive_jobs(args.jobs)
+    settings = get_preset(args.preset).saliency.replace(**_overrides(SaliencyConfig, args))
+    if not args.runs.is_dir():
+        raise ConfigError(f"--runs {args.runs}: not a folder of run folders")
+    folders = sorted(p for p in args.runs.iterdir() if p.is_dir())
+    for folder in saliency_missing_runs(folders, settings, jobs=jobs, cache_dir=args.cache):
+        print(folder)
+    return 0
+
+
 def _int_list(flag: str, text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -241,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             _add_fields(p, RunConfig, run_defaults, notes=run_notes)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("saliency", allow_abbrev=False,
+                       help="the saliency stage: maps, overlap and sanity checks for every finished run that lacks them")
+    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
+                   help="whose saliency settings every other flag overrides (default: %(default)s)")
+    p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="parent folder of the run folders (default: %(default)s)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="disk cache of preprocessed volumes (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each (default: %(default)s)")
+    _add_fields(p, SaliencyConfig, get_preset(DEFAULT_PRESET).saliency.to_dict())
+    p.set_defaults(func=_cmd_saliency)
 
     p = sub.add_parser("book", help="build the whole book: cohort, sweep, notebooks, jupyter-book", allow_abbrev=False)
     p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=preset_help)

@@ -363,6 +363,9 @@ class Preset:
 # the issues): `default` must build the whole book in about 15 minutes there. M3T sees a smaller
 # cube than the other backbones, as in the reference study (128^3 vs 160x256x256): it cuts the
 # volume into all its slices, so its cost grows with the cube of the side.
+#: the training recipe of every preset but `paper` (issue 9, measured by benchmarks/time_to_quality.py):
+#: warm-up, cosine decay to zero, the weights of the epoch with the lowest validation loss
+_CONVERGING = dict(warmup_epochs=1, schedule="cosine", select="val_loss")
 _M3T_SMALL = {"m3t": {"input_shape": (24, 24, 24)}}
 _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -387,7 +390,7 @@ _PRESETS: dict[str, Preset] = {
     "default": Preset(
         name="default",
         cohort=CohortConfig(n_subjects=240, shape=(48, 48, 48), spacing=(2.0, 2.0, 2.0), seed=0),
-        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=5, batch_size=8, lr=1e-3),
+        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=10, batch_size=8, lr=1e-3, **_CONVERGING),
         saliency=SaliencyConfig(knees=32, sanity_knees=4),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1, 2),

@@ -196,10 +196,17 @@ def scatter_2d(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str |
     return _layout(fig, title)
 
 
+def curves(table: pd.DataFrame, x: str, y: str, color: str, error: str | None = None, facet_col: str | None = None,
+           title: str = "") -> go.Figure:
+    """Lines of ``y`` against ``x``, one per ``color`` value (modes in their book colours), optional error bars."""
+    fig = px.line(table, x=x, y=y, color=color, error_y=error, facet_col=facet_col, markers=True,
+                  color_discrete_map=MODE_COLORS)
+    return _layout(fig, title)
+
+
 def noise_curve(table: pd.DataFrame, x: str, y: str, color: str, error: str | None = None, title: str = "") -> go.Figure:
     """A metric against label-noise strength, one line per mode, with the seed spread as error bars."""
-    fig = px.line(table, x=x, y=y, color=color, error_y=error, markers=True, color_discrete_map=MODE_COLORS)
-    return _layout(fig, title)
+    return curves(table, x, y, color, error=error, title=title)
 
 
 def show(fig: go.Figure, note: str) -> None:

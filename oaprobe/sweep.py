@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from oaprobe.config import MODES, ConfigError, RunConfig, get_preset
+from oaprobe.config import MODES, ConfigError, RunConfig, SaliencyConfig, get_preset
 from oaprobe.errors import OaprobeError
 from oaprobe.workers import WorkerError, run_tasks, sigterm_as_interrupt
 
@@ -204,6 +204,54 @@ def _run_here(todo: Sequence[RunConfig], runs_root: Path, cache_dir: Path | None
         except Exception as err:  # keep going: other runs are independent
             failures[cfg.run_id()] = f"{type(err).__name__}: {err}"
     return failures
+
+
+def _saliency_one(folder: str, settings_json: str, cache_dir: str | None) -> str:
+    """A worker's task: the saliency stage of one finished run; errors come back as text."""
+    import json
+
+    from oaprobe.analysis.saliency import run_saliency
+    from oaprobe.config import SaliencyConfig
+
+    settings = SaliencyConfig.from_dict(json.loads(settings_json))
+    try:
+        return str(run_saliency(folder, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=False))
+    except Exception as err:
+        raise WorkerError(f"{type(err).__name__}: {err}") from None
+
+
+def saliency_missing_runs(folders: Iterable[Path], settings: SaliencyConfig, jobs: int = 1,
+                          cache_dir: Path | None = DEFAULT_CACHE, progress: bool = True) -> list[Path]:
+    """The saliency stage for every finished run in ``folders`` that lacks results for ``settings``.
+
+    Reads checkpoints and writes ``<run>/saliency-<settings id>/``; never trains and never
+    touches a model's files. Returns the results' folders of all finished runs given.
+
+    Raises:
+        SweepError: the stage failed on some runs (the others' results are kept).
+    """
+    from oaprobe.analysis.saliency import saliency_dir, saliency_missing
+    from oaprobe.training.runs import is_done
+
+    if jobs < 1:
+        raise ConfigError(f"jobs = {jobs}; expected >= 1")
+    folders = [Path(f) for f in folders if is_done(f)]
+    todo = saliency_missing(folders, settings)
+    cache = str(cache_dir) if cache_dir else None
+    tasks = {f.name: (str(f), settings.canonical_json(), cache) for f in todo}
+    failures: dict[str, str] = {}
+    if jobs == 1 or len(todo) == 1:
+        with sigterm_as_interrupt():
+            for name, args in tqdm(tasks.items(), desc="saliency", unit="run", disable=not progress):
+                try:
+                    _saliency_one(*args)
+                except WorkerError as err:
+                    failures[name] = str(err)
+    elif todo:
+        failures = run_tasks(tasks, _saliency_one, jobs, desc="saliency", progress=progress)
+    if failures:
+        raise SweepError(failures)
+    return [saliency_dir(f, settings) for f in folders]
 
 
 def _warm_cache(configs: Sequence[RunConfig], cache_dir: Path | None) -> None:

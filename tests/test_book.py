@@ -146,19 +146,16 @@ def test_chapters_request_only_runs_of_the_plan(tmp_path, monkeypatch):
 
     requested = {}
 
-    def fake_run_missing(configs, runs_root, jobs=1, cache_dir=None, progress=True):
-        folders = []
-        for cfg in configs:
-            folder = Path(runs_root) / cfg.run_id()
-            requested[cfg.run_id()] = cfg
-            folders.append(folder)
-        return folders
+    def fake_run_dir(cfg, runs_root):
+        requested[cfg.run_id()] = cfg
+        return Path(runs_root) / cfg.run_id()
 
     def fake_load_run(folder):
         cfg = requested[Path(folder).name]
         return SimpleNamespace(config=cfg, run_id=cfg.run_id(), path=Path(folder))
 
-    monkeypatch.setattr(study_module, "run_missing", fake_run_missing)
+    monkeypatch.setattr(study_module, "run_dir", fake_run_dir)
+    monkeypatch.setattr(study_module, "is_done", lambda folder: True)
     monkeypatch.setattr(study_module, "load_run", fake_load_run)
     monkeypatch.chdir(book.ROOT)  # the notebooks run in the repository root
     for chapter in plan.chapters:
@@ -174,8 +171,13 @@ def test_chapters_request_only_runs_of_the_plan(tmp_path, monkeypatch):
     # the guard can fail: a backbone chapter with a parameter the sweep does not use asks for other runs
     requested.clear()
     backbone = next(c for c in plan.chapters if c.source == "backbone.ipynb")
-    _run_chapter_loading(Chapter(backbone.source, backbone.output, {**backbone.parameters, "oa_weight": 0.5}))
+    _run_chapter_loading(Chapter(backbone.source, backbone.output, {**backbone.parameters, "run": {"width": 0.5}}))
     assert requested and not set(requested) & grid_ids
+    # a lambda the sweep did not use changes only the dual runs: single-task runs ignore it
+    requested.clear()
+    _run_chapter_loading(Chapter(backbone.source, backbone.output, {**backbone.parameters, "run": {"oa_weight": 0.5}}))
+    outside = {c.mode for rid, c in requested.items() if rid not in grid_ids}
+    assert outside == {"dual"}
 
 
 def test_plan_on_a_user_manifest_runs_everything_there_and_drops_the_noise_chapter(smoke_manifest, tmp_path):

@@ -1,344 +1,73 @@
-"""Input saliency (SmoothGrad x input, Grad-CAM) and its overlap with cartilage and other regions.
+"""The saliency stage: maps, region overlap and sanity checks of a finished run, from its checkpoint.
 
-Why: the reference study asks whether hierarchical supervision moves a model's attention onto
-the cartilage. A saliency map S (values in [0, 1]) is compared with a region mask M by
-``mass = sum(S*M) / sum(S)``, the fraction of the top-k% voxels inside M, the Dice of that
-top-k mask with M, and ``enrichment = mass / roi_fraction`` (1 = chance).
+Why: analyses never train and training never analyses. This stage reads a finished run
+folder (``DONE``) read-only, rebuilds the probe with the weights its predictions were made
+with (:func:`kept_state`) and writes its results into ``<run folder>/saliency-<settings_id>/``
+(:meth:`~oaprobe.config.SaliencyConfig.settings_id`), every file atomically and ``DONE`` last:
 
-Conventions (the reference protocol, with the choices it leaves open made explicit):
+- ``settings.json``: the settings, the run id, the weights used and a prediction check (the
+  largest difference between the p_oa recomputed here and ``predictions.csv``'s);
+- ``saliency.csv``: one row per knee, target, method and region (:data:`STAGE_TABLE_COLUMNS`);
+- ``saliency_maps.npz``: the maps of the first ``keep_maps`` knees with their image and mask;
+- ``sanity.csv`` / ``deletion.csv``: cascading randomisation and deletion curves of the first
+  ``sanity_knees`` knees (:mod:`oaprobe.analysis.saliency_checks`).
 
-- SmoothGrad x input: ``n_samples`` copies ``x + N(0, noise_std^2)`` of the z-scored input;
-  the signed ``grad * x_noisy`` is averaged over the copies, then ``|.|`` is taken and the map
-  min-max scaled to [0, 1]. As in the reference release, the gradient is multiplied by the
-  NOISY copy it was computed at, and the absolute value is taken after averaging.
-- Targets of a :class:`~oaprobe.models.probe.HierarchicalProbe` output ``{"oa", "kl", ...}``:
-  ``"kl"`` = the logit of the KL grade predicted on the clean input (fixed across the noisy
-  copies); ``"oa"`` = the OA log-odds: single_oa the one logit; dual ``z1 - z0`` of the two OA
-  logits (the log-odds of its softmax p_oa; the reference used ``z1`` alone); single_kl
-  ``log p(KL>=2) - log p(KL<2)`` from the KL logits (the reference computed no OA map there).
-- Grad-CAM: MONAI's ``GradCAM`` on a deep copy of the model wrapped to return the one target
-  score; the map is upsampled to the input grid and min-max scaled to [0, 1] (MONAI's default
-  normaliser flips the scale, so it is replaced).
+A finished subfolder is never recomputed; one without ``DONE`` (a killed stage) is redone whole.
+Other settings add another subfolder. The maps are :mod:`oaprobe.analysis.attribution`'s, the
+overlap metrics :mod:`oaprobe.analysis.regions`'; their names are re-exported here.
 
 Example:
-    >>> import numpy as np, torch
-    >>> w = torch.linspace(0, 1, 8 ** 3).reshape(1, 1, 8, 8, 8)
-    >>> s = smoothgrad_x_input(lambda x: (w * x).sum(dim=(1, 2, 3, 4)), torch.ones(1, 1, 8, 8, 8), noise_std=0.0)
-    >>> s.shape, float(s.max()), float(s.min())
-    ((1, 8, 8, 8), 1.0, 0.0)
-    >>> roi = np.zeros((8, 8, 8), bool); roi[:2] = True
-    >>> m = overlap_metrics(roi.astype(float), roi)
-    >>> m["roi_fraction"], m["mass"], m["top10"], m["enrichment"]
-    (0.25, 1.0, 1.0, 4.0)
+    >>> from oaprobe.config import SaliencyConfig
+    >>> saliency_dir("runs/abc", SaliencyConfig(knees=4)).name.startswith("saliency-")
+    True
+    >>> kept_state({"model": {"w": 1}, "best": {"state": {"w": 2}}}, select="val_loss")
+    {'w': 2}
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import zlib
-from collections.abc import Callable, Sequence
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy import ndimage
-from scipy.stats import wilcoxon
 from torch import nn
 from tqdm.auto import tqdm
 
-MODES: tuple[str, ...] = ("single_oa", "single_kl", "dual")
-TARGETS: tuple[str, ...] = ("oa", "kl")
-METHODS: tuple[str, ...] = ("smoothgrad", "gradcam")
-REGIONS: tuple[str, ...] = ("cartilage", "femoral_cartilage", "tibial_cartilage", "bone_margin", "lesion")
-TABLE_KS: tuple[int, ...] = (1, 5, 10)
+from oaprobe.analysis.attribution import (  # noqa: F401 (re-exported: the stage's public names)
+    METHODS, TARGETS, GradCamRunner, ProbeAttributor, as_batch, gradcam, knee_seed, predicted_kl,
+    probe_gradcam_layer, smoothgrad_x_input, target_logit, targets_for_mode,
+)  # fmt: skip
+from oaprobe.analysis.regions import (  # noqa: F401 (re-exported)
+    REGIONS, TABLE_KS, overlap_metrics, paired_overlap, region_masks, region_overlap,
+)  # fmt: skip
+from oaprobe.analysis.saliency_checks import DELETION_COLUMNS, SANITY_COLUMNS, deletion_auc, run_sanity_checks
+from oaprobe.config import RunConfig, SaliencyConfig
+from oaprobe.errors import OaprobeError
+from oaprobe.facts import MODES  # noqa: F401 (re-exported)
+from oaprobe.training import runs
+
 TABLE_COLUMNS: tuple[str, ...] = (
     "case_id", "target", "method", "region", "roi_fraction", "mass",
     "top1", "top5", "top10", "dice1", "dice5", "dice10", "enrichment",
 )  # fmt: skip
+#: ``saliency.csv`` as the stage writes it: :data:`TABLE_COLUMNS` with the knee's subject.
+STAGE_TABLE_COLUMNS: tuple[str, ...] = ("case_id", "subject_id", *TABLE_COLUMNS[1:])
+PREFIX = "saliency-"
+SETTINGS, TABLE, MAPS = "settings.json", "saliency.csv", "saliency_maps.npz"
+SANITY, DELETION = "sanity.csv", "deletion.csv"
+_ID_TYPES = {"case_id": str, "subject_id": str}
 
 
-# --------------------------------------------------------------------------- targets
-def targets_for_mode(mode: str) -> tuple[str, ...]:
-    """Saliency targets computed for a training mode (single_kl also gets its OA log-odds)."""
-    if mode == "single_oa":
-        return ("oa",)
-    if mode in ("single_kl", "dual"):
-        return ("kl", "oa")
-    raise ValueError(f"mode = {mode!r}; expected one of {list(MODES)}")
+class SaliencyStageError(OaprobeError):
+    """The saliency stage cannot read a run folder (unfinished, inconsistent); the message names it."""
 
 
-def target_logit(out: dict[str, Any], target: str, kl_class: torch.Tensor | None = None) -> torch.Tensor:
-    """The scalar score (B,) whose gradient a saliency map explains.
-
-    Args:
-        out: a probe's forward output ``{"oa": logits or None, "kl": logits or None, ...}``.
-        target: ``"kl"`` (the logit of ``kl_class``, default the argmax) or ``"oa"`` (the OA
-            log-odds: one OA logit as is; two OA logits ``z1 - z0``; no OA head
-            ``logsumexp(z_kl[2:]) - logsumexp(z_kl[:2])``).
-        kl_class: (B,) class indices for the KL target.
-    """
-    if not isinstance(out, dict):
-        raise TypeError(f"target_logit: expected the probe's output dict, got {type(out).__name__}")
-    kl, oa = out.get("kl"), out.get("oa")
-    if target == "kl":
-        if kl is None:
-            raise ValueError("target 'kl': the model has no KL head (mode single_oa)")
-        idx = kl.argmax(dim=1) if kl_class is None else kl_class.to(kl.device)
-        return kl.gather(1, idx.view(-1, 1).long()).squeeze(1)
-    if target == "oa":
-        if oa is not None:
-            if oa.ndim == 1:
-                return oa
-            if oa.shape[1] == 1:
-                return oa[:, 0]
-            if oa.shape[1] == 2:
-                return oa[:, 1] - oa[:, 0]
-            raise ValueError(f"target 'oa': expected 1 or 2 OA logits, got shape {tuple(oa.shape)}")
-        if kl is None:
-            raise ValueError("target 'oa': the model output has neither an OA nor a KL head")
-        return torch.logsumexp(kl[:, 2:], dim=1) - torch.logsumexp(kl[:, :2], dim=1)
-    raise ValueError(f"target = {target!r}; expected one of {list(TARGETS)}")
-
-
-# --------------------------------------------------------------------------- maps
-def _minmax(sal: torch.Tensor) -> torch.Tensor:
-    """Per-sample min-max scaling of (B, ...) to [0, 1]; a flat map becomes all zeros."""
-    flat = sal.reshape(sal.shape[0], -1)
-    lo = flat.min(dim=1).values.view(-1, *[1] * (sal.ndim - 1))
-    hi = flat.max(dim=1).values.view(-1, *[1] * (sal.ndim - 1))
-    span = hi - lo
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(span > 0, (sal - lo) / safe, torch.zeros_like(sal))
-
-
-def _as_batch(x: Any) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    if t.ndim != 5 or t.shape[1] != 1:
-        raise ValueError(f"x: expected a (B, 1, D, H, W) tensor, got shape {tuple(t.shape)}")
-    if not torch.is_floating_point(t):
-        t = t.float()
-    return t
-
-
-def smoothgrad_x_input(
-    model_fn: Callable[[torch.Tensor], torch.Tensor],
-    x: Any,
-    n_samples: int = 8,
-    noise_std: float = 0.05,
-    seed: int = 0,
-) -> np.ndarray:
-    """SmoothGrad x input: ``|mean_i grad f(x_i) * x_i|`` with ``x_i = x + noise``, min-max to [0, 1].
-
-    Args:
-        model_fn: maps (B, 1, D, H, W) to (B,) target scores; must treat knees independently
-            (eval mode: BatchNorm must not mix the batch).
-        x: (B, 1, D, H, W) z-scored input.
-        n_samples: noisy copies (with ``noise_std == 0`` one pass is made: all copies are equal).
-        noise_std: Gaussian noise SD in z-score units.
-        seed: seeds the noise (a CPU generator, so the same on every device).
-
-    Returns:
-        (B, D, H, W) float32 maps in [0, 1].
-    """
-    if n_samples < 1:
-        raise ValueError(f"n_samples = {n_samples}; expected >= 1")
-    if noise_std < 0:
-        raise ValueError(f"noise_std = {noise_std}; expected >= 0")
-    x = _as_batch(x).detach()
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    passes = n_samples if noise_std > 0 else 1
-    acc = torch.zeros_like(x)
-    with torch.enable_grad():
-        for _ in range(passes):
-            noise = torch.randn(x.shape, generator=gen, dtype=x.dtype) * noise_std
-            xi = (x + noise.to(x.device)).requires_grad_(True)
-            score = model_fn(xi)
-            if score.shape != (x.shape[0],):
-                raise ValueError(f"model_fn: expected scores of shape ({x.shape[0]},), got {tuple(score.shape)}")
-            (grad,) = torch.autograd.grad(score.sum(), xi)
-            acc += (grad * xi).detach()
-    sal = (acc / passes).abs()[:, 0]
-    return _minmax(sal).cpu().numpy().astype(np.float32)
-
-
-class _ScoreHead(nn.Module):
-    """Wraps a model so that it returns one (B, 1) score tensor, as MONAI's CAMs require."""
-
-    def __init__(self, net: nn.Module, target: str | int | None) -> None:
-        super().__init__()
-        self.net = net
-        self.target = target
-        self.kl_class: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        if isinstance(out, dict):
-            if not isinstance(self.target, str):
-                raise ValueError(f"target = {self.target!r}; a probe output needs 'oa' or 'kl'")
-            score = target_logit(out, self.target, self.kl_class)
-        else:
-            logits = out.reshape(out.shape[0], -1)
-            idx = logits.argmax(dim=1) if self.target is None else torch.full_like(logits[:, 0], int(self.target)).long()
-            score = logits.gather(1, idx.view(-1, 1)).squeeze(1)
-        return score.unsqueeze(1)
-
-
-def _resolve_layer(model: nn.Module, layer: str) -> None:
-    try:
-        model.get_submodule(layer)
-    except AttributeError as err:
-        names = [n for n, _ in model.named_modules() if n][:12]
-        raise ValueError(f"gradcam layer {layer!r} not found in the model; some layers: {names}") from err
-
-
-class GradCamRunner:
-    """MONAI Grad-CAM on a private deep copy of ``model`` (its hooks never touch the original).
-
-    Build once and call per knee; ``kl_class`` fixes the KL class (else the argmax).
-    """
-
-    def __init__(self, model: nn.Module, target: str | int | None, layer: str) -> None:
-        from monai.visualize import GradCAM  # deferred: MONAI imports are slow
-
-        _resolve_layer(model, layer)
-        net = copy.deepcopy(model).eval()
-        for p in net.parameters():
-            p.requires_grad_(True)
-        self.head = _ScoreHead(net, target)
-        self.cam = GradCAM(nn_module=self.head, target_layers=f"net.{layer}", postprocessing=_minmax)
-
-    def __call__(self, x: Any, kl_class: torch.Tensor | None = None) -> np.ndarray:
-        # an input that requires grad keeps torch's full backward hook on the first layer quiet
-        x = _as_batch(x).detach().clone().requires_grad_(True)
-        self.head.kl_class = kl_class
-        with torch.enable_grad():
-            cam = self.cam(x, class_idx=0)
-        return cam[:, 0].detach().cpu().numpy().astype(np.float32)
-
-
-def gradcam(model: nn.Module, x: Any, target: str | int | None, layer: str) -> np.ndarray:
-    """Grad-CAM of one target at ``layer``, upsampled to the input grid and scaled to [0, 1].
-
-    Args:
-        model: a probe (dict output; target ``"oa"``/``"kl"``) or a plain logits model
-            (target = class index, None = argmax).
-        x: (B, 1, D, H, W) input.
-        target: see above.
-        layer: dotted module path inside ``model`` (e.g. ``"encoder.layer4"``); a layer whose
-            output is modified in place afterwards (e.g. a BN before a residual ``+=``) fails.
-
-    Returns:
-        (B, D, H, W) float32 maps in [0, 1].
-    """
-    return GradCamRunner(model, target, layer)(x)
-
-
-# --------------------------------------------------------------------------- regions and overlap
-def region_masks(label_map: np.ndarray, lesion: np.ndarray | None = None, margin: int = 1) -> dict[str, np.ndarray]:
-    """Boolean region masks from an OAI-ZIB label map (and an optional lesion mask).
-
-    ``bone_margin`` is the shell of bone (labels 1, 3) voxels within ``margin`` voxels
-    (6-connectivity) of non-bone; bone cut by the volume border is not a surface.
-    """
-    lab = np.asarray(label_map)
-    if lab.ndim != 3:
-        raise ValueError(f"label_map: expected a 3-D (D, H, W) array, got shape {lab.shape}")
-    bone = np.isin(lab, (1, 3))
-    core = ndimage.binary_erosion(
-        bone, structure=ndimage.generate_binary_structure(3, 1), iterations=margin, border_value=1
-    )
-    out = {
-        "cartilage": np.isin(lab, (2, 4)),
-        "femoral_cartilage": lab == 2,
-        "tibial_cartilage": lab == 4,
-        "bone_margin": bone & ~core,
-    }
-    if lesion is not None:
-        les = np.asarray(lesion)
-        if les.shape != lab.shape:
-            raise ValueError(f"lesion: shape {les.shape} differs from the label map's {lab.shape}")
-        out["lesion"] = les > 0
-    return out
-
-
-def _k_name(k: float) -> str:
-    return str(int(k)) if float(k).is_integer() else str(k)
-
-
-def overlap_metrics(saliency: Any, roi_mask: Any, ks: Sequence[float] = TABLE_KS) -> dict[str, float]:
-    """Overlap of a saliency map with a region.
-
-    Args:
-        saliency: map of non-negative values (negative values count as 0, as in the reference).
-        roi_mask: boolean region mask of the same shape.
-        ks: top-k percentages (k% of all voxels, ``ceil``, at least one voxel; ties broken by position).
-
-    Returns:
-        ``roi_fraction`` (chance level), ``mass``, ``top{k}`` (fraction of the top-k% voxels in
-        the ROI), ``dice{k}`` (Dice of the top-k% mask with the ROI) and ``enrichment``
-        (mass / roi_fraction). With an empty ROI or an all-zero map every metric except
-        ``roi_fraction`` is NaN (undefined, not zero).
-    """
-    roi = np.asarray(roi_mask)
-    return region_overlap(saliency, {"roi": roi}, ks)["roi"]
-
-
-def region_overlap(
-    saliency: Any, regions: dict[str, np.ndarray], ks: Sequence[float] = TABLE_KS
-) -> dict[str, dict[str, float]]:
-    """:func:`overlap_metrics` of one map against several regions (the top-k voxels are found once)."""
-    s = np.asarray(saliency, dtype=np.float64)
-    if not np.all(np.isfinite(s)):
-        raise ValueError("saliency: contains non-finite values")
-    for k in ks:
-        if not 0 < k <= 100:
-            raise ValueError(f"ks: {k} is not a percentage in (0, 100]")
-    s = np.maximum(s, 0.0)
-    flat = s.ravel()
-    n, total = flat.size, float(flat.sum())
-    tops: dict[float, np.ndarray] = {}
-    if total > 0:
-        order = None
-        for k in sorted(ks, reverse=True):  # partition once for the largest k, then within it
-            nk = max(1, math.ceil(k / 100.0 * n))
-            if order is None:
-                order = np.argpartition(flat, n - nk)[n - nk :]
-                tops[k] = order
-            else:
-                sub = flat[order]
-                tops[k] = order[np.argpartition(sub, len(sub) - nk)[len(sub) - nk :]]
-    result: dict[str, dict[str, float]] = {}
-    for name, roi_mask in regions.items():
-        m = np.asarray(roi_mask).astype(bool)
-        if m.shape != s.shape:
-            raise ValueError(f"saliency shape {s.shape} differs from {name} mask shape {m.shape}")
-        m = m.ravel()
-        roi_n = int(m.sum())
-        out: dict[str, float] = {"roi_fraction": roi_n / n}
-        undefined = roi_n == 0 or total <= 0
-        out["mass"] = float("nan") if undefined else float(flat[m].sum() / total)
-        for k in ks:
-            key = _k_name(k)
-            if undefined:
-                out[f"top{key}"] = out[f"dice{key}"] = float("nan")
-                continue
-            nk = len(tops[k])
-            inter = int(m[tops[k]].sum())
-            out[f"top{key}"] = inter / nk
-            out[f"dice{key}"] = 2.0 * inter / (nk + roi_n)
-        out["enrichment"] = float("nan") if undefined else out["mass"] / out["roi_fraction"]
-        result[name] = out
-    return result
-
-
-# --------------------------------------------------------------------------- whole run
-def _knee_seed(seed: int, case_id: str) -> int:
-    """Noise seed per knee: the same knee gets the same noise in every run of the same seed."""
-    return (int(seed) * 1_000_003 + zlib.crc32(case_id.encode())) % (2**31 - 1)
-
-
+# --------------------------------------------------------------------------- per-run computation
 def compute_run_saliency(
     model: nn.Module,
     images: torch.Tensor,
@@ -365,23 +94,20 @@ def compute_run_saliency(
         case_ids: N knee ids.
         mode: ``single_oa`` / ``single_kl`` / ``dual`` (sets the targets, see :func:`targets_for_mode`).
         n_samples, noise_std, seed: SmoothGrad settings; each knee's noise is seeded from
-            ``seed`` and its case id.
+            ``seed`` and its case id (:func:`knee_seed`).
         methods: subset of ``("smoothgrad", "gradcam")``.
         gradcam_layer: dotted path inside ``model.encoder`` (default: ``model.encoder.gradcam_layer``).
         keep_maps: how many knees (the first ones) keep their maps for figures.
         progress: show a tqdm bar.
 
     Returns:
-        ``(table, maps)``: the ``saliency.csv`` table (columns :data:`TABLE_COLUMNS`, one row
-        per knee, target, method and region) and the arrays of ``saliency_maps.npz``:
-        ``case_id``, ``target``, ``method`` (K,), ``saliency`` (K, D, H, W float16) and the
-        matching ``image`` (float16) and ``mask`` (uint8), row-aligned with ``saliency``.
+        ``(table, maps)``: the overlap table (columns :data:`TABLE_COLUMNS`, one row per knee,
+        target, method and region) and the arrays of ``saliency_maps.npz``: ``case_id``,
+        ``target``, ``method`` (K,), ``saliency`` (K, D, H, W float16) and the matching
+        ``image`` (float16) and ``mask`` (uint8), row-aligned with ``saliency``.
     """
     targets = targets_for_mode(mode)
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"methods = {list(methods)}; expected a non-empty subset of {list(METHODS)}")
-    images = _as_batch(images)
+    images = as_batch(images)
     n, spatial = images.shape[0], tuple(images.shape[2:])
     masks = np.asarray(masks)
     if masks.shape != (n, *spatial):
@@ -390,124 +116,231 @@ def compute_run_saliency(
         raise ValueError(f"lesions: expected shape {(n, *spatial)}, got {np.asarray(lesions).shape}")
     if len(case_ids) != n:
         raise ValueError(f"case_ids: {len(case_ids)} ids for {n} images")
-
-    runners: dict[str, GradCamRunner] = {}
-    if "gradcam" in methods:
-        encoder = getattr(model, "encoder", None)
-        layer = gradcam_layer if gradcam_layer is not None else getattr(encoder, "gradcam_layer", None)
-        if layer is None:
-            raise ValueError("gradcam_layer: not given and model.encoder.gradcam_layer is missing")
-        full = layer
-        if encoder is not None:  # a path inside the encoder; a path already inside the probe also works
-            full = f"encoder.{layer}"
-            try:
-                model.get_submodule(full)
-            except AttributeError:
-                full = layer
-        runners = {t: GradCamRunner(model, t, full) for t in targets}
-
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
+    attributor = ProbeAttributor(model, targets, methods, n_samples, noise_std, gradcam_layer)
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     rows: list[dict[str, Any]] = []
     kept: dict[str, list[Any]] = {k: [] for k in ("case_id", "target", "method", "saliency", "image", "mask")}
     try:
         for i in tqdm(range(n), desc="saliency", disable=not progress):
-            cid = str(case_ids[i])
-            x = images[i : i + 1].to(device)
-            with torch.no_grad():
-                out = model(x)
-            kl_class = out["kl"].argmax(dim=1) if out.get("kl") is not None else None
+            cid, x = str(case_ids[i]), images[i : i + 1].to(device)
+            kl_class = predicted_kl(model, x)
             regions = region_masks(masks[i], None if lesions is None else np.asarray(lesions)[i])
             for target in targets:
                 for method in methods:
-                    if method == "smoothgrad":
-                        sal = smoothgrad_x_input(
-                            lambda xb, t=target: target_logit(model(xb), t, kl_class),
-                            x,
-                            n_samples=n_samples,
-                            noise_std=noise_std,
-                            seed=_knee_seed(seed, cid),
-                        )[0]
-                    else:
-                        sal = runners[target](x, kl_class)[0]
+                    sal = attributor(x, target, method, kl_class, knee_seed(seed, cid))
                     for region, metrics in region_overlap(sal, regions, TABLE_KS).items():
                         rows.append({"case_id": cid, "target": target, "method": method, "region": region, **metrics})
                     if i < keep_maps:
-                        kept["case_id"].append(cid)
-                        kept["target"].append(target)
-                        kept["method"].append(method)
-                        kept["saliency"].append(sal.astype(np.float16))
-                        kept["image"].append(images[i, 0].detach().cpu().numpy().astype(np.float16))
-                        kept["mask"].append(masks[i].astype(np.uint8))
+                        for key, value in (("case_id", cid), ("target", target), ("method", method),
+                                           ("saliency", sal.astype(np.float16)),
+                                           ("image", images[i, 0].detach().cpu().numpy().astype(np.float16)),
+                                           ("mask", masks[i].astype(np.uint8))):  # fmt: skip
+                            kept[key].append(value)
     finally:
         model.train(was_training)
-
-    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
-    maps = {
-        "case_id": np.array(kept["case_id"], dtype=str),
-        "target": np.array(kept["target"], dtype=str),
-        "method": np.array(kept["method"], dtype=str),
-    }
+    maps = {key: np.array(kept[key], dtype=str) for key in ("case_id", "target", "method")}
     for key, dtype in (("saliency", np.float16), ("image", np.float16), ("mask", np.uint8)):
         maps[key] = np.stack(kept[key]) if kept[key] else np.zeros((0, *spatial), dtype=dtype)
-    return table, maps
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS)), maps
 
 
-# --------------------------------------------------------------------------- paired comparison
-def paired_overlap(
-    table_a: pd.DataFrame,
-    table_b: pd.DataFrame,
-    metric: str,
-    region: str,
-    target: str,
-    method: str,
-    n_boot: int = 10_000,
-    seed: int = 0,
-    ci: float = 0.95,
-) -> pd.DataFrame:
-    """Paired comparison of one overlap metric over the same knees (e.g. dual vs single).
+# --------------------------------------------------------------------------- reading a run
+def saliency_dir(run_folder: Path | str, settings: SaliencyConfig) -> Path:
+    """The results' subfolder of a run for ``settings``: ``<run_folder>/saliency-<settings_id>``."""
+    return Path(run_folder) / f"{PREFIX}{settings.settings_id()}"
 
-    Knees are matched by ``case_id``; knees with a NaN in either table are dropped. Reports
-    the Wilcoxon signed-rank test (scipy, two-sided), the mean difference ``a - b`` and its
-    percentile bootstrap CI over knees.
+
+def kept_source(checkpoint: dict[str, Any], select: str) -> str:
+    """Which weights of a checkpoint the run's predictions used: ``"kept"`` (saved explicitly),
+    ``"best"`` (``best["state"]`` when ``select != "final"``) or ``"model"`` (the last epoch's)."""
+    if checkpoint.get("kept") is not None:
+        return "kept"
+    best = checkpoint.get("best") or {}
+    if select != "final" and best.get("state") is not None:
+        return "best"
+    return "model"
+
+
+def kept_state(checkpoint: dict[str, Any], select: str) -> dict[str, torch.Tensor]:
+    """The state dict the run's predictions were made with (see :func:`kept_source`)."""
+    source = kept_source(checkpoint, select)
+    if source == "best":
+        return checkpoint["best"]["state"]
+    if source not in checkpoint:
+        raise SaliencyStageError(f"checkpoint holds no model weights (keys: {sorted(checkpoint)})")
+    return checkpoint[source]
+
+
+def _check_finished(folder: Path) -> None:
+    """A one-line error naming ``folder`` unless it is a finished run (``DONE``)."""
+    if not runs.is_done(folder):
+        state = "does not exist" if not folder.is_dir() else "has no DONE marker (training unfinished or crashed)"
+        raise SaliencyStageError(f"run folder {str(folder)!r} {state}; saliency reads finished runs only")
+
+
+def _run_config(folder: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """The RunConfig and ``config.json`` of a finished run folder, or a one-line error naming it."""
+    try:
+        meta = json.loads((folder / runs.CONFIG).read_text())
+        return RunConfig.from_dict(meta["config"]), meta
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SaliencyStageError(f"run folder {str(folder)!r}: cannot read {runs.CONFIG}: {err}") from err
+
+
+def _knees(cfg: RunConfig, meta: dict[str, Any], folder: Path, n_knees: int) -> pd.DataFrame:
+    """The first ``n_knees`` test knees of the run's manifest (0 = all), which must be unchanged."""
+    from oaprobe.data.manifest import read_manifest
+    from oaprobe.io import file_sha256
+
+    manifest = Path(cfg.manifest)
+    if not manifest.is_file():
+        raise SaliencyStageError(f"run folder {str(folder)!r}: its manifest {str(manifest)!r} does not exist")
+    if meta.get("manifest_sha256") not in (None, file_sha256(manifest)):
+        raise SaliencyStageError(f"manifest {str(manifest)!r} changed since run {str(folder)!r} was trained")
+    table = read_manifest(manifest, check_volumes=False)
+    test = table[table["split"] == "test"].reset_index(drop=True)
+    if test.empty:
+        raise SaliencyStageError(f"manifest {str(manifest)!r} of run {str(folder)!r} has no test knees")
+    return test if n_knees == 0 else test.iloc[:n_knees]
+
+
+def _load_model(folder: Path, cfg: RunConfig, device: torch.device) -> tuple[nn.Module, str]:
+    """The probe with the run's kept weights, float32 on ``device`` in eval mode, and their source."""
+    from oaprobe.models.probe import build_probe
+
+    with open(folder / runs.CHECKPOINT, "rb") as handle:  # read-only; our own file, so a full unpickle
+        checkpoint = torch.load(handle, map_location="cpu", weights_only=False)
+    model = build_probe(cfg)
+    model.load_state_dict(kept_state(checkpoint, cfg.select))
+    return model.float().to(device).eval(), kept_source(checkpoint, cfg.select)
+
+
+@torch.no_grad()
+def _prediction_gap(model: nn.Module, images: torch.Tensor, rows: pd.DataFrame, folder: Path) -> float:
+    """Largest |p_oa here - p_oa in predictions.csv| over the knees: ~0 when the weights are the kept ones."""
+    pred = pd.read_csv(folder / runs.PREDICTIONS, dtype=_ID_TYPES).set_index("case_id")
+    ids = rows["case_id"].astype(str)
+    missing = [c for c in ids if c not in pred.index]
+    if missing:
+        raise SaliencyStageError(f"{str(folder / runs.PREDICTIONS)!r} has no row for test knee {missing[0]!r}")
+    device = next(model.parameters()).device
+    p_oa = torch.cat([model.predict_proba(model(images[i : i + 1].to(device)))[0].float().cpu()
+                      for i in range(images.shape[0])])  # fmt: skip
+    return float(np.max(np.abs(p_oa.numpy() - pred.loc[ids, "p_oa"].to_numpy(float)), initial=0.0))
+
+
+# --------------------------------------------------------------------------- the stage
+def _compute(folder: Path, settings: SaliencyConfig, cache_dir: Path | None, progress: bool,
+             dev: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """The stage's tables and maps for one run, and the facts settings.json records."""
+    from oaprobe.data.dataset import load_masks, load_volumes
+    from oaprobe.training.device import compute_settings
+
+    cfg, meta = _run_config(folder)
+    rows = _knees(cfg, meta, folder, settings.knees)
+    images = load_volumes(rows, cfg.input_shape, cache_dir=cache_dir, progress=progress)
+    masks = load_masks(rows, cfg.input_shape, cache_dir=cache_dir)
+    lesions = None
+    if "lesion_path" in rows and rows["lesion_path"].notna().all():
+        lesions = load_masks(rows, cfg.input_shape, column="lesion_path", cache_dir=cache_dir)
+    ids = rows["case_id"].astype(str).tolist()
+    k = min(settings.sanity_knees, len(ids))
+    with compute_settings(dev):
+        model, source = _load_model(folder, cfg, dev)
+        gap = _prediction_gap(model, images, rows, folder)
+        table, maps = compute_run_saliency(
+            model, images, masks, lesions, ids, cfg.mode, n_samples=settings.samples, noise_std=settings.noise,
+            seed=settings.seed, methods=settings.methods, keep_maps=settings.keep_maps, progress=progress,
+        )  # fmt: skip
+        sanity, deletion = run_sanity_checks(
+            model, images[:k], ids[:k], cfg.mode, settings.methods, settings.samples, settings.noise,
+            settings.seed, settings.deletion_steps, progress=progress,
+        )  # fmt: skip
+    table.insert(1, "subject_id", table["case_id"].map(dict(zip(ids, rows["subject_id"].astype(str)))))
+    facts = {"weights": source, "n_knees": len(ids), "n_sanity_knees": k, "device": str(dev), "p_oa_max_abs_diff": gap}
+    return {TABLE: table[list(STAGE_TABLE_COLUMNS)], SANITY: sanity, DELETION: deletion, MAPS: maps}, facts
+
+
+def run_saliency(
+    run_folder: Path | str,
+    settings: SaliencyConfig,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> Path:
+    """Compute a finished run's saliency results for ``settings`` unless done; return their folder.
+
+    Knees: the first ``settings.knees`` test knees of the run's manifest (0 or more than there
+    are: all). The run's files are only read. On CPU the computation is float32 with
+    deterministic algorithms (the caller's torch settings are restored), so the same settings
+    write the same bytes. A run folder without ``DONE`` raises :class:`SaliencyStageError`.
+    """
+    from oaprobe.training.device import resolve_device
+
+    folder = Path(run_folder)
+    out = saliency_dir(folder, settings)
+    _check_finished(folder)
+    if runs.is_done(out):
+        return out
+    dev = resolve_device(device)
+    out.mkdir(exist_ok=True)
+    with runs.run_lock(out, ""):  # out/.lock: one process per subfolder
+        if runs.is_done(out):  # another process finished it while we waited
+            return out
+        for stale in out.glob(".*.tmp"):  # left by a killed writer; we hold the lock
+            stale.unlink(missing_ok=True)
+        results, facts = _compute(folder, settings, cache_dir, progress, dev)
+        runs.write_atomic_json(out / SETTINGS, {"settings": settings.to_dict(), "settings_id": settings.settings_id(),
+                                                "run_id": folder.name, "oaprobe_version": _version(), **facts})  # fmt: skip
+        for name in (TABLE, SANITY, DELETION):
+            runs.write_atomic_csv(out / name, results[name])
+        runs.write_atomic_npz(out / MAPS, **results[MAPS])
+        runs.write_atomic_text(out / runs.DONE, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    return out
+
+
+def _version() -> str:
+    import oaprobe
+
+    return str(oaprobe.__version__)
+
+
+def saliency_missing(run_folders: Iterable[Path | str], settings: SaliencyConfig) -> list[Path]:
+    """The finished runs among ``run_folders`` whose results for ``settings`` are not done yet.
+
+    Unfinished runs are left out: they are not results, so there is nothing to analyse.
+    """
+    return [Path(f) for f in run_folders if runs.is_done(f) and not runs.is_done(saliency_dir(f, settings))]
+
+
+def load_saliency(run_folder: Path | str, settings: SaliencyConfig) -> dict[str, Any] | None:
+    """A run's finished results for ``settings``, or None when they are not done.
 
     Returns:
-        One row: ``metric, region, target, method, n, mean_a, mean_b, mean_diff, ci_low,
-        ci_high, wilcoxon_stat, p_value``.
+        ``{"settings": settings.json, "saliency", "sanity", "deletion", "deletion_auc":
+        DataFrames, "maps": the arrays of saliency_maps.npz}``.
     """
-    def pick(table: pd.DataFrame, name: str) -> pd.Series:
-        for col in ("case_id", "region", "target", "method", metric):
-            if col not in table.columns:
-                raise ValueError(f"{name}: missing column {col!r}")
-        sel = table[(table["region"] == region) & (table["target"] == target) & (table["method"] == method)]
-        if sel.empty:
-            raise ValueError(f"{name}: no rows with region={region!r}, target={target!r}, method={method!r}")
-        if sel["case_id"].duplicated().any():
-            dup = sel.loc[sel["case_id"].duplicated(), "case_id"].iloc[0]
-            raise ValueError(f"{name}: case_id {dup!r} appears twice for region={region!r}, target={target!r}")
-        return sel.set_index(sel["case_id"].astype(str))[metric].astype(float)
+    out = saliency_dir(run_folder, settings)
+    if not runs.is_done(out):
+        return None
+    with np.load(out / MAPS, allow_pickle=False) as data:
+        maps = {k: data[k] for k in data.files}
+    deletion = pd.read_csv(out / DELETION, dtype=_ID_TYPES)
+    return {
+        "settings": json.loads((out / SETTINGS).read_text()),
+        "saliency": pd.read_csv(out / TABLE, dtype=_ID_TYPES),
+        "sanity": pd.read_csv(out / SANITY, dtype=_ID_TYPES),
+        "deletion": deletion,
+        "deletion_auc": deletion_auc(deletion),
+        "maps": maps,
+    }
 
-    a, b = pick(table_a, "table_a"), pick(table_b, "table_b")
-    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-    diff = (both["a"] - both["b"]).to_numpy()
-    n = len(diff)
-    row: dict[str, Any] = {"metric": metric, "region": region, "target": target, "method": method, "n": n}
-    row["mean_a"] = float(both["a"].mean()) if n else float("nan")
-    row["mean_b"] = float(both["b"].mean()) if n else float("nan")
-    row["mean_diff"] = float(diff.mean()) if n else float("nan")
-    row["ci_low"] = row["ci_high"] = row["wilcoxon_stat"] = row["p_value"] = float("nan")
-    if n >= 2:
-        rng = np.random.default_rng(seed)
-        boots = diff[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
-        alpha = (1.0 - ci) / 2.0
-        row["ci_low"], row["ci_high"] = (float(q) for q in np.quantile(boots, [alpha, 1.0 - alpha]))
-        if np.all(diff == 0):
-            row["wilcoxon_stat"], row["p_value"] = 0.0, 1.0
-        else:
-            res = wilcoxon(both["a"].to_numpy(), both["b"].to_numpy())
-            row["wilcoxon_stat"], row["p_value"] = float(res.statistic), float(res.pvalue)
-    return pd.DataFrame([row])
+
+__all__ = [
+    "DELETION_COLUMNS", "METHODS", "REGIONS", "SANITY_COLUMNS", "STAGE_TABLE_COLUMNS", "TABLE_COLUMNS", "TABLE_KS",
+    "TARGETS", "GradCamRunner", "SaliencyStageError", "compute_run_saliency", "gradcam", "kept_source", "kept_state",
+    "load_saliency", "overlap_metrics", "paired_overlap", "region_masks", "region_overlap", "run_saliency",
+    "saliency_dir", "saliency_missing", "smoothgrad_x_input", "target_logit", "targets_for_mode",
+]  # fmt: skip

@@ -21,7 +21,7 @@ from scipy import stats
 from oaprobe import __version__
 from oaprobe.config import RunConfig, get_preset
 from oaprobe.errors import OaprobeError
-from oaprobe.facts import MODES
+from oaprobe.facts import CARTILAGE_LABELS, MODES
 from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, preset_manifest, study_grid
 from oaprobe.training.runs import Run, field_matches, is_done, load_run, run_dir
 
@@ -59,6 +59,7 @@ class Study:
     table: pd.DataFrame
     runs: list[Run]
     _ceilings: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    _saliency: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(
@@ -246,14 +247,38 @@ class Study:
         ]
         return latent_table(pairs, methods=methods)
 
-    def saliency(self) -> pd.DataFrame:
-        """Every run's saliency table with backbone, mode, seed and run_id columns (empty if none)."""
+    def saliency_results(self) -> dict[str, dict[str, Any]]:
+        """Run id -> the saliency stage's results (:func:`oaprobe.analysis.saliency.load_saliency`)
+        at the preset's saliency settings, for the runs that have them (the book computes them at
+        the first seed)."""
+        from oaprobe.analysis.saliency import load_saliency
+
+        if self._saliency is None:
+            settings = get_preset(self.preset).saliency
+            found = {r.run_id: load_saliency(r.path, settings) for r in self.runs}
+            self._saliency = {k: v for k, v in found.items() if v is not None}
+        return self._saliency
+
+    def _saliency_frame(self, key: str) -> pd.DataFrame:
+        runs = {r.run_id: r for r in self.runs}
         frames = [
-            r.saliency.assign(run_id=r.run_id, backbone=r.config.backbone, mode=r.config.mode, seed=r.config.seed)
-            for r in self.runs
-            if r.saliency is not None and len(r.saliency)
+            res[key].assign(run_id=rid, backbone=runs[rid].config.backbone, mode=runs[rid].config.mode,
+                            seed=runs[rid].config.seed)
+            for rid, res in self.saliency_results().items() if len(res[key])
         ]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def saliency(self) -> pd.DataFrame:
+        """Every saliency table (one row per knee, target, method, region) with backbone, mode, seed, run_id."""
+        return self._saliency_frame("saliency")
+
+    def saliency_sanity(self) -> pd.DataFrame:
+        """Cascading randomisation: rank correlation of trained vs randomised maps per step (should fall to 0)."""
+        return self._saliency_frame("sanity")
+
+    def saliency_deletion(self) -> pd.DataFrame:
+        """Deletion curves' areas per knee: salient-first vs random order (a faithful map's curve falls faster)."""
+        return self._saliency_frame("deletion_auc")
 
     @property
     def has_clean(self) -> bool:
@@ -400,17 +425,37 @@ class Study:
         out["q_bh"] = bh(out["p_value"].to_numpy(float))
         return out
 
+    @staticmethod
+    def sanity_summary(sanity: pd.DataFrame) -> pd.DataFrame:
+        """Mean and sd over knees and targets of the trained-vs-randomised rank correlation, per
+        backbone, mode, method and randomisation step (step 0: the trained map itself)."""
+        if sanity.empty:
+            return pd.DataFrame()
+        keys = ["backbone", "mode", "method", "step", "layer"]
+        out = sanity.groupby(keys, sort=False)["spearman"].agg(spearman="mean", sd="std", n="count").reset_index()
+        return out
+
+    @staticmethod
+    def deletion_summary(auc: pd.DataFrame) -> pd.DataFrame:
+        """Per backbone, mode and method: mean area under the deletion curve removing the most
+        salient voxels first vs random voxels, and the share of knee-targets where salient-first
+        falls faster (a faithful map: well above 1/2)."""
+        if auc.empty:
+            return pd.DataFrame()
+        g = auc.dropna(subset=["auc_gap"]).groupby(["backbone", "mode", "method"], sort=False)
+        return g.agg(auc_salient=("auc_salient", "mean"), auc_random=("auc_random", "mean"),
+                     salient_faster=("auc_gap", lambda x: float((x > 0).mean())), n=("auc_gap", "count")).reset_index()
+
     def saliency_slices(self, backbone: str, seed: int, method: str = "smoothgrad", max_knees: int = 2) -> dict[str, Any]:
         """Coronal slices of the saved maps, for each mode and target side by side (first knees)."""
         out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "saliency": [], "n_knees": 0}
         runs = {r.config.mode: r for r in self.select(backbone=backbone, seed=seed)}
+        results = self.saliency_results()
         knees: list[str] | None = None
-        for mode in ("single_oa", "single_kl", "dual"):
-            if mode not in runs:
+        for mode in MODES:
+            if mode not in runs or runs[mode].run_id not in results:
                 continue
-            maps = runs[mode].saliency_maps()
-            if maps is None:
-                continue
+            maps = results[runs[mode].run_id]["maps"]
             ids = list(dict.fromkeys(maps["case_id"].tolist()))
             knees = knees or ids[:max_knees]
             for target in ("oa", "kl"):
@@ -421,7 +466,7 @@ class Study:
                     i = hit[0]
                     w = maps["image"].shape[-1] // 2
                     out["images"].append(maps["image"][i][..., w].astype(np.float32).T)
-                    out["cartilage"].append(np.isin(maps["mask"][i][..., w], (2, 4)).T)
+                    out["cartilage"].append(np.isin(maps["mask"][i][..., w], CARTILAGE_LABELS).T)
                     out["saliency"].append(maps["saliency"][i][..., w].astype(np.float32).T)
                     out["titles"].append(f"{mode} · {target} · {case}")
         out["n_knees"] = len(knees or [])

@@ -1,226 +1,38 @@
-"""Known-answer tests for oaprobe.analysis.saliency (tiny volumes, tiny nets)."""
+"""Tests of the saliency stage (oaprobe.analysis.saliency): per-run computation and run folders."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.stats import wilcoxon
-from torch import nn
 
+from oaprobe.analysis import saliency as stage
 from oaprobe.analysis.saliency import (
+    STAGE_TABLE_COLUMNS,
     TABLE_COLUMNS,
+    SaliencyStageError,
     compute_run_saliency,
-    gradcam,
-    overlap_metrics,
-    paired_overlap,
-    region_masks,
-    region_overlap,
-    smoothgrad_x_input,
-    target_logit,
+    kept_source,
+    kept_state,
+    load_saliency,
+    run_saliency,
+    saliency_dir,
+    saliency_missing,
 )
+from oaprobe.config import SaliencyConfig
+from oaprobe.errors import OaprobeError
+from tests.analysis.saliency_models import S, TinyProbe, label_map
 
 torch.set_num_threads(1)
-S = 8  # edge of the tiny test volumes
+FAST = dict(knees=2, samples=2, keep_maps=1, sanity_knees=1, deletion_steps=3)
 
 
-# --------------------------------------------------------------------------- tiny models
-class TinyEncoder(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 6, 3, stride=2, padding=1), nn.ReLU()
-        )
-        self.pool = nn.AdaptiveAvgPool3d(1)
-        self.out_dim = 6
-        self.gradcam_layer = "features.2"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.features(x)).flatten(1)
-
-
-class TinyProbe(nn.Module):
-    """Stand-in for HierarchicalProbe with the same output contract."""
-
-    def __init__(self, mode: str) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.mode = mode
-        self.encoder = TinyEncoder()
-        self.kl_head = nn.Linear(6, 5) if mode != "single_oa" else None
-        self.oa_head = nn.Linear(6, 1 if mode == "single_oa" else 2) if mode != "single_kl" else None
-
-    def forward(self, x: torch.Tensor) -> dict:
-        e = self.encoder(x)
-        return {
-            "oa": None if self.oa_head is None else self.oa_head(e),
-            "kl": None if self.kl_head is None else self.kl_head(e),
-            "embedding": e,
-        }
-
-
-def label_map() -> np.ndarray:
-    """Femur (1) on top, femoral cartilage (2), tibial cartilage (4), tibia (3) below."""
-    lab = np.zeros((S, S, S), np.uint8)
-    lab[:, 1:3] = 1
-    lab[:, 3] = 2
-    lab[:, 4] = 4
-    lab[:, 5:7] = 3
-    return lab
-
-
-# --------------------------------------------------------------------------- overlap metrics
-def test_map_equal_to_mask_is_fully_inside():
-    roi = label_map() == 2
-    m = overlap_metrics(roi.astype(float), roi)
-    assert m["roi_fraction"] == pytest.approx(1 / 8)
-    assert m["mass"] == pytest.approx(1.0)
-    assert m["enrichment"] == pytest.approx(8.0)
-    for k in (1, 5, 10):  # all k% <= the 12.5% ROI fraction
-        assert m[f"top{k}"] == pytest.approx(1.0)
-
-
-def test_dice_known_answer():
-    roi = np.zeros((10, 10, 10), bool)
-    roi.flat[:100] = True  # ROI = 10% of voxels
-    m = overlap_metrics(roi.astype(float), roi)
-    assert m["dice10"] == pytest.approx(1.0)
-    assert m["dice5"] == pytest.approx(2 * 50 / (50 + 100))
-    assert m["top1"] == pytest.approx(1.0)
-
-
-def test_uniform_noise_is_at_chance():
-    rng = np.random.default_rng(0)
-    roi = np.zeros((32, 32, 32), bool)
-    roi[:, :8] = True
-    m = overlap_metrics(rng.uniform(size=roi.shape), roi)
-    assert m["mass"] == pytest.approx(0.25, abs=0.01)
-    assert m["enrichment"] == pytest.approx(1.0, abs=0.04)
-    assert m["top10"] == pytest.approx(0.25, abs=0.03)
-
-
-def test_region_overlap_matches_a_full_sort():
-    rng = np.random.default_rng(3)
-    sal = rng.uniform(size=(10, 10, 10))  # distinct values: the top-k sets are unique
-    regions = {"a": rng.uniform(size=sal.shape) < 0.2, "b": rng.uniform(size=sal.shape) < 0.05}
-    got = region_overlap(sal, regions, ks=(1, 10, 5))
-    order = np.argsort(sal.ravel())[::-1]
-    for name, roi in regions.items():
-        for k in (1, 5, 10):
-            top = order[: int(np.ceil(k / 100 * sal.size))]
-            inside = roi.ravel()[top].sum()
-            assert got[name][f"top{k}"] == pytest.approx(inside / len(top))
-            assert got[name][f"dice{k}"] == pytest.approx(2 * inside / (len(top) + roi.sum()))
-        assert got[name] == overlap_metrics(sal, roi, ks=(1, 10, 5))
-
-
-def test_empty_roi_and_flat_map_are_undefined():
-    sal = np.random.default_rng(0).uniform(size=(S, S, S))
-    empty = overlap_metrics(sal, np.zeros((S, S, S), bool))
-    assert empty["roi_fraction"] == 0 and np.isnan(empty["mass"]) and np.isnan(empty["top5"])
-    flat = overlap_metrics(np.zeros((S, S, S)), label_map() == 2)
-    assert np.isnan(flat["mass"]) and np.isnan(flat["enrichment"])
-
-
-def test_overlap_rejects_shape_mismatch():
-    with pytest.raises(ValueError, match="shape"):
-        overlap_metrics(np.zeros((4, 4, 4)), np.zeros((4, 4, 5), bool))
-
-
-def test_regions_from_label_map():
-    lab = label_map()
-    regions = region_masks(lab, lesion=(lab == 4).astype(np.uint8))
-    assert set(regions) == {"cartilage", "femoral_cartilage", "tibial_cartilage", "bone_margin", "lesion"}
-    np.testing.assert_array_equal(regions["cartilage"], np.isin(lab, (2, 4)))
-    # the shell: bone rows touching cartilage/background (rows 1, 2 of the femur are both on a
-    # surface: row 1 touches background at row 0, row 2 touches cartilage at row 3)
-    margin = regions["bone_margin"]
-    assert margin[:, 1].all() and margin[:, 2].all() and margin[:, 5].all() and margin[:, 6].all()
-    assert not margin[:, 0].any() and not margin[:, 3].any()
-    thick = np.zeros((S, S, S), np.uint8)
-    thick[:, 1:7] = 1
-    inner = region_masks(thick)["bone_margin"]
-    assert inner[:, 1].all() and inner[:, 6].all() and not inner[:, 2:6].any()
-
-
-# --------------------------------------------------------------------------- SmoothGrad
-def test_linear_model_noise_free_is_normalised_abs_w_x():
-    gen = torch.Generator().manual_seed(1)
-    w = torch.randn(1, 1, S, S, S, generator=gen)
-    x = torch.randn(2, 1, S, S, S, generator=gen)
-    sal = smoothgrad_x_input(lambda t: (w * t).sum(dim=(1, 2, 3, 4)), x, n_samples=4, noise_std=0.0)
-    expected = (w * x).abs()[:, 0].numpy()
-    lo = expected.reshape(2, -1).min(1)[:, None, None, None]
-    hi = expected.reshape(2, -1).max(1)[:, None, None, None]
-    np.testing.assert_allclose(sal, (expected - lo) / (hi - lo), atol=1e-6)
-
-
-def test_linear_model_with_noise_uses_noisy_input():
-    # grad = w everywhere, so the mean of w * x_noisy = w * (x + mean noise): same seed, same map
-    w = torch.ones(1, 1, S, S, S)
-    x = torch.zeros(1, 1, S, S, S)
-    fn = lambda t: (w * t).sum(dim=(1, 2, 3, 4))  # noqa: E731
-    a = smoothgrad_x_input(fn, x, n_samples=3, noise_std=0.05, seed=7)
-    b = smoothgrad_x_input(fn, x, n_samples=3, noise_std=0.05, seed=7)
-    c = smoothgrad_x_input(fn, x, n_samples=3, noise_std=0.05, seed=8)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    assert a.min() == 0.0 and a.max() == 1.0  # non-zero although x == 0: x_noisy is used
-
-
-def test_smoothgrad_checks_score_shape():
-    with pytest.raises(ValueError, match="scores of shape"):
-        smoothgrad_x_input(lambda t: t.sum(dim=(2, 3, 4)), torch.ones(1, 1, S, S, S), noise_std=0.0)
-
-
-# --------------------------------------------------------------------------- targets
-def test_oa_targets_are_log_odds():
-    kl = torch.tensor([[0.1, 0.2, 0.3, -1.0, 2.0]])
-    single_kl = target_logit({"oa": None, "kl": kl}, "oa")
-    p = torch.softmax(kl, 1)[0]
-    assert single_kl.item() == pytest.approx(torch.log(p[2:].sum() / p[:2].sum()).item(), rel=1e-5)
-    dual = target_logit({"oa": torch.tensor([[0.5, 2.0]]), "kl": kl}, "oa")
-    assert dual.item() == pytest.approx(1.5)
-    assert target_logit({"oa": torch.tensor([[0.7]]), "kl": None}, "oa").item() == pytest.approx(0.7)
-    assert target_logit({"oa": None, "kl": kl}, "kl").item() == pytest.approx(2.0)  # argmax logit
-    with pytest.raises(ValueError, match="no KL head"):
-        target_logit({"oa": torch.tensor([[0.7]]), "kl": None}, "kl")
-
-
-# --------------------------------------------------------------------------- Grad-CAM
-def test_gradcam_shape_range_and_no_hooks_left():
-    net = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv3d(3, 4, 3, stride=2, padding=1),
-                        nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))  # fmt: skip
-    x = torch.randn(2, 1, S, S, S, generator=torch.Generator().manual_seed(0))
-    cam = gradcam(net, x, target=1, layer="2")
-    assert cam.shape == (2, S, S, S)
-    assert cam.min() >= 0.0 and cam.max() <= 1.0
-    assert not net[2]._forward_hooks and not net[2]._backward_hooks
-
-
-def test_gradcam_peaks_on_the_bright_region():
-    # conv with a positive kernel, ReLU, mean pool, weight 1: the CAM follows the activation,
-    # so it must be high where the input is bright (catches a flipped normaliser)
-    conv = nn.Conv3d(1, 1, 3, padding=1, bias=False)
-    nn.init.constant_(conv.weight, 1.0 / 27)
-    head = nn.Linear(1, 1, bias=False)
-    nn.init.constant_(head.weight, 1.0)
-    net = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), head)
-    x = torch.zeros(1, 1, 12, 12, 12)
-    x[:, :, :4, :4, :4] = 1.0
-    cam = gradcam(net, x, target=0, layer="0")[0]
-    assert cam[:3, :3, :3].mean() > 0.5 > cam[8:, 8:, 8:].mean()
-
-
-def test_gradcam_bad_layer_is_named():
-    with pytest.raises(ValueError, match="'nope'"):
-        gradcam(TinyProbe("dual"), torch.zeros(1, 1, S, S, S), "oa", "nope")
-
-
-# --------------------------------------------------------------------------- whole run
+# --------------------------------------------------------------------------- per-run computation
 def _inputs(n: int = 2):
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(n, 1, S, S, S, generator=gen)
@@ -280,37 +92,102 @@ def test_with_the_real_probe():
     assert table.loc[table["method"] == "smoothgrad", "mass"].notna().all()
 
 
-# --------------------------------------------------------------------------- paired comparison
-def _table(values: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"case_id": [f"k{i}" for i in range(len(values))], "target": "oa",
-                         "method": "smoothgrad", "region": "cartilage", "mass": values})  # fmt: skip
+# --------------------------------------------------------------------------- kept weights
+def test_kept_state_uses_the_weights_the_predictions_used():
+    last, best, kept = {"w": torch.tensor(1.0)}, {"w": torch.tensor(2.0)}, {"w": torch.tensor(3.0)}
+    assert kept_state({"model": last, "best": {"state": best}, "kept": kept}, "final") is kept
+    assert kept_state({"model": last, "best": {"state": best}, "kept": None}, "val_loss") is best
+    assert kept_state({"model": last, "best": {"state": best}}, "final") is last  # final: the last epoch
+    assert kept_state({"model": last, "best": {"state": None}}, "val_loss") is last  # no epoch was better
+    assert kept_source({"model": last, "best": {"epoch": None, "state": None}}, "val_oa_auc") == "model"
+    with pytest.raises(SaliencyStageError, match="no model weights"):
+        kept_state({"optimizer": {}}, "final")
 
 
-def test_paired_overlap_known_shift_and_scipy_reference():
-    rng = np.random.default_rng(0)
-    b = rng.uniform(0.1, 0.3, 40)
-    a = b + 0.05 + 0.01 * rng.normal(size=40)
-    res = paired_overlap(_table(a), _table(b).iloc[::-1], "mass", "cartilage", "oa", "smoothgrad", n_boot=2000)
-    row = res.iloc[0]
-    assert row["n"] == 40
-    assert row["mean_diff"] == pytest.approx(np.mean(a - b))
-    assert row["ci_low"] < 0.05 < row["ci_high"] and row["ci_low"] > 0
-    assert row["p_value"] == pytest.approx(wilcoxon(a, b).pvalue)
+# --------------------------------------------------------------------------- the stage on a real run
+@pytest.fixture()
+def trained_run(smoke_config, volume_cache, tmp_path_factory) -> Path:
+    """A finished 1-epoch smoke run (the smoke cohort, 16^3 voxels); reused across tests by its run id."""
+    from oaprobe.training.engine import fit
+
+    root = tmp_path_factory.getbasetemp() / "saliency_runs"
+    return fit(smoke_config(), root, cache_dir=volume_cache, progress=False)
 
 
-def test_paired_overlap_matches_pingouin():
-    pg = pytest.importorskip("pingouin")
-    rng = np.random.default_rng(1)
-    a, b = rng.uniform(size=15), rng.uniform(size=15)
-    res = paired_overlap(_table(a), _table(b), "mass", "cartilage", "oa", "smoothgrad", n_boot=500)
-    ref = pg.wilcoxon(a, b)
-    p_col = "p_val" if "p_val" in ref.columns else "p-val"
-    assert res["p_value"].iloc[0] == pytest.approx(float(ref[p_col].iloc[0]))
+def _model_files(folder: Path) -> dict[str, str]:
+    """Hash of every file and folder name at the top of a run folder except the stage's subfolders."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(folder.iterdir()) if not p.name.startswith(stage.PREFIX)}  # fmt: skip
 
 
-def test_paired_overlap_drops_nan_and_names_missing_rows():
-    a = _table(np.array([0.1, np.nan, 0.3]))
-    b = _table(np.array([0.2, 0.2, 0.2]))
-    assert paired_overlap(a, b, "mass", "cartilage", "oa", "smoothgrad", n_boot=100)["n"].iloc[0] == 2
-    with pytest.raises(ValueError, match="region='lesion'"):
-        paired_overlap(a, b, "mass", "lesion", "oa", "smoothgrad")
+def test_stage_writes_its_subfolder_and_never_the_model_files(trained_run, volume_cache, monkeypatch):
+    settings = SaliencyConfig(**FAST, seed=11)
+    before = _model_files(trained_run)
+    assert saliency_missing([trained_run], settings) == [trained_run]
+    out = run_saliency(trained_run, settings, cache_dir=volume_cache, progress=False)
+    assert out == saliency_dir(trained_run, settings) == trained_run / f"saliency-{settings.settings_id()}"
+    assert _model_files(trained_run) == before  # byte-identical, and nothing added beside them
+    assert {p.name for p in out.iterdir()} >= {"settings.json", "saliency.csv", "saliency_maps.npz", "sanity.csv",
+                                               "deletion.csv", "DONE"}  # fmt: skip
+    assert not list(out.glob(".*.tmp"))
+    res = load_saliency(trained_run, settings)
+    assert res["settings"]["weights"] == "kept" and SaliencyConfig.from_dict(res["settings"]["settings"]) == settings
+    assert res["settings"]["p_oa_max_abs_diff"] < 1e-5  # the weights are the ones predictions.csv came from
+    sal = res["saliency"]
+    assert list(sal.columns) == list(STAGE_TABLE_COLUMNS)
+    pred = pd.read_csv(trained_run / "predictions.csv", dtype={"case_id": str, "subject_id": str})
+    test = pred[pred["split"] == "test"]
+    assert sal["case_id"].unique().tolist() == test["case_id"].tolist()[:2]  # the first test knees, in order
+    assert (sal["subject_id"] == sal["case_id"].map(dict(zip(test["case_id"], test["subject_id"])))).all()
+    assert set(res["sanity"]["case_id"]) == {test["case_id"].iloc[0]} and res["sanity"]["layer"].iloc[0] == "none"
+    assert sorted(res["deletion"]["fraction"].unique()) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert len(res["deletion_auc"]) == len(res["deletion"]) // 8  # one row per (knee, target, method)
+    assert len(res["maps"]["saliency"]) == len(set(sal["target"])) * 2  # first knee, each target and method
+    # a second call computes nothing: it does not even load the model
+    monkeypatch.setattr(stage, "_load_model", lambda *a: pytest.fail("recomputed a finished subfolder"))
+    assert run_saliency(trained_run, settings, cache_dir=volume_cache, progress=False) == out
+    assert saliency_missing([trained_run], settings) == []
+
+
+def test_other_settings_add_a_subfolder(trained_run, volume_cache):
+    a = SaliencyConfig(**{**FAST, "sanity_knees": 0}, seed=21)
+    b = a.replace(methods=("smoothgrad",), knees=1)
+    out_a = run_saliency(trained_run, a, cache_dir=volume_cache, progress=False)
+    assert saliency_missing([trained_run], b) == [trained_run]
+    out_b = run_saliency(trained_run, b, cache_dir=volume_cache, progress=False)
+    assert out_a != out_b and out_a.is_dir() and (out_a / "DONE").is_file()
+    sal_a, sal_b = load_saliency(trained_run, a)["saliency"], load_saliency(trained_run, b)["saliency"]
+    assert set(sal_b["method"]) == {"smoothgrad"} and sal_b["case_id"].nunique() == 1
+    assert sal_a["case_id"].nunique() == 2
+    assert load_saliency(trained_run, a)["sanity"].empty  # sanity_knees = 0: header only
+    # the same knee and settings seed give the same SmoothGrad map whatever else changed
+    same = sal_a[(sal_a["method"] == "smoothgrad") & (sal_a["case_id"] == sal_b["case_id"].iloc[0])]
+    pd.testing.assert_frame_equal(same.reset_index(drop=True), sal_b.reset_index(drop=True))
+
+
+def test_a_killed_subfolder_is_redone(trained_run, volume_cache):
+    settings = SaliencyConfig(**{**FAST, "methods": ("smoothgrad",), "samples": 1}, seed=31)
+    out = run_saliency(trained_run, settings, cache_dir=volume_cache, progress=False)
+    good = {p.name: p.read_bytes() for p in out.iterdir() if p.name not in ("DONE", "settings.json", ".lock")}
+    (out / "DONE").unlink()  # as if killed before the marker: a half-written table, a stale temp file
+    (out / "sanity.csv").write_text("half a tab")
+    (out / ".deletion.csv.x.tmp").write_text("junk")
+    assert load_saliency(trained_run, settings) is None
+    assert saliency_missing([trained_run], settings) == [trained_run]
+    run_saliency(trained_run, settings, cache_dir=volume_cache, progress=False)
+    assert (out / "DONE").is_file() and not (out / ".deletion.csv.x.tmp").exists()
+    assert {name: (out / name).read_bytes() for name in good} == good  # redone, byte for byte the same
+
+
+def test_an_unfinished_run_is_refused_by_name(tmp_path):
+    folder = tmp_path / "abc123"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(SaliencyStageError, match="abc123.*no DONE marker") as err:
+        run_saliency(folder, SaliencyConfig(), progress=False)
+    assert isinstance(err.value, OaprobeError) and "\n" not in str(err.value)
+    with pytest.raises(SaliencyStageError, match="does not exist"):
+        run_saliency(tmp_path / "nope", SaliencyConfig(), progress=False)
+    assert saliency_missing([folder, tmp_path / "nope"], SaliencyConfig()) == []  # not results: nothing to do
+    assert load_saliency(folder, SaliencyConfig()) is None
+    assert not any(p.name.startswith(stage.PREFIX) for p in folder.iterdir())

@@ -49,8 +49,8 @@ def exercises(tmp_path_factory, smoke_manifest, volume_cache) -> Exercises:
     root, grid = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache)
     _, stacked = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache, modes=["dual"],
                                   dual_variant="stacked")
-    main = Study.from_grid("smoke", smoke_manifest, grid, root, progress=False)
-    return Exercises("smoke", main, Study.from_grid("smoke", smoke_manifest, stacked, root, progress=False), None)
+    main = Study.from_grid("smoke", smoke_manifest, grid, root)
+    return Exercises("smoke", main, Study.from_grid("smoke", smoke_manifest, stacked, root), None)
 
 
 def _test_auc(run) -> float:

@@ -13,7 +13,7 @@ from tests.report import smoke_study_runs
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory, smoke_manifest, volume_cache):
     root, grid = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache)
-    study = Study.from_grid("smoke", smoke_manifest, grid, root, progress=False)
+    study = Study.from_grid("smoke", smoke_manifest, grid, root)
     return study, methods_tables(study)
 
 
@@ -29,7 +29,7 @@ def test_cohort_table_counts_the_manifest(tables):
 def test_shared_settings_exclude_per_run_fields(tables):
     _, t = tables
     shared = dict(zip(t["shared"]["setting"], t["shared"]["value"]))
-    assert shared["epochs"] == "1" and shared["input_shape"] == "(16, 16, 16)" and shared["saliency_knees"] == "1"
+    assert shared["epochs"] == "1" and shared["input_shape"] == "(16, 16, 16)"
     assert not {"manifest", "backbone", "mode", "seed"} & set(shared)
 
 

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from oaprobe.config import MODES
+from oaprobe.config import MODES, get_preset
 from oaprobe.report.study import Study, mean_sd
 from oaprobe.training.runs import run_dir
 from tests.report import SMOKE_STUDY, smoke_study_runs
@@ -21,7 +21,7 @@ from tests.report import SMOKE_STUDY, smoke_study_runs
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, smoke_manifest, volume_cache) -> Study:
     root, grid = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache)
-    return Study.from_grid("smoke", smoke_manifest, grid, root, progress=False)
+    return Study.from_grid("smoke", smoke_manifest, grid, root)
 
 
 def _test_auc(run) -> float:
@@ -39,17 +39,27 @@ def test_study_holds_the_grid(study, tmp_path_factory, smoke_manifest, volume_ca
     assert all(r.run_id in study.provenance() for r in study.runs)
 
 
-def test_load_reuses_the_finished_runs(study, tmp_path_factory, smoke_manifest, monkeypatch):
+def test_load_reads_the_finished_runs(study, tmp_path_factory, smoke_manifest):
+    root = tmp_path_factory.getbasetemp() / "report_runs"
+    again = Study.load("smoke", root, "unused", manifest=smoke_manifest, **SMOKE_STUDY)
+    assert [r.run_id for r in again.runs] == [r.run_id for r in study.runs]
+
+
+def test_a_missing_run_is_an_error_naming_the_command_never_training(study, tmp_path_factory, smoke_manifest, monkeypatch):
+    from oaprobe.report.study import RunsMissingError
     from oaprobe.training import engine
 
     def must_not_train(*args, **kwargs):
-        raise AssertionError("Study.load trained a finished run")
+        raise AssertionError("the report layer trained a run")
 
     monkeypatch.setattr(engine, "fit", must_not_train)
     root = tmp_path_factory.getbasetemp() / "report_runs"
-    again = Study.load("smoke", root, "unused", manifest=smoke_manifest, progress=False,
-                       **{k: v for k, v in SMOKE_STUDY.items()})
-    assert [r.run_id for r in again.runs] == [r.run_id for r in study.runs]
+    with pytest.raises(RunsMissingError) as err:
+        Study.load("smoke", root, "unused", manifest=smoke_manifest, **{**SMOKE_STUDY, "seeds": [0, 7], "width": 0.5})
+    text = str(err.value)
+    assert text.startswith("6 of the 6 runs")  # width 0.5: none of the grid is trained
+    assert "--backbones resnet3d --modes single_oa,single_kl,dual --seeds 0,7" in text and "--width 0.5" in text
+    assert "--epochs 1" in text and "--input-shape" not in text
 
 
 def test_point_metrics_against_sklearn(study):
@@ -131,7 +141,8 @@ def test_projections_cover_the_test_knees(study):
 
 def test_saliency_views(study):
     sal = study.saliency()
-    assert set(sal["run_id"]) == {r.run_id for r in study.runs} and sal["case_id"].nunique() == 1
+    assert set(sal["run_id"]) == {r.run_id for r in study.runs}
+    assert sal["case_id"].nunique() == get_preset("smoke").saliency.knees
     assert set(sal[sal["mode"] == "single_oa"]["target"]) == {"oa"}
     summary = Study.saliency_summary(sal)
     key = ("resnet3d", "dual", "oa", "smoothgrad", "cartilage")
@@ -140,7 +151,7 @@ def test_saliency_views(study):
     assert summary.loc[key, "mass"] == pytest.approx(rows["mass"].mean())
     pairs = study.saliency_pairs(sal, n_boot=50)
     assert len(pairs) == 2 * 2 * 2  # seeds x (oa vs single_oa, kl vs single_kl) x (cartilage, lesion)
-    slices = study.saliency_slices("resnet3d", seed=0)
+    slices = study.saliency_slices("resnet3d", seed=0, max_knees=1)
     assert slices["n_knees"] == 1
     assert [t.split(" · ")[:2] for t in slices["titles"]] == [
         ["single_oa", "oa"], ["single_kl", "oa"], ["single_kl", "kl"], ["dual", "oa"], ["dual", "kl"]]
@@ -157,3 +168,13 @@ def test_saliency_enrichment_against_t_interval():
     lo, hi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
     assert out["n"] == 8 and out["enrichment"] == pytest.approx(x.mean())
     assert out["ci_low"] == pytest.approx(lo) and out["ci_high"] == pytest.approx(hi)
+
+
+def test_sanity_and_deletion_views(study):
+    sanity = study.saliency_sanity()
+    assert set(sanity["run_id"]) == {r.run_id for r in study.runs}
+    summary = Study.sanity_summary(sanity)
+    trained = summary[summary["step"] == 0]
+    assert np.allclose(trained["spearman"], 1.0)  # step 0 is the trained map compared with itself
+    deletion = Study.deletion_summary(study.saliency_deletion())
+    assert set(deletion["mode"]) == set(MODES) and deletion["salient_faster"].between(0, 1).all()

@@ -1,0 +1,139 @@
+"""Known-answer tests for oaprobe.analysis.attribution (tiny volumes, tiny nets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from oaprobe.analysis.attribution import (
+    ProbeAttributor,
+    gradcam,
+    knee_seed,
+    probe_gradcam_layer,
+    smoothgrad_x_input,
+    target_logit,
+    targets_for_mode,
+)
+from tests.analysis.saliency_models import S, LinearProbe, TinyProbe
+
+
+# --------------------------------------------------------------------------- SmoothGrad
+def test_linear_model_noise_free_is_normalised_abs_w_x():
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(1, 1, S, S, S, generator=gen)
+    x = torch.randn(2, 1, S, S, S, generator=gen)
+    sal = smoothgrad_x_input(lambda t: (w * t).sum(dim=(1, 2, 3, 4)), x, n_samples=4, noise_std=0.0)
+    expected = (w * x).abs()[:, 0].numpy()
+    lo = expected.reshape(2, -1).min(1)[:, None, None, None]
+    hi = expected.reshape(2, -1).max(1)[:, None, None, None]
+    np.testing.assert_allclose(sal, (expected - lo) / (hi - lo), atol=1e-6)
+
+
+def test_linear_model_with_noise_uses_noisy_input():
+    # grad = w everywhere, so the mean of w * x_noisy = w * (x + mean noise): same seed, same map
+    w = torch.ones(1, 1, S, S, S)
+    x = torch.zeros(1, 1, S, S, S)
+    fn = lambda t: (w * t).sum(dim=(1, 2, 3, 4))  # noqa: E731
+    a = smoothgrad_x_input(fn, x, n_samples=3, noise_std=0.05, seed=7)
+    b = smoothgrad_x_input(fn, x, n_samples=3, noise_std=0.05, seed=7)
+    c = smoothgrad_x_input(fn, x, n_samples=3, noise_std=0.05, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.min() == 0.0 and a.max() == 1.0  # non-zero although x == 0: x_noisy is used
+
+
+def test_smoothgrad_checks_score_shape():
+    with pytest.raises(ValueError, match="scores of shape"):
+        smoothgrad_x_input(lambda t: t.sum(dim=(2, 3, 4)), torch.ones(1, 1, S, S, S), noise_std=0.0)
+
+
+def test_knee_seed_depends_on_seed_and_case_only():
+    assert knee_seed(0, "k1") == knee_seed(0, "k1")
+    assert len({knee_seed(0, "k1"), knee_seed(1, "k1"), knee_seed(0, "k2")}) == 3
+    assert 0 <= knee_seed(10**9, "k") < 2**31 - 1
+
+
+# --------------------------------------------------------------------------- targets
+def test_targets_for_mode():
+    assert targets_for_mode("single_oa") == ("oa",)
+    assert targets_for_mode("dual") == targets_for_mode("single_kl") == ("kl", "oa")
+    with pytest.raises(ValueError, match="mode = 'both'"):
+        targets_for_mode("both")
+
+
+def test_oa_targets_are_log_odds():
+    kl = torch.tensor([[0.1, 0.2, 0.3, -1.0, 2.0]])
+    single_kl = target_logit({"oa": None, "kl": kl}, "oa")
+    p = torch.softmax(kl, 1)[0]
+    assert single_kl.item() == pytest.approx(torch.log(p[2:].sum() / p[:2].sum()).item(), rel=1e-5)
+    dual = target_logit({"oa": torch.tensor([[0.5, 2.0]]), "kl": kl}, "oa")
+    assert dual.item() == pytest.approx(1.5)
+    assert target_logit({"oa": torch.tensor([[0.7]]), "kl": None}, "oa").item() == pytest.approx(0.7)
+    assert target_logit({"oa": None, "kl": kl}, "kl").item() == pytest.approx(2.0)  # argmax logit
+    with pytest.raises(ValueError, match="no KL head"):
+        target_logit({"oa": torch.tensor([[0.7]]), "kl": None}, "kl")
+
+
+# --------------------------------------------------------------------------- Grad-CAM
+def test_gradcam_shape_range_and_no_hooks_left():
+    net = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv3d(3, 4, 3, stride=2, padding=1),
+                        nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))  # fmt: skip
+    x = torch.randn(2, 1, S, S, S, generator=torch.Generator().manual_seed(0))
+    cam = gradcam(net, x, target=1, layer="2")
+    assert cam.shape == (2, S, S, S)
+    assert cam.min() >= 0.0 and cam.max() <= 1.0
+    assert not net[2]._forward_hooks and not net[2]._backward_hooks
+
+
+def test_gradcam_peaks_on_the_bright_region():
+    # conv with a positive kernel, ReLU, mean pool, weight 1: the CAM follows the activation,
+    # so it must be high where the input is bright (catches a flipped normaliser)
+    conv = nn.Conv3d(1, 1, 3, padding=1, bias=False)
+    nn.init.constant_(conv.weight, 1.0 / 27)
+    head = nn.Linear(1, 1, bias=False)
+    nn.init.constant_(head.weight, 1.0)
+    net = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), head)
+    x = torch.zeros(1, 1, 12, 12, 12)
+    x[:, :, :4, :4, :4] = 1.0
+    cam = gradcam(net, x, target=0, layer="0")[0]
+    assert cam[:3, :3, :3].mean() > 0.5 > cam[8:, 8:, 8:].mean()
+
+
+def test_gradcam_bad_layer_is_named():
+    with pytest.raises(ValueError, match="'nope'"):
+        gradcam(TinyProbe("dual"), torch.zeros(1, 1, S, S, S), "oa", "nope")
+
+
+def test_probe_gradcam_layer_paths():
+    probe = TinyProbe("dual")
+    assert probe_gradcam_layer(probe) == "encoder.features.2"
+    assert probe_gradcam_layer(probe, "features.0") == "encoder.features.0"
+    assert probe_gradcam_layer(probe, "encoder.features.0") == "encoder.features.0"
+    with pytest.raises(ValueError, match="gradcam_layer"):
+        probe_gradcam_layer(nn.Linear(2, 2))
+
+
+# --------------------------------------------------------------------------- one probe
+def test_attributor_smoothgrad_of_a_planted_probe_is_abs_w_x():
+    gen = torch.Generator().manual_seed(2)
+    w, x = torch.randn(S, S, S, generator=gen), torch.randn(1, 1, S, S, S, generator=gen)
+    attributor = ProbeAttributor(LinearProbe(w).eval(), ("oa",), ("smoothgrad",), n_samples=1, noise_std=0.0)
+    sal = attributor(x, "oa", "smoothgrad", None, seed=0)
+    expected = (w * x[0, 0]).abs().numpy()
+    np.testing.assert_allclose(sal, (expected - expected.min()) / np.ptp(expected), atol=1e-6)
+    with pytest.raises(ValueError, match="method = 'gradcam'"):
+        attributor(x, "oa", "gradcam", None, seed=0)
+
+
+def test_attributor_fixes_the_kl_class():
+    probe = TinyProbe("dual").eval()
+    x = torch.randn(1, 1, S, S, S, generator=torch.Generator().manual_seed(0))
+    attributor = ProbeAttributor(probe, ("kl",), ("smoothgrad", "gradcam"), n_samples=2)
+    maps = {c: attributor(x, "kl", "smoothgrad", torch.tensor([c]), seed=0) for c in (0, 3)}
+    assert not np.array_equal(maps[0], maps[3])  # a different class is a different score
+    cam = attributor(x, "kl", "gradcam", torch.tensor([0]), seed=0)
+    assert cam.shape == (S, S, S) and 0.0 <= cam.min() <= cam.max() <= 1.0
+    with pytest.raises(ValueError, match="methods"):
+        ProbeAttributor(probe, ("kl",), ("lime",))
