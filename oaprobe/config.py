@@ -371,7 +371,7 @@ _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",
         cohort=CohortConfig(n_subjects=24, shape=(24, 24, 24), spacing=(4.0, 4.0, 4.0), seed=0),
-        run=dict(width=0.25, input_shape=(16, 16, 16), epochs=2, batch_size=4, lr=1e-3),
+        run=dict(width=0.25, input_shape=(16, 16, 16), epochs=2, batch_size=4, lr=1e-3, **_CONVERGING),
         saliency=SaliencyConfig(knees=2, samples=2, keep_maps=2, sanity_knees=1, deletion_steps=4),
         backbones=("resnet3d", "nnmamba"),
         seeds=(0,),
@@ -380,7 +380,7 @@ _PRESETS: dict[str, Preset] = {
     "course": Preset(
         name="course",
         cohort=CohortConfig(n_subjects=100, shape=(32, 32, 32), spacing=(3.0, 3.0, 3.0), seed=0),
-        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=4, batch_size=8, lr=1e-3),
+        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=5, batch_size=8, lr=1e-3, **_CONVERGING),
         saliency=SaliencyConfig(knees=8, sanity_knees=2),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1),
@@ -390,8 +390,8 @@ _PRESETS: dict[str, Preset] = {
     "default": Preset(
         name="default",
         cohort=CohortConfig(n_subjects=240, shape=(48, 48, 48), spacing=(2.0, 2.0, 2.0), seed=0),
-        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=10, batch_size=8, lr=1e-3, **_CONVERGING),
-        saliency=SaliencyConfig(knees=32, sanity_knees=4),
+        run=dict(width=0.25, input_shape=(32, 32, 32), epochs=8, batch_size=8, lr=1e-3, **_CONVERGING),
+        saliency=SaliencyConfig(knees=24, sanity_knees=1),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1, 2),
         noise_levels=(0.0, 2.0),
