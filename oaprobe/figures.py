@@ -21,6 +21,8 @@ import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
+from oaprobe.facts import KL_GRADES
+
 BOOK_RENDERER = "oaprobe_book"
 BOOK_RENDERER_ENV = "OAPROBE_BOOK_RENDERER"
 
@@ -60,7 +62,7 @@ def grade_distribution(table: pd.DataFrame, columns: Sequence[str] = ("kl_clean"
     rows = []
     for col in columns:
         if col in table and table[col].notna().any():
-            counts = table[col].astype(int).value_counts().reindex(range(5), fill_value=0)
+            counts = table[col].astype(int).value_counts().reindex(list(KL_GRADES), fill_value=0)
             rows += [{"grade": f"KL{g}", "knees": int(n), "label": LABEL_NAMES.get(col, col)} for g, n in counts.items()]
     fig = px.bar(pd.DataFrame(rows), x="grade", y="knees", color="label", barmode="group")
     return _layout(fig, "Knees per KL grade")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -41,9 +40,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
+from oaprobe.facts import KL_GRADES
+
 Method = Literal["pca", "lda"]
 METHODS: tuple[str, ...] = ("pca", "lda")
-KL_GRADES: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 
 # --------------------------------------------------------------------------- input checks
@@ -365,23 +365,6 @@ def embedding_set(embeddings: Mapping[str, np.ndarray], labels: pd.DataFrame, so
     if "kl_clean" in table.columns and table.loc[case_id, "kl_clean"].notna().all():
         kl_clean = _as_grades(table.loc[case_id, "kl_clean"].to_numpy(), len(case_id), f"labels.kl_clean ({source})")
     return EmbeddingSet(case_id, split, emb, kl, kl_clean)
-
-
-def load_run_embeddings(run_dir: str | Path, labels: pd.DataFrame) -> EmbeddingSet:
-    """Read ``embeddings.npz`` of a finished run folder and attach labels (see :func:`embedding_set`).
-
-    Raises:
-        FileNotFoundError: no ``DONE`` or no ``embeddings.npz``.
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / "DONE").exists():
-        raise FileNotFoundError(f"{run_dir}: no DONE file; an unfinished run is never analysed")
-    path = run_dir / "embeddings.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; expected keys case_id, split, embedding")
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return embedding_set(arrays, labels, source=str(path))
 
 
 def latent_table(

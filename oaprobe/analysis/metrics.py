@@ -42,7 +42,8 @@ from sklearn.metrics import (
 )
 from tqdm.auto import tqdm
 
-KL_GRADES = (0, 1, 2, 3, 4)
+from oaprobe.facts import KL_GRADES
+
 P_KL_COLUMNS = tuple(f"p_kl{k}" for k in KL_GRADES)
 OA_KEYS = (
     "accuracy", "roc_auc", "average_precision", "precision", "recall", "specificity", "f1",

@@ -57,6 +57,7 @@ from oaprobe.data.labels import expected_kappa, kl_prior, oa_from_kl, observe_kl
 from oaprobe.data.manifest import write_manifest
 from oaprobe.data.phantom import PHANTOM_VERSION, kl_from_severity, render_knee, sample_knee_params, severity_from_uniform
 from oaprobe.data.splits import assign_splits, check_leakage
+from oaprobe.facts import KL_GRADES
 from oaprobe.io import write_atomic
 
 #: Correlation (latent Gaussian) between the severities of a subject's two knees.
@@ -254,8 +255,8 @@ def _write_summary(cfg: CohortConfig, table: pd.DataFrame, path: Path) -> None:
         "label_kappa": _json_number(kappa),
         "label_kappa_expected": _json_number(expected_kappa(cfg.label_noise, kl_prior(cfg.kl_prior))),
         "label_flip_rate": float(np.mean(clean != observed)),
-        "kl_counts": {str(g): int((observed == g).sum()) for g in range(5)},
-        "kl_clean_counts": {str(g): int((clean == g).sum()) for g in range(5)},
+        "kl_counts": {str(g): int((observed == g).sum()) for g in KL_GRADES},
+        "kl_clean_counts": {str(g): int((clean == g).sum()) for g in KL_GRADES},
         "split_counts": {s: int((table["split"] == s).sum()) for s in ("train", "val", "test")},
     }
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"

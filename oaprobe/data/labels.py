@@ -48,7 +48,8 @@ from typing import Sequence
 import numpy as np
 from scipy.linalg import expm
 
-N_GRADES = 5
+from oaprobe.facts import N_KL
+
 
 #: OAI baseline KL distribution (12,751 knees): KL0..KL4 = 46.3 / 21.2 / 20.1 / 10.2 / 2.3 %.
 _OAI_PERCENT = np.array([46.3, 21.2, 20.1, 10.2, 2.3])  # sums to 100.1 (rounding)
@@ -80,7 +81,7 @@ def kl_prior(name: str) -> np.ndarray:
 def _check_kl(kl: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(kl)
     if arr.size and (not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 4):
-        bad = arr.ravel()[~np.isin(arr.ravel(), np.arange(N_GRADES))][:5]
+        bad = arr.ravel()[~np.isin(arr.ravel(), np.arange(N_KL))][:5]
         raise ValueError(f"{what}: KL grades must be integers 0-4, got {bad.tolist()}")
     return arr.astype(np.int64)
 
@@ -109,7 +110,7 @@ def noise_matrix(strength: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _noise_matrix(strength: float) -> np.ndarray:
-    rates = np.zeros((N_GRADES, N_GRADES))
+    rates = np.zeros((N_KL, N_KL))
     for b, r in enumerate(BOUNDARY_RATES):
         rates[b, b + 1] = rates[b + 1, b] = r
     rates -= np.diag(rates.sum(axis=1))

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-SPLITS = ("train", "val", "test")
+from oaprobe.errors import OaprobeError
 
 
-class SplitLeakageError(ValueError):
+class SplitLeakageError(OaprobeError, ValueError):
     """A subject's knees sit in more than one split."""
 
 

@@ -52,8 +52,10 @@ class BackboneSpec:
         multiple: every side must be a multiple of this (1 = any size).
         description: one line for listings and error messages.
         title: human-readable name (book chapter titles).
-        cost: relative cost per knee-epoch at the book's sizes, measured on a 2-core CPU
-            (ENV-NOTES, benchmarks/); the sweep starts the longest runs first.
+        cost: relative training cost per input voxel of a knee (resnet3d = 1) at width 0.25 on one
+            CPU core: paper backbones from ``benchmarks/backbone_speed.py`` (ms per step at the
+            book's input sizes over their voxels), MONAI nets from ENV-NOTES; the sweep and the
+            saliency stage start the longest work first.
     """
 
     factory: Factory
@@ -182,8 +184,8 @@ _REGISTRY: dict[str, BackboneSpec] = {
     "resnet3d": BackboneSpec(
         _resnet3d, 8, 1, "MedicalNet-style 3D ResNet-18 (dilated layer3/4)", title="ResNet3D", cost=1.0
     ),
-    "m3t": BackboneSpec(_m3t, 8, 1, "M3T: 3D stem + 2D ResNet-18 on all slices + transformer", title="M3T", cost=3.5),
-    "nnmamba": BackboneSpec(_nnmamba, 8, 1, "nnMamba encoder: residual 3D CNN + Mamba layer", title="nnMamba", cost=3.0),
+    "m3t": BackboneSpec(_m3t, 8, 1, "M3T: 3D stem + 2D ResNet-18 on all slices + transformer", title="M3T", cost=7.4),
+    "nnmamba": BackboneSpec(_nnmamba, 8, 1, "nnMamba encoder: residual 3D CNN + Mamba layer", title="nnMamba", cost=1.15),
     "densenet121": BackboneSpec(
         lambda s, w: MonaiDenseNet121(w), 29, 1, "MONAI DenseNet121", title="DenseNet121", cost=1.5
     ),

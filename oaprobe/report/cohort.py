@@ -17,6 +17,7 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from oaprobe import __version__
 from oaprobe.config import get_preset
+from oaprobe.facts import CARTILAGE_LABELS, KL_GRADES
 
 #: Agreement between human KL readers reported in the literature (PAPER.md, field facts).
 HUMAN_KAPPA_RANGE = (0.46, 0.85)
@@ -77,7 +78,7 @@ class CohortView:
 
     def noise_confusion(self) -> np.ndarray:
         """5x5 counts, rows clean grade, columns observed grade."""
-        return confusion_matrix(self.table["kl_clean"].astype(int), self.table["kl"].astype(int), labels=range(5))
+        return confusion_matrix(self.table["kl_clean"].astype(int), self.table["kl"].astype(int), labels=list(KL_GRADES))
 
 
 def load_cohort(preset: str, cohorts_root: str | Path, manifest: str | Path | None = None) -> CohortView:
@@ -102,13 +103,13 @@ def example_slices(table: pd.DataFrame, per_grade: int = 1) -> dict[str, Any]:
     grade_col = "kl_clean" if "kl_clean" in table and table["kl_clean"].notna().all() else "kl"
     out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "lesion": []}
     has_lesion = "lesion_path" in table and table["lesion_path"].notna().all()
-    for grade in range(5):
+    for grade in KL_GRADES:
         rows = table[table[grade_col].astype(int) == grade].head(per_grade)
         for _, row in rows.iterrows():
             image, mask = read_volume(row["image_path"]), read_volume(row["mask_path"])
             w = image.shape[-1] // 2
             out["images"].append(image[..., w].T)
-            out["cartilage"].append(np.isin(mask[..., w], (2, 4)).T)
+            out["cartilage"].append(np.isin(mask[..., w], CARTILAGE_LABELS).T)
             if has_lesion:
                 out["lesion"].append((read_volume(row["lesion_path"])[..., w] > 0).T)
             label = "clean KL" if grade_col == "kl_clean" else "KL"

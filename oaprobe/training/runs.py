@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from oaprobe.config import ConfigError, RunConfig
+from oaprobe.errors import OaprobeError
+from oaprobe.facts import KL_GRADES
 from oaprobe.io import write_atomic
 
 DONE = "DONE"
@@ -65,17 +67,17 @@ PREDICTION_COLUMNS = (
     "oa",
     "kl_clean",
     "p_oa",
-    *(f"p_kl{k}" for k in range(5)),
+    *(f"p_kl{k}" for k in KL_GRADES),
     "pred_oa",
     "pred_kl",
 )
 
 
-class RunNotDoneError(RuntimeError):
+class RunNotDoneError(OaprobeError, RuntimeError):
     """A run folder was read before training finished (no ``DONE`` marker)."""
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(OaprobeError, RuntimeError):
     """Another process holds the lock of this run (raised only for non-blocking locks)."""
 
 

@@ -17,7 +17,6 @@ from oaprobe.analysis.latent import (
     embedding_set,
     grade_ordering,
     latent_table,
-    load_run_embeddings,
     project,
     severity_axis,
     umap_embedding,
@@ -165,17 +164,14 @@ def test_bad_grades_are_named():
         severity_axis(np.eye(4), [0, 1, 2, 3], np.ones((2, 3)), [0, 1])
 
 
-def test_latent_table_and_run_folder(tmp_path, cohort):
+def test_latent_table_from_embedding_arrays(tmp_path, cohort):
     rng, kl_tr, kl_te = cohort
     kl = np.r_[kl_tr, kl_te]
     ids = np.array([f"k{i:03d}" for i in range(len(kl))])
     split = np.array(["train"] * len(kl_tr) + ["test"] * len(kl_te))
     np.savez(tmp_path / "embeddings.npz", case_id=ids, split=split, embedding=planted(kl, rng, 0.5).astype(np.float32))
     labels = pd.DataFrame({"case_id": ids, "kl": kl, "kl_clean": kl})
-    with pytest.raises(FileNotFoundError, match="DONE"):
-        load_run_embeddings(tmp_path, labels)
-    (tmp_path / "DONE").write_text("")
-    emb = load_run_embeddings(tmp_path, labels)
+    emb = embedding_set(dict(np.load(tmp_path / "embeddings.npz")), labels)
     assert isinstance(emb, EmbeddingSet) and emb.kl_clean is not None
     table = latent_table([({"backbone": "toy", "mode": "dual"}, emb)], methods=("pca", "lda"))
     assert list(table["method"]) == ["pca", "lda"]
@@ -183,7 +179,7 @@ def test_latent_table_and_run_folder(tmp_path, cohort):
     direct = severity_axis(emb.embedding[: len(kl_tr)], kl_tr, emb.embedding[len(kl_tr) :], kl_te, kl_te)
     assert table["abs_spearman_PC1_KL"].iloc[0] == pytest.approx(direct["abs_spearman_PC1_KL"])
     with pytest.raises(ValueError, match="k000"):
-        load_run_embeddings(tmp_path, labels.iloc[1:])
+        embedding_set(dict(np.load(tmp_path / "embeddings.npz")), labels.iloc[1:])
     same = embedding_set(dict(np.load(tmp_path / "embeddings.npz")), labels.drop(columns="kl_clean"))
     assert same.kl_clean is None and (same.kl == emb.kl).all()
 
