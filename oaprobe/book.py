@@ -107,7 +107,7 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
         read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
         manifest, noise = Path(manifest), {}
         common["manifest"] = _relative(manifest)
-    chapters = [Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
+    chapters = [Chapter("answer.ipynb", "00_answer.ipynb", dict(common)), Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
     for i, backbone in enumerate(p.backbones, start=1):
         title = f"Backbone: {backbone_title(backbone)}"
         chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}, title))

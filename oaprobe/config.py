@@ -32,7 +32,7 @@ from oaprobe.facts import DUAL_VARIANTS, MODES
 SCHEDULES = ("constant", "cosine")
 SELECT_METRICS = ("final", "val_loss", "val_oa_auc", "val_kl_qwk")
 KL_PRIORS = ("oai", "oaizib")
-PRESETS = ("smoke", "course", "default", "paper")
+PRESETS = ("smoke", "course", "default", "gpu", "paper")
 
 Shape3 = tuple[int, int, int]
 
@@ -175,16 +175,20 @@ class RunConfig(_Typed):
     The reference study's protocol is the default where it is defined (AdamW, lr 1e-4,
     weight decay 1e-4, constant lr, final-epoch model, lambda 1); the improvements it lacks
     (validation-based selection, class weighting, augmentation, cosine schedule) are switches.
-    Fields a mode does not use (``oa_weight`` and ``dual_variant`` outside dual) are set to
-    their defaults, so they never change the run id.
+    Fields a mode does not use (``oa_weight`` and ``dual_variant`` outside dual,
+    ``label_smoothing`` in single_oa) are set to their defaults, so they never change the run id.
 
     Attributes:
         manifest: the cohort's manifest CSV.
         backbone: the 3D encoder, a name of the backbone registry.
         width: channel-width multiplier of the backbone (1.0 = the published size).
-        mode: which labels supervise the encoder: OA only, KL only, or both (dual).
+        mode: which labels supervise the encoder: OA only, KL only, both (dual), or KL only
+            through an ordinal CORN head whose OA is P(KL >= 2) (ordinal).
         dual_variant: dual only: OA head on the embedding (parallel) or on the KL logits (stacked).
         oa_weight: dual only: lambda, the weight of the OA loss beside the KL loss.
+        label_smoothing: smoothing s of the KL loss's targets, in [0, 1) (0 = off): cross-entropy's
+            label smoothing (single_kl, dual); each binary CORN target t set to (1 - s) t + s / 2,
+            two-class cross-entropy's smoothing (ordinal). The OA loss is never smoothed.
         input_shape: the volume size the model sees, D,H,W voxels (volumes are resized to it).
         epochs: training epochs.
         batch_size: knees per training step.
@@ -202,9 +206,10 @@ class RunConfig(_Typed):
     manifest: str
     backbone: str = "resnet3d"
     width: float = 1.0
-    mode: Literal["single_oa", "single_kl", "dual"] = "dual"
+    mode: Literal["single_oa", "single_kl", "dual", "ordinal"] = "dual"
     dual_variant: Literal["parallel", "stacked"] = "parallel"
     oa_weight: float = 1.0
+    label_smoothing: float = 0.0
     input_shape: Shape3 = (32, 32, 32)
     epochs: int = 10
     batch_size: int = 8
@@ -221,9 +226,15 @@ class RunConfig(_Typed):
     def __post_init__(self) -> None:
         if self.mode == "single_oa" and self.select == "val_kl_qwk":
             raise ConfigError("RunConfig.select = 'val_kl_qwk' needs a KL head; mode is 'single_oa'")
-        if self.mode != "dual":  # fields only dual uses are canonical elsewhere, so run ids agree
-            for name in _DUAL_ONLY_FIELDS:
-                object.__setattr__(self, name, _FIELD_DEFAULTS[name])
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(
+                f"RunConfig.label_smoothing = {self.label_smoothing!r}; expected 0 (off) or a value in (0, 1)"
+            )
+        # fields a mode does not read are canonical there, so run ids agree
+        unused = _DUAL_ONLY_FIELDS if self.mode != "dual" else ()
+        unused += _KL_LOSS_FIELDS if self.mode == "single_oa" else ()
+        for name in unused:
+            object.__setattr__(self, name, _FIELD_DEFAULTS[name])
         _positive("RunConfig", "seed", self.seed, allow_zero=True)
         _positive("RunConfig", "oa_weight", self.oa_weight, allow_zero=True)
         _positive("RunConfig", "width", self.width)
@@ -292,6 +303,8 @@ class SaliencyConfig(_Typed):
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 #: RunConfig fields that only the dual mode reads.
 _DUAL_ONLY_FIELDS = ("dual_variant", "oa_weight")
+#: RunConfig fields that only modes with a KL loss read (all but single_oa).
+_KL_LOSS_FIELDS = ("label_smoothing",)
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -396,6 +409,21 @@ _PRESETS: dict[str, Preset] = {
         seeds=(0, 1, 2),
         noise_levels=(0.0, 2.0),
         backbone_overrides=_M3T_SMALL,
+    ),
+    # The book at the quality the data allows, on one GPU (bf16 autocast). UNMEASURED on a GPU: sized
+    # from the CPU time-to-quality runs (more knees and a larger input raise the clean-grade QWK;
+    # 40 epochs of the converging recipe at 64^3 and width 0.5 is about 24x the default book's
+    # compute, which a modern GPU does in well under the 30-minute target); benchmarks/gpu_check.py
+    # checks it where a GPU is available.
+    "gpu": Preset(
+        name="gpu",
+        cohort=CohortConfig(n_subjects=1000, shape=(64, 64, 64), spacing=(1.5, 1.5, 1.5), seed=0),
+        run=dict(width=0.5, input_shape=(64, 64, 64), epochs=40, batch_size=16, lr=1e-3, **_CONVERGING),
+        saliency=SaliencyConfig(knees=0, sanity_knees=8),
+        backbones=("resnet3d", "m3t", "nnmamba"),
+        seeds=(0, 1, 2, 3, 4),
+        noise_levels=(0.0, 2.0),
+        backbone_overrides={"m3t": {"input_shape": (48, 48, 48)}},
     ),
     "paper": Preset(
         name="paper",

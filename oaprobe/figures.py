@@ -211,6 +211,33 @@ def noise_curve(table: pd.DataFrame, x: str, y: str, color: str, error: str | No
     return curves(table, x, y, color, error=error, title=title)
 
 
+CEILING_STYLES = {"oracle": "dash", "linear_probe": "dot", "noise_ceiling": "dashdot"}
+
+
+def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[str, str], title: str = "") -> go.Figure:
+    """The answer at a glance: per question (a panel), single vs dual per backbone (mean +- sd over
+    seeds), with the cohort's ceilings as horizontal lines.
+
+    ``levels``: rows of ``question, backbone, mode, mean, sd``; ``ceilings``: rows of ``ceiling``
+    plus metric columns; ``metrics``: question -> metric column (e.g. ``{"coarse": "oa_roc_auc"}``).
+    """
+    questions = list(metrics)
+    fig = make_subplots(rows=1, cols=len(questions), subplot_titles=[f"{q}: {metrics[q]}" for q in questions])
+    for col, question in enumerate(questions, start=1):
+        part = levels[levels["question"] == question]
+        for mode, g in part.groupby("mode", sort=False):
+            fig.add_trace(go.Scatter(x=g["backbone"], y=g["mean"], error_y=dict(type="data", array=g["sd"]),
+                                     mode="markers", name=mode, legendgroup=mode, showlegend=col == 1,
+                                     marker=dict(size=11, color=MODE_COLORS.get(mode))), row=1, col=col)
+        for _, c in ceilings.iterrows():
+            value = c.get(metrics[question])
+            if pd.notna(value):
+                fig.add_hline(y=float(value), line_dash=CEILING_STYLES.get(c["ceiling"], "dash"), line_color="grey",
+                              annotation_text=c["ceiling"].replace("_", " "), annotation_position="top left",
+                              row=1, col=col)
+    return _layout(fig, title, height=420)
+
+
 def show(fig: go.Figure, note: str) -> None:
     """Display a figure with its provenance under it: which runs, package version and cohort made it."""
     from IPython.display import Markdown, display

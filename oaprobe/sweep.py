@@ -231,12 +231,12 @@ def saliency_missing_runs(folders: Iterable[Path], settings: SaliencyConfig, job
         SweepError: the stage failed on some runs (the others' results are kept).
     """
     from oaprobe.analysis.saliency import saliency_dir, saliency_missing
-    from oaprobe.training.runs import is_done
+    from oaprobe.training.runs import is_done, load_config
 
     if jobs < 1:
         raise ConfigError(f"jobs = {jobs}; expected >= 1")
     folders = [Path(f) for f in folders if is_done(f)]
-    todo = saliency_missing(folders, settings)
+    todo = sorted(saliency_missing(folders, settings), key=lambda f: cost_hint(load_config(f)), reverse=True)
     cache = str(cache_dir) if cache_dir else None
     tasks = {f.name: (str(f), settings.canonical_json(), cache) for f in todo}
     failures: dict[str, str] = {}

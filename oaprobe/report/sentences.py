@@ -62,6 +62,23 @@ def describe_seed_level(row: Mapping[str, Any], alpha: float = 0.05) -> str:
     )
 
 
+def findings_box(bullets: list[str], title: str = "What this chapter finds") -> str:
+    """A chapter's opening box (MyST admonition) of generated bullet points."""
+    body = "\n".join(f"- {b}" for b in bullets) if bullets else "- Nothing to report: no runs were found."
+    return f":::{{admonition}} {title}\n:class: tip\n{body}\n:::"
+
+
+def describe_convergence(conv: pd.DataFrame) -> str:
+    """One sentence on a table of :meth:`Study.convergence`: how many runs are flagged, and why."""
+    flags = {"unstable": "kept weights far from their best validation loss", "below_majority": "below the OA majority rate",
+             "degenerate": "a frequent grade never predicted"}
+    parts = [f"{int(conv[k].sum())} {text}" for k, text in flags.items() if conv[k].any()]
+    n = int(conv["flagged"].sum())
+    if not n:
+        return f"All {len(conv)} runs converged without a flag (kept epoch within 1.2x of the best validation loss, above the majority rate, every frequent grade predicted)."
+    return f"{n} of {len(conv)} runs are flagged: " + "; ".join(parts) + "."
+
+
 def tally(family: pd.DataFrame) -> dict[str, int]:
     """Counts of a paired family: tests, significant, significant in favour of dual, against."""
     sig = family[family["significant"].astype(bool)]

@@ -188,6 +188,11 @@ def _read_config(path: Path) -> dict[str, Any]:
     return meta
 
 
+def load_config(path: Path | str) -> RunConfig:
+    """The RunConfig a run folder was trained with (from its ``config.json``)."""
+    return RunConfig.from_dict(_read_config(Path(path))["config"])
+
+
 def load_run(path: Path | str) -> Run:
     """Read a finished run folder; a folder without ``DONE`` raises :class:`RunNotDoneError`."""
     path = Path(path)
