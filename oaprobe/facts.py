@@ -16,6 +16,11 @@ N_KL: int = len(KL_GRADES)
 OA_THRESHOLD: int = 2
 #: Training modes: one OA logit (BCE), five KL logits (CE), or both heads on one encoder.
 MODES: tuple[str, ...] = ("single_oa", "single_kl", "dual")
+#: The ordinal baseline: one CORN head (rank-consistent conditional binary tasks) on the KL label
+#: alone, OA read as P(KL >= 2). Not a study mode: the book's grids iterate MODES.
+ORDINAL: str = "ordinal"
+#: Every mode a run may have.
+ALL_MODES: tuple[str, ...] = MODES + (ORDINAL,)
 #: Where the dual model's OA head reads: the embedding ("parallel") or the KL logits ("stacked").
 DUAL_VARIANTS: tuple[str, ...] = ("parallel", "stacked")
 SPLITS: tuple[str, ...] = ("train", "val", "test")

@@ -59,6 +59,7 @@ def smoke_config(smoke_manifest: Path) -> Callable[..., RunConfig]:
             "manifest": str(smoke_manifest),
             **get_preset("smoke").run,
             "epochs": 1,
+            "warmup_epochs": 0,
         }
         values.update(overrides)
         return RunConfig.from_dict(values)

@@ -141,7 +141,7 @@ def test_chapters_request_only_runs_of_the_plan(tmp_path, monkeypatch):
     plan = plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts")
     p = get_preset("smoke")
     assert plan.manifest.is_file() and set(plan.noise_manifests) == set(p.label_noise_levels)
-    assert [c.output for c in plan.chapters][:3] == ["01_cohort.ipynb", "backbone_1_resnet3d.ipynb",
+    assert [c.output for c in plan.chapters][:4] == ["00_answer.ipynb", "01_cohort.ipynb", "backbone_1_resnet3d.ipynb",
                                                      "backbone_2_nnmamba.ipynb"]
 
     requested = {}

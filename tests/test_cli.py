@@ -32,6 +32,7 @@ FLAG_VALUES = {
     "augment": (True, "true"),
     "seed": (7, "7"),
     "warmup_epochs": (1, "1"),
+    "label_smoothing": (0.1, "0.1"),
     "ema_decay": (0.9, "0.9"),
 }
 

@@ -93,6 +93,34 @@ def test_single_mode_canonicalises_the_dual_only_fields(mode, manifest):
     assert dual.oa_weight == 0.25 and dual.run_id() != dual.replace(oa_weight=1.0).run_id()
 
 
+def test_single_oa_canonicalises_label_smoothing(manifest):
+    """A smoothing sweep never retrains a single-OA run (it has no KL loss); the KL modes keep it."""
+    a = RunConfig.from_dict({"manifest": str(manifest), "mode": "single_oa", "label_smoothing": 0.3})
+    b = RunConfig.from_dict({"manifest": str(manifest), "mode": "single_oa"})
+    assert a.label_smoothing == 0.0 and a.run_id() == b.run_id()
+    for mode in ("single_kl", "dual", "ordinal"):
+        kept = RunConfig.from_dict({"manifest": str(manifest), "mode": mode, "label_smoothing": 0.3})
+        assert kept.label_smoothing == 0.3 and kept.run_id() != kept.replace(label_smoothing=0.0).run_id()
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan"), "0.1"])
+def test_bad_label_smoothing_names_the_field(value):
+    with pytest.raises(ConfigError, match="RunConfig.label_smoothing"):
+        RunConfig.from_dict({"manifest": "m.csv", "mode": "single_kl", "label_smoothing": value})
+
+
+def test_mode_accepts_every_mode_of_facts():
+    """The study grids iterate MODES; a run may also be the ordinal baseline."""
+    import typing
+
+    from oaprobe.facts import ALL_MODES, MODES, ORDINAL
+
+    assert MODES == ("single_oa", "single_kl", "dual") and ALL_MODES == MODES + (ORDINAL,)
+    assert typing.get_args(typing.get_type_hints(RunConfig)["mode"]) == ALL_MODES
+    cfg = RunConfig.from_dict({"manifest": "m.csv", "mode": "ordinal", "dual_variant": "stacked", "oa_weight": 2.0})
+    assert cfg.mode == "ordinal" and (cfg.dual_variant, cfg.oa_weight) == ("parallel", 1.0)
+
+
 def test_cohort_config_seed_must_be_non_negative():
     with pytest.raises(ConfigError, match="CohortConfig.seed"):
         CohortConfig(seed=-1)
@@ -128,7 +156,7 @@ def test_run_id_changes_with_every_field(manifest):
         "backbone": "m3t", "width": 0.5, "mode": "single_oa", "dual_variant": "stacked", "oa_weight": 0.5,
         "input_shape": (16, 16, 16), "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0,
         "schedule": "cosine", "select": "val_loss", "class_weighting": True, "augment": True, "seed": 1,
-        "warmup_epochs": 1, "ema_decay": 0.99,
+        "warmup_epochs": 1, "ema_decay": 0.99, "label_smoothing": 0.1,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(RunConfig)} - {"manifest"}
     ids = {base.run_id()}

@@ -14,6 +14,12 @@ Conventions (the reference protocol, with the choices it leaves open made explic
   copies); ``"oa"`` = the OA log-odds: single_oa the one logit; dual ``z1 - z0`` of the two OA
   logits (the log-odds of its softmax p_oa; the reference used ``z1`` alone); single_kl
   ``log p(KL>=2) - log p(KL<2)`` from the KL logits (the reference computed no OA map there).
+- Ordinal (CORN) probes output four chain logits as ``"kl"`` and no OA head. ``"oa"`` is again
+  ``log P(KL>=2) - log P(KL<2)``, from the chain. ``"kl"`` is the log-odds of the predicted
+  grade ``k``, ``log p_k - log(1 - p_k)``: no single chain logit is a grade's score (``p_k``
+  needs ``l_0..l_k``: the steps passed and the one stopped at), and the log-odds, unlike
+  ``log p_k``, does not flatten when the model is sure. The predicted grade is the argmax of
+  ``p_kl``, as ``pred_kl`` in the run folder. Both are computed in log space from the chain.
 - Grad-CAM: MONAI's ``GradCAM`` on a deep copy of the model wrapped to return the one target
   score; the map is upsampled to the input grid and min-max scaled to [0, 1] (MONAI's default
   normaliser flips the scale, so it is replaced).
@@ -37,7 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from oaprobe.facts import MODES, OA_THRESHOLD
+from oaprobe.facts import ALL_MODES, N_KL, OA_THRESHOLD
+from oaprobe.models.probe import corn_log_proba
 
 TARGETS: tuple[str, ...] = ("oa", "kl")
 METHODS: tuple[str, ...] = ("smoothgrad", "gradcam")
@@ -45,12 +52,17 @@ METHODS: tuple[str, ...] = ("smoothgrad", "gradcam")
 
 # --------------------------------------------------------------------------- targets
 def targets_for_mode(mode: str) -> tuple[str, ...]:
-    """Saliency targets computed for a training mode (single_kl also gets its OA log-odds)."""
+    """Saliency targets computed for a training mode (single_kl and ordinal also get their OA log-odds)."""
     if mode == "single_oa":
         return ("oa",)
-    if mode in ("single_kl", "dual"):
+    if mode in ("single_kl", "dual", "ordinal"):
         return ("kl", "oa")
-    raise ValueError(f"mode = {mode!r}; expected one of {list(MODES)}")
+    raise ValueError(f"mode = {mode!r}; expected one of {list(ALL_MODES)}")
+
+
+def is_corn_chain(kl: torch.Tensor | None) -> bool:
+    """Whether KL outputs are an ordinal probe's CORN chain (N_KL - 1 logits) rather than N_KL class logits."""
+    return kl is not None and kl.ndim == 2 and kl.shape[1] == N_KL - 1
 
 
 def target_logit(out: dict[str, Any], target: str, kl_class: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,12 +72,15 @@ def target_logit(out: dict[str, Any], target: str, kl_class: torch.Tensor | None
         out: a probe's forward output ``{"oa": logits or None, "kl": logits or None, ...}``.
         target: ``"kl"`` (the logit of ``kl_class``, default the argmax) or ``"oa"`` (the OA
             log-odds: one OA logit as is; two OA logits ``z1 - z0``; no OA head
-            ``logsumexp(z_kl[2:]) - logsumexp(z_kl[:2])``).
+            ``logsumexp(z_kl[2:]) - logsumexp(z_kl[:2])``). Four KL logits are a CORN chain:
+            see :func:`_chain_target`.
         kl_class: (B,) class indices for the KL target.
     """
     if not isinstance(out, dict):
         raise TypeError(f"target_logit: expected the probe's output dict, got {type(out).__name__}")
     kl, oa = out.get("kl"), out.get("oa")
+    if oa is None and is_corn_chain(kl):
+        return _chain_target(kl, target, kl_class)
     if target == "kl":
         if kl is None:
             raise ValueError("target 'kl': the model has no KL head (mode single_oa)")
@@ -84,6 +99,22 @@ def target_logit(out: dict[str, Any], target: str, kl_class: torch.Tensor | None
             raise ValueError("target 'oa': the model output has neither an OA nor a KL head")
         return torch.logsumexp(kl[:, OA_THRESHOLD:], dim=1) - torch.logsumexp(kl[:, :OA_THRESHOLD], dim=1)
     raise ValueError(f"target = {target!r}; expected one of {list(TARGETS)}")
+
+
+def _chain_target(chain: torch.Tensor, target: str, kl_class: torch.Tensor | None) -> torch.Tensor:
+    """Targets of an ordinal probe from its chain logits (B, 4): log-odds of an event of its KL law.
+
+    ``"oa"``: ``log P(KL>=2) - log P(KL<2)``; ``"kl"``: ``log p_k - log(1 - p_k)`` of grade
+    ``kl_class`` (default the most probable grade).
+    """
+    log_p = corn_log_proba(chain)
+    if target == "oa":
+        return torch.logsumexp(log_p[:, OA_THRESHOLD:], dim=1) - torch.logsumexp(log_p[:, :OA_THRESHOLD], dim=1)
+    if target != "kl":
+        raise ValueError(f"target = {target!r}; expected one of {list(TARGETS)}")
+    idx = (log_p.argmax(dim=1) if kl_class is None else kl_class.to(chain.device)).view(-1, 1).long()
+    others = log_p.scatter(1, idx, float("-inf"))
+    return log_p.gather(1, idx).squeeze(1) - torch.logsumexp(others, dim=1)
 
 
 def knee_seed(seed: int, case_id: str) -> int:
@@ -287,7 +318,13 @@ class ProbeAttributor:
 
 
 def predicted_kl(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-    """The KL class the model predicts for ``x`` (fixed as the KL target), or None without a KL head."""
+    """The KL class the model predicts for ``x`` (fixed as the KL target), or None without a KL head.
+
+    An ordinal probe's grade is the argmax of its ``p_kl`` (the chain logits are not per grade).
+    """
     with torch.no_grad():
         out = model(x)
-    return out["kl"].argmax(dim=1) if out.get("kl") is not None else None
+    kl = out.get("kl")
+    if kl is None:
+        return None
+    return (corn_log_proba(kl) if out.get("oa") is None and is_corn_chain(kl) else kl).argmax(dim=1)

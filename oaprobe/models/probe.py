@@ -6,6 +6,14 @@ Modes:
     * ``dual``: KL head (5 logits) and OA head (2 logits), loss ``CE(KL) + oa_weight * CE(OA)``.
       Variant ``parallel`` puts both heads on the embedding (the paper's abstract); variant
       ``stacked`` feeds the KL logits to a ``Linear(5 -> 2)`` OA head (the released code).
+    * ``ordinal``: a CORN head (Shi, Cao & Raschka 2021) on the KL label alone: four chain
+      logits ``l_k``, ``sigmoid(l_k) = P(KL > k | KL > k - 1)``, so ``P(KL > k) = prod_{j<=k}
+      sigmoid(l_j)`` is non-increasing in ``k`` (rank consistency); ``p_kl`` are the differences
+      and ``p_oa = P(KL >= 2)``. There is no OA head: ``forward`` returns ``"oa": None`` and the
+      chain logits as ``"kl"`` (shape (B, 4)). Loss: :func:`corn_loss`.
+
+The KL loss's targets may be smoothed (``label_smoothing``, see :func:`corn_loss` for ordinal);
+the OA loss never is.
 
 Heads follow timm's classifier convention (``forward(x, pre_logits=False)``, ``reset(n)``).
 
@@ -28,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oaprobe.config import ConfigError, RunConfig
-from oaprobe.facts import DUAL_VARIANTS, MODES, N_KL, OA_THRESHOLD
+from oaprobe.facts import ALL_MODES, DUAL_VARIANTS, N_KL, OA_THRESHOLD
 from oaprobe.models.backbones import build_backbone
 
 
@@ -63,21 +71,25 @@ class HierarchicalProbe(nn.Module):
 
     Args:
         encoder: module ``(B, 1, D, H, W) -> (B, out_dim)`` with attribute ``out_dim``.
-        mode: ``"single_oa"``, ``"single_kl"`` or ``"dual"``.
+        mode: ``"single_oa"``, ``"single_kl"``, ``"dual"`` or ``"ordinal"``.
         dual_variant: ``"parallel"`` or ``"stacked"`` (only used in ``dual``).
+        label_smoothing: default smoothing of the KL loss's targets in [0, 1) (unused in single_oa).
     """
 
-    def __init__(self, encoder: nn.Module, mode: str, dual_variant: str = "parallel") -> None:
+    def __init__(self, encoder: nn.Module, mode: str, dual_variant: str = "parallel",
+                 label_smoothing: float = 0.0) -> None:  # fmt: skip
         super().__init__()
-        if mode not in MODES:
-            raise ConfigError(f"HierarchicalProbe.mode = {mode!r}; expected one of {list(MODES)}")
+        if mode not in ALL_MODES:
+            raise ConfigError(f"HierarchicalProbe.mode = {mode!r}; expected one of {list(ALL_MODES)}")
         if dual_variant not in DUAL_VARIANTS:
             raise ConfigError(
                 f"HierarchicalProbe.dual_variant = {dual_variant!r}; expected one of {list(DUAL_VARIANTS)}"
             )
+        _check_smoothing(label_smoothing)
         self.encoder = encoder
         self.mode = mode
         self.dual_variant = dual_variant
+        self.label_smoothing = float(label_smoothing)
         dim = int(encoder.out_dim)
         self.kl_head: LinearHead | None = None
         self.oa_head: LinearHead | None = None
@@ -85,6 +97,8 @@ class HierarchicalProbe(nn.Module):
             self.oa_head = LinearHead(dim, 1)
         elif mode == "single_kl":
             self.kl_head = LinearHead(dim, N_KL)
+        elif mode == "ordinal":
+            self.kl_head = LinearHead(dim, N_KL - 1)  # the CORN chain
         else:
             self.kl_head = LinearHead(dim, N_KL)
             self.oa_head = LinearHead(N_KL if dual_variant == "stacked" else dim, 2)
@@ -116,25 +130,32 @@ class HierarchicalProbe(nn.Module):
         kl_weight: torch.Tensor | None = None,
         oa_weight_classes: torch.Tensor | None = None,
         oa_weight: float = 1.0,
+        label_smoothing: float | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss of this mode and its parts (unweighted by ``oa_weight``).
 
         Args:
             out: the dict returned by ``forward``.
-            kl: KL grades (B,) int in 0..4 (needed by single_kl and dual).
+            kl: KL grades (B,) int in 0..4 (needed by single_kl, dual and ordinal).
             oa: OA labels (B,) int 0/1 (needed by single_oa and dual).
-            kl_weight: optional class weights (5,) for the KL cross-entropy.
+            kl_weight: optional class weights (5,) for the KL loss (ordinal: per knee, see
+                :func:`corn_loss`).
             oa_weight_classes: optional class weights (2,) for the OA loss (for single_oa each
                 knee's BCE term is weighted by its class weight, normalised like CE).
             oa_weight: lambda, the weight of the OA term in dual mode.
+            label_smoothing: smoothing of the KL targets; None = the probe's ``label_smoothing``.
 
         Returns:
             ``(loss, {"kl": ..., "oa": ...})`` with only the parts this mode has.
         """
+        smoothing = self.label_smoothing if label_smoothing is None else _check_smoothing(label_smoothing)
         parts: dict[str, torch.Tensor] = {}
         if out["kl"] is not None:
             target = _labels("kl", kl, N_KL)
-            parts["kl"] = F.cross_entropy(out["kl"], target, weight=kl_weight)
+            if self.mode == "ordinal":
+                parts["kl"] = corn_loss(out["kl"], target, weight=kl_weight, label_smoothing=smoothing)
+            else:
+                parts["kl"] = F.cross_entropy(out["kl"], target, weight=kl_weight, label_smoothing=smoothing)
         if out["oa"] is not None:
             target = _labels("oa", oa, 2)
             if self.mode == "single_oa":
@@ -149,11 +170,13 @@ class HierarchicalProbe(nn.Module):
         if self.mode == "dual":
             total = parts["kl"] + oa_weight * parts["oa"]
         else:
-            total = parts["kl"] if self.mode == "single_kl" else parts["oa"]
+            total = parts["oa"] if self.mode == "single_oa" else parts["kl"]
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
     def predict_proba(self, out: dict[str, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(p_oa (B,), p_kl (B, 5) or None)`` from the forward output (see the module docstring)."""
+        if self.mode == "ordinal":
+            return corn_exceedance(out["kl"])[:, OA_THRESHOLD - 1], corn_proba(out["kl"])
         p_kl = torch.softmax(out["kl"], dim=1) if out["kl"] is not None else None
         if self.mode == "single_oa":
             p_oa = torch.sigmoid(out["oa"][:, 0])
@@ -162,6 +185,66 @@ class HierarchicalProbe(nn.Module):
         else:
             p_oa = torch.softmax(out["oa"], dim=1)[:, 1]
         return p_oa, p_kl
+
+
+def corn_exceedance(chain: torch.Tensor) -> torch.Tensor:
+    """``P(KL > k)`` for k = 0..3, (B, 4), from CORN chain logits (B, 4): cumulative products of sigmoids."""
+    return torch.cumprod(torch.sigmoid(chain), dim=1)
+
+
+def corn_proba(chain: torch.Tensor) -> torch.Tensor:
+    """KL probabilities (B, 5) from CORN chain logits: ``p_k = P(KL > k - 1) - P(KL > k)``.
+
+    Each product of sigmoids is at most the one before it, so every difference is >= 0 and the
+    five sum to 1 up to rounding.
+    """
+    above = corn_exceedance(chain)
+    first, last = torch.ones_like(above[:, :1]), torch.zeros_like(above[:, :1])
+    return torch.cat([first, above], 1) - torch.cat([above, last], 1)
+
+
+def corn_log_proba(chain: torch.Tensor) -> torch.Tensor:
+    """``log p_kl`` (B, 5) from CORN chain logits, in log space (finite where ``corn_proba`` underflows).
+
+    ``log p_k = sum_{j<k} logsigmoid(l_j) + logsigmoid(-l_k)``; the last grade has no stop term.
+    """
+    passed = torch.cumsum(F.logsigmoid(chain), dim=1)
+    reach = torch.cat([torch.zeros_like(passed[:, :1]), passed], 1)  # log P(KL > k - 1), k = 0..4
+    stop = torch.cat([F.logsigmoid(-chain), torch.zeros_like(chain[:, :1])], 1)
+    return reach + stop
+
+
+def corn_loss(chain: torch.Tensor, kl: torch.Tensor, weight: torch.Tensor | None = None,
+              label_smoothing: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """CORN loss: mean BCE of the conditional tasks "KL > k" over the knees with KL > k - 1.
+
+    Task k sees only the knees that reached it (KL >= k), with target ``KL > k``; the loss is the
+    mean over all (knee, task) pairs, as in ``coral_pytorch.losses.corn_loss``. Written here
+    because that one (and dlordinal's) takes neither class weights nor soft targets.
+
+    Args:
+        chain: (B, 4) chain logits.
+        kl: (B,) int grades 0..4.
+        weight: optional class weights (5,): each knee's tasks are weighted by its grade's
+            weight, normalised by the weighted count of pairs (CE's ``weight`` convention).
+        label_smoothing: s in [0, 1): a binary target t becomes ``(1 - s) t + s / 2``, which is
+            two-class cross-entropy's label smoothing.
+    """
+    tasks = torch.arange(chain.shape[1], device=chain.device)
+    grade = kl.to(chain.device).view(-1, 1)
+    target = (grade > tasks).float() * (1 - label_smoothing) + label_smoothing / 2
+    pairs = (grade >= tasks).float()
+    if weight is not None:
+        pairs = pairs * weight.to(pairs)[grade.view(-1)].view(-1, 1)
+    bce = F.binary_cross_entropy_with_logits(chain.float(), target, reduction="none")
+    return (pairs * bce).sum() / pairs.sum()
+
+
+def _check_smoothing(value: float) -> float:
+    """``value`` if it is a label smoothing in [0, 1), else a ConfigError naming it."""
+    if not 0 <= value < 1:
+        raise ConfigError(f"label_smoothing = {value!r}; expected 0 (off) or a value in (0, 1)")
+    return float(value)
 
 
 def _labels(name: str, labels: torch.Tensor | None, n_classes: int) -> torch.Tensor:
@@ -181,4 +264,4 @@ def build_probe(cfg: RunConfig) -> HierarchicalProbe:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         encoder = build_backbone(cfg.backbone, tuple(cfg.input_shape), cfg.width)
-        return HierarchicalProbe(encoder, cfg.mode, cfg.dual_variant)
+        return HierarchicalProbe(encoder, cfg.mode, cfg.dual_variant, cfg.label_smoothing)

@@ -63,7 +63,7 @@ def loss_value(value: Any) -> float:
 
 
 def evaluate(model: nn.Module, pred: dict[str, np.ndarray], kl: np.ndarray, oa: np.ndarray, oa_weight: float) -> dict[str, float]:
-    """Validation metrics from :func:`predict` output: loss (unweighted by class), OA AUC, KL QWK.
+    """Validation metrics from :func:`predict` output: loss (unweighted by class, unsmoothed), OA AUC, KL QWK.
 
     Metrics that cannot be computed (head absent, one class only, no knees) are NaN.
     """
@@ -77,7 +77,7 @@ def evaluate(model: nn.Module, pred: dict[str, np.ndarray], kl: np.ndarray, oa: 
     }
     with torch.no_grad():
         kl_t, oa_t = torch.tensor(np.asarray(kl, dtype=np.int64)), torch.tensor(np.asarray(oa, dtype=np.int64))
-        loss, _ = model.loss(out, kl_t, oa_t, oa_weight=oa_weight)
+        loss, _ = model.loss(out, kl_t, oa_t, oa_weight=oa_weight, label_smoothing=0.0)  # selection sees the plain loss
     result["val_loss"] = loss_value(loss)
     if len(np.unique(oa)) == 2:
         result["val_oa_auc"] = float(roc_auc_score(oa, pred["p_oa"]))

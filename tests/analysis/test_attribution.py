@@ -137,3 +137,45 @@ def test_attributor_fixes_the_kl_class():
     assert cam.shape == (S, S, S) and 0.0 <= cam.min() <= cam.max() <= 1.0
     with pytest.raises(ValueError, match="methods"):
         ProbeAttributor(probe, ("kl",), ("lime",))
+
+
+# --------------------------------------------------------------------------- ordinal (CORN) probes
+def _ordinal_probe() -> nn.Module:
+    from oaprobe.models.probe import HierarchicalProbe
+    from tests.analysis.saliency_models import TinyEncoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return HierarchicalProbe(TinyEncoder(), "ordinal").eval()
+
+
+def test_ordinal_targets_are_log_odds_of_its_kl_law():
+    """sigmoids 0.9, 0.6, 0.5, 0.25 -> P(KL > k) = 0.9, 0.54, 0.27, 0.0675 -> p_kl 0.1, 0.36, 0.27, 0.2025, 0.0675."""
+    assert targets_for_mode("ordinal") == ("kl", "oa")
+    s = torch.tensor([[0.9, 0.6, 0.5, 0.25]], dtype=torch.float64)
+    out = {"oa": None, "kl": torch.log(s / (1 - s)), "embedding": None}
+    assert target_logit(out, "oa").item() == pytest.approx(np.log(0.54 / 0.46), rel=1e-9)
+    assert target_logit(out, "kl").item() == pytest.approx(np.log(0.36 / 0.64), rel=1e-9)  # argmax grade 1
+    assert target_logit(out, "kl", torch.tensor([3])).item() == pytest.approx(np.log(0.2025 / 0.7975), rel=1e-9)
+    with pytest.raises(ValueError, match="target = 'x'"):
+        target_logit(out, "x")
+
+
+def test_ordinal_predicted_kl_is_the_argmax_of_p_kl():
+    """Row 0: p_kl = 0.1, 0.36, 0.27, ... -> grade 1, where CORN's count of P(KL > k) > 0.5 says 2."""
+    from oaprobe.analysis.attribution import predicted_kl
+
+    s = torch.tensor([[0.9, 0.6, 0.5, 0.25], [0.1, 0.5, 0.5, 0.5], [0.99, 0.99, 0.99, 0.99]])
+    chain = torch.log(s / (1 - s))
+    got = predicted_kl(lambda x: {"oa": None, "kl": chain, "embedding": None}, torch.zeros(3, 1, S, S, S))
+    assert got.tolist() == [1, 0, 4]
+
+
+def test_ordinal_probe_maps_for_both_targets_and_methods():
+    probe = _ordinal_probe()
+    x = torch.randn(1, 1, S, S, S, generator=torch.Generator().manual_seed(4))
+    attributor = ProbeAttributor(probe, targets_for_mode("ordinal"), ("smoothgrad", "gradcam"), n_samples=2)
+    maps = {(t, m): attributor(x, t, m, None, seed=0) for t in ("kl", "oa") for m in ("smoothgrad", "gradcam")}
+    for sal in maps.values():
+        assert sal.shape == (S, S, S) and np.isfinite(sal).all() and 0.0 <= sal.min() <= sal.max() <= 1.0
+    assert not np.array_equal(maps["kl", "smoothgrad"], maps["oa", "smoothgrad"])

@@ -188,3 +188,151 @@ def test_probe_on_real_backbone_trains_one_step():
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
+
+
+# ----------------------------------------------------------------------------- ordinal (CORN) and label smoothing
+def _bce(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy written out from the sigmoid, in float64 (independent of torch's BCE)."""
+    p = 1 / (1 + torch.exp(-z.double()))
+    return -(t * torch.log(p) + (1 - t) * torch.log(1 - p))
+
+
+def test_ordinal_head_is_a_four_logit_chain_and_no_oa_head():
+    probe = _probe("ordinal")
+    out = probe(X)
+    assert out["oa"] is None and probe.oa_head is None
+    assert out["kl"].shape == (4, 4) and out["embedding"].shape == (4, 6)
+
+
+def test_ordinal_probabilities_known_answer():
+    """sigmoids 0.8, 0.5, 0.5, 0.25 -> P(KL > k) = 0.8, 0.4, 0.2, 0.05 -> p_kl 0.2, 0.4, 0.2, 0.15, 0.05."""
+    s = torch.tensor([[0.8, 0.5, 0.5, 0.25]])
+    p_oa, p_kl = _probe("ordinal").predict_proba({"oa": None, "kl": torch.log(s / (1 - s)), "embedding": None})
+    torch.testing.assert_close(p_kl, torch.tensor([[0.2, 0.4, 0.2, 0.15, 0.05]]))
+    torch.testing.assert_close(p_oa, torch.tensor([0.4]))
+
+
+def test_ordinal_probabilities_sum_to_one_and_oa_is_kl_at_least_two():
+    chain = 4 * torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    p_oa, p_kl = _probe("ordinal").predict_proba({"oa": None, "kl": chain, "embedding": None})
+    assert p_kl.shape == (64, 5) and (p_kl >= 0).all()
+    torch.testing.assert_close(p_kl.sum(1), torch.ones(64))
+    torch.testing.assert_close(p_oa, p_kl[:, 2:].sum(1))
+
+
+def test_ordinal_exceedance_is_rank_consistent():
+    from oaprobe.models.probe import corn_exceedance
+
+    chain = 6 * torch.randn(256, 4, generator=torch.Generator().manual_seed(2))
+    above = corn_exceedance(chain)
+    assert (above[:, 1:] <= above[:, :-1]).all() and (above >= 0).all() and (above <= 1).all()
+
+
+def test_corn_log_proba_is_log_of_proba_and_finite_at_extremes():
+    from oaprobe.models.probe import corn_log_proba, corn_proba
+
+    chain = 3 * torch.randn(16, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(corn_log_proba(chain), torch.log(corn_proba(chain)))
+    extreme = torch.tensor([[60.0, 60.0, 60.0, 60.0], [-60.0, 0.0, 0.0, 0.0]])
+    log_p = corn_log_proba(extreme)
+    assert torch.isfinite(log_p).all()
+    torch.testing.assert_close(log_p[[0, 1], [4, 0]], torch.zeros(2), atol=1e-6, rtol=0)  # sure of KL4, of KL0
+    assert log_p[1, 1:].max() < -55  # where corn_proba's probabilities are ~1e-26
+
+
+def test_corn_loss_known_answer():
+    """Knee KL0 sees task 0 (target 0); knee KL2 sees tasks 0, 1 (target 1) and 2 (target 0); 4 pairs."""
+    from oaprobe.models.probe import corn_loss
+
+    l3 = math.log(3)
+    chain = torch.tensor([[l3, 9.0, 9.0, 9.0], [l3, 0.0, l3, 9.0]])
+    kl = torch.tensor([0, 2])
+    # softplus(log 3) = log 4, softplus(-log 3) = log 4/3, softplus(0) = log 2
+    want = (math.log(4) + math.log(4 / 3) + math.log(2) + math.log(4)) / 4
+    assert math.isclose(corn_loss(chain, kl).item(), want, rel_tol=1e-6)
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])  # knee KL0 weighs 1 per pair, knee KL2 weighs 3
+    want_w = (math.log(4) + 3 * (math.log(4 / 3) + math.log(2) + math.log(4))) / (1 + 3 * 3)
+    assert math.isclose(corn_loss(chain, kl, weight=w).item(), want_w, rel_tol=1e-6)
+
+
+def test_corn_loss_label_smoothing_moves_targets_toward_half():
+    from oaprobe.models.probe import corn_loss
+
+    s = 0.2
+    chain = torch.randn(5, 4, generator=torch.Generator().manual_seed(4))
+    kl = torch.tensor([0, 1, 2, 3, 4])
+    tasks = torch.arange(4)
+    seen = kl.view(-1, 1) >= tasks
+    target = (kl.view(-1, 1) > tasks).double() * (1 - s) + s / 2
+    want = _bce(chain, target)[seen].mean()
+    assert math.isclose(corn_loss(chain, kl, label_smoothing=s).item(), want.item(), rel_tol=1e-5)
+    assert not math.isclose(corn_loss(chain, kl).item(), want.item(), rel_tol=1e-3)
+
+
+def test_corn_loss_matches_coral_pytorch():
+    coral = pytest.importorskip("coral_pytorch.losses")
+    from oaprobe.models.probe import corn_loss
+
+    gen = torch.Generator().manual_seed(5)
+    chain = 3 * torch.randn(32, 4, generator=gen)
+    kl = torch.randint(0, 5, (32,), generator=gen)
+    torch.testing.assert_close(corn_loss(chain, kl), coral.corn_loss(chain, kl, num_classes=5))
+
+
+def test_ordinal_loss_is_corn_on_the_kl_label_alone():
+    from oaprobe.models.probe import corn_loss
+
+    probe = _probe("ordinal")
+    out = probe(X)
+    loss, parts = probe.loss(out, KL, None)
+    assert torch.equal(loss, corn_loss(out["kl"], KL)) and set(parts) == {"kl"}
+    w = torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0])
+    loss_w, _ = probe.loss(out, KL, None, kl_weight=w)
+    assert torch.equal(loss_w, corn_loss(out["kl"], KL, weight=w))
+
+
+def _smoothed_ce(logits: torch.Tensor, y: torch.Tensor, s: float) -> torch.Tensor:
+    """Label-smoothed CE written out: (1 - s) * NLL + s * mean over classes of -log p."""
+    logp = torch.log_softmax(logits.double(), 1)
+    return ((1 - s) * -logp[torch.arange(len(y)), y] + s * -logp.mean(1)).mean()
+
+
+@pytest.mark.parametrize("mode", ["single_kl", "dual"])
+def test_label_smoothing_smooths_the_kl_cross_entropy_only(mode):
+    s = 0.3
+    probe = _probe(mode)
+    out = probe(X)
+    loss, parts = probe.loss(out, KL, OA, label_smoothing=s)
+    want_kl = _smoothed_ce(out["kl"], KL, s)
+    assert math.isclose(parts["kl"], want_kl.item(), rel_tol=1e-5)
+    assert math.isclose(parts["kl"], F.cross_entropy(out["kl"], KL, label_smoothing=s).item(), rel_tol=1e-6)
+    if mode == "dual":  # the OA term is not smoothed
+        assert math.isclose(parts["oa"], F.cross_entropy(out["oa"], OA).item(), rel_tol=1e-6)
+    unsmoothed, _ = probe.loss(out, KL, OA)
+    assert not math.isclose(loss.item(), unsmoothed.item(), rel_tol=1e-3)
+
+
+def test_probe_label_smoothing_is_the_loss_default_and_comes_from_the_config():
+    torch.manual_seed(0)
+    probe = HierarchicalProbe(TinyEncoder(), "single_kl", label_smoothing=0.3)
+    out = probe(X)
+    assert torch.equal(probe.loss(out, KL, None)[0], probe.loss(out, KL, None, label_smoothing=0.3)[0])
+    assert not torch.equal(probe.loss(out, KL, None, label_smoothing=0.0)[0], probe.loss(out, KL, None)[0])
+    assert build_probe(_cfg(mode="ordinal", label_smoothing=0.1)).label_smoothing == 0.1
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
+def test_bad_label_smoothing_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        HierarchicalProbe(TinyEncoder(), "single_kl", label_smoothing=value)
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        _probe("single_kl").loss(_probe("single_kl")(X), KL, None, label_smoothing=value)
+
+
+def test_ordinal_probe_trains_one_step_on_a_real_backbone():
+    torch.manual_seed(0)
+    probe = HierarchicalProbe(build_backbone("resnet3d", (16, 16, 16), 0.25), "ordinal", label_smoothing=0.1)
+    x = torch.randn(4, 1, 16, 16, 16)
+    loss, _ = probe.loss(probe(x), KL, None)
+    loss.backward()
+    assert torch.isfinite(loss) and probe.kl_head.fc.weight.grad.abs().sum() > 0

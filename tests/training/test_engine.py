@@ -62,6 +62,30 @@ def test_every_mode_writes_a_complete_folder(smoke_config, volume_cache, smoke_m
     assert emb["embedding"].shape == (len(manifest), meta["embedding_dim"]) and emb["embedding"].dtype == np.float32
 
 
+@pytest.mark.parametrize("backbone", ["resnet3d", "m3t", "nnmamba"])
+def test_ordinal_mode_end_to_end_on_every_paper_backbone(smoke_config, volume_cache, tmp_path, backbone):
+    """The CORN baseline writes a complete folder whose p_kl is a distribution and p_oa = P(KL >= 2)."""
+    from oaprobe.config import get_preset
+    from oaprobe.models.backbones import check_input_shape
+
+    assert backbone in get_preset("paper").backbones
+    cfg = smoke_config(mode="ordinal", backbone=backbone, label_smoothing=0.1, warmup_epochs=0)  # 1 epoch
+    check_input_shape(backbone, cfg.input_shape)
+    folder = fit(cfg, tmp_path / "runs", cache_dir=volume_cache, progress=False)
+    assert folder.name == cfg.run_id() and is_done(folder)
+    run = load_run(folder)
+    assert run.meta["config"]["mode"] == "ordinal" and run.meta["config"]["label_smoothing"] == 0.1
+    assert run.history["train_loss_oa"].isna().all() and np.isfinite(run.history["train_loss_kl"]).all()
+    assert np.isfinite(run.history["val_kl_qwk"]).all() and np.isfinite(run.history["val_loss"]).all()
+    pred = run.predictions
+    p_kl = pred[[f"p_kl{k}" for k in range(5)]].to_numpy()
+    assert (p_kl >= 0).all() and pred["p_oa"].between(0, 1).all()
+    np.testing.assert_allclose(p_kl.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(pred["p_oa"], p_kl[:, 2:].sum(1), atol=1e-5)
+    assert (pred["pred_kl"].to_numpy(dtype=int) == p_kl.argmax(1)).all()
+    assert (pred["pred_oa"] == (pred["p_oa"] >= 0.5)).all()
+
+
 def test_training_writes_the_model_outputs_only(smoke_config, volume_cache, tmp_path):
     folder = _fit(smoke_config(), tmp_path / "runs", volume_cache)
     assert sorted(p.name for p in folder.iterdir()) == sorted(

@@ -1,0 +1,247 @@
+"""Tests of oaprobe.ray_tasks: Ray tasks give the same run folders as training here, a killed task
+resumes exactly, errors come back as text, the local instance listens on 127.0.0.1 only, and no
+Ray process outlives run_tasks (returned, or stopped by SIGTERM).
+
+Tests marked ``ray`` need the ray extra and are deselected by default: ``pytest -m ray``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from oaprobe import ray_tasks, sweep
+from oaprobe.config import ConfigError
+from oaprobe.ray_tasks import RayError
+from oaprobe.training import engine
+from oaprobe.training.runs import CHECKPOINT, DONE, HISTORY, PREDICTIONS, run_dir
+from oaprobe.workers import WorkerError
+from tests.sweep_workers import UnpicklableError
+
+REPO = Path(__file__).resolve().parents[1]
+needs_ray = pytest.mark.skipif(not ray_tasks.ray_available(), reason="ray extra not installed")
+PIDS = "task_pids"
+
+
+# ---------------------------------------------------------------------------- work functions (run in Ray workers)
+def fit_one_epoch_then_die(cfg_json: str, runs_root: str, cache_dir: str | None) -> str:
+    """Train one epoch of the run (checkpoint written), then kill this worker process."""
+    from oaprobe.config import RunConfig
+
+    cfg = RunConfig.from_dict(json.loads(cfg_json))
+    engine.fit(cfg, Path(runs_root), cache_dir=Path(cache_dir) if cache_dir else None, progress=False,
+               max_epochs_this_call=1)
+    os._exit(1)
+
+
+def fail_as_told(kind: str, folder: str) -> None:
+    """Succeed (leaving a file named ``kind``), or raise the error ``kind`` names."""
+    if kind == "unpicklable":
+        raise UnpicklableError("planted failure", 3)
+    if kind == "worker":
+        raise WorkerError("ValueError: planted as text")
+    (Path(folder) / kind).write_text("")
+
+
+def die_once(folder: str) -> None:
+    """Kill this worker process the first time (leaving a marker), return the next."""
+    marker = Path(folder) / "died"
+    if not marker.exists():
+        marker.write_text("")
+        os._exit(1)
+
+
+def sleep_announcing(folder: str, seconds: float = 120) -> None:
+    """Write this worker's pid under ``folder/PIDS``, then sleep (a long run's stand-in)."""
+    pids = Path(folder) / PIDS
+    pids.mkdir(parents=True, exist_ok=True)
+    (pids / str(os.getpid())).write_text("")
+    time.sleep(seconds)
+
+
+def sleeping_driver() -> None:
+    """A run_tasks parent whose 2 tasks sleep: ``python -c '...sleeping_driver()' FOLDER``."""
+    folder = sys.argv[1]
+    ray_tasks.run_tasks({"a": (folder,), "b": (folder,)}, sleep_announcing, jobs=2, progress=False)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+class _Watch:
+    """Record, every 0.2 s in a thread, the descendants of ``pid`` and the addresses they listen on."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self._root, self._stop = psutil.Process(pid), threading.Event()
+        self.pids: dict[int, str] = {}
+        self.listening: set[tuple[int, str]] = set()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            for proc in self._root.children(recursive=True):
+                try:
+                    self.pids.setdefault(proc.pid, proc.name())
+                    self.listening |= {(proc.pid, c.laddr.ip) for c in proc.net_connections("inet")
+                                       if c.status == psutil.CONN_LISTEN}
+                except psutil.Error:
+                    pass
+
+    def __enter__(self) -> _Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _ray_folders() -> set[Path]:
+    return set(Path(os.environ.get("TMPDIR", "/tmp")).glob("oaprobe-ray-*"))
+
+
+# ---------------------------------------------------------------------------- without ray
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"jobs": 0}, "^jobs = 0; expected >= 1$"),
+    ({"num_cpus": 0}, r"^num_cpus = 0; expected > 0 \(CPUs per task\)$"),
+    ({"num_gpus": 1.5}, "^num_gpus = 1.5; expected 0, a fraction of one GPU, or a whole number$"),
+    ({"num_gpus": -1}, "^num_gpus = -1; expected 0"),
+    ({"retries": -1}, "^retries = -1; expected >= 0$"),
+])
+def test_bad_resources_are_one_line_config_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ray_tasks.run_tasks({"a": ("x",)}, fail_as_told, **{"jobs": 1, **kwargs})
+
+
+def test_missing_ray_extra_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(ray_tasks, "ray_available", lambda: False)
+    with pytest.raises(RayError, match=r'^executor "ray" needs the ray extra: pip install -e "\.\[ray\]"$'):
+        ray_tasks.run_tasks({"a": ("x",)}, fail_as_told, jobs=1)
+    assert ray_tasks.run_tasks({}, fail_as_told, jobs=1) == {}  # nothing to do needs no Ray
+
+
+# ---------------------------------------------------------------------------- with ray
+def _tasks(configs, root: Path, cache: Path) -> dict[str, tuple]:
+    return {c.run_id(): (c.canonical_json(), str(root), str(cache)) for c in configs}
+
+
+@pytest.mark.ray
+@needs_ray
+def test_ray_runs_equal_runs_trained_here(smoke_config, volume_cache, tmp_path):
+    configs = [smoke_config(mode=m, seed=s, warmup_epochs=0) for m, s in [("single_oa", 0), ("single_kl", 0), ("dual", 0), ("dual", 1)]]
+    for cfg in configs:  # also fills the volume cache the Ray tasks read
+        engine.fit(cfg, tmp_path / "here", cache_dir=volume_cache, progress=False)
+    tasks = _tasks(configs, tmp_path / "ray", volume_cache)
+    assert ray_tasks.run_tasks(tasks, sweep._fit_one, jobs=2, progress=False) == {}
+    for cfg in configs:
+        here, there = run_dir(cfg, tmp_path / "here"), run_dir(cfg, tmp_path / "ray")
+        assert (there / DONE).exists()
+        assert (there / PREDICTIONS).read_bytes() == (here / PREDICTIONS).read_bytes()
+
+
+@pytest.mark.ray
+@needs_ray
+def test_a_killed_task_resumes_to_the_uninterrupted_result(smoke_config, volume_cache, tmp_path):
+    cfg = smoke_config(mode="dual", epochs=2)
+    engine.fit(cfg, tmp_path / "here", cache_dir=volume_cache, progress=False)
+    tasks = _tasks([cfg], tmp_path / "ray", volume_cache)
+    failures = ray_tasks.run_tasks(tasks, fit_one_epoch_then_die, jobs=1, progress=False)
+    assert list(failures) == [cfg.run_id()] and failures[cfg.run_id()].startswith("WorkerCrashedError: ")
+    there = run_dir(cfg, tmp_path / "ray")
+    assert (there / CHECKPOINT).exists() and not (there / DONE).exists()  # killed after epoch 1 of 2
+    assert ray_tasks.run_tasks(tasks, sweep._fit_one, jobs=1, progress=False) == {}
+    here = run_dir(cfg, tmp_path / "here")
+    assert (there / PREDICTIONS).read_bytes() == (here / PREDICTIONS).read_bytes()
+    timeless = [pd.read_csv(f / HISTORY).drop(columns="seconds") for f in (there, here)]
+    pd.testing.assert_frame_equal(*timeless, check_exact=True)  # both epochs, resumed or not
+
+
+@pytest.mark.ray
+@needs_ray
+def test_retries_rerun_a_task_whose_worker_died(tmp_path):
+    assert ray_tasks.run_tasks({"a": (str(tmp_path),)}, die_once, jobs=1, progress=False, retries=1) == {}
+    (tmp_path / "died").unlink()
+    failures = ray_tasks.run_tasks({"a": (str(tmp_path),)}, die_once, jobs=1, progress=False)
+    assert list(failures) == ["a"] and failures["a"].startswith("WorkerCrashedError: ")
+
+
+@pytest.mark.ray
+@needs_ray
+def test_errors_come_back_as_text_and_the_others_finish(tmp_path):
+    kinds = ["ok1", "unpicklable", "worker", "ok2"]
+    failures = ray_tasks.run_tasks({k: (k, str(tmp_path)) for k in kinds}, fail_as_told, jobs=2, progress=False)
+    assert failures == {"unpicklable": "UnpicklableError: planted failure (code 3)",
+                        "worker": "ValueError: planted as text"}
+    assert (tmp_path / "ok1").exists() and (tmp_path / "ok2").exists()
+
+
+@pytest.mark.ray
+@needs_ray
+def test_the_local_instance_listens_on_loopback_only_and_leaves_nothing(tmp_path):
+    before, handler = _ray_folders(), signal.getsignal(signal.SIGTERM)
+    with _Watch(os.getpid()) as watch:
+        tasks = {n: (str(tmp_path), 1.5) for n in "ab"}
+        assert ray_tasks.run_tasks(tasks, sleep_announcing, jobs=2, progress=False) == {}
+    workers = {int(p.name) for p in (tmp_path / PIDS).iterdir()}
+    assert workers <= set(watch.pids) and {"raylet", "gcs_server"} <= set(watch.pids.values())
+    assert watch.listening and {ip for _, ip in watch.listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}
+    assert _wait_until(lambda: not any(_alive(p) for p in watch.pids), 10), \
+        f"left running: {[(p, n) for p, n in watch.pids.items() if _alive(p)]}"
+    assert _ray_folders() == before and signal.getsignal(signal.SIGTERM) is handler
+
+
+@pytest.mark.ray
+@needs_ray
+def test_sigterm_cancels_the_tasks_and_stops_the_local_instance(tmp_path):
+    log = tmp_path / "driver.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen([sys.executable, "-c", "from tests.test_ray_tasks import sleeping_driver; "
+                                   "sleeping_driver()", str(tmp_path)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        with _Watch(driver.pid) as watch:
+            started = _wait_until(lambda: len(list((tmp_path / PIDS).glob("*"))) == 2 or driver.poll() is not None, 90)
+            assert started and driver.poll() is None, f"driver did not start 2 tasks:\n{log.read_text()}"
+            time.sleep(0.5)  # the watch sees every process of the instance
+        os.kill(driver.pid, signal.SIGTERM)
+        assert driver.wait(30) != 0
+        assert "Interrupted: stopped by SIGTERM" in log.read_text()
+        workers = {int(p.name) for p in (tmp_path / PIDS).iterdir()}
+        assert workers <= set(watch.pids) and "raylet" in watch.pids.values()
+        assert _wait_until(lambda: not any(_alive(p) for p in watch.pids), 10), \
+            f"left running: {[(p, n) for p, n in watch.pids.items() if _alive(p)]}"
+    finally:
+        for pid in [driver.pid, *watch.pids] if "watch" in locals() else [driver.pid]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        driver.wait(10)
