@@ -29,6 +29,7 @@ from oaprobe.sweep import (
     DEFAULT_CACHE,
     DEFAULT_COHORTS,
     DEFAULT_RUNS,
+    beyond_grid,
     noise_grid,
     preset_manifest,
     run_missing,
@@ -80,9 +81,10 @@ class BookPlan:
 
 
 def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) -> list[RunConfig]:
-    """Runs beyond the main grid, exactly as the chapters ask for them (the same functions):
-    the exercises' stacked-dual runs and the label-noise chapter's runs at each strength."""
-    grid = stacked_grid(manifest, preset)
+    """Runs beyond the main grid, exactly as the chapters ask for them (the same functions): the
+    exercises' stacked-dual runs, the "Beyond the dual head" runs and the label-noise chapter's
+    runs at each strength."""
+    grid = stacked_grid(manifest, preset) + beyond_grid(manifest, preset)
     for level, noisy in noise_manifests.items():
         grid += noise_grid(noisy, preset)
     return grid
@@ -111,8 +113,8 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
     for i, backbone in enumerate(p.backbones, start=1):
         title = f"Backbone: {backbone_title(backbone)}"
         chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}, title))
-    for j, name in enumerate(("results", "latent", "saliency", "label_noise", "methods", "exercises"), start=3):
-        if name == "label_noise" and not noise:
+    for j, name in enumerate(("results", "latent", "saliency", "label_noise", "methods", "exercises", "beyond"), start=3):
+        if (name == "label_noise" and not noise) or (name == "beyond" and not p.lambdas):
             continue
         chapters.append(Chapter(f"{name}.ipynb", f"{j:02d}_{name}.ipynb", dict(common)))
     return BookPlan(

@@ -45,7 +45,8 @@ if os.environ.get(BOOK_RENDERER_ENV):  # set by `oaprobe book` while papermill e
     pio.renderers.default = BOOK_RENDERER
 
 GRADE_COLORS = px.colors.sequential.Viridis[::2][:5]
-MODE_COLORS = {"single_oa": "#1f77b4", "single_kl": "#ff7f0e", "dual": "#2ca02c"}
+#: one colour per mode across the whole book
+MODE_COLORS = {"single_oa": "#1f77b4", "single_kl": "#ff7f0e", "dual": "#2ca02c", "ordinal": "#9467bd"}
 TEMPLATE = "plotly_white"
 
 
@@ -183,6 +184,8 @@ def forest(table: pd.DataFrame, label: str = "label", diff: str = "diff", lo: st
 def strip(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str | None = None, title: str = "") -> go.Figure:
     """One point per seed: the seed-to-seed spread that a single run hides."""
     fig = px.strip(table, x=x, y=y, color=color, facet_col=facet_col, color_discrete_map=MODE_COLORS)
+    if facet_col:  # facets are usually metrics on different scales (QWK, MAE)
+        fig.update_yaxes(matches=None, showticklabels=True)
     return _layout(fig, title)
 
 

@@ -6,7 +6,9 @@ this call only, bound to 127.0.0.1 (Ray would otherwise listen on every interfac
 temporary folder, and shut down after; with one (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``)
 the call joins that cluster and leaves it running. On Ctrl-C or SIGTERM the tasks in flight are
 cancelled (their workers killed; a run's last checkpoint stays and resumes next time) before the
-interrupt propagates. Ray is an optional extra: ``pip install -e ".[ray]"``.
+interrupt propagates. If this process is killed outright (SIGKILL), Ray's reaper stops the local
+instance; its agents follow within about a minute and the temporary folder stays. Ray is an
+optional extra: ``pip install -e ".[ray]"``.
 
 Example:
     >>> isinstance(ray_available(), bool)
@@ -61,11 +63,12 @@ def _import_ray() -> ModuleType:
 
 def run_tasks(tasks: dict[str, tuple], work: Callable[..., Any], jobs: int, desc: str = "tasks",
               progress: bool = True, label: Callable[[str], str] = str, address: str | None = None,
-              num_cpus: float = 1, num_gpus: float = 0, retries: int = 0) -> dict[str, str]:
+              num_cpus: float = 1, num_gpus: float | None = 0, retries: int = 0) -> dict[str, str]:
     """Run ``work(*args)`` for every ``name -> args`` of ``tasks`` as Ray tasks, at most ``jobs`` at once, in order.
 
     Each task asks Ray for ``num_cpus`` CPUs (it trains with that many threads, at least 1) and
-    ``num_gpus`` GPUs (a fraction lets several runs share one). A local instance (``address``
+    ``num_gpus`` GPUs (a fraction lets several runs share one; None: one each when Ray has GPUs,
+    else none; a task that asks for none sees none). A local instance (``address``
     None or ``"local"``) gets ``jobs * num_cpus`` CPUs and the machine's GPUs. ``retries``: how
     often Ray reruns a task whose worker died (a node lost; the rerun resumes the run), 0 like the
     local pool. Returns name -> error text of the tasks that failed.
@@ -80,11 +83,12 @@ def run_tasks(tasks: dict[str, tuple], work: Callable[..., Any], jobs: int, desc
     if not tasks:
         return {}
     ray = _import_ray()
-    with _session(ray, address, jobs * num_cpus):
-        if address in (None, LOCAL):
-            _check_local_fits(ray, num_cpus, num_gpus)
+    with _session(ray, address, jobs * num_cpus) as started_here:
+        num_gpus = gpus_per_task(num_gpus, ray.cluster_resources())
+        if started_here:
+            _check_local_fits(ray, num_gpus)
         remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries)(_run_one)
-        submit = _submitter(remote, work, max(1, int(num_cpus)), iter(tasks.items()))
+        submit = _submitter(remote, work, (max(1, int(num_cpus)), num_gpus > 0), iter(tasks.items()))
         bar = tqdm(total=len(tasks), desc=f"{desc} (ray, {jobs} at once)", unit="task", disable=not progress)
         in_flight: dict[Any, str] = {}
         try:
@@ -121,21 +125,38 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
 
 
-def _check_resources(jobs: int, num_cpus: float, num_gpus: float, retries: int) -> None:
+def gpus_per_task(num_gpus: float | None, resources: dict[str, float]) -> float:
+    """``num_gpus``, or for None one GPU per task when ``resources`` (Ray's) hold any, else 0.
+
+    Example:
+        >>> gpus_per_task(None, {"CPU": 16, "GPU": 2}), gpus_per_task(None, {"CPU": 16}), gpus_per_task(0.25, {})
+        (1.0, 0.0, 0.25)
+    """
+    if num_gpus is not None:
+        return float(num_gpus)
+    return 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+
+
+def _check_resources(jobs: int, num_cpus: float, num_gpus: float | None, retries: int) -> None:
     """One-line errors for values Ray would reject later, or hang on."""
     if jobs < 1:
         raise ConfigError(f"jobs = {jobs}; expected >= 1")
     if not num_cpus > 0:
         raise ConfigError(f"num_cpus = {num_cpus}; expected > 0 (CPUs per task)")
-    if not (num_gpus >= 0 and (num_gpus <= 1 or float(num_gpus).is_integer())):
+    if num_gpus is not None and not (num_gpus >= 0 and (num_gpus <= 1 or float(num_gpus).is_integer())):
         raise ConfigError(f"num_gpus = {num_gpus}; expected 0, a fraction of one GPU, or a whole number")
     if retries < 0:
         raise ConfigError(f"retries = {retries}; expected >= 0")
 
 
-def _run_one(work: Callable[..., Any], threads: int, *args: Any) -> str | None:
-    """Ray's side of one task: ``threads`` torch/OpenMP threads, then ``work(*args)``; an error as text."""
+def _run_one(work: Callable[..., Any], setup: tuple[int, bool], *args: Any) -> str | None:
+    """Ray's side of one task: ``setup`` = (torch/OpenMP threads, GPUs asked for), then ``work(*args)``;
+    an error comes back as text. A task that asked for no GPU sees none (Ray would leave it every GPU
+    of its node, and ``device="auto"`` would train on one that another task holds)."""
+    threads, gpus = setup
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the engine's compute settings
+    if not gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read when CUDA first initialises in this worker
     import torch
 
     torch.set_num_threads(threads)
@@ -148,13 +169,13 @@ def _run_one(work: Callable[..., Any], threads: int, *args: Any) -> str | None:
     return None
 
 
-def _submitter(remote: Any, work: Callable[..., Any], threads: int,
+def _submitter(remote: Any, work: Callable[..., Any], setup: tuple[int, bool],
                queue: Iterator[tuple[str, tuple]]) -> Callable[[dict[Any, str]], None]:
     """A function that submits the next task of ``queue`` (if any) into ``in_flight``."""
 
     def submit(in_flight: dict[Any, str]) -> None:
         for name, args in queue:
-            in_flight[remote.remote(work, threads, *args)] = name
+            in_flight[remote.remote(work, setup, *args)] = name
             return
 
     return submit
@@ -199,12 +220,13 @@ def _cancel(ray: ModuleType, in_flight: dict[Any, str]) -> None:
 
 
 @contextlib.contextmanager
-def _session(ray: ModuleType, address: str | None, num_cpus: float) -> Iterator[None]:
-    """Connect to Ray for the block: a fresh loopback-only local instance (shut down and its folder
-    removed after), or the cluster at ``address`` (disconnected after). A session this process
-    already had is used as it is and left open. The caller's SIGTERM handler is restored after."""
+def _session(ray: ModuleType, address: str | None, num_cpus: float) -> Iterator[bool]:
+    """Connect to Ray for the block, yielding whether a local instance was started: a fresh
+    loopback-only one (shut down and its folder removed after), or the cluster at ``address``
+    (disconnected after). A session this process already had is used as it is and left open.
+    The caller's SIGTERM handler is restored after."""
     if ray.is_initialized():
-        yield
+        yield False
         return
     handler = signal.getsignal(signal.SIGTERM)  # ray.init installs its own
     local = address in (None, LOCAL)
@@ -214,7 +236,7 @@ def _session(ray: ModuleType, address: str | None, num_cpus: float) -> Iterator[
             _init_local(ray, num_cpus, folder)
         else:
             _init_cluster(ray, address)
-        yield
+        yield local
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
@@ -266,11 +288,10 @@ def _init_cluster(ray: ModuleType, address: str) -> None:
         raise RayError(f"ray address {address!r}: {str(err).strip().splitlines()[0]}") from None
 
 
-def _check_local_fits(ray: ModuleType, num_cpus: float, num_gpus: float) -> None:
-    """A task a local instance cannot place would wait forever: say so instead."""
-    have = ray.cluster_resources()
-    if num_gpus > have.get("GPU", 0):
-        raise ConfigError(f"num_gpus = {num_gpus} per task, but this machine has {have.get('GPU', 0):g} GPU(s) "
-                          "for Ray; expected 0 here, or a cluster address")
-    if num_cpus > have.get("CPU", 0):
-        raise ConfigError(f"num_cpus = {num_cpus} per task, but the local instance has {have.get('CPU', 0):g}")
+def _check_local_fits(ray: ModuleType, num_gpus: float) -> None:
+    """A task the local instance cannot place would wait forever: say so instead. (Its CPUs always
+    fit; a cluster is not checked, as an autoscaler may add the nodes a task asks for.)"""
+    have = ray.cluster_resources().get("GPU", 0)
+    if num_gpus > have:
+        raise ConfigError(f"num_gpus = {num_gpus:g} per task, but this machine has {have:g} GPU(s) for Ray; "
+                          "expected at most that, or a cluster address")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from oaprobe.config import MODES, ConfigError, RunConfig, SaliencyConfig, get_preset
 from oaprobe.errors import OaprobeError
+from oaprobe.facts import ALL_MODES
 from oaprobe.workers import WorkerError, run_tasks, sigterm_as_interrupt
 
 DEFAULT_RUNS = Path("runs")
@@ -99,15 +100,31 @@ def study_grid(
 
 
 def noise_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
-    """The label-noise chapter's runs on one relabelled cohort: first backbone, every mode, every
-    seed (on the cohort at the preset's own strength these are the main grid's runs)."""
-    return study_grid(manifest, preset, backbones=get_preset(preset).backbones[:1])
+    """The label-noise chapter's runs on one relabelled cohort: first backbone, the three modes and
+    the ordinal head, every seed (at the preset's own strength the three modes are the main grid's)."""
+    return study_grid(manifest, preset, backbones=get_preset(preset).backbones[:1], modes=ALL_MODES)
 
 
 def stacked_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
     """The exercises' stacked-dual runs: first backbone, dual with the OA head on the KL logits."""
     return study_grid(manifest, preset, backbones=get_preset(preset).backbones[:1], modes=["dual"],
                       dual_variant="stacked")
+
+
+def beyond_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
+    """The "Beyond the dual head" runs (first backbone, the preset's first ``beyond_seeds`` seeds):
+    the ordinal head, single-KL and dual with label smoothing, and dual at each extra lambda.
+    Empty when the preset has no lambdas. Single-KL and dual at lambda 1 are the main grid's."""
+    p = get_preset(preset)
+    if not p.lambdas:
+        return []
+    first, seeds = p.backbones[:1], p.seeds[: p.beyond_seeds]
+    grid = study_grid(manifest, preset, backbones=first, modes=["ordinal"], seeds=seeds)
+    grid += study_grid(manifest, preset, backbones=first, modes=["single_kl", "dual", "ordinal"], seeds=seeds,
+                       label_smoothing=p.smoothing)
+    for weight in p.lambdas:
+        grid += study_grid(manifest, preset, backbones=first, modes=["dual"], seeds=seeds, oa_weight=weight)
+    return grid
 
 
 def validate_grid(configs: Iterable[RunConfig]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,12 +46,12 @@ def fit_one_epoch_then_die(cfg_json: str, runs_root: str, cache_dir: str | None)
 
 
 def fail_as_told(kind: str, folder: str) -> None:
-    """Succeed (leaving a file named ``kind``), or raise the error ``kind`` names."""
+    """Succeed (leaving a file named ``kind`` that holds the GPUs it sees), or raise the error ``kind`` names."""
     if kind == "unpicklable":
         raise UnpicklableError("planted failure", 3)
     if kind == "worker":
         raise WorkerError("ValueError: planted as text")
-    (Path(folder) / kind).write_text("")
+    (Path(folder) / kind).write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
 
 
 def die_once(folder: str) -> None:
@@ -199,10 +200,12 @@ def test_retries_rerun_a_task_whose_worker_died(tmp_path):
 @needs_ray
 def test_errors_come_back_as_text_and_the_others_finish(tmp_path):
     kinds = ["ok1", "unpicklable", "worker", "ok2"]
-    failures = ray_tasks.run_tasks({k: (k, str(tmp_path)) for k in kinds}, fail_as_told, jobs=2, progress=False)
+    failures = ray_tasks.run_tasks({k: (k, str(tmp_path)) for k in kinds}, fail_as_told, jobs=2, progress=False,
+                                   num_gpus=None)  # no GPU here: none per task
     assert failures == {"unpicklable": "UnpicklableError: planted failure (code 3)",
                         "worker": "ValueError: planted as text"}
-    assert (tmp_path / "ok1").exists() and (tmp_path / "ok2").exists()
+    # the others finished, and a task that asked for no GPU sees none
+    assert (tmp_path / "ok1").read_text() == (tmp_path / "ok2").read_text() == ""
 
 
 @pytest.mark.ray
@@ -222,7 +225,9 @@ def test_the_local_instance_listens_on_loopback_only_and_leaves_nothing(tmp_path
 
 @pytest.mark.ray
 @needs_ray
-def test_sigterm_cancels_the_tasks_and_stops_the_local_instance(tmp_path):
+@pytest.mark.parametrize(("signum", "shown"), [(signal.SIGTERM, "Interrupted: stopped by SIGTERM"),
+                                               (signal.SIGINT, "KeyboardInterrupt")], ids=["SIGTERM", "Ctrl-C"])
+def test_an_interrupt_cancels_the_tasks_and_stops_the_local_instance(tmp_path, signum, shown):
     log = tmp_path / "driver.log"
     with log.open("w") as out:
         driver = subprocess.Popen([sys.executable, "-c", "from tests.test_ray_tasks import sleeping_driver; "
@@ -233,9 +238,9 @@ def test_sigterm_cancels_the_tasks_and_stops_the_local_instance(tmp_path):
             started = _wait_until(lambda: len(list((tmp_path / PIDS).glob("*"))) == 2 or driver.poll() is not None, 90)
             assert started and driver.poll() is None, f"driver did not start 2 tasks:\n{log.read_text()}"
             time.sleep(0.5)  # the watch sees every process of the instance
-        os.kill(driver.pid, signal.SIGTERM)
+        os.kill(driver.pid, signum)
         assert driver.wait(30) != 0
-        assert "Interrupted: stopped by SIGTERM" in log.read_text()
+        assert shown in log.read_text()
         workers = {int(p.name) for p in (tmp_path / PIDS).iterdir()}
         assert workers <= set(watch.pids) and "raylet" in watch.pids.values()
         assert _wait_until(lambda: not any(_alive(p) for p in watch.pids), 10), \
@@ -245,3 +250,27 @@ def test_sigterm_cancels_the_tasks_and_stops_the_local_instance(tmp_path):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         driver.wait(10)
+
+
+@pytest.mark.ray
+@needs_ray
+def test_a_gpu_request_the_local_instance_cannot_meet_is_a_config_error(tmp_path):
+    import torch
+
+    want = torch.cuda.device_count() + 1
+    before = _ray_folders()
+    with pytest.raises(ConfigError, match=f"^num_gpus = {want} per task, but this machine has {want - 1} GPU"):
+        ray_tasks.run_tasks({"a": ("ok", str(tmp_path))}, fail_as_told, jobs=1, progress=False, num_gpus=want)
+    assert not (tmp_path / "ok").exists() and _ray_folders() == before
+
+
+@pytest.mark.ray
+@needs_ray
+def test_an_address_where_nothing_answers_is_one_line_at_once():
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(RayError, match=f"^ray address '127.0.0.1:{port}': nothing answers there .*ray start --head"):
+        ray_tasks.run_tasks({"a": ("ok", "/nonexistent")}, fail_as_told, jobs=1, address=f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 10

@@ -61,12 +61,24 @@ def test_study_grid_restricts_axes(manifest):
     assert [(c.backbone, c.mode, c.seed) for c in grid] == [("m3t", "dual", 5)]
 
 
-def test_noise_grid_is_the_main_grids_first_backbone(manifest):
+def test_noise_grid_is_the_main_grids_first_backbone_plus_the_ordinal_head(manifest):
     p = get_preset("default")
     main = [c for c in study_grid(manifest, "default") if c.backbone == p.backbones[0]]
     own = noise_grid(manifest, "default")
-    assert [c.run_id() for c in own] == [c.run_id() for c in main]
-    assert len(own) == len(MODES) * len(p.seeds)
+    assert {c.run_id() for c in own if c.mode in MODES} == {c.run_id() for c in main}
+    assert len(own) == (len(MODES) + 1) * len(p.seeds) and {c.mode for c in own} - set(MODES) == {"ordinal"}
+
+
+def test_beyond_grid(manifest):
+    from oaprobe.sweep import beyond_grid
+
+    p = get_preset("default")
+    grid = beyond_grid(manifest, "default")
+    seeds = set(p.seeds[: p.beyond_seeds])
+    assert {c.backbone for c in grid} == {p.backbones[0]} and {c.seed for c in grid} == seeds
+    kinds = {(c.mode, c.label_smoothing, c.oa_weight) for c in grid}
+    assert kinds == {("ordinal", 0.0, 1.0), ("ordinal", p.smoothing, 1.0), ("single_kl", p.smoothing, 1.0),
+                     ("dual", p.smoothing, 1.0)} | {("dual", 0.0, w) for w in p.lambdas}
 
 
 

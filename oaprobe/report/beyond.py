@@ -1,0 +1,107 @@
+"""Beyond the dual head: does dual supervision beat the simplest ways of telling a model that KL
+grades are ordered (an ordinal CORN head, whose "KL >= 2" threshold is the OA label) and that the
+labels are noisy (label smoothing)? And how does the OA-loss weight lambda shape the result?
+
+All on the preset's first backbone and its first ``beyond_seeds`` seeds; every comparison is
+paired by seed (same seed, same initialisation stream and batch order) and tested over seeds.
+
+Example:
+    >>> variant_name("dual", 0.0, 1.0), variant_name("ordinal", 0.1, 1.0), variant_name("dual", 0.0, 4.0)
+    ('dual', 'ordinal + smoothing', 'dual (lambda 4)')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from oaprobe.analysis.paired import seed_level_test
+from oaprobe.config import get_preset
+from oaprobe.report.sentences import signed
+from oaprobe.report.study import Study
+from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, beyond_grid, preset_manifest, study_grid
+
+#: (variant a, variant b): each compared over seeds as a minus b
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("dual", "ordinal"), ("dual", "single_kl"), ("ordinal", "single_kl"),
+    ("single_kl + smoothing", "single_kl"), ("dual + smoothing", "dual"), ("ordinal + smoothing", "ordinal"),
+)
+METRICS = ("kl_qwk", "kl_mae", "oa_roc_auc")
+
+
+def variant_name(mode: str, label_smoothing: float, oa_weight: float) -> str:
+    """A run's variant: its mode, with smoothing and a lambda other than 1 spelled out."""
+    name = mode + (" + smoothing" if label_smoothing > 0 else "")
+    return name + (f" (lambda {oa_weight:g})" if mode == "dual" and oa_weight != 1.0 else "")
+
+
+@dataclass
+class BeyondStudy:
+    """The chapter's runs as one Study (main-grid single-KL and dual, plus :func:`beyond_grid`)."""
+
+    preset: str
+    study: Study
+
+    @classmethod
+    def load(cls, preset: str = "default", runs_root: str | Path = DEFAULT_RUNS,
+             cohorts_root: str | Path = DEFAULT_COHORTS, manifest: str | Path | None = None) -> BeyondStudy:
+        """Read the chapter's finished runs (never trains)."""
+        p = get_preset(preset)
+        manifest = manifest or preset_manifest(preset, Path(cohorts_root), progress=False)
+        grid = study_grid(manifest, preset, backbones=p.backbones[:1], modes=["single_kl", "dual"],
+                          seeds=p.seeds[: p.beyond_seeds]) + beyond_grid(manifest, preset)
+        return cls(preset, Study.from_grid(preset, manifest, grid, runs_root))
+
+    @property
+    def truth(self) -> str:
+        return "kl_clean" if self.study.has_clean else "kl"
+
+    def metrics(self) -> pd.DataFrame:
+        """Per run and metric (:data:`METRICS`): variant, lambda, seed, value."""
+        pm = self.study.point_metrics(truth=self.truth)
+        runs = {r.run_id: r.config for r in self.study.runs}
+        pm = pm[pm["metric"].isin(METRICS)].copy()
+        pm["variant"] = [variant_name(runs[i].mode, runs[i].label_smoothing, runs[i].oa_weight) for i in pm["run_id"]]
+        pm["lambda"] = [runs[i].oa_weight if runs[i].mode == "dual" and runs[i].label_smoothing == 0 else None
+                        for i in pm["run_id"]]
+        return pm
+
+    def summary(self) -> pd.DataFrame:
+        """Mean and sd over seeds per variant and metric (rows: variants; columns: metric x mean/sd)."""
+        m = self.metrics()
+        return m.pivot_table(index="variant", columns="metric", values="value", aggfunc=["mean", "std"], sort=False)
+
+    def comparisons(self) -> pd.DataFrame:
+        """Seed-level tests of each pair of :data:`COMPARISONS` (a minus b per seed), per metric."""
+        m = self.metrics()
+        wide = m.pivot_table(index=["seed", "metric"], columns="variant", values="value").reset_index()
+        rows = []
+        for a, b in COMPARISONS:
+            if a in wide and b in wide:
+                rows += [{"comparison": f"{a} vs {b}", "metric": r["metric"], "seed": r["seed"], "diff": r[a] - r[b]}
+                         for _, r in wide.dropna(subset=[a, b]).iterrows()]
+        diffs = pd.DataFrame(rows, columns=["comparison", "metric", "seed", "diff"])
+        return seed_level_test(diffs, by=("comparison", "metric")) if len(diffs) else pd.DataFrame()
+
+    def lambda_curve(self) -> pd.DataFrame:
+        """Dual without smoothing at every lambda: mean and sd over seeds per metric (the figure's bands)."""
+        m = self.metrics().dropna(subset=["lambda"])
+        out = m.groupby(["lambda", "metric"])["value"].agg(mean="mean", sd="std", n="count").reset_index()
+        return out.sort_values(["metric", "lambda"])
+
+
+def describe_comparison(row: pd.Series, alpha: float = 0.05) -> str:
+    """One sentence for a row of :meth:`BeyondStudy.comparisons` (lower is better for kl_mae)."""
+    n, mean, lo, hi, p = int(row["n_seeds"]), float(row["mean"]), float(row["ci_low"]), float(row["ci_high"]), float(row["p_t"])
+    better = mean < 0 if row["metric"] == "kl_mae" else mean > 0
+    a = row["comparison"].split(" vs ")[0]
+    if p == p and p < alpha:
+        verdict = f"{a} is consistently {'better' if better else 'worse'} (paired t p = {p:.3f})"
+    elif p == p:
+        verdict = f"no evidence of a difference (paired t p = {p:.3f})"
+    else:
+        verdict = "too few seeds, or no spread, for a test"
+    return (f"{row['comparison']}, {row['metric']}: mean difference over {n} seeds {signed(mean)} "
+            f"(95% CI {signed(lo)} to {signed(hi)}); {verdict}.")
