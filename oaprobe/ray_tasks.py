@@ -273,17 +273,25 @@ def _loopback_only() -> Iterator[None]:
 
 
 def _init_cluster(ray: ModuleType, address: str) -> None:
-    """Join the cluster at ``address``, failing in seconds (not minutes of retries) when nothing answers."""
+    """Join the cluster at ``address``, failing in seconds (not minutes of retries) when nothing answers.
+
+    A head on this machine's loopback (``127.0.0.1:PORT``) is joined over loopback: Ray would
+    otherwise dial the routable address, where a loopback-only head does not listen.
+    """
     host_port = address.removeprefix("ray://")
+    host = ""
     if address != "auto" and ":" in host_port:
         host, _, port = host_port.rpartition(":")
+        host = host.strip("[]")
         try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
+            socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S).close()
         except (OSError, ValueError) as err:
             raise RayError(f"ray address {address!r}: nothing answers there ({err}); expected a running "
                            "cluster's head (`ray start --head` prints its address)") from None
+    loopback = host in ("127.0.0.1", "localhost", "::1")
     try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        with _loopback_only() if loopback else contextlib.nullcontext():
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError) as err:
         raise RayError(f"ray address {address!r}: {str(err).strip().splitlines()[0]}") from None
 

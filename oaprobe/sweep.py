@@ -120,7 +120,7 @@ def beyond_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
         return []
     first, seeds = p.backbones[:1], p.seeds[: p.beyond_seeds]
     grid = study_grid(manifest, preset, backbones=first, modes=["ordinal"], seeds=seeds)
-    grid += study_grid(manifest, preset, backbones=first, modes=["single_kl", "dual", "ordinal"], seeds=seeds,
+    grid += study_grid(manifest, preset, backbones=first, modes=["single_kl", "dual"], seeds=seeds,
                        label_smoothing=p.smoothing)
     for weight in p.lambdas:
         grid += study_grid(manifest, preset, backbones=first, modes=["dual"], seeds=seeds, oa_weight=weight)

@@ -26,7 +26,7 @@ from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, beyond_grid, preset_man
 #: (variant a, variant b): each compared over seeds as a minus b
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("dual", "ordinal"), ("dual", "single_kl"), ("ordinal", "single_kl"),
-    ("single_kl + smoothing", "single_kl"), ("dual + smoothing", "dual"), ("ordinal + smoothing", "ordinal"),
+    ("single_kl + smoothing", "single_kl"), ("dual + smoothing", "dual"),
 )
 METRICS = ("kl_qwk", "kl_mae", "oa_roc_auc")
 
