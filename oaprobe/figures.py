@@ -202,10 +202,13 @@ def scatter_2d(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str |
 
 
 def curves(table: pd.DataFrame, x: str, y: str, color: str, error: str | None = None, facet_col: str | None = None,
-           title: str = "") -> go.Figure:
-    """Lines of ``y`` against ``x``, one per ``color`` value (modes in their book colours), optional error bars."""
-    fig = px.line(table, x=x, y=y, color=color, error_y=error, facet_col=facet_col, markers=True,
+           title: str = "", log_x: bool = False) -> go.Figure:
+    """Lines of ``y`` against ``x``, one per ``color`` value (modes in their book colours), optional error
+    bars; facets get their own y axis (they are usually different metrics)."""
+    fig = px.line(table, x=x, y=y, color=color, error_y=error, facet_col=facet_col, markers=True, log_x=log_x,
                   color_discrete_map=MODE_COLORS)
+    if facet_col:
+        fig.update_yaxes(matches=None, showticklabels=True)
     return _layout(fig, title)
 
 

@@ -293,7 +293,10 @@ def _init_cluster(ray: ModuleType, address: str) -> None:
         with _loopback_only() if loopback else contextlib.nullcontext():
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError) as err:
-        raise RayError(f"ray address {address!r}: {str(err).strip().splitlines()[0]}") from None
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+            "; a cluster with token authentication also needs RAY_AUTH_MODE=token (and its token in "
+            "RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+        raise RayError(f"ray address {address!r}: {str(err).strip().splitlines()[0]}{hint}") from None
 
 
 def _check_local_fits(ray: ModuleType, num_gpus: float) -> None:

@@ -1,6 +1,7 @@
 """Tests of oaprobe.ray_tasks: Ray tasks give the same run folders as training here, a killed task
-resumes exactly, errors come back as text, the local instance listens on 127.0.0.1 only, and no
-Ray process outlives run_tasks (returned, or stopped by SIGTERM).
+resumes exactly, errors come back as text, the local instance listens on 127.0.0.1 only, no Ray
+process outlives run_tasks (returned, or stopped by SIGTERM or Ctrl-C), and on a cluster an
+interrupt cancels our tasks but leaves the cluster running.
 
 Tests marked ``ray`` need the ray extra and are deselected by default: ``pytest -m ray``.
 """
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +38,7 @@ PIDS = "task_pids"
 
 
 # ---------------------------------------------------------------------------- work functions (run in Ray workers)
-def fit_one_epoch_then_die(cfg_json: str, runs_root: str, cache_dir: str | None) -> str:
+def fit_one_epoch_then_die(cfg_json: str, runs_root: str, cache_dir: str | None) -> None:
     """Train one epoch of the run (checkpoint written), then kill this worker process."""
     from oaprobe.config import RunConfig
 
@@ -71,9 +74,9 @@ def sleep_announcing(folder: str, seconds: float = 120) -> None:
 
 
 def sleeping_driver() -> None:
-    """A run_tasks parent whose 2 tasks sleep: ``python -c '...sleeping_driver()' FOLDER``."""
-    folder = sys.argv[1]
-    ray_tasks.run_tasks({"a": (folder,), "b": (folder,)}, sleep_announcing, jobs=2, progress=False)
+    """A run_tasks parent whose 2 tasks sleep: ``python -c '...sleeping_driver()' FOLDER [ADDRESS]``."""
+    folder, address = sys.argv[1], (sys.argv[2:] or [None])[0]
+    ray_tasks.run_tasks({"a": (folder,), "b": (folder,)}, sleep_announcing, jobs=2, progress=False, address=address)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -128,7 +131,10 @@ class _Watch:
 
 
 def _ray_folders() -> set[Path]:
-    return set(Path(os.environ.get("TMPDIR", "/tmp")).glob("oaprobe-ray-*"))
+    """The local instances' temporary folders (run_tasks removes its own)."""
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("oaprobe-ray-*"))
 
 
 # ---------------------------------------------------------------------------- without ray
@@ -159,7 +165,8 @@ def _tasks(configs, root: Path, cache: Path) -> dict[str, tuple]:
 @pytest.mark.ray
 @needs_ray
 def test_ray_runs_equal_runs_trained_here(smoke_config, volume_cache, tmp_path):
-    configs = [smoke_config(mode=m, seed=s, warmup_epochs=0) for m, s in [("single_oa", 0), ("single_kl", 0), ("dual", 0), ("dual", 1)]]
+    runs = [("single_oa", 0), ("single_kl", 0), ("dual", 0), ("dual", 1)]
+    configs = [smoke_config(mode=m, seed=s, warmup_epochs=0) for m, s in runs]  # 1 epoch each
     for cfg in configs:  # also fills the volume cache the Ray tasks read
         engine.fit(cfg, tmp_path / "here", cache_dir=volume_cache, progress=False)
     tasks = _tasks(configs, tmp_path / "ray", volume_cache)
@@ -223,24 +230,97 @@ def test_the_local_instance_listens_on_loopback_only_and_leaves_nothing(tmp_path
     assert _ray_folders() == before and signal.getsignal(signal.SIGTERM) is handler
 
 
+def _start_driver(folder: Path, *address: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start :func:`sleeping_driver` in a subprocess, logging to ``folder/driver.log``."""
+    with (folder / "driver.log").open("w") as out:
+        return subprocess.Popen([sys.executable, "-c", "from tests.test_ray_tasks import sleeping_driver; "
+                                 "sleeping_driver()", str(folder), *address], cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def _wait_for_tasks(driver: subprocess.Popen, folder: Path) -> None:
+    started = _wait_until(lambda: len(list((folder / PIDS).glob("*"))) == 2 or driver.poll() is not None, 90)
+    assert started and driver.poll() is None, f"driver did not start 2 tasks:\n{(folder / 'driver.log').read_text()}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:  # free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def loopback_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Watch]]:
+    """A one-node Ray cluster on 127.0.0.1 (``ray start --head``); yield (address, a watch of its processes)."""
+    import tempfile
+
+    port, folder = _free_port(), tempfile.mkdtemp(prefix="oaprobe-head-")  # short: Ray's socket paths
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+    log = (tmp_path_factory.mktemp("head") / "head.log").open("w")
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+                             "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={folder}"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with _Watch(head.pid) as watch:
+            assert _wait_until(lambda: _answers(port) or head.poll() is not None, 60) and head.poll() is None
+            yield f"127.0.0.1:{port}", watch
+    finally:
+        head.terminate()
+        head.wait(30)
+        for pid in watch.pids if "watch" in locals() else []:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.ray
+@needs_ray
+def test_an_interrupt_on_a_cluster_cancels_its_tasks_and_leaves_the_cluster_up(loopback_head, tmp_path,
+                                                                               monkeypatch):
+    address, head = loopback_head
+    driver = _start_driver(tmp_path, address, env={"RAY_AUTH_MODE": "token"})
+    try:
+        _wait_for_tasks(driver, tmp_path)
+        os.kill(driver.pid, signal.SIGTERM)
+        assert driver.wait(30) != 0
+        assert "Interrupted: stopped by SIGTERM" in (tmp_path / "driver.log").read_text()
+        workers = [int(p.name) for p in (tmp_path / PIDS).iterdir()]
+        assert _wait_until(lambda: not any(_alive(p) for p in workers), 10), "cancelled tasks still run"
+    finally:
+        if _alive(driver.pid):
+            driver.kill()
+        driver.wait(10)
+    servers = [p for p, name in head.pids.items() if name in ("gcs_server", "raylet")]
+    assert len(servers) == 2 and all(_alive(p) for p in servers)  # the cluster is not ours to stop
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert ray_tasks.run_tasks({"ok": ("ok", str(tmp_path))}, fail_as_told, jobs=1, progress=False,
+                               address=address) == {}  # joined again, and disconnected after
+    assert (tmp_path / "ok").exists() and all(_alive(p) for p in servers)
+
+
 @pytest.mark.ray
 @needs_ray
 @pytest.mark.parametrize(("signum", "shown"), [(signal.SIGTERM, "Interrupted: stopped by SIGTERM"),
                                                (signal.SIGINT, "KeyboardInterrupt")], ids=["SIGTERM", "Ctrl-C"])
 def test_an_interrupt_cancels_the_tasks_and_stops_the_local_instance(tmp_path, signum, shown):
-    log = tmp_path / "driver.log"
-    with log.open("w") as out:
-        driver = subprocess.Popen([sys.executable, "-c", "from tests.test_ray_tasks import sleeping_driver; "
-                                   "sleeping_driver()", str(tmp_path)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+    driver = _start_driver(tmp_path)
     try:
         with _Watch(driver.pid) as watch:
-            started = _wait_until(lambda: len(list((tmp_path / PIDS).glob("*"))) == 2 or driver.poll() is not None, 90)
-            assert started and driver.poll() is None, f"driver did not start 2 tasks:\n{log.read_text()}"
+            _wait_for_tasks(driver, tmp_path)
             time.sleep(0.5)  # the watch sees every process of the instance
         os.kill(driver.pid, signum)
         assert driver.wait(30) != 0
-        assert shown in log.read_text()
+        assert shown in (tmp_path / "driver.log").read_text()
         workers = {int(p.name) for p in (tmp_path / PIDS).iterdir()}
         assert workers <= set(watch.pids) and "raylet" in watch.pids.values()
         assert _wait_until(lambda: not any(_alive(p) for p in watch.pids), 10), \
@@ -267,10 +347,27 @@ def test_a_gpu_request_the_local_instance_cannot_meet_is_a_config_error(tmp_path
 @pytest.mark.ray
 @needs_ray
 def test_an_address_where_nothing_answers_is_one_line_at_once():
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    start = time.monotonic()
+    port, start = _free_port(), time.monotonic()
     with pytest.raises(RayError, match=f"^ray address '127.0.0.1:{port}': nothing answers there .*ray start --head"):
         ray_tasks.run_tasks({"a": ("ok", "/nonexistent")}, fail_as_told, jobs=1, address=f"127.0.0.1:{port}")
     assert time.monotonic() - start < 10
+
+
+@pytest.mark.ray
+@needs_ray
+@pytest.mark.parametrize(("auth", "hint"), [(None, True), ("token", False)], ids=["auth unset", "auth set"])
+def test_a_refused_join_is_one_line_and_names_token_auth_when_unset(monkeypatch, auth, hint):
+    def refuse(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:1.\nmore")
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    if auth:
+        monkeypatch.setenv("RAY_AUTH_MODE", auth)
+    with socket.socket() as head:  # something answers, so the join itself is tried
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        address = f"127.0.0.1:{head.getsockname()[1]}"
+        with pytest.raises(RayError) as err:
+            ray_tasks._init_cluster(types.SimpleNamespace(init=refuse), address)
+    assert str(err.value).startswith(f"ray address {address!r}: Failed to connect to Ray cluster at 127.0.0.1:1.")
+    assert "\n" not in str(err.value) and ("RAY_AUTH_MODE=token" in str(err.value)) == hint

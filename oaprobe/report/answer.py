@@ -6,8 +6,8 @@ single-KL). The verdict comes from the 95% t-interval of the per-seed difference
 sit beside the cohort's ceilings so a reader sees how far each model is from what is possible.
 
 Example:
-    >>> verdict(0.01, 0.05), verdict(-0.02, 0.03), verdict(-0.05, -0.01)
-    ('dual helps', 'no evidence either way', 'dual hurts')
+    >>> verdict(0.01, 0.05), verdict(-0.02, 0.03), verdict(-0.05, -0.01), verdict(float("nan"), float("nan"))
+    ('dual helps', 'no evidence either way', 'dual hurts', 'too few seeds for a verdict')
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ TRUTHS = {"kl": "observed labels", "kl_clean": "clean grade"}
 
 def verdict(ci_low: float, ci_high: float) -> str:
     """What a 95% interval of dual minus single says (higher is better for both metrics)."""
+    if not (ci_low == ci_low and ci_high == ci_high):  # NaN: one seed, or no spread
+        return "too few seeds for a verdict"
     if ci_low > 0:
         return "dual helps"
     if ci_high < 0:
@@ -59,10 +61,12 @@ def answer_table(study: Study) -> pd.DataFrame:
 def describe_answer(row: pd.Series) -> str:
     """One sentence per row of :func:`answer_table`."""
     metric, base, what = QUESTIONS[row["question"]]
+    interval = (f"95% CI {signed(row['ci_low'])} to {signed(row['ci_high'])}" if row["ci_low"] == row["ci_low"]
+                else "no interval")
     return (
         f"{backbone_title(row['backbone'])}, {what} against the {TRUTHS[row['truth']]}: dual {row['dual']:.3f} vs "
-        f"{base.replace('_', '-')} {row['single']:.3f}; mean difference over {row['n_seeds']} seeds "
-        f"{signed(row['diff'])} (95% CI {signed(row['ci_low'])} to {signed(row['ci_high'])}): **{row['verdict']}**."
+        f"{base.replace('_', '-')} {row['single']:.3f}; mean difference over {row['n_seeds']} seed(s) "
+        f"{signed(row['diff'])} ({interval}): **{row['verdict']}**."
     )
 
 

@@ -103,5 +103,5 @@ def describe_comparison(row: pd.Series, alpha: float = 0.05) -> str:
         verdict = f"no evidence of a difference (paired t p = {p:.3f})"
     else:
         verdict = "too few seeds, or no spread, for a test"
-    return (f"{row['comparison']}, {row['metric']}: mean difference over {n} seeds {signed(mean)} "
-            f"(95% CI {signed(lo)} to {signed(hi)}); {verdict}.")
+    interval = f"95% CI {signed(lo)} to {signed(hi)}" if lo == lo else "no interval"
+    return f"{row['comparison']}, {row['metric']}: mean difference over {n} seed(s) {signed(mean)} ({interval}); {verdict}."
