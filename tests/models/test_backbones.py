@@ -54,7 +54,7 @@ def test_titles_and_costs_live_in_the_registry():
     assert titles == {"resnet3d": "ResNet3D", "m3t": "M3T", "nnmamba": "nnMamba", "densenet121": "DenseNet121",
                       "efficientnet-b0": "EfficientNet-B0", "monai-resnet18": "MONAI ResNet-18"}  # fmt: skip
     costs = {name: backbone_cost(name) for name in list_backbones()}
-    assert costs == {"resnet3d": 1.0, "m3t": 3.5, "nnmamba": 3.0, "densenet121": 1.5, "efficientnet-b0": 2.5,
+    assert costs == {"resnet3d": 1.0, "m3t": 7.4, "nnmamba": 1.15, "densenet121": 1.5, "efficientnet-b0": 2.5,
                      "monai-resnet18": 0.7}  # fmt: skip
 
 

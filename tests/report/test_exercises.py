@@ -86,7 +86,8 @@ def test_seeds_needed_uses_the_seed_spread(exercises):
     text = exercises.seeds_needed(metric="oa_roc_auc", halfwidth=0.02)
     assert f"dual-minus-single-OA difference in oa_roc_auc is {sd:.3f} (over 2 seeds)" in text
     assert "dual-minus-single-KL difference in kl_accuracy" in exercises.seeds_needed()
-    assert f"needs {seeds_for_halfwidth(sd, 0.02)} seeds" in text
+    n = seeds_for_halfwidth(sd, 0.02)
+    assert (f"needs {n} seeds" if n is not None else "needs more than 1000 seeds") in text
 
 
 def test_no_noise_free_cohort_answer(exercises):
