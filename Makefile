@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 # Every other package comes at the exact version of constraints.txt (what the tests passed with).
 LOCK   := constraints.txt
 
-.PHONY: book test test-fast test-browser clean-book lock
+.PHONY: book test test-fast test-browser test-ray clean-book lock
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test-browser: $(VENV)/.installed
 	$(BIN)/oaprobe book --preset smoke --jobs $(JOBS) --runs runs-smoke --site $(SMOKE_SITE)
 	OAPROBE_BOOK_HTML=$(SMOKE_SITE)/_build/html OAPROBE_SCREENSHOTS=$(SMOKE_SITE)/screenshots \
 	  $(BIN)/pytest -q -m browser tests/test_book_browser.py
+
+# The Ray executor's tests (not in `make test`: they install the optional extra and take about 2 min).
+test-ray: $(VENV)/.installed
+	$(BIN)/pip install -q -c $(LOCK) -e ".[test,ray]"
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m ray tests/test_ray_tasks.py
 
 clean-book:
 	rm -rf _build book/_generated

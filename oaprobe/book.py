@@ -29,6 +29,8 @@ from oaprobe.sweep import (
     DEFAULT_CACHE,
     DEFAULT_COHORTS,
     DEFAULT_RUNS,
+    LOCAL,
+    Executor,
     beyond_grid,
     noise_grid,
     preset_manifest,
@@ -250,6 +252,7 @@ def build_book(
     html: bool = True,
     site: Path = ROOT,
     manifest: Path | None = None,
+    executor: Executor = LOCAL,
 ) -> Path | None:
     """The README's main command: everything from nothing, skipping what is already done.
 
@@ -263,10 +266,10 @@ def build_book(
     plan = plan_book(preset, runs_root, cohorts_root, manifest)
     print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
     grid = plan.grid
-    run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir)
+    run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir, executor=executor)
     print(f"[book] {len(grid)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     salient = [run_dir(c, runs_root) for c in plan.saliency_grid]
-    saliency_missing_runs(salient, get_preset(preset).saliency, jobs=jobs, cache_dir=cache_dir)
+    saliency_missing_runs(salient, get_preset(preset).saliency, jobs=jobs, cache_dir=cache_dir, executor=executor)
     print(f"[book] saliency of {len(salient)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     run_ids = [c.run_id() for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
     digest = _source_digest()

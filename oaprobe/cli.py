@@ -111,6 +111,22 @@ def _overrides(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _add_executor(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the work runs")
+    group.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local worker processes, or Ray tasks (pip install -e '.[ray]') (default: %(default)s)")
+    group.add_argument("--ray-address", default=None,
+                       help="join this Ray cluster ('auto', HOST:PORT, ray://HOST:10001) instead of a private local instance")
+    group.add_argument("--gpus-per-run", type=float, default=None,
+                       help="Ray: GPUs per run, a fraction shares one (default: one per run where Ray sees GPUs)")
+
+
+def _executor(args: argparse.Namespace):
+    from oaprobe.sweep import Executor
+
+    return Executor(args.executor, args.ray_address, args.gpus_per_run)
+
+
 def _positive_jobs(jobs: int) -> int:
     if jobs < 1:
         raise ConfigError(f"--jobs = {jobs}; expected an integer >= 1 (worker processes)")
@@ -172,7 +188,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 seeds=_int_list("--seeds", args.seeds))
     study_grid(manifest or "", args.preset, **axes, **overrides)  # every field checked before any work
     grid = study_grid(manifest or preset_manifest(args.preset, args.cohorts), args.preset, **axes, **overrides)
-    for folder in run_missing(grid, args.runs, jobs=jobs, cache_dir=args.cache):
+    for folder in run_missing(grid, args.runs, jobs=jobs, cache_dir=args.cache, executor=_executor(args)):
         print(folder)
     return 0
 
@@ -185,7 +201,7 @@ def _cmd_saliency(args: argparse.Namespace) -> int:
     if not args.runs.is_dir():
         raise ConfigError(f"--runs {args.runs}: not a folder of run folders")
     folders = sorted(p for p in args.runs.iterdir() if p.is_dir())
-    for folder in saliency_missing_runs(folders, settings, jobs=jobs, cache_dir=args.cache):
+    for folder in saliency_missing_runs(folders, settings, jobs=jobs, cache_dir=args.cache, executor=_executor(args)):
         print(folder)
     return 0
 
@@ -203,7 +219,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from oaprobe.book import build_book
 
     _positive_jobs(args.jobs)
-    kwargs = {"site": args.site} if args.site else {}
+    kwargs = {"executor": _executor(args), **({"site": args.site} if args.site else {})}
     if args.manifest:
         kwargs["manifest"] = args.manifest
     build_book(args.preset, jobs=args.jobs, runs_root=args.runs, cohorts_root=args.cohorts, html=not args.no_html, **kwargs)
@@ -252,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--modes", default=",".join(MODES), help="comma-separated modes (default: %(default)s)")
             p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
             p.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each (default: %(default)s)")
+            _add_executor(p)
             _add_fields(p, RunConfig, run_defaults, skip=("backbone", "mode", "seed"), notes=run_notes)
         else:
             _add_fields(p, RunConfig, run_defaults, notes=run_notes)
@@ -264,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="parent folder of the run folders (default: %(default)s)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="disk cache of preprocessed volumes (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each (default: %(default)s)")
+    _add_executor(p)
     _add_fields(p, SaliencyConfig, get_preset(DEFAULT_PRESET).saliency.to_dict())
     p.set_defaults(func=_cmd_saliency)
 
@@ -277,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the book on this manifest (e.g. your OAI-ZIB copy) instead of the synthetic cohort")
     p.add_argument("--site", type=Path, default=None,
                    help="build chapters and HTML in this folder instead of the repository root (HTML: SITE/_build/html)")
+    _add_executor(p)
     p.set_defaults(func=_cmd_book)
     return parser
 

@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,50 @@ from oaprobe.workers import WorkerError, run_tasks, sigterm_as_interrupt
 DEFAULT_RUNS = Path("runs")
 DEFAULT_COHORTS = Path("data/cohorts")
 DEFAULT_CACHE = Path(".cache/volumes")
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where missing work runs: local single-threaded worker processes (the default), or Ray tasks
+    on a private local instance (``address`` None) or an existing cluster (``"auto"``, ``HOST:PORT``).
+
+    Attributes:
+        kind: ``"local"`` or ``"ray"``.
+        address: Ray only: the cluster to join (None: start a private instance on 127.0.0.1).
+        gpus_per_task: Ray only: GPUs per run (a fraction lets small runs share one; None: one
+            GPU per run where Ray sees GPUs, else none).
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    gpus_per_task: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ConfigError(f"executor = {self.kind!r}; expected one of {list(EXECUTORS)}")
+        if self.kind == "local" and (self.address is not None or self.gpus_per_task is not None):
+            raise ConfigError("--ray-address / --gpus-per-run need --executor ray")
+
+    def run(self, tasks: dict[str, tuple], work: Callable[..., Any], jobs: int, desc: str, progress: bool,
+            label: Callable[[str], str] = str) -> dict[str, str]:
+        """Run ``work(*args)`` for each task; return name -> error text of the failed ones."""
+        if self.kind == "local":
+            return run_tasks(tasks, work, jobs, desc=desc, progress=progress, label=label)
+        from oaprobe import ray_tasks
+
+        cpus = max(1, (os.cpu_count() or 1) // jobs) if self.address is None else 1
+        return ray_tasks.run_tasks(tasks, work, jobs, desc=desc, progress=progress, label=label,
+                                   address=self.address, num_cpus=cpus, num_gpus=self.gpus_per_task)
+
+    def path(self, folder: Path | None) -> str | None:
+        """A folder as workers must see it: absolute for Ray (workers on other nodes start elsewhere)."""
+        if folder is None:
+            return None
+        return str(Path(folder).resolve()) if self.kind == "ray" else str(folder)
+
+
+EXECUTORS = ("local", "ray")
+LOCAL = Executor()
 
 
 def cost_hint(cfg: RunConfig) -> float:
@@ -172,13 +218,15 @@ def run_missing(
     jobs: int = 1,
     cache_dir: Path | None = DEFAULT_CACHE,
     progress: bool = True,
+    executor: Executor = LOCAL,
     _work: _WorkFn = _fit_one,
 ) -> list[Path]:
     """Train every config whose run folder is not finished; return all run folders in order.
 
     The unfinished configs are validated first (:func:`validate_grid`). With ``jobs == 1`` runs
     train in this process (with per-epoch progress bars); otherwise in ``jobs`` single-threaded
-    worker processes, with one overall progress bar. SIGTERM is handled like Ctrl-C meanwhile.
+    worker processes, or as Ray tasks (``executor``), with one overall progress bar. SIGTERM is
+    handled like Ctrl-C meanwhile.
     ``_work`` (tests only) replaces what each worker runs; it must be importable by name.
 
     Raises:
@@ -196,15 +244,14 @@ def run_missing(
     if not todo:
         return folders
     validate_grid(todo)
-    if jobs == 1:
+    if jobs == 1 and executor.kind == "local":
         with sigterm_as_interrupt():
             failures = _run_here(todo, runs_root, cache_dir, progress)
     else:
         _warm_cache(todo, cache_dir)
-        cache = str(cache_dir) if cache_dir else None
-        tasks = {c.run_id(): (c.canonical_json(), str(runs_root), cache) for c in todo}
+        tasks = {c.run_id(): (c.canonical_json(), executor.path(runs_root), executor.path(cache_dir)) for c in todo}
         names = {c.run_id(): f"{c.backbone}/{c.mode}/seed{c.seed}" for c in todo}
-        failures = run_tasks(tasks, _work, jobs, desc="runs", progress=progress, label=names.get)
+        failures = executor.run(tasks, _work, jobs, desc="runs", progress=progress, label=names.get)
     if failures:
         raise SweepError(failures)
     return folders
@@ -238,7 +285,8 @@ def _saliency_one(folder: str, settings_json: str, cache_dir: str | None) -> str
 
 
 def saliency_missing_runs(folders: Iterable[Path], settings: SaliencyConfig, jobs: int = 1,
-                          cache_dir: Path | None = DEFAULT_CACHE, progress: bool = True) -> list[Path]:
+                          cache_dir: Path | None = DEFAULT_CACHE, progress: bool = True,
+                          executor: Executor = LOCAL) -> list[Path]:
     """The saliency stage for every finished run in ``folders`` that lacks results for ``settings``.
 
     Reads checkpoints and writes ``<run>/saliency-<settings id>/``; never trains and never
@@ -254,10 +302,9 @@ def saliency_missing_runs(folders: Iterable[Path], settings: SaliencyConfig, job
         raise ConfigError(f"jobs = {jobs}; expected >= 1")
     folders = [Path(f) for f in folders if is_done(f)]
     todo = sorted(saliency_missing(folders, settings), key=lambda f: cost_hint(load_config(f)), reverse=True)
-    cache = str(cache_dir) if cache_dir else None
-    tasks = {f.name: (str(f), settings.canonical_json(), cache) for f in todo}
+    tasks = {f.name: (executor.path(f), settings.canonical_json(), executor.path(cache_dir)) for f in todo}
     failures: dict[str, str] = {}
-    if jobs == 1 or len(todo) == 1:
+    if executor.kind == "local" and (jobs == 1 or len(todo) == 1):
         with sigterm_as_interrupt():
             for name, args in tqdm(tasks.items(), desc="saliency", unit="run", disable=not progress):
                 try:
@@ -265,7 +312,7 @@ def saliency_missing_runs(folders: Iterable[Path], settings: SaliencyConfig, job
                 except WorkerError as err:
                     failures[name] = str(err)
     elif todo:
-        failures = run_tasks(tasks, _saliency_one, jobs, desc="saliency", progress=progress)
+        failures = executor.run(tasks, _saliency_one, jobs, desc="saliency", progress=progress)
     if failures:
         raise SweepError(failures)
     return [saliency_dir(f, settings) for f in folders]

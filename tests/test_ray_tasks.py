@@ -371,3 +371,19 @@ def test_a_refused_join_is_one_line_and_names_token_auth_when_unset(monkeypatch,
             ray_tasks._init_cluster(types.SimpleNamespace(init=refuse), address)
     assert str(err.value).startswith(f"ray address {address!r}: Failed to connect to Ray cluster at 127.0.0.1:1.")
     assert "\n" not in str(err.value) and ("RAY_AUTH_MODE=token" in str(err.value)) == hint
+
+
+@pytest.mark.ray
+def test_a_sweep_through_ray_writes_the_same_run_folders_as_a_local_sweep(smoke_config, volume_cache, tmp_path):
+    """`run_missing(executor=Executor("ray"))`: same folders, byte-identical predictions, nothing retrained after."""
+    from oaprobe.sweep import Executor, run_missing
+
+    grid = [smoke_config(mode=m) for m in ("single_kl", "dual")]
+    local = run_missing(grid, tmp_path / "local", jobs=2, cache_dir=volume_cache, progress=False)
+    ray_ = run_missing(grid, tmp_path / "ray", jobs=2, cache_dir=volume_cache, progress=False, executor=Executor("ray"))
+    assert [f.name for f in local] == [f.name for f in ray_]
+    for a, b in zip(local, ray_):
+        assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+    stamp = [(f / "DONE").stat().st_mtime_ns for f in ray_]
+    run_missing(grid, tmp_path / "ray", jobs=2, cache_dir=volume_cache, progress=False, executor=Executor("ray"))
+    assert [(f / "DONE").stat().st_mtime_ns for f in ray_] == stamp

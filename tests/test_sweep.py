@@ -212,3 +212,13 @@ def test_jobs_below_one_is_a_config_error(smoke_config, tmp_path, jobs):
 def test_warm_cache_raises_manifest_errors(bad_manifest, smoke_config, tmp_path):
     with pytest.raises(ManifestError, match="kl = '7'"):
         sweep._warm_cache([smoke_config(manifest=str(bad_manifest))], tmp_path / "cache")
+
+
+def test_executor_options_are_checked():
+    from oaprobe.sweep import Executor
+
+    with pytest.raises(ConfigError, match="executor = 'dask'"):
+        Executor("dask")
+    with pytest.raises(ConfigError, match="need --executor ray"):
+        Executor("local", address="auto")
+    assert Executor("ray").path(Path("runs")) == str(Path("runs").resolve()) and Executor().path(Path("runs")) == "runs"
