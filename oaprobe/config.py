@@ -415,8 +415,7 @@ _PRESETS: dict[str, Preset] = {
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1, 2),
         noise_levels=(0.0, 2.0),
-        # M3T costs 7x ResNet3D per voxel (benchmarks/backbone_speed.py): 6 epochs keep the book in budget
-        backbone_overrides={"m3t": {**_M3T_SMALL["m3t"], "epochs": 6}},
+        backbone_overrides=_M3T_SMALL,
         lambdas=(0.25, 4.0),
     ),
     # The book at the quality the data allows, on one GPU (bf16 autocast). UNMEASURED on a GPU: sized

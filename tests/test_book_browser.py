@@ -94,7 +94,7 @@ def browser():
 def test_book_has_every_chapter():
     names = {p.name for p in _pages()}
     assert "intro.html" in names or "index.html" in names
-    for stem in ("01_cohort", "03_results", "04_latent", "05_saliency", "07_methods", "08_exercises"):
+    for stem in ("00_answer", "01_cohort", "03_results", "04_latent", "05_saliency", "07_methods", "08_exercises"):
         assert f"{stem}.html" in names, f"chapter {stem} missing from the built book"
     cohort_page = next(p for p in _pages() if p.name == "01_cohort.html").read_text(encoding="utf-8")
     if "no clean grade (real data)" not in cohort_page:  # synthetic cohort: the label-noise chapter must be there
@@ -134,6 +134,51 @@ def test_page_renders_without_errors(page: Path, server: str, browser):
     browser.set_window_size(1280, max(800, int(height)))
     browser.save_screenshot(str(SHOTS / (rel.replace("/", "__").removesuffix(".html") + ".png")))
     browser.set_window_size(1280, 1600)
+    wide = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert wide <= 1, f"{rel}: the page is {wide} px wider than the viewport (wide tables must scroll in place)"
     # The browser's own favicon request is not the page's doing.
     errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE" and "/favicon.ico" not in e.get("message", "")]
     assert not errors, f"{rel}: browser errors: {errors}"
+
+
+#: chapters that open with a generated "What this chapter finds" box
+FINDINGS_CHAPTERS = ("backbone_", "03_results", "04_latent", "05_saliency", "06_label_noise", "09_beyond")
+
+
+def test_every_result_chapter_opens_with_its_findings():
+    pages = [p for p in _pages() if p.name.startswith(FINDINGS_CHAPTERS)]
+    assert pages, "no result chapter in the built book"
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        title = html.find('<article class="bd-article"')  # the chapter itself (navigation and print TOC come before)
+        box = html.find("What this chapter finds", title)
+        assert title > 0 and box > 0, f"{page.name}: no findings box"
+        first_heading = html.find("<h2", title)
+        assert first_heading < 0 or box < first_heading, f"{page.name}: the findings box is not before the first section"
+
+
+def test_the_answer_page_renders_its_figure_and_sentences(server: str, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = next(p for p in _pages() if p.name == "00_answer.html")
+    browser.get(f"{server}/{page.relative_to(HTML).as_posix()}")
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"))
+    text = browser.find_element("tag name", "main").text
+    assert "the coarse label" in text and "the fine label" in text and "seed" in text
+
+
+def test_folded_tables_open(server: str, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = next(p for p in _pages() if p.name == "03_results.html")
+    browser.get(f"{server}/{page.relative_to(HTML).as_posix()}")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    folds = [d for d in browser.find_elements(By.CSS_SELECTOR, "details") if "output" in d.text.lower()]
+    assert folds, "no folded output on the results page"
+    fold = folds[0]
+    assert fold.get_attribute("open") is None
+    browser.execute_script("arguments[0].scrollIntoView(); arguments[0].querySelector('summary').click();", fold)
+    WebDriverWait(browser, 10).until(lambda d: fold.get_attribute("open") is not None)
+    assert fold.find_elements(By.CSS_SELECTOR, "table, .output"), "the opened fold shows no table"
