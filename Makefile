@@ -36,7 +36,7 @@ test: test-fast test-browser
 
 # Tests run in a random order (pytest-randomly; the seed is printed: rerun an order with `pytest -p randomly --randomly-seed=N`).
 test-fast: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(BIN)/pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/pytest
 
 # The smoke book is built in its own folder: it never replaces the chapters of a built default book.
 SMOKE_SITE := _build/smoke-site
