@@ -31,6 +31,7 @@ from oaprobe.training import engine
 from oaprobe.training.runs import CHECKPOINT, DONE, HISTORY, PREDICTIONS, run_dir
 from oaprobe.workers import WorkerError
 from tests.sweep_workers import UnpicklableError
+from tests.processes import alive, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 needs_ray = pytest.mark.skipif(not ray_tasks.ray_available(), reason="ray extra not installed")
@@ -80,24 +81,6 @@ def sleeping_driver() -> None:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 class _Watch:
     """Record, every 0.2 s in a thread, the descendants of ``pid`` and the addresses they listen on."""
 
@@ -225,8 +208,8 @@ def test_the_local_instance_listens_on_loopback_only_and_leaves_nothing(tmp_path
     workers = {int(p.name) for p in (tmp_path / PIDS).iterdir()}
     assert workers <= set(watch.pids) and {"raylet", "gcs_server"} <= set(watch.pids.values())
     assert watch.listening and {ip for _, ip in watch.listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}
-    assert _wait_until(lambda: not any(_alive(p) for p in watch.pids), 10), \
-        f"left running: {[(p, n) for p, n in watch.pids.items() if _alive(p)]}"
+    assert wait_until(lambda: not any(alive(p) for p in watch.pids), 10), \
+        f"left running: {[(p, n) for p, n in watch.pids.items() if alive(p)]}"
     assert _ray_folders() == before and signal.getsignal(signal.SIGTERM) is handler
 
 
@@ -239,7 +222,7 @@ def _start_driver(folder: Path, *address: str, env: dict[str, str] | None = None
 
 
 def _wait_for_tasks(driver: subprocess.Popen, folder: Path) -> None:
-    started = _wait_until(lambda: len(list((folder / PIDS).glob("*"))) == 2 or driver.poll() is not None, 90)
+    started = wait_until(lambda: len(list((folder / PIDS).glob("*"))) == 2 or driver.poll() is not None, 90)
     assert started and driver.poll() is None, f"driver did not start 2 tasks:\n{(folder / 'driver.log').read_text()}"
 
 
@@ -263,13 +246,13 @@ def loopback_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         with _Watch(head.pid) as watch:
-            assert _wait_until(lambda: _answers(port) or head.poll() is not None, 60) and head.poll() is None
+            assert wait_until(lambda: _answers(port) or head.poll() is not None, 60) and head.poll() is None
             yield f"127.0.0.1:{port}", watch
     finally:
         head.terminate()
         head.wait(30)
         for pid in watch.pids if "watch" in locals() else []:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         log.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -295,17 +278,17 @@ def test_an_interrupt_on_a_cluster_cancels_its_tasks_and_leaves_the_cluster_up(l
         assert driver.wait(30) != 0
         assert "Interrupted: stopped by SIGTERM" in (tmp_path / "driver.log").read_text()
         workers = [int(p.name) for p in (tmp_path / PIDS).iterdir()]
-        assert _wait_until(lambda: not any(_alive(p) for p in workers), 10), "cancelled tasks still run"
+        assert wait_until(lambda: not any(alive(p) for p in workers), 10), "cancelled tasks still run"
     finally:
-        if _alive(driver.pid):
+        if alive(driver.pid):
             driver.kill()
         driver.wait(10)
     servers = [p for p, name in head.pids.items() if name in ("gcs_server", "raylet")]
-    assert len(servers) == 2 and all(_alive(p) for p in servers)  # the cluster is not ours to stop
+    assert len(servers) == 2 and all(alive(p) for p in servers)  # the cluster is not ours to stop
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     assert ray_tasks.run_tasks({"ok": ("ok", str(tmp_path))}, fail_as_told, jobs=1, progress=False,
                                address=address) == {}  # joined again, and disconnected after
-    assert (tmp_path / "ok").exists() and all(_alive(p) for p in servers)
+    assert (tmp_path / "ok").exists() and all(alive(p) for p in servers)
 
 
 @pytest.mark.ray
@@ -323,11 +306,11 @@ def test_an_interrupt_cancels_the_tasks_and_stops_the_local_instance(tmp_path, s
         assert shown in (tmp_path / "driver.log").read_text()
         workers = {int(p.name) for p in (tmp_path / PIDS).iterdir()}
         assert workers <= set(watch.pids) and "raylet" in watch.pids.values()
-        assert _wait_until(lambda: not any(_alive(p) for p in watch.pids), 10), \
-            f"left running: {[(p, n) for p, n in watch.pids.items() if _alive(p)]}"
+        assert wait_until(lambda: not any(alive(p) for p in watch.pids), 10), \
+            f"left running: {[(p, n) for p, n in watch.pids.items() if alive(p)]}"
     finally:
         for pid in [driver.pid, *watch.pids] if "watch" in locals() else [driver.pid]:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         driver.wait(10)
 

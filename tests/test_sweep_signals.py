@@ -17,26 +17,9 @@ from oaprobe.sweep import run_missing
 from oaprobe.workers import Interrupted
 from oaprobe.training import engine
 from tests.sweep_workers import PID_DIR
+from tests.processes import alive, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, exited but not yet reaped, counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 @pytest.fixture()
@@ -52,15 +35,15 @@ def sleeping_sweep(smoke_config, tmp_path):
     )
     pids: list[int] = []
     try:
-        started = _wait_until(lambda: len(list((root / PID_DIR).glob("*"))) >= 2 or parent.poll() is not None, 60)
+        started = wait_until(lambda: len(list((root / PID_DIR).glob("*"))) >= 2 or parent.poll() is not None, 60)
         log = (tmp_path / "parent.log").read_text()
         assert started and parent.poll() is None, f"sweep parent did not start 2 workers:\n{log}"
         pids = [int(p.name) for p in (root / PID_DIR).iterdir()]
-        assert all(_alive(pid) for pid in pids)
+        assert all(alive(pid) for pid in pids)
         yield parent, pids
     finally:
         for pid in [parent.pid, *pids]:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         parent.wait(10)
         out.close()
@@ -71,7 +54,7 @@ def test_sigterm_stops_the_sweep_and_its_workers(sleeping_sweep, tmp_path):
     os.kill(parent.pid, signal.SIGTERM)
     assert parent.wait(15) != 0
     # the parent terminates and reaps its workers before it exits (not left to their parent watch)
-    assert [pid for pid in pids if _alive(pid)] == [], "workers survived SIGTERM"
+    assert [pid for pid in pids if alive(pid)] == [], "workers survived SIGTERM"
     assert "Interrupted: stopped by SIGTERM" in (tmp_path / "parent.log").read_text()
 
 
@@ -79,7 +62,7 @@ def test_workers_exit_when_the_parent_is_killed(sleeping_sweep):
     parent, pids = sleeping_sweep
     os.kill(parent.pid, signal.SIGKILL)
     assert parent.wait(5) == -signal.SIGKILL
-    assert _wait_until(lambda: not any(_alive(pid) for pid in pids), 5), "workers outlived a SIGKILLed parent"
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), 5), "workers outlived a SIGKILLed parent"
 
 
 def test_sigterm_interrupts_an_in_process_run_and_the_handler_is_restored(smoke_config, tmp_path, monkeypatch):
