@@ -245,8 +245,10 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
 
 
 def show(fig: go.Figure, note: str) -> None:
-    """Display a figure with its provenance under it: which runs, package version and cohort made it."""
-    from IPython.display import Markdown, display
+    """Display a figure with its provenance folded under it: which runs, package version and cohort made it."""
+    from IPython.display import display
+
+    from oaprobe.report.display import provenance_note
 
     display(fig)
-    display(Markdown(f"*{note}*"))
+    display(provenance_note(note))

@@ -1,0 +1,91 @@
+"""How the book shows a table, a list of sentences and a provenance note: folded, readable, downloadable.
+
+A chapter opens with its findings and figures; the detail behind them (long tables, per-test
+sentences, which runs made a figure) sits in ``<details>`` folds that a reader opens with one
+click. Every folded table carries its own CSV (a ``data:`` link, so the rendered book needs no
+extra files and a download is exactly the table the page shows, unrounded).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+from IPython.display import HTML
+
+#: Readable names of the metric and table columns the chapters show (one place for the whole book).
+COLUMN_NAMES: dict[str, str] = {
+    "oa_accuracy": "OA accuracy", "oa_roc_auc": "OA AUC", "oa_f1": "OA F1",
+    "kl_accuracy": "KL accuracy", "kl_f1_macro": "KL macro-F1", "kl_auc_macro": "KL macro-AUC",
+    "kl_qwk": "KL QWK", "kl_mae": "KL MAE",
+    "backbone": "backbone", "mode": "mode", "seed": "seed", "metric": "metric", "baseline": "baseline",
+    "diff": "difference", "ci_low": "CI low", "ci_high": "CI high", "p_value": "p", "q_value": "q",
+    "p_t": "p (t)", "p_wilcoxon": "p (Wilcoxon)", "n_seeds": "seeds", "sd": "sd", "mean": "mean",
+    "significant": "significant", "test": "test", "truth": "truth",
+}
+#: Readable names of the study's modes (the same order and colours everywhere: figures.MODE_COLORS).
+MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
+
+
+def readable_name(column: object) -> str:
+    """A column's readable name: the book's name if it has one, else underscores as spaces."""
+    text = str(column)
+    return COLUMN_NAMES.get(text, text.replace("_", " "))
+
+
+def _flat(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a named index moved into columns (a plain range index is dropped)."""
+    named = any(n is not None for n in table.index.names)
+    return table.reset_index() if named else table.reset_index(drop=True)
+
+
+def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``table`` for reading: index levels as columns, floats rounded to ``digits``, columns and modes named."""
+    out = _flat(table)
+    floats = out.select_dtypes("float").columns
+    out[floats] = out[floats].round(digits)
+    if "mode" in out.columns:
+        out["mode"] = out["mode"].map(lambda m: MODE_NAMES.get(m, m))
+    out.columns = [readable_name(c) for c in out.columns]
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "table"
+
+
+def csv_link(table: pd.DataFrame, filename: str, label: str = "Download as CSV") -> str:
+    """An HTML link that downloads ``table`` (unrounded, original column names) as ``filename``."""
+    payload = base64.b64encode(_flat(table).to_csv(index=False).encode()).decode()
+    return (f'<a class="oaprobe-csv" download="{html.escape(filename)}" '
+            f'href="data:text/csv;base64,{payload}">{html.escape(label)}</a>')
+
+
+def folded_table(table: pd.DataFrame, summary: str, digits: int = 3, open_: bool = False) -> HTML:
+    """A table in a fold: ``summary`` (with the row count) opens it; inside, a CSV download and the
+    readable table. Empty tables say so instead of folding nothing."""
+    if table.empty:
+        return HTML(f"<p><em>{html.escape(summary)}: no rows.</em></p>")
+    rows = f"{len(table)} row{'s' if len(table) != 1 else ''}"
+    body = readable(table, digits).to_html(classes="dataframe oaprobe-table", border=0, index=False, na_rep="–")
+    link = csv_link(table, f"{_slug(summary)}.csv")
+    return HTML(f'<details class="oaprobe-fold"{" open" if open_ else ""}><summary>{html.escape(summary)} '
+                f"({rows})</summary><p>{link}</p>{body}</details>")
+
+
+def folded_sentences(sentences: Sequence[str], summary: str) -> HTML:
+    """A list of generated sentences in a fold (one per test or run), so a chapter reads as its findings."""
+    if not sentences:
+        return HTML(f"<p><em>{html.escape(summary)}: none.</em></p>")
+    items = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+    return HTML(f'<details class="oaprobe-fold"><summary>{html.escape(summary)} ({len(sentences)})</summary>'
+                f"<ul>{items}</ul></details>")
+
+
+def provenance_note(text: str) -> HTML:
+    """Which runs, package version and cohort made a figure or table: a small folded note."""
+    return HTML(f'<details class="oaprobe-provenance"><summary>Provenance</summary>'
+                f"<p><small>{html.escape(text)}</small></p></details>")

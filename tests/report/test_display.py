@@ -1,0 +1,43 @@
+"""The book's folds: readable tables, a CSV that round-trips, escaped sentences, provenance notes."""
+
+import base64
+import io
+import re
+
+import pandas as pd
+
+from oaprobe.report.display import folded_sentences, folded_table, provenance_note, readable
+
+
+def _table() -> pd.DataFrame:
+    idx = pd.MultiIndex.from_tuples([("resnet3d", "dual"), ("m3t", "single_kl")], names=["backbone", "mode"])
+    return pd.DataFrame({"kl_qwk": [0.81234, 0.7], "oa_roc_auc": [0.9, 0.95555]}, index=idx)
+
+
+def test_readable_rounds_and_names_columns_and_modes():
+    out = readable(_table())
+    assert list(out.columns) == ["backbone", "mode", "KL QWK", "OA AUC"]
+    assert out["KL QWK"].tolist() == [0.812, 0.7]
+    assert out["mode"].tolist() == ["dual", "single-KL"]
+
+
+def test_folded_table_csv_round_trips_unrounded():
+    html = folded_table(_table(), "Per-run metrics").data
+    assert html.startswith('<details class="oaprobe-fold">') and "(2 rows)" in html and " open" not in html
+    payload = re.search(r'href="data:text/csv;base64,([^"]+)"', html).group(1)
+    back = pd.read_csv(io.StringIO(base64.b64decode(payload).decode()))
+    assert back.columns.tolist() == ["backbone", "mode", "kl_qwk", "oa_roc_auc"]
+    assert back["kl_qwk"].iloc[0] == 0.81234
+    assert 'download="per-run-metrics.csv"' in html
+
+
+def test_empty_table_and_sentences_say_so():
+    assert "no rows" in folded_table(pd.DataFrame(), "Tests").data
+    assert "none" in folded_sentences([], "Per-test sentences").data
+
+
+def test_sentences_and_provenance_are_escaped():
+    html = folded_sentences(["a < b & c", "d"], "Per-test sentences").data
+    assert "a &lt; b &amp; c" in html and "(2)" in html and html.count("<li>") == 2
+    note = provenance_note("runs <abc>").data
+    assert "<summary>Provenance</summary>" in note and "&lt;abc&gt;" in note
