@@ -203,7 +203,9 @@ def _fit_one(cfg_json: str, runs_root: str, cache_dir: str | None) -> str:
 
     cfg = RunConfig.from_dict(json.loads(cfg_json))
     try:
-        return str(fit(cfg, Path(runs_root), cache_dir=Path(cache_dir) if cache_dir else None, progress=False))
+        # the sweep validated every manifest (volumes included) once before starting the workers
+        return str(fit(cfg, Path(runs_root), cache_dir=Path(cache_dir) if cache_dir else None, progress=False,
+                       check_volumes=False))
     except Exception as err:
         raise WorkerError(f"{type(err).__name__}: {err}") from None
 
@@ -264,7 +266,7 @@ def _run_here(todo: Sequence[RunConfig], runs_root: Path, cache_dir: Path | None
     failures: dict[str, str] = {}
     for cfg in tqdm(todo, desc="runs", unit="run", disable=not progress):
         try:
-            fit(cfg, runs_root, cache_dir=cache_dir, progress=progress)
+            fit(cfg, runs_root, cache_dir=cache_dir, progress=progress, check_volumes=False)  # validated above
         except Exception as err:  # keep going: other runs are independent
             failures[cfg.run_id()] = f"{type(err).__name__}: {err}"
     return failures

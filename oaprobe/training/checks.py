@@ -7,8 +7,12 @@ import pandas as pd
 from oaprobe.config import ConfigError, RunConfig
 
 
-def validate(cfg: RunConfig) -> pd.DataFrame:
+def validate(cfg: RunConfig, check_volumes: bool = True) -> pd.DataFrame:
     """Check ``cfg`` against its backbone and manifest before any work; return the manifest table.
+
+    ``check_volumes=False`` checks the table and that its files exist, not their headers and voxels:
+    for callers that validated the manifest's volumes already (a sweep, once per manifest), since
+    reading every mask again costs seconds per run.
 
     Raises:
         ConfigError: unknown backbone (listing valid names), an input shape the backbone cannot
@@ -22,7 +26,7 @@ def validate(cfg: RunConfig) -> pd.DataFrame:
     if not isinstance(cfg, RunConfig):
         raise ConfigError(f"fit() needs a RunConfig, got {type(cfg).__name__}")
     check_input_shape(cfg.backbone, cfg.input_shape)
-    table = read_manifest(cfg.manifest)
+    table = read_manifest(cfg.manifest, check_volumes=check_volumes)
     counts = table["split"].value_counts()
     n_train, n_val = int(counts.get("train", 0)), int(counts.get("val", 0))
     if n_train < cfg.batch_size:

@@ -66,6 +66,7 @@ def fit(
     progress: bool = True,
     device: str = "auto",
     max_epochs_this_call: int | None = None,
+    check_volumes: bool = True,
 ) -> Path:
     """Train ``cfg`` (or resume it) and write its run folder; return the folder.
 
@@ -80,9 +81,11 @@ def fit(
         progress: tqdm bars and an epoch summary line.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         max_epochs_this_call: at most this many epochs before returning (None: all).
+        check_volumes: validate the manifest's volume headers and voxels too; False only where the
+            caller did so already (a sweep validates each manifest once, then its workers skip it).
     """
     runs_root = Path(runs_root)
-    table = validate(cfg)
+    table = validate(cfg, check_volumes)
     dev = resolve_device(device)
     if max_epochs_this_call is not None and max_epochs_this_call < 1:
         raise ConfigError(f"max_epochs_this_call = {max_epochs_this_call}; expected >= 1 or None")

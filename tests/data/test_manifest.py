@@ -484,3 +484,21 @@ def test_split_counts(make_manifest, tmp_path):
 def test_manifest_hash_of_a_directory(tmp_path):
     with pytest.raises(ManifestError, match="is a directory; expected a manifest CSV file"):
         manifest_hash(tmp_path)
+
+
+def test_run_check_without_volumes_skips_voxels_but_not_files(make_manifest, make_knee, tmp_path):
+    """A sweep validates volumes once; its workers' ``validate(cfg, check_volumes=False)`` still
+    refuses a missing file but does not read the voxels again."""
+    from oaprobe.config import RunConfig
+    from oaprobe.training.checks import validate
+
+    mask = planted_mask((8, 8, 8))
+    mask[0, 0, :4] = 7
+    _, name = make_knee("badlabel", mask=mask)
+    cfg = RunConfig(manifest=str(make_manifest(edits={1: {"mask": name}})), batch_size=1)
+    with pytest.raises(ManifestError, match="outside the label schema"):
+        validate(cfg)
+    assert len(validate(cfg, check_volumes=False)) > 0
+    gone = RunConfig(manifest=str(make_manifest(edits={1: {"mask": "nowhere.nii.gz"}})), batch_size=1)
+    with pytest.raises(ManifestError, match="not found"):
+        validate(gone, check_volumes=False)
