@@ -63,3 +63,20 @@ def run_diagnostics(history: pd.DataFrame, predictions: pd.DataFrame, truth: str
     row = {**history_diagnostics(history), **prediction_diagnostics(predictions[predictions["split"] == "test"], truth)}
     row["flagged"] = bool(row["unstable"] or row["below_majority"] or row["degenerate"])
     return {k: row[k] for k in COLUMNS}
+
+
+def time_to_quality(history: pd.DataFrame, metrics: tuple[str, ...] = ("val_kl_qwk", "val_oa_auc")) -> pd.DataFrame:
+    """Validation quality against training time: per (backbone, mode, epoch), the mean cumulative
+    seconds and the mean, sd and count over seeds of each metric (long format, one row per metric).
+
+    ``history`` is :meth:`Study.history`'s table (one row per run and epoch, with ``seconds`` the
+    epoch's wall time). The curve shows what more epochs would buy and what each backbone costs.
+    """
+    h = history.sort_values(["run_id", "epoch"], kind="stable").copy()
+    h["elapsed"] = h.groupby("run_id")["seconds"].cumsum()
+    keys = ["backbone", "mode", "epoch"]
+    present = [m for m in metrics if m in h.columns]
+    long = h.melt(id_vars=[*keys, "elapsed"], value_vars=present, var_name="metric", value_name="value")
+    out = long.groupby([*keys, "metric"], sort=False).agg(
+        seconds=("elapsed", "mean"), mean=("value", "mean"), sd=("value", "std"), n=("value", "count")).reset_index()
+    return out.sort_values(["backbone", "mode", "metric", "epoch"], kind="stable").reset_index(drop=True)

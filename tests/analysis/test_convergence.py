@@ -53,3 +53,18 @@ def test_run_diagnostics_flags_any():
     row = run_diagnostics(_history([1.0, 2.0], kept=2), preds)
     assert row["unstable"] and row["flagged"] and not row["degenerate"] and row["test_oa_accuracy"] == 1.0
     assert not run_diagnostics(_history([1.0, 2.0], kept=1), preds)["flagged"]
+
+
+def test_time_to_quality_accumulates_seconds_and_averages_seeds():
+    from oaprobe.analysis.convergence import time_to_quality
+
+    rows = []
+    for seed, qwk in ((0, (0.2, 0.6)), (1, (0.4, 0.8))):
+        for epoch, (secs, q) in enumerate(zip((10.0, 12.0), qwk), start=1):
+            rows.append({"run_id": f"r{seed}", "backbone": "resnet3d", "mode": "dual", "seed": seed,
+                         "epoch": epoch, "seconds": secs + seed, "val_kl_qwk": q, "val_oa_auc": 0.9})
+    t = time_to_quality(pd.DataFrame(rows))
+    q = t[t["metric"] == "val_kl_qwk"].set_index("epoch")
+    assert q.loc[1, "seconds"] == pytest.approx(10.5) and q.loc[2, "seconds"] == pytest.approx(22.0 + 1.0)
+    assert q.loc[2, "mean"] == pytest.approx(0.7) and q.loc[2, "sd"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert (q["n"] == 2).all() and len(t) == 4
