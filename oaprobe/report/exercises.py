@@ -1,20 +1,71 @@
-"""Teaching exercises whose answers are computed from runs of the same build."""
+"""Teaching exercises whose answers are computed from runs of the same build.
+
+Each exercise changes one parameter (a RunConfig field, a preset field or the truth a model is
+scored against) and is answered from runs the book already trains: the main grid, the
+stacked-dual runs, the "beyond the dual head" runs, the label-noise runs, the saliency stage and
+the training histories. An answer is an :class:`Answer`: generated text with its numbers, and
+whether this build settles the question (``clear``), finds no evidence either way (``open``), or
+lacks the runs it needs (``absent``, said in one sentence instead of failing).
+
+Example:
+    >>> interval_clause({"n_seeds": 3, "mean": 0.02, "ci_low": -0.01, "ci_high": 0.05})
+    ('mean +0.020 over 3 seeds (95% CI -0.010 to +0.050): the interval covers 0, so no evidence either way', 'open')
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 from scipy import stats
 
-from oaprobe.config import MODES, get_preset
+from oaprobe.analysis.paired import seed_level_test
+from oaprobe.config import get_preset
 from oaprobe.data.labels import noise_matrix
-from oaprobe.report.sentences import describe_seed_level, signed
+from oaprobe.facts import MODES
+from oaprobe.models.backbones import backbone_title
+from oaprobe.report.answer import TRUTHS
+from oaprobe.report.beyond import BeyondStudy
+from oaprobe.report.display import MODE_NAMES, readable_name
+from oaprobe.report.noise import NoiseStudy
+from oaprobe.report.sentences import signed
 from oaprobe.report.study import Study
-from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest, stacked_grid
+from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, stacked_grid
+from oaprobe.training.runs import Run
+
+#: The exercises in the chapter's order: glue key -> title (the notebook's headings read "## n. title").
+EXERCISES: dict[str, str] = {
+    "ex_stacked": "Stacked or parallel?",
+    "ex_boundary": "Which grade boundary is hardest?",
+    "ex_seeds": "How many seeds would you need?",
+    "ex_noise0": "Noise-free labels",
+    "ex_lambda": "The weight of the OA loss",
+    "ex_ordinal": "One ordinal head instead of two heads",
+    "ex_smoothing": "Label smoothing",
+    "ex_noise_strong": "Stronger label noise",
+    "ex_backbone": "Another backbone",
+    "ex_truth": "Observed or clean grade as the truth",
+    "ex_region": "Where does saliency look?",
+    "ex_epochs": "How many epochs did the runs need?",
+}
+#: What each status of an answer means in the chapter's findings box.
+STATUS_WORDS = {"clear": "Answered clearly by this build's runs",
+                "open": "No evidence either way in this build, where more seeds would tell",
+                "absent": "Not answerable in this build, which lacks the runs they need"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A computed answer: its text, and ``clear`` / ``open`` / ``absent`` (see :data:`STATUS_WORDS`)."""
+
+    text: str
+    status: str = "clear"
 
 
 def seeds_for_halfwidth(sd: float, halfwidth: float, max_seeds: int = 1000) -> int | None:
@@ -40,53 +91,157 @@ def adjacent_confusions(y: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def interval_clause(row: Mapping[str, Any], null: float = 0.0, unit: str = "seed",
+                    fmt: Callable[[float], str] = signed) -> tuple[str, str]:
+    """How a mean with its 95% t-interval (``n_seeds, mean, ci_low, ci_high``, as ``seed_level_test``
+    gives) reads against ``null``, and the status it gives: ``clear`` when the interval excludes it."""
+    n, mean, lo, hi = int(row["n_seeds"]), float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])
+    if n < 2:
+        return f"{fmt(mean)} from a single {unit}, which gives no interval: no evidence either way", "open"
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # every value equal: no spread, no t-interval
+        if mean == null:
+            return f"exactly {fmt(mean)} in each of the {n} {unit}s: no difference", "open"
+        return f"{fmt(mean)} in each of the {n} {unit}s, so the sign is clear", "clear"
+    text = f"mean {fmt(mean)} over {n} {unit}s (95% CI {fmt(lo)} to {fmt(hi)})"
+    if lo <= null <= hi:
+        return f"{text}: the interval covers {null:g}, so no evidence either way", "open"
+    return f"{text}: the interval lies {'above' if lo > null else 'below'} {null:g}", "clear"
+
+
+def gap(wide: pd.DataFrame, a: Any, b: Any) -> pd.Series:
+    """Column ``a`` minus column ``b`` of a seeds x variants table, tested over the seeds both have."""
+    return seed_level_test((wide[a] - wide[b]).dropna().to_numpy(float)).iloc[0]
+
+
+def best_and_rival(wide: pd.DataFrame, reference: Any) -> tuple[Any, Any]:
+    """The column with the highest mean, and what to compare it with: ``reference``, or the
+    runner-up when the best is the reference itself."""
+    order = wide.mean().sort_values(ascending=False, kind="stable").index.tolist()
+    best = order[0]
+    return best, (reference if best != reference else order[1])
+
+
+def largest_gain(seed_level: pd.DataFrame, metric: str) -> pd.Series:
+    """The row of ``Study.seed_level`` with the largest mean dual-minus-single gain in ``metric``."""
+    t = seed_level[seed_level["metric"] == metric]
+    return t.loc[t["mean"].idxmax()]
+
+
+def top_region(enrichment: pd.DataFrame) -> pd.Series:
+    """The row of ``Study.saliency_enrichment`` with the highest mean enrichment over chance."""
+    return enrichment.loc[enrichment["enrichment"].idxmax()]
+
+
+def epoch_summary(convergence: pd.DataFrame) -> dict[str, int | float]:
+    """Of the runs of ``Study.convergence``: how many, their epochs, the median epoch of the lowest
+    validation loss, and how many reached it in their last epoch (still improving at the end)."""
+    last = convergence["best_epoch"] == convergence["epochs"]
+    return {"runs": len(convergence), "epochs": int(convergence["epochs"].max()),
+            "median_best": float(convergence["best_epoch"].median()), "best_at_last": int(last.sum())}
+
+
+def trend_clause(row: Mapping[str, Any]) -> tuple[str, str]:
+    """How a slope of the gain on noise strength (a row of ``NoiseStudy.trend``) reads, and its status."""
+    slope, lo, hi = float(row["slope"]), float(row["ci_low"]), float(row["ci_high"])
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "too few noise levels or seeds to fit a trend: no evidence either way", "open"
+    text = f"the per-seed gain changes by {signed(slope)} per unit of noise strength (95% CI {signed(lo)} to {signed(hi)})"
+    if lo <= 0 <= hi:
+        return f"{text}: the interval covers 0, so no evidence either way", "open"
+    return f"{text}: the gain {'grows' if lo > 0 else 'shrinks'} as the labels get noisier", "clear"
+
+
+def variant_title(variant: str) -> str:
+    """A beyond variant's readable name: ``single_kl + smoothing`` -> ``single-KL + smoothing``."""
+    mode, _, rest = variant.partition(" ")
+    return " ".join(x for x in (MODE_NAMES.get(mode, mode), rest) if x)
+
+
+def combine(statuses: Iterable[str]) -> str:
+    """One status for an answer made of parts: clear if any part is, absent if all are, else open."""
+    s = list(statuses)
+    return "clear" if "clear" in s else ("absent" if s and all(x == "absent" for x in s) else "open")
+
+
 @dataclass
 class Exercises:
-    """The runs the exercises need: the first backbone's main, stacked-dual and noise-free runs."""
+    """The runs the exercises read: the main grid (every backbone), the first backbone's
+    stacked-dual runs, and where the build has them the "beyond" and label-noise runs."""
 
     preset: str
-    main: Study
+    study: Study
     stacked: Study
-    noise_free: Study | None
+    beyond: BeyondStudy | None = None
+    noise: NoiseStudy | None = None
 
     @classmethod
     def load(cls, preset: str = "default", runs_root: str | Path = DEFAULT_RUNS,
              cohorts_root: str | Path = DEFAULT_COHORTS, manifest: str | Path | None = None) -> Exercises:
-        """The runs of the exercises; with ``manifest`` (real data) there is no noise-free cohort."""
+        """The runs of the exercises; with ``manifest`` (real data) there are no label-noise runs."""
         p = get_preset(preset)
-        first = [p.backbones[0]]
-        main = Study.load(preset, runs_root, cohorts_root, manifest=manifest, backbones=first, modes=MODES)
-        stacked = Study.from_grid(preset, main.manifest, stacked_grid(main.manifest, preset), runs_root)
-        noise_free = None
-        if manifest is None and 0.0 in p.label_noise_levels:
-            clean = preset_manifest(preset, Path(cohorts_root), 0.0, progress=False)
-            noise_free = Study.from_grid(preset, clean, noise_grid(clean, preset), runs_root)
-        return cls(preset, main, stacked, noise_free)
+        study = Study.load(preset, runs_root, cohorts_root, manifest=manifest, modes=MODES)
+        stacked = Study.from_grid(preset, study.manifest, stacked_grid(study.manifest, preset), runs_root)
+        beyond = BeyondStudy.load(preset, runs_root, cohorts_root, manifest=manifest) if p.lambdas else None
+        noise = NoiseStudy.load(preset, runs_root, cohorts_root) if manifest is None else None
+        return cls(preset, study, stacked, beyond, noise)
 
-    def stacked_vs_parallel(self) -> str:
+    # ------------------------------------------------------------------ views
+    @cached_property
+    def first(self) -> Study:
+        """The first backbone's runs of the main grid (the stacked, beyond and noise runs' backbone)."""
+        s = self.study
+        return Study(s.preset, s.manifest, s.table, s.select(backbone=s.backbones[0]))
+
+    @property
+    def truth(self) -> str:
+        """The grade answers are scored against: the clean one where the cohort knows it."""
+        return "kl_clean" if self.study.has_clean else "kl"
+
+    @property
+    def noise_free(self) -> Study | None:
+        """The first backbone's runs on the noise-free relabelling, where the build has one."""
+        return None if self.noise is None else self.noise.studies.get(0.0)
+
+    @cached_property
+    def _beyond_metrics(self) -> pd.DataFrame:
+        return self.beyond.metrics() if self.beyond is not None else pd.DataFrame()
+
+    def _variants(self, metric: str, column: str = "variant") -> pd.DataFrame:
+        """Seeds x variants (or lambdas) of the beyond runs' ``metric``."""
+        m = self._beyond_metrics
+        m = m[m["metric"] == metric].dropna(subset=[column]) if len(m) else m
+        return m.pivot_table(index="seed", columns=column, values="value") if len(m) else pd.DataFrame()
+
+    # ------------------------------------------------------------------ the original four
+    def stacked_vs_parallel(self) -> Answer:
+        """Exercise 1: stacked minus parallel dual, paired bootstrap per seed (OA AUC, KL QWK)."""
         from oaprobe.analysis.paired import compare_pair
 
         rows = []
-        for seed in self.main.seeds:
-            par = self.main.select(mode="dual", seed=seed)
-            st = self.stacked.select(seed=seed)
+        for seed in self.first.seeds:
+            par, st = self.first.select(mode="dual", seed=seed), self.stacked.select(seed=seed)
             if par and st:
                 t = compare_pair(st[0].predictions, par[0].predictions, ["oa_roc_auc", "kl_qwk"], B=2000, seed=seed)
                 rows.append(t.assign(seed=seed))
         if not rows:
-            return "No stacked runs."
+            return Answer("This build has no stacked-dual runs.", "absent")
         t = pd.concat(rows)
-        parts = []
+        parts, statuses = [], []
         for metric, g in t.groupby("metric", sort=False):
             covers = int(((g["ci_low"] <= 0) & (g["ci_high"] >= 0)).sum())
-            parts.append(f"{metric}: stacked minus parallel = " + ", ".join(
+            same_side = bool((g["ci_low"] > 0).all() or (g["ci_high"] < 0).all())
+            statuses.append("clear" if same_side else "open")
+            parts.append(f"{readable_name(metric)}: stacked minus parallel = " + ", ".join(
                 f"{signed(d)} [{signed(lo)}, {signed(hi)}]" for d, lo, hi in zip(g["diff"], g["ci_low"], g["ci_high"]))
                 + f" over {len(g)} seed(s) (mean {signed(g['diff'].mean())}); the 95% interval contains 0 in {covers} of {len(g)}.")
-        return " ".join(parts)
+        verdict = ("In every seed the interval of one metric excludes 0 on the same side." if "clear" in statuses
+                   else "No metric's interval excludes 0 in every seed on the same side: no evidence either way.")
+        return Answer(" ".join(parts) + " " + verdict, combine(statuses))
 
-    def hardest_boundary(self) -> str:
-        truth = "kl_clean" if self.main.has_clean else "kl"
-        frames = [r.predictions[r.predictions["split"] == "test"] for r in self.main.select(mode="dual")]
+    def hardest_boundary(self) -> Answer:
+        """Exercise 2: the adjacent-grade pair the dual model swaps most, beside the noise model's."""
+        truth = self.truth
+        frames = [r.predictions[r.predictions["split"] == "test"] for r in self.first.select(mode="dual")]
         test = pd.concat(frames)
         conf = adjacent_confusions(test[truth].astype(int).to_numpy(), test["pred_kl"].astype(int).to_numpy())
         worst = conf.sort_values("rate", ascending=False, kind="stable").iloc[0]
@@ -97,29 +252,175 @@ class Exercises:
         m = noise_matrix(cohort.label_noise)
         flips = [(m[g, g + 1] + m[g + 1, g], f"{g}/{g + 1}") for g in range(4)]
         text += f" The label-noise model (strength {cohort.label_noise}) confuses {max(flips)[1]} most."
-        return text
+        return Answer(text)
 
-    def seeds_needed(self, metric: str = "kl_accuracy", halfwidth: float = 0.02) -> str:
-        sl = self.main.seed_level(truth="kl", metrics=[metric])
+    def seeds_needed(self, metric: str = "kl_accuracy", halfwidth: float = 0.02) -> Answer:
+        """Exercise 3: seeds for a 95% interval of the mean dual gain narrower than ``halfwidth``."""
+        sl = self.first.seed_level(truth="kl", metrics=[metric])
         if sl.empty or not np.isfinite(sl["sd"].iloc[0]):
-            return "Too few seeds in this build to estimate the spread."
+            return Answer("This build has too few seeds to estimate the seed-to-seed spread (at least two are needed).", "absent")
         sd = float(sl["sd"].iloc[0])
         n = seeds_for_halfwidth(sd, halfwidth)
         need = f"{n} seeds" if n else "more than 1000 seeds"
-        single = {"single_kl": "single-KL", "single_oa": "single-OA"}[str(sl["baseline"].iloc[0])]
-        return (f"The seed-to-seed sd of the dual-minus-{single} difference in {metric} is {sd:.3f} "
-                f"(over {int(sl['n_seeds'].iloc[0])} seeds), so a 95% t-interval of the mean narrower than ±{halfwidth} "
-                f"needs {need}.")
+        single = MODE_NAMES[str(sl["baseline"].iloc[0])]
+        return Answer(f"The seed-to-seed sd of the dual-minus-{single} difference in {readable_name(metric)} is {sd:.3f} "
+                      f"(over {int(sl['n_seeds'].iloc[0])} seeds), so a 95% t-interval of the mean narrower than ±{halfwidth} "
+                      f"needs {need}.")
 
-    def noise_free_answer(self) -> str:
-        if self.noise_free is None:
-            return "This build has no noise-free cohort (real data, or a preset without noise level 0)."
-        sl = self.noise_free.seed_level(truth="kl_clean", metrics=["kl_qwk", "kl_accuracy"])
-        return " ".join(describe_seed_level(r) for _, r in sl.iterrows()) or "Too few runs."
+    def noise_free_answer(self) -> Answer:
+        """Exercise 4: dual minus single-KL on the noise-free relabelling, against the clean grade."""
+        clean = self.noise_free
+        if clean is None:
+            return Answer("This build has no noise-free cohort (real data, or a preset without noise level 0).", "absent")
+        sl = clean.seed_level(truth="kl_clean", metrics=["kl_qwk", "kl_accuracy"])
+        clauses = [(readable_name(r["metric"]), *interval_clause(r)) for _, r in sl.iterrows()]
+        text = "; ".join(f"dual minus single-KL in {metric}: {clause}" for metric, clause, _ in clauses)
+        return Answer(f"On the noise-free cohort, against the clean grade, {text}.", combine(s for *_, s in clauses))
+
+    # ------------------------------------------------------------------ one parameter each, from the beyond runs
+    def lambda_answer(self, metric: str = "kl_qwk") -> Answer:
+        """Exercise 5: the best OA-loss weight by mean ``metric``, and its per-seed lead over the rival."""
+        wide = self._variants(metric, column="lambda")
+        if wide.shape[1] < 2:
+            return Answer("This build has no dual runs at another OA-loss weight (the preset's `lambdas` is empty).", "absent")
+        best, rival = best_and_rival(wide, reference=1.0)
+        clause, status = interval_clause(gap(wide, best, rival))
+        means = ", ".join(f"λ {lam:g}: {wide[lam].mean():.3f}" for lam in wide.columns)
+        return Answer(f"Against the {TRUTHS[self.beyond.truth]}, the highest mean {readable_name(metric)} is at "
+                      f"λ {best:g} ({means}). λ {best:g} minus λ {rival:g}, per seed: {clause}.", status)
+
+    def _variant_gaps(self, pairs: Sequence[tuple[str, str]], metrics: Sequence[str], lead: str = "") -> Answer:
+        """Variant a minus variant b of the beyond runs, per seed, for each pair and metric."""
+        parts, statuses = [], []
+        for a, b in pairs:
+            for metric in metrics:
+                wide = self._variants(metric)
+                if a not in wide or b not in wide:
+                    parts.append(f"{variant_title(a)} vs {variant_title(b)}: no runs")
+                    statuses.append("absent")
+                    continue
+                clause, status = interval_clause(gap(wide, a, b))
+                parts.append(f"{variant_title(a)} minus {variant_title(b)} in {readable_name(metric)}: {clause}")
+                statuses.append(status)
+        truth = TRUTHS[self.beyond.truth] if self.beyond is not None else TRUTHS[self.truth]
+        return Answer(f"{lead}Against the {truth}, " + "; ".join(parts) + ".", combine(statuses))
+
+    def ordinal_answer(self) -> Answer:
+        """Exercise 6: dual minus the ordinal (CORN) head per seed."""
+        if self.beyond is None:
+            return Answer("This build has no ordinal-head runs (they come with the preset's `lambdas`, empty here).", "absent")
+        return self._variant_gaps([("dual", "ordinal")], ["kl_qwk", "oa_roc_auc"])
+
+    def smoothing_answer(self) -> Answer:
+        """Exercise 7: smoothed minus plain KL targets per seed, for single-KL and dual."""
+        if self.beyond is None:
+            return Answer("This build has no label-smoothing runs (they come with the preset's `lambdas`, empty here).", "absent")
+        lead = f"Label smoothing {get_preset(self.preset).smoothing:g} on the KL targets. "
+        return self._variant_gaps([("single_kl + smoothing", "single_kl"), ("dual + smoothing", "dual")], ["kl_qwk"], lead)
+
+    # ------------------------------------------------------------------ noise, backbone, truth
+    def strong_noise_answer(self, metric: str = "kl_qwk") -> Answer:
+        """Exercise 8: dual's gain at each noise strength, and whether it trends with the strength."""
+        if self.noise is None or len(self.noise.studies) < 2:
+            return Answer("This build has no label-noise runs at several strengths (real data, without a clean grade).", "absent")
+        g = self.noise.gain()
+        g = g[g["metric"] == metric]
+        levels = ", ".join(f"noise {lvl:g}: {signed(m)}" + (f" ± {s:.3f}" if s == s else "")
+                           for lvl, m, s in zip(g["label_noise"], g["mean"], g["sd"]))
+        clause, status = trend_clause(self.noise.trend().set_index("metric").loc[metric])
+        return Answer(f"Dual minus single-KL in {readable_name(metric)} against the clean grade (mean ± sd over seeds), "
+                      f"{levels}. Over the strengths, {clause}.", status)
+
+    def backbone_answer(self) -> Answer:
+        """Exercise 9: the backbone with the largest mean dual gain, with its interval over seeds."""
+        if len(self.study.backbones) < 2:
+            return Answer("This build trains one backbone, so there is no other to compare.", "absent")
+        sl = self.study.seed_level(truth=self.truth, metrics=["kl_qwk", "oa_roc_auc"])
+        parts, statuses = [], []
+        for metric in ("kl_qwk", "oa_roc_auc"):
+            row = largest_gain(sl, metric)
+            clause, status = interval_clause(row)
+            parts.append(f"in {readable_name(metric)} (vs {MODE_NAMES[row['baseline']]}) the largest mean dual gain is "
+                         f"{backbone_title(row['backbone'])}'s: {clause}")
+            statuses.append(status)
+        return Answer(f"Of {len(self.study.backbones)} backbones, against the {TRUTHS[self.truth]}: " + "; ".join(parts) + ".",
+                      combine(statuses))
+
+    def truth_answer(self, metric: str = "kl_qwk") -> Answer:
+        """Exercise 10: the first backbone's dual gain against the observed and the clean grade."""
+        if not self.study.has_clean:
+            return Answer("This cohort has no clean grade (real data), so only the observed grade can be the truth.", "absent")
+        parts, statuses = [], []
+        for truth in ("kl", "kl_clean"):
+            row = self.first.seed_level(truth=truth, metrics=[metric]).iloc[0]
+            clause, status = interval_clause(row)
+            parts.append(f"against the {TRUTHS[truth]}, {clause}")
+            statuses.append(status)
+        return Answer(f"{backbone_title(self.first.backbones[0])}, dual minus single-KL in {readable_name(metric)}: "
+                      + "; ".join(parts) + ".", combine(statuses))
+
+    # ------------------------------------------------------------------ saliency and training length
+    def region_answer(self, method: str = "smoothgrad") -> Answer:
+        """Exercise 11: the region of highest saliency enrichment per head, against chance (1)."""
+        sal = self.first.saliency()
+        if sal.empty:
+            return Answer("This build has no saliency results for the first backbone.", "absent")
+        parts, statuses = [], []
+        for target, head in (("oa", "OA"), ("kl", "KL")):
+            enr = Study.saliency_enrichment(sal[sal["mode"] == "dual"], method=method, target=target)
+            if enr.empty:
+                continue
+            row = top_region(enr)
+            clause, status = interval_clause({**row.to_dict(), "n_seeds": row["n"], "mean": row["enrichment"]},
+                                             null=1.0, unit="knee", fmt=lambda x: f"{x:.2f}")
+            parts.append(f"For the {head} head, the dual model's {method} saliency is most enriched in the "
+                         f"{str(row['region']).replace('_', ' ')}: {clause}.")
+            statuses.append(status)
+        if not parts:
+            return Answer(f"This build has no {method} saliency for the dual model.", "absent")
+        return Answer("Enrichment 1 is chance (the region's share of the saliency equals its share of the volume). "
+                      + " ".join(parts), combine(statuses))
+
+    def epochs_answer(self) -> Answer:
+        """Exercise 12: how many runs were still improving in their last epoch."""
+        e = epoch_summary(self.study.convergence(truth=self.truth))
+        epochs = f"{e['epochs']} epoch" + ("s" if e["epochs"] != 1 else "")
+        return Answer(f"{e['best_at_last']} of the {e['runs']} main-grid runs (up to {epochs}) had their lowest validation "
+                      f"loss in the last epoch: still improving when training stopped, so more epochs may help them. "
+                      f"Across the runs, the median epoch of the lowest validation loss is {e['median_best']:g}.")
+
+    # ------------------------------------------------------------------ the chapter
+    @cached_property
+    def computed(self) -> dict[str, Answer]:
+        """Every exercise's answer, keyed as :data:`EXERCISES` (computed once)."""
+        methods = {"ex_stacked": self.stacked_vs_parallel, "ex_boundary": self.hardest_boundary, "ex_seeds": self.seeds_needed,
+                   "ex_noise0": self.noise_free_answer, "ex_lambda": self.lambda_answer, "ex_ordinal": self.ordinal_answer,
+                   "ex_smoothing": self.smoothing_answer, "ex_noise_strong": self.strong_noise_answer,
+                   "ex_backbone": self.backbone_answer, "ex_truth": self.truth_answer, "ex_region": self.region_answer,
+                   "ex_epochs": self.epochs_answer}
+        return {key: methods[key]() for key in EXERCISES}
 
     def answers(self) -> dict[str, Markdown]:
-        return {"ex_stacked": Markdown(self.stacked_vs_parallel()), "ex_boundary": Markdown(self.hardest_boundary()),
-                "ex_seeds": Markdown(self.seeds_needed()), "ex_noise0": Markdown(self.noise_free_answer())}
+        """Glue key -> the answer as Markdown (the chapter's dropdowns)."""
+        return {key: Markdown(a.text) for key, a in self.computed.items()}
+
+    def findings(self) -> list[str]:
+        """The chapter's opening bullets: how many exercises, and which this build answers clearly."""
+        runs = self.all_runs()
+        out = [f"{len(EXERCISES)} exercises, each changing one parameter; every answer is computed from the {len(runs)} "
+               f"runs this build already has (preset `{self.preset}`), none trained for the exercises."]
+        for status, words in STATUS_WORDS.items():
+            names = [f"{i} ({EXERCISES[k]})" for i, (k, a) in enumerate(self.computed.items(), 1) if a.status == status]
+            if names:
+                out.append(f"{words} ({len(names)} exercise{'s' if len(names) > 1 else ''}): " + ", ".join(names) + ".")
+        return out
+
+    def all_runs(self) -> list[Run]:
+        """Every run an answer reads, each once."""
+        studies = [self.study, self.stacked] + ([self.beyond.study] if self.beyond else [])
+        studies += list(self.noise.studies.values()) if self.noise else []
+        return list({r.run_id: r for s in studies for r in s.runs}.values())
 
     def provenance(self) -> str:
-        return self.main.provenance(self.main.runs + self.stacked.runs)
+        """Which runs, package version and cohort the answers come from."""
+        return self.study.provenance(self.all_runs())
