@@ -21,7 +21,7 @@ import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
-from oaprobe.facts import KL_GRADES
+from oaprobe.facts import ALL_MODES, KL_GRADES
 
 BOOK_RENDERER = "oaprobe_book"
 BOOK_RENDERER_ENV = "OAPROBE_BOOK_RENDERER"
@@ -50,6 +50,26 @@ MODE_COLORS = {"single_oa": "#1f77b4", "single_kl": "#ff7f0e", "dual": "#2ca02c"
 TEMPLATE = "plotly_white"
 
 
+def _mode_names() -> dict[str, str]:
+    """The readable mode names (``oaprobe.report.display.MODE_NAMES``), imported when a figure needs them."""
+    from oaprobe.report.display import MODE_NAMES
+
+    return MODE_NAMES
+
+
+def _mode_style(table: pd.DataFrame, *columns: str | None) -> tuple[pd.DataFrame, dict]:
+    """The table with its ``mode`` column readable, and the plotly express arguments that give each
+    mode its book colour and its place in the book's order, when one of ``columns`` is ``mode``."""
+    if "mode" not in columns or "mode" not in table:
+        return table, {}
+    names = _mode_names()
+    present = list(dict.fromkeys(table["mode"]))
+    order = [m for m in ALL_MODES if m in present] + [m for m in present if m not in ALL_MODES]
+    colors = {names.get(m, m): c for m, c in MODE_COLORS.items()}
+    shown = table.assign(mode=table["mode"].map(lambda m: names.get(m, m)))
+    return shown, dict(color_discrete_map=colors, category_orders={"mode": [names.get(m, m) for m in order]})
+
+
 def _layout(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
     fig.update_layout(template=TEMPLATE, title=title, height=height, margin=dict(l=40, r=20, t=50, b=40))
     return fig
@@ -69,29 +89,52 @@ def grade_distribution(table: pd.DataFrame, columns: Sequence[str] = ("kl_clean"
     return _layout(fig, "Knees per KL grade")
 
 
-def confusion_heatmap(matrix: np.ndarray, x_title: str, y_title: str, title: str, normalise: bool = True) -> go.Figure:
-    """Heatmap of a 5x5 grade confusion matrix (rows: ``y_title``), with counts or row shares."""
+def _confusion_trace(matrix: np.ndarray, normalise: bool = True, rows: str = "row", cols: str = "column") -> go.Heatmap:
+    """One grade confusion heatmap: row shares (or counts) as colour, share and count as text and hover
+    (``rows`` and ``cols`` name the axes there)."""
     m = np.asarray(matrix, dtype=float)
     shown = m / np.maximum(m.sum(axis=1, keepdims=True), 1) if normalise else m
     labels = [f"KL{g}" for g in range(m.shape[0])]
-    text = [[f"{shown[i, j]:.2f}<br>({int(m[i, j])})" for j in range(m.shape[1])] for i in range(m.shape[0])]
-    fig = go.Figure(
-        go.Heatmap(z=shown, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues", showscale=False)
-    )
+    text = [[f"{shown[i, j]:.2f}<br>({int(m[i, j])})" if m[i, j] else "" for j in range(m.shape[1])]
+            for i in range(m.shape[0])]  # empty cells stay blank: the few filled ones stand out
+    return go.Heatmap(z=shown, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues",
+                      showscale=False, zmin=0, zmax=1 if normalise else None, customdata=m.astype(int),
+                      hovertemplate=f"{rows} %{{y}}, {cols} %{{x}}: %{{z:.2f}} (%{{customdata}} knees)<extra></extra>")
+
+
+def confusion_heatmap(matrix: np.ndarray, x_title: str, y_title: str, title: str, normalise: bool = True) -> go.Figure:
+    """Heatmap of a 5x5 grade confusion matrix (rows: ``y_title``), with counts or row shares."""
+    fig = go.Figure(_confusion_trace(matrix, normalise, y_title, x_title))
     fig.update_yaxes(title=y_title, autorange="reversed")
     fig.update_xaxes(title=x_title)
     return _layout(fig, title, height=420)
 
 
-def _outline(mask2d: np.ndarray) -> np.ndarray:
-    """Boundary pixels of a binary mask (pixels of the mask with a 4-neighbour outside it)."""
-    m = mask2d.astype(bool)
-    inner = m.copy()
-    inner[1:, :] &= m[:-1, :]
-    inner[:-1, :] &= m[1:, :]
-    inner[:, 1:] &= m[:, :-1]
-    inner[:, :-1] &= m[:, 1:]
-    return m & ~inner
+def confusion_facets(table: pd.DataFrame, x_title: str = "predicted KL", y_title: str = "true KL",
+                     title: str = "") -> go.Figure:
+    """Row-normalised grade confusion heatmaps, one row of panels per backbone and one column per mode
+    (in the book's order; panel titles in the mode's colour), counts in the text and hover.
+
+    ``table``: the tidy rows of :meth:`oaprobe.report.study.Study.kl_confusion` (``backbone, mode,
+    truth, predicted, count``).
+    """
+    names = _mode_names()
+    backbones = list(dict.fromkeys(table["backbone"]))
+    modes = [m for m in ALL_MODES if m in set(table["mode"])]
+    fig = make_subplots(rows=len(backbones), cols=len(modes), horizontal_spacing=0.06, vertical_spacing=0.14,
+                        subplot_titles=[f"{bb} · {names.get(m, m)}" for bb in backbones for m in modes])
+    for r, bb in enumerate(backbones, start=1):
+        for c, mode in enumerate(modes, start=1):
+            cell = table[(table["backbone"] == bb) & (table["mode"] == mode)]
+            m = np.zeros((len(KL_GRADES), len(KL_GRADES)), dtype=int)
+            np.add.at(m, (cell["truth"].astype(int).to_numpy(), cell["predicted"].astype(int).to_numpy()),
+                      cell["count"].astype(int).to_numpy())
+            fig.add_trace(_confusion_trace(m, True, y_title, x_title).update(name=f"{bb} {mode}"), r, c)
+            fig.update_xaxes(title=x_title if r == len(backbones) else None, row=r, col=c)
+            fig.update_yaxes(title=y_title if c == 1 else None, autorange="reversed", row=r, col=c)
+    for ann, (bb, mode) in zip(fig.layout.annotations, [(bb, m) for bb in backbones for m in modes]):
+        ann.font = dict(color=MODE_COLORS.get(mode, "#444"), size=13)
+    return _layout(fig, title, height=330 * len(backbones) + 90)
 
 
 def slice_grid(
@@ -102,7 +145,7 @@ def slice_grid(
     cols: int = 5,
     title: str | None = None,
 ) -> go.Figure:
-    """2D slices in a grid (grey), optional mask outlines (red) and heat overlays (e.g. saliency)."""
+    """2D slices in a grid (grey), optional mask outlines (red pixel edges) and heat overlays (e.g. saliency)."""
     n = len(images)
     rows = int(np.ceil(n / cols))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), horizontal_spacing=0.02, vertical_spacing=0.12)
@@ -118,29 +161,102 @@ def slice_grid(
                 c + 1,
             )
         if outlines is not None:
-            yy, xx = np.nonzero(_outline(outlines[i]))
-            fig.add_trace(
-                go.Scatter(x=xx, y=yy, mode="markers", marker=dict(size=2, color="red"), hoverinfo="skip", showlegend=False),
-                r + 1,
-                c + 1,
-            )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+            fig.add_trace(_outline_trace(outlines[i], "cartilage", False, 1.5), r + 1, c + 1)
+    _square_pixels(fig, rows, cols)
     fig = _layout(fig, title, height=260 * rows + 120)
     fig.update_layout(margin=dict(t=110))  # room for the figure title above two-line subplot titles
     return fig
 
 
+def _edges(mask2d: np.ndarray, row0: int = 0, col0: int = 0) -> tuple[list, list]:
+    """Pixel-edge segments around a binary mask (x, y lists with None between segments), offset by
+    ``(row0, col0)``: an outline that stays sharp at any zoom, unlike marker dots on pixel centres."""
+    m = np.pad(np.asarray(mask2d).astype(bool), 1)
+    xs: list = []
+    ys: list = []
+    for i, j in zip(*np.nonzero(m[1:, 1:-1] != m[:-1, 1:-1])):  # horizontal edges above row i
+        xs += [col0 + j - 0.5, col0 + j + 0.5, None]
+        ys += [row0 + i - 0.5, row0 + i - 0.5, None]
+    for i, j in zip(*np.nonzero(m[1:-1, 1:] != m[1:-1, :-1])):  # vertical edges left of column j
+        xs += [col0 + j - 0.5, col0 + j - 0.5, None]
+        ys += [row0 + i - 0.5, row0 + i + 0.5, None]
+    return xs, ys
+
+
+def _square_pixels(fig: go.Figure, rows: int, cols: int) -> None:
+    """Square pixels in every panel (each y axis scaled to its own x axis), image rows downwards."""
+    fig.update_xaxes(visible=False)
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            k = (r - 1) * cols + c
+            fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x" if k == 1 else f"x{k}",
+                             row=r, col=c)
+
+
+#: Outline colours of the cartilage and of the phantom's lesion types (by their readable names).
+OUTLINE_COLORS = {"cartilage": "#ff2a2a", "osteophyte": "#00e5ff", "cartilage defect": "#ffe600", "sclerosis": "#ff66cc"}
+
+
+def _outline_trace(mask2d: np.ndarray, name: str, first: bool, width: float, row0: int = 0, col0: int = 0) -> go.Scatter:
+    xs, ys = _edges(mask2d, row0, col0)
+    return go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=OUTLINE_COLORS.get(name, "#ff2a2a"), width=width),
+                      name=name, legendgroup=name, showlegend=first, hoverinfo="skip")
+
+
+def knee_zoom(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    boxes: Sequence[tuple[int, int, int, int]],
+    cartilage: Sequence[np.ndarray],
+    lesions: Sequence[np.ndarray] | None = None,
+    lesion_names: dict[int, str] | None = None,
+    title: str | None = None,
+    zoom_title: str = "zoom on the dashed box",
+) -> go.Figure:
+    """One knee per row: its whole coronal slice with the zoom's box dashed and, beside it, the zoom on
+    the box (``(r0, r1, c0, c1)``, e.g. the medial compartment); in both the cartilage and each lesion
+    type (codes of ``lesions`` named by ``lesion_names``) are outlined in their own colour."""
+    n = len(images)
+    fig = make_subplots(rows=n, cols=2, horizontal_spacing=0.04, vertical_spacing=0.25 / n,
+                        subplot_titles=[t for knee in titles for t in (knee, zoom_title)])
+    fig.update_annotations(font_size=11)
+    shown: set[str] = set()
+    for i, (img, (r0, r1, c0, c1)) in enumerate(zip(images, boxes)):
+        lo, hi = np.percentile(img, [1, 99.5])
+        grey = dict(colorscale="gray", showscale=False, hoverinfo="skip", zmin=float(lo), zmax=float(hi))
+        fig.add_trace(go.Heatmap(z=img, **grey), i + 1, 1)
+        fig.add_trace(go.Heatmap(z=img[r0:r1, c0:c1], x=np.arange(c0, c1), y=np.arange(r0, r1), **grey), i + 1, 2)
+        fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 - 0.5, y0=r0 - 0.5, y1=r1 - 0.5,
+                      line=dict(color="white", width=1.5, dash="dash"), row=i + 1, col=1)
+        layers = [("cartilage", cartilage[i])]
+        if lesions is not None:
+            layers += [(name, lesions[i] == code) for code, name in (lesion_names or {}).items()]
+        for name, mask in layers:
+            if not mask.any():
+                continue
+            fig.add_trace(_outline_trace(mask, name, name not in shown, 1.0), i + 1, 1)
+            shown.add(name)
+            crop = mask[r0:r1, c0:c1]
+            if crop.any():
+                fig.add_trace(_outline_trace(crop, name, False, 2.5, r0, c0), i + 1, 2)
+    _square_pixels(fig, n, 2)
+    fig = _layout(fig, title, height=320 * n + 120)
+    fig.update_layout(margin=dict(t=110, b=60),  # the outline legend under the last row, clear of the titles
+                      legend=dict(orientation="h", y=-0.01, yanchor="top", x=0.5, xanchor="center"))
+    return fig
+
+
 def training_curves(history: pd.DataFrame, y: str = "train_loss", color: str = "mode", line_group: str = "run_id") -> go.Figure:
     """Per-epoch curves, one line per run, coloured by ``color``."""
-    fig = px.line(history, x="epoch", y=y, color=color, line_group=line_group, color_discrete_map=MODE_COLORS, markers=True)
+    t, style = _mode_style(history, color)
+    fig = px.line(t, x="epoch", y=y, color=color, line_group=line_group, markers=True, **style)
     return _layout(fig, f"{y} per epoch")
 
 
 def metric_points(table: pd.DataFrame, x: str, y: str, color: str, lo: str = "ci_low", hi: str = "ci_high",
                   facet_col: str | None = None, title: str = "") -> go.Figure:
     """Point estimates with error bars (confidence intervals), grouped by ``color``, optionally faceted."""
-    t = table.reset_index(drop=True)
+    t, style = _mode_style(table.reset_index(drop=True), color, x, facet_col)
     fig = px.scatter(
         t,
         x=x,
@@ -150,8 +266,8 @@ def metric_points(table: pd.DataFrame, x: str, y: str, color: str, lo: str = "ci
         facet_col_wrap=4 if facet_col else 0,
         error_y=t[hi] - t[y],
         error_y_minus=t[y] - t[lo],
-        color_discrete_map=MODE_COLORS,
         hover_data=[c for c in t.columns if t[c].dtype != object or c in (x, color)],
+        **style,
     )
     fig.update_traces(marker=dict(size=9))
     if facet_col:
@@ -183,7 +299,8 @@ def forest(table: pd.DataFrame, label: str = "label", diff: str = "diff", lo: st
 
 def strip(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str | None = None, title: str = "") -> go.Figure:
     """One point per seed: the seed-to-seed spread that a single run hides."""
-    fig = px.strip(table, x=x, y=y, color=color, facet_col=facet_col, color_discrete_map=MODE_COLORS)
+    t, style = _mode_style(table, color, x, facet_col)
+    fig = px.strip(t, x=x, y=y, color=color, facet_col=facet_col, **style)
     if facet_col:  # facets are usually metrics on different scales (QWK, MAE)
         fig.update_yaxes(matches=None, showticklabels=True)
     return _layout(fig, title)
@@ -192,9 +309,9 @@ def strip(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str | None
 def scatter_2d(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str | None = None,
                symbol: str | None = None, title: str = "") -> go.Figure:
     """Embedding scatter (PCA, UMAP) coloured by grade."""
-    t = table.copy()
+    t, style = _mode_style(table.copy(), facet_col, symbol)
     t[color] = t[color].astype("Int64").astype(str)
-    order = {color: sorted(t[color].unique())}
+    order = {**style.get("category_orders", {}), color: sorted(t[color].unique())}
     fig = px.scatter(t, x=x, y=y, color=color, facet_col=facet_col, symbol=symbol, category_orders=order,
                      color_discrete_sequence=GRADE_COLORS, opacity=0.75)
     fig.update_traces(marker=dict(size=5))
@@ -205,8 +322,8 @@ def curves(table: pd.DataFrame, x: str, y: str, color: str, error: str | None = 
            title: str = "", log_x: bool = False) -> go.Figure:
     """Lines of ``y`` against ``x``, one per ``color`` value (modes in their book colours), optional error
     bars; facets get their own y axis (they are usually different metrics)."""
-    fig = px.line(table, x=x, y=y, color=color, error_y=error, facet_col=facet_col, markers=True, log_x=log_x,
-                  color_discrete_map=MODE_COLORS)
+    t, style = _mode_style(table, color, facet_col)
+    fig = px.line(t, x=x, y=y, color=color, error_y=error, facet_col=facet_col, markers=True, log_x=log_x, **style)
     if facet_col:
         fig.update_yaxes(matches=None, showticklabels=True)
     return _layout(fig, title)
@@ -228,12 +345,15 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
     plus metric columns; ``metrics``: question -> metric column (e.g. ``{"coarse": "oa_roc_auc"}``).
     """
     questions = list(metrics)
+    names = _mode_names()
+    order = {m: i for i, m in enumerate(ALL_MODES)}
     fig = make_subplots(rows=1, cols=len(questions), subplot_titles=[f"{q}: {metrics[q]}" for q in questions])
     for col, question in enumerate(questions, start=1):
         part = levels[levels["question"] == question]
-        for mode, g in part.groupby("mode", sort=False):
+        groups = sorted(part.groupby("mode", sort=False), key=lambda kv: order.get(kv[0], len(order)))
+        for mode, g in groups:
             fig.add_trace(go.Scatter(x=g["backbone"], y=g["mean"], error_y=dict(type="data", array=g["sd"]),
-                                     mode="markers", name=mode, legendgroup=mode, showlegend=col == 1,
+                                     mode="markers", name=names.get(mode, mode), legendgroup=mode, showlegend=col == 1,
                                      marker=dict(size=11, color=MODE_COLORS.get(mode))), row=1, col=col)
         for _, c in ceilings.iterrows():
             value = c.get(metrics[question])

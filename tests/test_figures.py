@@ -1,4 +1,4 @@
-"""Tests of oaprobe.figures: mask outlines, trace counts of each builder, the offline book renderer."""
+"""Tests of oaprobe.figures: outlines, trace counts and data of each builder, mode colours, the offline renderer."""
 
 from __future__ import annotations
 
@@ -9,23 +9,7 @@ import plotly.io as pio
 import pytest
 
 from oaprobe import figures
-from oaprobe.figures import BOOK_RENDERER, BookRenderer, _outline
-
-
-def test_outline_of_a_filled_square_is_its_border():
-    mask = np.zeros((7, 7), bool)
-    mask[2:5, 1:6] = True  # 3 x 5 rectangle
-    expected = mask.copy()
-    expected[3, 2:5] = False  # the 3 interior pixels
-    np.testing.assert_array_equal(_outline(mask), expected)
-    assert _outline(mask).sum() == 12
-
-
-def test_outline_of_single_pixel_and_empty_mask():
-    mask = np.zeros((5, 5), int)
-    mask[2, 2] = 1
-    np.testing.assert_array_equal(_outline(mask), mask.astype(bool))
-    assert not _outline(np.zeros((4, 4))).any()
+from oaprobe.figures import BOOK_RENDERER, BookRenderer
 
 
 def test_grade_distribution_one_bar_trace_per_label_column():
@@ -56,7 +40,7 @@ def test_slice_grid_traces_per_image_outline_and_overlay():
     fig = figures.slice_grid(images, ["a", "b", "c"], outlines=masks, overlays=images, cols=2)
     assert len(fig.data) == 9
     scatter = [t for t in fig.data if t.type == "scatter"]
-    assert len(scatter) == 3 and len(scatter[0].x) == 12  # the border of a 4 x 4 square
+    assert len(scatter) == 3 and len(scatter[0].x) == 16 * 3  # the 16 unit edges around a 4 x 4 square
 
 
 def test_training_curves_one_line_per_run():
@@ -112,3 +96,94 @@ def test_book_renderer_is_offline_html():
     assert "Plotly.newPlot" in html
     assert "cdn.plot.ly" not in html and "mathjax" not in html.lower() and "<html" not in html
     assert pio.renderers[BOOK_RENDERER] is not None
+
+
+def test_edges_of_one_pixel_are_its_four_sides():
+    mask = np.zeros((4, 5), bool)
+    mask[1, 2] = True
+    xs, ys = figures._edges(mask)
+    segments = {((xs[k], ys[k]), (xs[k + 1], ys[k + 1])) for k in range(0, len(xs), 3)}
+    assert segments == {((1.5, 0.5), (2.5, 0.5)), ((1.5, 1.5), (2.5, 1.5)),
+                        ((1.5, 0.5), (1.5, 1.5)), ((2.5, 0.5), (2.5, 1.5))}
+    xs, ys = figures._edges(np.ones((2, 1), bool), row0=10, col0=20)  # a 2 x 1 block: 6 unit edges, offset
+    assert len(xs) == 18 and min(x for x in xs if x is not None) == 19.5 and max(y for y in ys if y is not None) == 11.5
+
+
+def test_knee_zoom_crops_the_box_and_outlines_each_lesion_type():
+    img = np.arange(100.0).reshape(10, 10)
+    cart = np.zeros((10, 10), bool)
+    cart[5, 1:9] = True
+    lesion = np.zeros((10, 10), np.uint8)
+    lesion[4, 2] = 1  # inside the box
+    lesion[0, 9] = 2  # outside it: not drawn in the zoom
+    fig = figures.knee_zoom([img, img], ["a", "b"], [(2, 7, 1, 6)] * 2, [cart, cart], [lesion, lesion],
+                            {1: "osteophyte", 2: "cartilage defect"})
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 4 and np.asarray(heat[1].z).shape == (5, 5)
+    np.testing.assert_array_equal(np.asarray(heat[1].z), img[2:7, 1:6])
+    assert list(heat[1].x) == [1, 2, 3, 4, 5] and list(heat[1].y) == [2, 3, 4, 5, 6]
+    names = [t.name for t in fig.data if t.type == "scatter"]
+    assert names == ["cartilage", "cartilage", "osteophyte", "osteophyte", "cartilage defect"] * 2  # the defect: full only
+    legend = [t.name for t in fig.data if t.type == "scatter" and t.showlegend]
+    assert legend == ["cartilage", "osteophyte", "cartilage defect"]  # one legend entry per outline type
+    rect = fig.layout.shapes[0]
+    assert (rect.x0, rect.x1, rect.y0, rect.y1) == (0.5, 5.5, 1.5, 6.5)
+    assert fig.layout.yaxis2.scaleanchor == "x2"  # square pixels in the zoom too
+
+
+def test_confusion_facets_one_panel_per_backbone_and_mode():
+    rows = []
+    for bb in ("resnet3d", "nnmamba"):
+        for mode in ("dual", "single_kl"):
+            for t in range(5):
+                for p in range(5):
+                    rows.append({"backbone": bb, "mode": mode, "truth": t, "predicted": p,
+                                 "count": 3 if (t == p == 0) else (1 if (t, p) == (0, 1) else 0)})
+    fig = figures.confusion_facets(pd.DataFrame(rows))
+    assert len(fig.data) == 4
+    assert [a.text for a in fig.layout.annotations] == ["resnet3d · single-KL", "resnet3d · dual",
+                                                        "nnmamba · single-KL", "nnmamba · dual"]
+    assert fig.layout.annotations[1].font.color == figures.MODE_COLORS["dual"]
+    z = np.asarray(fig.data[0].z)
+    np.testing.assert_allclose(z[0, :2], [0.75, 0.25])
+    np.testing.assert_allclose(z[1:], 0.0)
+    assert "(3)" in fig.data[0].text[0][0]
+
+
+_MODES = pd.DataFrame({"mode": ["single_oa", "dual", "single_kl", "dual"], "v": [1.0, 2.0, 3.0, 4.0],
+                       "w": [0.0, 1.0, 0.0, 1.0], "ci_low": [0.5, 1.5, 2.5, 3.5], "ci_high": [1.5, 2.5, 3.5, 4.5],
+                       "epoch": [1, 2, 1, 2], "train_loss": [1.0, 0.5, 1.0, 0.5], "run_id": ["a", "b", "c", "b"]})
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: figures.strip(t, x="w", y="v", color="mode"),
+        lambda t: figures.metric_points(t, x="w", y="v", color="mode"),
+        lambda t: figures.curves(t, x="w", y="v", color="mode"),
+        lambda t: figures.noise_curve(t, x="w", y="v", color="mode"),
+        lambda t: figures.training_curves(t),
+        lambda t: figures.answer_figure(t.assign(question="coarse", backbone="resnet3d", mean=t["v"], sd=0.1),
+                                        pd.DataFrame({"ceiling": ["oracle"], "oa_roc_auc": [0.9]}),
+                                        {"coarse": "oa_roc_auc"}),
+    ],
+    ids=["strip", "metric_points", "curves", "noise_curve", "training_curves", "answer_figure"],
+)
+def test_figures_coloured_by_mode_use_the_book_colours_and_order(make):
+    fig = make(_MODES)
+    by_name = {}
+    for t in fig.data:
+        if t.name:
+            by_name.setdefault(t.name, t)
+    assert list(by_name) == ["single-OA", "single-KL", "dual"]  # readable names, in the book's order
+    for mode, name in (("dual", "dual"), ("single_oa", "single-OA"), ("single_kl", "single-KL")):
+        trace = by_name[name]
+        color = trace.marker.color if trace.type == "box" or trace.mode == "markers" else trace.line.color
+        assert color == figures.MODE_COLORS[mode], (name, color)
+
+
+def test_scatter_2d_facets_modes_in_the_book_order():
+    t = pd.DataFrame({"x": [0.0, 1, 2, 3], "y": [0.0, 1, 2, 3], "kl": [0, 1, 2, 3],
+                      "mode": ["dual", "single_oa", "dual", "single_kl"]})
+    fig = figures.scatter_2d(t, "x", "y", color="kl", facet_col="mode")
+    assert [a.text for a in fig.layout.annotations] == ["mode=single-OA", "mode=single-KL", "mode=dual"]

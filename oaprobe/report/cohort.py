@@ -17,7 +17,14 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from oaprobe import __version__
 from oaprobe.config import get_preset
-from oaprobe.facts import CARTILAGE_LABELS, KL_GRADES
+from oaprobe.data.phantom import LESION_DEFECT, LESION_OSTEOPHYTE, LESION_SCLEROSIS
+from oaprobe.facts import CARTILAGE_LABELS, KL_GRADES, OA_THRESHOLD, SPLITS
+
+#: Readable names of the phantom's lesion codes (the lesion masks' values).
+LESION_NAMES: dict[int, str] = {LESION_OSTEOPHYTE: "osteophyte", LESION_DEFECT: "cartilage defect",
+                                LESION_SCLEROSIS: "sclerosis"}
+#: Mask labels of the two bones (femur, tibia) that bound the tibiofemoral joint.
+FEMUR, TIBIA = 1, 3
 
 #: Agreement between human KL readers reported in the literature (PAPER.md, field facts).
 HUMAN_KAPPA_RANGE = (0.46, 0.85)
@@ -76,6 +83,24 @@ class CohortView:
         t["subjects"] = subjects.reindex(t.index).astype(int)
         return t
 
+    def findings(self) -> list[str]:
+        """The chapter's opening bullets: size and splits, OA share, grades, label agreement."""
+        t = self.table
+        per_subject = t.groupby("subject_id").size()
+        splits = ", ".join(f"{s} {int((t['split'] == s).sum())}" for s in SPLITS)
+        oa = f"{t['oa'].mean():.1%} of the knees have observed OA (KL ≥ {OA_THRESHOLD})"
+        if self.has_clean:
+            oa += f"; by the clean grade {(t['kl_clean'].astype(int) >= OA_THRESHOLD).mean():.1%}"
+        col, name = ("kl_clean", "Clean") if self.has_clean else ("kl", "Observed")
+        counts = t[col].astype(int).value_counts().reindex(list(KL_GRADES), fill_value=0)
+        return [
+            f"{len(t)} knees from {len(per_subject)} subjects ({int((per_subject > 1).sum())} with both knees); "
+            f"knees per split: {splits} (a subject's knees share a split).",
+            oa + ".",
+            f"{name} grades KL0–KL4: {', '.join(str(int(n)) for n in counts)} knees.",
+            self.label_sentence(),
+        ]
+
     def noise_confusion(self) -> np.ndarray:
         """5x5 counts, rows clean grade, columns observed grade."""
         return confusion_matrix(self.table["kl_clean"].astype(int), self.table["kl"].astype(int), labels=list(KL_GRADES))
@@ -92,28 +117,90 @@ def load_cohort(preset: str, cohorts_root: str | Path, manifest: str | Path | No
     return CohortView(Path(manifest), read_manifest(manifest, check_volumes=False), noise)
 
 
-def example_slices(table: pd.DataFrame, per_grade: int = 1) -> dict[str, Any]:
-    """Coronal slices (through the middle of the joint) of the first knees of each grade.
+def lesion_slice(lesion: np.ndarray, side: str) -> int:
+    """The coronal slice (W index, middle third of W: through both condyles and the plateau) that
+    shows most of the medial focal lesions.
 
-    Returns images (H x D, superior up), titles, cartilage masks (labels 2 + 4) and lesion masks
-    (None on real data), ready for :func:`oaprobe.figures.slice_grid`.
+    Osteophyte and defect voxels of the medial half of D are counted per slice, each type weighted
+    by one over its medial volume, so that a small defect counts as much as a large osteophyte; a
+    knee without medial focal lesions gets its middle slice.
+    """
+    d, _, w = lesion.shape
+    medial = np.arange(d) < d / 2 if side == "R" else np.arange(d) >= d / 2
+    part = lesion[medial]
+    score = np.zeros(w)
+    for code in (LESION_OSTEOPHYTE, LESION_DEFECT):
+        per_slice = (part == code).sum(axis=(0, 1))
+        if per_slice.sum():
+            score += per_slice / per_slice.sum()
+    lo, hi = w // 3, w - w // 3
+    return lo + int(np.argmax(score[lo:hi])) if score[lo:hi].any() else w // 2
+
+
+def medial_box(mask: np.ndarray, side: str, margin: float = 0.15) -> tuple[int, int, int, int]:
+    """Rows and columns ``(r0, r1, c0, c1)`` (half-open) of a square around the medial tibiofemoral
+    compartment in a coronal slice (H x D, superior up) of a label mask.
+
+    Read from the mask, so it follows any cohort shape: the midline is the middle of the tibia's
+    columns; medial is the low-D half of a right knee and the high-D half of a left one (the
+    phantom's convention: a left knee mirrors a right one); the joint line is the median, over
+    medial columns, of the middle between the femur's lowest and the tibia's highest pixel. The
+    square spans from the midline to the medial bone edge plus ``margin`` of that width (room for
+    osteophytes and soft tissue), centred on the joint line. Without both bones: the whole slice.
+    """
+    h, d = mask.shape
+    femur, tibia = mask == FEMUR, mask == TIBIA
+    if not femur.any() or not tibia.any():
+        return 0, h, 0, d
+    cols = np.nonzero(tibia.any(axis=0))[0]
+    mid = (cols.min() + cols.max()) / 2
+    medial = np.arange(d) < mid if side == "R" else np.arange(d) > mid
+    both = medial & femur.any(axis=0) & tibia.any(axis=0)
+    if not both.any():
+        return 0, h, 0, d
+    rows = np.arange(h)[:, None]
+    femur_low, tibia_high = np.where(femur, rows, -1).max(axis=0), np.where(tibia, rows, h).min(axis=0)
+    joint = float(np.median((femur_low[both] + tibia_high[both]) / 2))
+    bone_cols = np.nonzero(medial & (femur | tibia).any(axis=0))[0]
+    edge = bone_cols.min() if side == "R" else bone_cols.max()
+    size = abs(mid - edge) * (1 + margin)
+    lo, hi = (mid - size, mid) if side == "R" else (mid, mid + size)
+    c0, c1 = max(int(np.ceil(lo)), 0), min(int(np.floor(hi)), d - 1) + 1
+    r0, r1 = max(int(np.ceil(joint - size / 2)), 0), min(int(np.floor(joint + size / 2)), h - 1) + 1
+    return r0, r1, c0, c1
+
+
+def example_slices(table: pd.DataFrame, per_grade: int = 1, at: str = "lesions") -> dict[str, Any]:
+    """Coronal slices of the first knees of each grade, with the box of their medial compartment.
+
+    ``at="lesions"`` takes each knee's slice showing most of its medial lesions
+    (:func:`lesion_slice`; the middle slice on real data, which has no lesion masks),
+    ``at="middle"`` the slice through the middle of the volume. Returns images (H x D, superior
+    up), titles, cartilage masks (labels 2 + 4), lesion code maps (None on real data), medial
+    boxes (:func:`medial_box`) and slice indices, ready for :func:`oaprobe.figures.knee_zoom`.
     """
     from oaprobe.data.dataset import read_volume
 
+    if at not in ("lesions", "middle"):
+        raise ValueError(f"at = {at!r}; expected 'lesions' or 'middle'")
     grade_col = "kl_clean" if "kl_clean" in table and table["kl_clean"].notna().all() else "kl"
-    out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "lesion": []}
+    out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "lesion": [], "boxes": [], "slices": []}
     has_lesion = "lesion_path" in table and table["lesion_path"].notna().all()
     for grade in KL_GRADES:
         rows = table[table[grade_col].astype(int) == grade].head(per_grade)
         for _, row in rows.iterrows():
             image, mask = read_volume(row["image_path"]), read_volume(row["mask_path"])
-            w = image.shape[-1] // 2
+            lesion = read_volume(row["lesion_path"]) if has_lesion else None
+            w = lesion_slice(lesion, row["side"]) if lesion is not None and at == "lesions" else image.shape[-1] // 2
             out["images"].append(image[..., w].T)
             out["cartilage"].append(np.isin(mask[..., w], CARTILAGE_LABELS).T)
-            if has_lesion:
-                out["lesion"].append((read_volume(row["lesion_path"])[..., w] > 0).T)
+            out["boxes"].append(medial_box(mask[..., w].T, row["side"]))
+            out["slices"].append(int(w))
+            if lesion is not None:
+                out["lesion"].append(np.asarray(lesion[..., w]).T.astype(np.uint8))
             label = "clean KL" if grade_col == "kl_clean" else "KL"
-            out["titles"].append(f"{label}{grade}<br>{row['case_id']}, observed KL{int(row['kl'])}")
+            out["titles"].append(f"{label}{grade}<br>{row['case_id']} ({row['side']}), observed KL{int(row['kl'])}, "
+                                 f"coronal slice {w + 1}/{image.shape[-1]}")
     if not has_lesion:
         out["lesion"] = None
     return out

@@ -185,6 +185,37 @@ class Study:
                          "never_predicted": ", ".join(f"KL{g}" for g in grades) or "none"})
         return pd.DataFrame(rows)
 
+    def kl_confusion(self, truth: str = "kl_clean", split: str = "test") -> pd.DataFrame:
+        """Predicted vs ``truth`` KL grade per backbone and mode, pooled over seeds (each cell's counts
+        summed over its runs), for the runs with a KL head (``pred_kl`` present; single-OA has none).
+
+        One row per backbone, mode, true grade and predicted grade: ``count``, ``share`` (of the
+        knees of that true grade in that backbone and mode, 0 for an empty row) and ``n_runs``.
+        """
+        from sklearn.metrics import confusion_matrix
+
+        from oaprobe.facts import ALL_MODES, KL_GRADES
+
+        cells: dict[tuple[str, str], list[np.ndarray]] = {}
+        for r in self.runs:
+            p = r.predictions[r.predictions["split"] == split]
+            if truth not in p:
+                raise ValueError(f"kl_confusion(truth={truth!r}): run {r.run_id}'s predictions have no {truth!r} "
+                                 "column (the clean grade exists on synthetic cohorts only); use truth='kl'")
+            p = p.dropna(subset=["pred_kl", truth])
+            if len(p):
+                m = confusion_matrix(p[truth].astype(int), p["pred_kl"].astype(int), labels=list(KL_GRADES))
+                cells.setdefault((r.config.backbone, r.config.mode), []).append(m)
+        rows = []
+        order = [(b, m) for b in self.backbones for m in ALL_MODES if (b, m) in cells]
+        for bb, mode in order:
+            total = np.sum(cells[(bb, mode)], axis=0)
+            share = total / np.maximum(total.sum(axis=1, keepdims=True), 1)
+            rows += [{"backbone": bb, "mode": mode, "truth": t, "predicted": q, "count": int(total[t, q]),
+                      "share": float(share[t, q]), "n_runs": len(cells[(bb, mode)])}
+                     for t in KL_GRADES for q in KL_GRADES]
+        return pd.DataFrame(rows, columns=["backbone", "mode", "truth", "predicted", "count", "share", "n_runs"])
+
     def ceilings(self, split: str = "test") -> pd.DataFrame:
         """What the cohort allows at best, computed from it (no model): the planted-parameter
         oracle, a linear probe on the input volumes (at the first run's input shape) and the noise

@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from oaprobe.report.cohort import CohortView, example_slices, human_range_verdict, load_cohort
+from oaprobe.data.phantom import LESION_DEFECT, LESION_OSTEOPHYTE, X_MED, render_knee, sample_knee_params
+from oaprobe.report.cohort import (
+    CohortView, example_slices, human_range_verdict, lesion_slice, load_cohort, medial_box,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +69,77 @@ def test_no_clean_grades_no_kappa(view):
 def test_example_slices_one_per_present_grade(view):
     out = example_slices(view.table, per_grade=1)
     grades = sorted(view.table["kl_clean"].astype(int).unique())
-    assert len(out["images"]) == len(out["titles"]) == len(out["cartilage"]) == len(out["lesion"]) == len(grades)
+    n = len(grades)
+    assert len(out["images"]) == len(out["titles"]) == len(out["cartilage"]) == len(out["lesion"]) == len(out["boxes"]) == n
     assert [t.split("<br>")[0] for t in out["titles"]] == [f"clean KL{g}" for g in grades]
     assert out["images"][0].shape == (24, 24) and out["cartilage"][0].dtype == bool and out["cartilage"][0].any()
+    assert all(8 <= w < 16 for w in out["slices"])  # the middle third of W
+    assert set(np.unique(np.concatenate([le.ravel() for le in out["lesion"]]))) <= {0, 1, 2, 3}  # lesion codes
+    middle = example_slices(view.table, at="middle")
+    assert middle["slices"] == [12] * n and "coronal slice 13/24" in middle["titles"][0]
+    with pytest.raises(ValueError, match="'lesions' or 'middle'"):
+        example_slices(view.table, at="top")
+
+
+def _two_bones(h: int = 20, d: int = 20) -> np.ndarray:
+    """A coronal label slice: femur rows 0-8 and tibia rows 12-19, both over columns 2-17."""
+    mask = np.zeros((h, d), np.uint8)
+    mask[:9, 2:18] = 1
+    mask[9, 2:18] = 2
+    mask[11, 2:18] = 4
+    mask[12:, 2:18] = 3
+    return mask
+
+
+def test_medial_box_known_answer_and_mirror():
+    # midline 9.5, medial bone edge column 2, joint line row (8 + 12) / 2 = 10; side 7.5 * 1.15 = 8.625
+    assert medial_box(_two_bones(), "R") == (6, 15, 1, 10)
+    assert medial_box(_two_bones()[:, ::-1], "L") == (6, 15, 10, 19)  # a left knee mirrors a right one
+    assert medial_box(_two_bones(), "R", margin=0.0) == (7, 14, 2, 10)
+    assert medial_box(np.where(_two_bones() == 3, 0, _two_bones()), "R") == (0, 20, 0, 20)  # no tibia: all
+
+
+@pytest.mark.parametrize("side", ["R", "L"])
+def test_medial_box_follows_the_phantom_at_any_shape(side):
+    params = sample_knee_params(np.random.default_rng(3), severity=3.5, side=side)
+    boxes = {}
+    for n, spacing in ((24, 4.0), (48, 2.0)):  # the same 96 mm knee at two resolutions
+        knee = render_knee(params, shape=(n, n, n), spacing=(spacing,) * 3)
+        r0, r1, c0, c1 = medial_box(knee.mask[..., n // 2].T, side)
+        x_med = X_MED / spacing + (n - 1) / 2  # the medial compartment's centre column (right knee)
+        col = x_med if side == "R" else n - 1 - x_med
+        assert c0 <= col < c1 and r1 - r0 >= n / 5
+        boxes[n] = np.array([r0, r1, c0, c1]) / n
+    np.testing.assert_allclose(boxes[24], boxes[48], atol=2 / 24)  # the box is anatomy, not pixel numbers
+
+
+def test_lesion_slice_weighs_defects_like_osteophytes():
+    lesion = np.zeros((10, 6, 30), np.uint8)  # medial half of a right knee: D < 5
+    lesion[0:3, 2:4, 11] = LESION_OSTEOPHYTE  # 6 voxels
+    lesion[0:3, 2:4, 13] = LESION_OSTEOPHYTE  # 6 voxels
+    lesion[1, 2, 13] = LESION_DEFECT  # 1 voxel, counted as much as all osteophyte voxels
+    lesion[8, 2:4, 17] = LESION_OSTEOPHYTE  # lateral: ignored
+    assert lesion_slice(lesion, "R") == 13
+    assert lesion_slice(lesion[::-1], "L") == 13
+    assert lesion_slice(lesion, "L") == 17  # for a left knee the high-D half is medial
+    lesion[:, :, 11:14] = 0
+    lesion[0, 0, 3] = LESION_DEFECT  # outside the middle third (10-19)
+    assert lesion_slice(lesion, "R") == 15  # no medial focal lesion there: the middle slice
+
+
+def test_findings_state_the_table_numbers(view):
+    t = pd.read_csv(view.manifest)
+    bullets = view.findings()
+    assert 3 <= len(bullets) <= 5
+    both = int((t.groupby("subject_id").size() > 1).sum())
+    assert bullets[0].startswith(f"{len(t)} knees from {t['subject_id'].nunique()} subjects ({both} with both knees)")
+    assert f"test {int((t['split'] == 'test').sum())}" in bullets[0]
+    assert f"{t['oa'].mean():.1%} of the knees have observed OA" in bullets[1]
+    assert f"clean grade {(t['kl_clean'] >= 2).mean():.1%}" in bullets[1]
+    counts = ", ".join(str(int((t["kl_clean"] == g).sum())) for g in range(5))
+    assert bullets[2] == f"Clean grades KL0–KL4: {counts} knees." and bullets[3] == view.label_sentence()
+    plain = CohortView(view.manifest, view.table.drop(columns="kl_clean"), None).findings()
+    assert plain[2].startswith("Observed grades") and "clean grade" not in plain[1]
 
 
 def test_label_sentence_states_the_table_numbers(view):
