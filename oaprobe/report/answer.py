@@ -15,8 +15,9 @@ from __future__ import annotations
 import pandas as pd
 
 from oaprobe.models.backbones import backbone_title
+from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.sentences import signed
-from oaprobe.report.study import Study
+from oaprobe.report.study import Study, mean_sd
 
 #: question -> (metric, single-task baseline, what it asks)
 QUESTIONS: dict[str, tuple[str, str, str]] = {
@@ -24,17 +25,19 @@ QUESTIONS: dict[str, tuple[str, str, str]] = {
     "fine": ("kl_qwk", "single_kl", "the fine label (KL grade, QWK)"),
 }
 TRUTHS = {"kl": "observed labels", "kl_clean": "clean grade"}
+#: what :func:`verdict` can say, in the order the findings count them
+VERDICTS = ("dual helps", "dual hurts", "no evidence either way", "too few seeds for a verdict")
 
 
 def verdict(ci_low: float, ci_high: float) -> str:
     """What a 95% interval of dual minus single says (higher is better for both metrics)."""
     if not (ci_low == ci_low and ci_high == ci_high):  # NaN: one seed, or no spread
-        return "too few seeds for a verdict"
+        return VERDICTS[3]
     if ci_low > 0:
-        return "dual helps"
+        return VERDICTS[0]
     if ci_high < 0:
-        return "dual hurts"
-    return "no evidence either way"
+        return VERDICTS[1]
+    return VERDICTS[2]
 
 
 def answer_table(study: Study) -> pd.DataFrame:
@@ -58,16 +61,71 @@ def answer_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def describe_answer(row: pd.Series) -> str:
-    """One sentence per row of :func:`answer_table`."""
+def describe_answer(row: pd.Series, bold: bool = True) -> str:
+    """One sentence per row of :func:`answer_table` (``bold``: the verdict in Markdown bold; plain
+    for an HTML fold, which shows Markdown as typed)."""
     metric, base, what = QUESTIONS[row["question"]]
     interval = (f"95% CI {signed(row['ci_low'])} to {signed(row['ci_high'])}" if row["ci_low"] == row["ci_low"]
                 else "no interval")
+    mark = "**" if bold else ""
     return (
         f"{backbone_title(row['backbone'])}, {what} against the {TRUTHS[row['truth']]}: dual {row['dual']:.3f} vs "
-        f"{base.replace('_', '-')} {row['single']:.3f}; mean difference over {row['n_seeds']} seed(s) "
-        f"{signed(row['diff'])} ({interval}): **{row['verdict']}**."
+        f"{MODE_NAMES[base]} {row['single']:.3f}; mean difference over {row['n_seeds']} seed(s) "
+        f"{signed(row['diff'])} ({interval}): {mark}{row['verdict']}{mark}."
     )
+
+
+def answer_findings(answer: pd.DataFrame, truth: str) -> list[str]:
+    """One bullet per question against ``truth``: how the backbones' verdicts fall, and each
+    backbone's mean difference (the answer page's opening box; the per-backbone sentences fold)."""
+    rows = answer[answer["truth"] == truth]
+    out = []
+    for question, (_, base, what) in QUESTIONS.items():
+        q = rows[rows["question"] == question]
+        if q.empty:
+            continue
+        counts = q["verdict"].value_counts()
+        verdicts = ", ".join(f"{v}: {counts[v]}" for v in VERDICTS if v in counts)
+        seeds = "/".join(str(n) for n in sorted(set(q["n_seeds"])))
+        diffs = ", ".join(f"{backbone_title(b)} {signed(d)}" for b, d in zip(q["backbone"], q["diff"]))
+        out.append(f"Dual vs {MODE_NAMES[base]} on {what} against the {TRUTHS[truth]}, over {len(q)} backbone(s) "
+                   f"and {seeds} seed(s): {verdicts}; mean differences {diffs}.")
+    return out
+
+
+def describe_ceilings(levels: pd.DataFrame, ceilings: pd.DataFrame, truth: str) -> str | None:
+    """The best dual level per question (from :func:`levels_for_figure`) beside the linear probe and
+    the oracle against ``truth``: how far the models are from what the cohort allows."""
+    dual = levels[levels["mode"] == "dual"]
+    ceil = ceilings[ceilings["truth"] == truth].set_index("ceiling")
+    parts = []
+    for question, (metric, _, _) in QUESTIONS.items():
+        q = dual[dual["question"] == question]
+        if q.empty:
+            continue
+        best = q.loc[q["mean"].idxmax()]
+        refs = [f"{name} {ceil.loc[key, metric]:.3f}" for key, name in (("linear_probe", "linear probe"), ("oracle", "oracle"))
+                if key in ceil.index and metric in ceil.columns]
+        parts.append(f"{readable_name(metric)} {best['mean']:.3f} ({best['backbone']})"
+                     + (f" against {' and '.join(refs)}" if refs else ""))
+    return f"Best dual model against the {TRUTHS[truth]}: " + "; ".join(parts) + "." if parts else None
+
+
+def describe_best_mode(pm: pd.DataFrame, ceilings: pd.DataFrame, truth: str, metric: str = "kl_qwk") -> str | None:
+    """Which mode reaches the highest mean ``metric`` over seeds (one backbone's rows of
+    :meth:`Study.point_metrics` against ``truth``), beside the linear probe's level on the input volumes."""
+    sel = pm[pm["metric"] == metric]
+    if sel.empty:
+        return None
+    agg = sel.groupby("mode")["value"].agg(["mean", "std"])
+    top = agg["mean"].idxmax()
+    seeds = sel.loc[sel["mode"] == top, "seed"].nunique()
+    text = (f"Best {readable_name(metric)} against the {TRUTHS[truth]}: {MODE_NAMES.get(top, top)} "
+            f"{mean_sd(agg.loc[top, 'mean'], agg.loc[top, 'std'])} over {seeds} seed(s)")
+    probe = ceilings[(ceilings["ceiling"] == "linear_probe") & (ceilings["truth"] == truth)]
+    if len(probe) and metric in probe.columns:
+        text += f"; the linear probe on the input volumes reaches {float(probe[metric].iloc[0]):.3f}"
+    return text + "."
 
 
 def levels_for_figure(study: Study, truth: str) -> pd.DataFrame:

@@ -19,8 +19,9 @@ import pandas as pd
 
 from oaprobe.analysis.paired import seed_level_test
 from oaprobe.config import get_preset
+from oaprobe.report.display import readable_name
 from oaprobe.report.sentences import signed
-from oaprobe.report.study import Study
+from oaprobe.report.study import Study, mean_sd
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, beyond_grid, preset_manifest, study_grid
 
 #: (variant a, variant b): each compared over seeds as a minus b
@@ -29,6 +30,13 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
     ("single_kl + smoothing", "single_kl"), ("dual + smoothing", "dual"),
 )
 METRICS = ("kl_qwk", "kl_mae", "oa_roc_auc")
+#: (comparison, metric) pairs the chapter's opening box states: the fine label against the
+#: ordinal head, single-KL and plain smoothing, and the coarse one against the ordinal head
+#: (whose KL >= 2 threshold is the OA label)
+KEY_FINDINGS: tuple[tuple[str, str], ...] = (
+    ("dual vs ordinal", "kl_qwk"), ("dual vs single_kl", "kl_qwk"),
+    ("single_kl + smoothing vs single_kl", "kl_qwk"), ("dual vs ordinal", "oa_roc_auc"),
+)
 
 
 def variant_name(mode: str, label_smoothing: float, oa_weight: float) -> str:
@@ -73,6 +81,16 @@ class BeyondStudy:
         m = self.metrics()
         return m.pivot_table(index="variant", columns="metric", values="value", aggfunc=["mean", "std"], sort=False)
 
+    def summary_table(self) -> pd.DataFrame:
+        """``mean ± sd`` over seeds per variant (rows, in run order) and metric (columns, :data:`METRICS` order)."""
+        m = self.metrics()
+        agg = m.groupby(["variant", "metric"], sort=False)["value"].agg(["mean", "std"]).reset_index()
+        agg["value"] = [mean_sd(a, b) for a, b in zip(agg["mean"], agg["std"])]
+        wide = agg.pivot(index="variant", columns="metric", values="value")
+        wide = wide.loc[list(dict.fromkeys(agg["variant"])), [c for c in METRICS if c in wide.columns]]
+        wide.columns.name = None
+        return wide
+
     def comparisons(self) -> pd.DataFrame:
         """Seed-level tests of each pair of :data:`COMPARISONS` (a minus b per seed), per metric."""
         m = self.metrics()
@@ -104,4 +122,28 @@ def describe_comparison(row: pd.Series, alpha: float = 0.05) -> str:
     else:
         verdict = "too few seeds, or no spread, for a test"
     interval = f"95% CI {signed(lo)} to {signed(hi)}" if lo == lo else "no interval"
-    return f"{row['comparison']}, {row['metric']}: mean difference over {n} seed(s) {signed(mean)} ({interval}); {verdict}."
+    return (f"{row['comparison']}, {readable_name(row['metric'])}: mean difference over {n} seed(s) {signed(mean)} "
+            f"({interval}); {verdict}.")
+
+
+def describe_lambda(curve: pd.DataFrame, metric: str = "kl_qwk") -> str | None:
+    """One sentence on :meth:`BeyondStudy.lambda_curve`: the lambda at which dual's ``metric`` peaks
+    (lowest for kl_mae)."""
+    c = curve[curve["metric"] == metric]
+    if c.empty:
+        return None
+    top = c.loc[c["mean"].idxmin() if metric == "kl_mae" else c["mean"].idxmax()]
+    word = "is lowest" if metric == "kl_mae" else "peaks"
+    return (f"Over lambda {', '.join(f'{x:g}' for x in c['lambda'])}, dual's {readable_name(metric)} {word} at lambda "
+            f"{top['lambda']:g} ({mean_sd(top['mean'], top['sd'])} over {int(top['n'])} seed(s)).")
+
+
+def beyond_findings(tests: pd.DataFrame, curve: pd.DataFrame) -> list[str]:
+    """The chapter's opening bullets: the :data:`KEY_FINDINGS` comparisons and the lambda peak."""
+    out = []
+    if len(tests):
+        for comparison, metric in KEY_FINDINGS:
+            hit = tests[(tests["comparison"] == comparison) & (tests["metric"] == metric)]
+            out += [describe_comparison(r) for _, r in hit.iterrows()]
+    peak = describe_lambda(curve) if len(curve) else None
+    return out + ([peak] if peak else [])

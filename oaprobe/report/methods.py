@@ -8,6 +8,8 @@ import json
 import pandas as pd
 
 from oaprobe.config import PRESETS, RunConfig, get_preset
+from oaprobe.models.backbones import backbone_title
+from oaprobe.report.sentences import describe_convergence
 from oaprobe.report.study import Study
 
 #: The reference study's protocol, as PAPER.md describes it, for the deviations table.
@@ -28,6 +30,15 @@ REFERENCE_PROTOCOL = {
     "dual_variant": "stacked",
 }
 _PER_RUN = ("manifest", "backbone", "mode", "seed")
+#: how the recipe sentence names a ``RunConfig.select`` value
+SELECT_WORDS = {"final": "the final epoch's", "val_loss": "the epoch with the lowest validation loss",
+                "val_oa_auc": "the epoch with the best validation OA AUC",
+                "val_kl_qwk": "the epoch with the best validation KL QWK"}
+
+
+def used(configs: list[dict], field: str) -> list[str]:
+    """The distinct values of ``field`` over run configs, as sorted strings (lists as tuples)."""
+    return sorted({str(tuple(c[field]) if isinstance(c[field], list) else c[field]) for c in configs})
 
 
 def methods_tables(study: Study) -> dict[str, pd.DataFrame]:
@@ -47,9 +58,9 @@ def methods_tables(study: Study) -> dict[str, pd.DataFrame]:
 
     deviations = []
     for f, ref in REFERENCE_PROTOCOL.items():
-        used = sorted({str(tuple(c[f]) if isinstance(c[f], list) else c[f]) for c in configs})
-        if used != [str(ref)]:
-            deviations.append({"setting": f, "reference": str(ref), "this build": ", ".join(used)})
+        values = used(configs, f)
+        if values != [str(ref)]:
+            deviations.append({"setting": f, "reference": str(ref), "this build": ", ".join(values)})
 
     backbones = []
     for bb in study.backbones:
@@ -75,3 +86,45 @@ def methods_tables(study: Study) -> dict[str, pd.DataFrame]:
         "backbones": pd.DataFrame(backbones),
         "presets": pd.DataFrame(presets),
     }
+
+
+def describe_grid(configs: list[dict]) -> str:
+    """How many runs the build read, and over which backbones, modes and seeds."""
+    backbones = list(dict.fromkeys(c["backbone"] for c in configs))
+    modes, seeds = used(configs, "mode"), used(configs, "seed")
+    return (f"{len(configs)} runs: {len(backbones)} backbone(s) ({', '.join(backbone_title(b) for b in backbones)}) "
+            f"× {len(modes)} modes × {len(seeds)} seed(s).")
+
+
+def describe_recipe(configs: list[dict]) -> str:
+    """The training recipe as run (a setting that differs between runs lists every value)."""
+    def v(field: str) -> str:
+        return " / ".join(used(configs, field))
+
+    select = " / ".join(SELECT_WORDS.get(x, x) for x in used(configs, "select"))
+    shape = " / ".join(x.strip("()").replace(", ", "x") for x in used(configs, "input_shape"))
+    return (f"The recipe as run: {v('epochs')} epoch(s) ({v('warmup_epochs')} of warm-up), {v('schedule')} learning-rate "
+            f"schedule at peak lr {v('lr')}, batch {v('batch_size')}, weight decay {v('weight_decay')}; the weights "
+            f"kept are {select}; input {shape} voxels at width {v('width')}.")
+
+
+def describe_deviations(deviations: pd.DataFrame) -> str:
+    """One sentence on the deviations table of :func:`methods_tables`: every setting that differs from the reference."""
+    if deviations.empty:
+        return f"Every one of the {len(REFERENCE_PROTOCOL)} reference settings is kept."
+    parts = "; ".join(f"{r['setting']} {r['reference']} → {r['this build']}" for _, r in deviations.iterrows())
+    return f"{len(deviations)} of the {len(REFERENCE_PROTOCOL)} reference settings differ (reference → this build): {parts}."
+
+
+def describe_cohort(table: pd.DataFrame) -> str:
+    """The cohort the runs were trained on: knees, subjects, and the split."""
+    splits = table["split"].value_counts()
+    parts = ", ".join(f"{splits[s]} {s}" for s in ("train", "val", "test") if s in splits)
+    return f"Cohort: {len(table)} knees of {table['subject_id'].nunique()} subjects ({parts})."
+
+
+def methods_findings(study: Study, tables: dict[str, pd.DataFrame], conv: pd.DataFrame) -> list[str]:
+    """The methods page's opening bullets: runs, recipe, convergence, deviations, cohort."""
+    configs = [r.config.to_dict() for r in study.runs]
+    return [describe_grid(configs), describe_recipe(configs), describe_convergence(conv),
+            describe_deviations(tables["deviations"]), describe_cohort(study.table)]

@@ -16,12 +16,15 @@ from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
 from oaprobe.config import get_preset
-from oaprobe.report.sentences import describe_trend
+from oaprobe.report.display import MODE_NAMES, readable_name
+from oaprobe.report.sentences import describe_trend, signed
 from oaprobe.report.study import Study
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest
 
 #: Metrics compared across noise levels, with the single-label baseline each is compared to.
 GAIN_METRICS = {"kl_qwk": "single_kl", "kl_accuracy": "single_kl", "oa_roc_auc": "single_oa"}
+#: The gains the chapter's opening box states (the fine and the coarse question).
+FINDING_METRICS = ("kl_qwk", "oa_roc_auc")
 
 
 @dataclass
@@ -102,3 +105,43 @@ class NoiseStudy:
 
     def provenance(self) -> str:
         return " ".join(f"Noise {lvl}: {s.provenance()}" for lvl, s in self.studies.items())
+
+
+def describe_agreement(agreement: pd.DataFrame) -> str:
+    """One sentence on :meth:`NoiseStudy.label_agreement` at its strongest noise: how much the labels change."""
+    row = agreement.loc[agreement["label_noise"].idxmax()]
+    return (f"At the strongest label noise (strength {row['label_noise']:g}) observed and clean KL grades agree with kappa "
+            f"{row['kappa']:.3f}: {row['kl_flip_rate']:.1%} of the {int(row['knees'])} knees change KL grade and "
+            f"{row['oa_flip_rate']:.1%} change OA label.")
+
+
+def _mean_sd_signed(mean: float, sd: float) -> str:
+    return signed(mean) + (f" ± {sd:.3f}" if np.isfinite(sd) else "")
+
+
+def describe_gain(gain: pd.DataFrame, metric: str) -> str | None:
+    """One sentence on :meth:`NoiseStudy.gain` for ``metric``: the dual-head gain at the weakest and the strongest noise."""
+    g = gain[gain["metric"] == metric].sort_values("label_noise")
+    if g.empty:
+        return None
+    lo, hi = g.iloc[0], g.iloc[-1]
+    seeds = "/".join(str(int(n)) for n in sorted(set(g["n_seeds"])))
+    return (f"Dual minus {MODE_NAMES[GAIN_METRICS[metric]]} on {readable_name(metric)} against the clean grade: "
+            f"{_mean_sd_signed(lo['mean'], lo['sd'])} at noise {lo['label_noise']:g} and "
+            f"{_mean_sd_signed(hi['mean'], hi['sd'])} at noise {hi['label_noise']:g} (over {seeds} seed(s)).")
+
+
+def noise_findings(agreement: pd.DataFrame, gain: pd.DataFrame, trend: pd.DataFrame) -> list[str]:
+    """The chapter's opening bullets: label agreement, the fine and coarse gains, and their trends
+    (or why no trend can be fitted)."""
+    out = [describe_agreement(agreement)] if len(agreement) else []
+    out += [s for s in (describe_gain(gain, m) for m in FINDING_METRICS) if s]
+    shown = trend[trend["metric"].isin(FINDING_METRICS)]
+    fitted = shown[np.isfinite(shown["slope"].astype(float))]
+    if len(fitted):
+        out += [describe_trend(r) for _, r in fitted.iterrows()]
+    elif len(shown):
+        levels = gain["label_noise"].nunique()
+        out.append(f"No trend of the gain on noise strength can be fitted: {int(shown['n'].max())} per-seed gains at "
+                   f"{levels} strength(s) per comparison (a slope needs at least 3 at 2 or more strengths).")
+    return out

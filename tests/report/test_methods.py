@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from oaprobe.config import PRESETS, get_preset
-from oaprobe.report.methods import REFERENCE_PROTOCOL, methods_tables
+from oaprobe.report.methods import (REFERENCE_PROTOCOL, describe_cohort, describe_deviations, describe_grid,
+                                    describe_recipe, methods_findings, methods_tables, used)
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -60,3 +62,46 @@ def test_presets_table_lists_every_preset(tables):
     assert list(presets.index) == list(PRESETS)
     assert presets.loc["default", "seeds"] == len(get_preset("default").seeds)
     assert presets.loc["smoke", "noise levels"] == "0.0, 1.0" and presets.loc["smoke", "volume"] == "24x24x24"
+
+
+def _configs() -> list[dict]:
+    base = {"backbone": "resnet3d", "mode": "dual", "seed": 0, "epochs": 8, "warmup_epochs": 1, "schedule": "cosine",
+            "lr": 0.001, "batch_size": 8, "weight_decay": 0.0001, "select": "val_loss", "input_shape": [32, 32, 32],
+            "width": 0.25}
+    return [{**base, "backbone": b, "mode": m, "seed": s} for b in ("resnet3d", "nnmamba")
+            for m in ("single_oa", "single_kl", "dual") for s in (0, 1)]
+
+
+def test_used_lists_distinct_values_as_strings():
+    configs = _configs()
+    assert used(configs, "input_shape") == ["(32, 32, 32)"] and used(configs, "seed") == ["0", "1"]
+
+
+def test_describe_grid_and_recipe():
+    configs = _configs()
+    assert describe_grid(configs) == "12 runs: 2 backbone(s) (ResNet3D, nnMamba) × 3 modes × 2 seed(s)."
+    assert describe_recipe(configs) == (
+        "The recipe as run: 8 epoch(s) (1 of warm-up), cosine learning-rate schedule at peak lr 0.001, batch 8, weight "
+        "decay 0.0001; the weights kept are the epoch with the lowest validation loss; input 32x32x32 voxels at width 0.25.")
+    mixed = configs[:1] + [{**configs[1], "epochs": 4, "select": "final"}]
+    text = describe_recipe(mixed)
+    assert text.startswith("The recipe as run: 4 / 8 epoch(s)") and "the final epoch's / the epoch with the lowest" in text
+
+
+def test_describe_deviations_and_cohort():
+    dev = pd.DataFrame([{"setting": "epochs", "reference": "100", "this build": "8"}])
+    assert describe_deviations(dev) == (f"1 of the {len(REFERENCE_PROTOCOL)} reference settings differ (reference → "
+                                        "this build): epochs 100 → 8.")
+    assert describe_deviations(dev.iloc[:0]).startswith("Every one of the")
+    table = pd.DataFrame({"subject_id": [1, 1, 2, 3], "split": ["train", "train", "test", "val"]})
+    assert describe_cohort(table) == "Cohort: 4 knees of 3 subjects (2 train, 1 val, 1 test)."
+
+
+def test_methods_findings_on_the_runs(tables):
+    study, t = tables
+    conv = study.convergence()
+    bullets = methods_findings(study, t, conv)
+    assert len(bullets) == 5
+    assert bullets[0] == f"{len(study.runs)} runs: 1 backbone(s) (ResNet3D) × 3 modes × 2 seed(s)."
+    assert bullets[1].startswith("The recipe as run: 1 epoch(s)") and f"{len(t['deviations'])} of the" in bullets[3]
+    assert str(int(conv["flagged"].sum())) in bullets[2] and f"{len(study.table)} knees" in bullets[4]

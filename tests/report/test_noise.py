@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from oaprobe.report.noise import NoiseStudy
+from oaprobe.report.noise import NoiseStudy, describe_agreement, describe_gain, noise_findings
 
 LEVELS = (0.0, 1.0, 2.0)
 SEEDS = (0, 1, 2)
@@ -101,3 +101,35 @@ def test_label_agreement_against_sklearn(planted):
     assert agree.loc[1.0, "kappa"] == pytest.approx(cohen_kappa_score(table["kl_clean"], table["kl"]))
     assert agree.loc[0.0, "kappa"] == pytest.approx(1.0) and agree.loc[0.0, "kl_flip_rate"] == 0
     assert agree.loc[2.0, "kl_flip_rate"] == pytest.approx(1 / 6) and agree.loc[2.0, "oa_flip_rate"] == 0
+
+
+def test_describe_agreement_at_the_strongest_noise(planted):
+    text = describe_agreement(planted.label_agreement())
+    kappa = cohen_kappa_score(planted.studies[2.0].table["kl_clean"], planted.studies[2.0].table["kl"])
+    assert text == (f"At the strongest label noise (strength 2) observed and clean KL grades agree with kappa {kappa:.3f}: "
+                    "16.7% of the 6 knees change KL grade and 0.0% change OA label.")
+
+
+def test_describe_gain_at_the_weakest_and_strongest_noise(planted):
+    gain = planted.gain()
+    x, y = _gains(planted, "oa_roc_auc", "single_oa")  # planted: 0.01 * seed, the same at every level
+    lo, sd = y[x == 0.0].mean(), y[x == 0.0].std(ddof=1)
+    text = describe_gain(gain, "oa_roc_auc")
+    assert text == (f"Dual minus single-OA on OA AUC against the clean grade: +{lo:.3f} ± {sd:.3f} at noise 0 and "
+                    f"+{lo:.3f} ± {sd:.3f} at noise 2 (over 3 seed(s)).")
+    assert describe_gain(gain, "kl_f1_macro") is None
+
+
+def test_noise_findings_state_fitted_trends(planted):
+    bullets = noise_findings(planted.label_agreement(), planted.gain(), planted.trend())
+    assert len(bullets) == 5 and bullets[0].startswith("At the strongest label noise")
+    assert bullets[1].startswith("Dual minus single-KL on KL QWK") and bullets[2].startswith("Dual minus single-OA on OA AUC")
+    assert "grows as the labels get noisier" in bullets[3] and "kl_qwk" in bullets[3] and "oa_roc_auc" in bullets[4]
+
+
+def test_noise_findings_say_why_no_trend(planted):
+    one = NoiseStudy("smoke", "resnet3d", {0.0: planted.studies[0.0]})
+    bullets = noise_findings(one.label_agreement(), one.gain(), one.trend())
+    assert bullets[-1] == ("No trend of the gain on noise strength can be fitted: 3 per-seed gains at 1 strength(s) per "
+                           "comparison (a slope needs at least 3 at 2 or more strengths).")
+    assert not any("nan" in b for b in bullets)

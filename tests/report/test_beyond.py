@@ -1,0 +1,76 @@
+"""Tests of oaprobe.report.beyond's tables and sentences on planted per-seed metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oaprobe.report.beyond import (KEY_FINDINGS, BeyondStudy, beyond_findings, describe_comparison, describe_lambda,
+                                   variant_name)
+
+#: variant -> per-seed kl_qwk (seeds 0, 1, 2); kl_mae and oa_roc_auc are planted from it
+QWK = {"single_kl": [0.50, 0.52, 0.54], "dual": [0.60, 0.61, 0.65], "ordinal": [0.58, 0.60, 0.62],
+       "single_kl + smoothing": [0.50, 0.53, 0.54], "dual (lambda 4)": [0.55, 0.56, 0.57]}
+
+
+@pytest.fixture()
+def planted() -> BeyondStudy:
+    rows = []
+    for variant, values in QWK.items():
+        lam = 4.0 if "lambda" in variant else (1.0 if variant == "dual" else None)
+        for seed, q in enumerate(values):
+            for metric, v in (("kl_qwk", q), ("kl_mae", 1 - q), ("oa_roc_auc", 0.8)):
+                rows.append({"variant": variant, "lambda": lam, "seed": seed, "metric": metric, "value": v})
+    bs = BeyondStudy("smoke", study=None)  # type: ignore[arg-type]
+    frame = pd.DataFrame(rows)
+    bs.metrics = lambda: frame.copy()  # type: ignore[method-assign]
+    return bs
+
+
+def test_variant_names():
+    assert variant_name("single_kl", 0.1, 1.0) == "single_kl + smoothing"
+    assert variant_name("dual", 0.1, 0.25) == "dual + smoothing (lambda 0.25)"
+
+
+def test_summary_table_mean_and_sd_in_run_order(planted):
+    t = planted.summary_table()
+    assert list(t.index) == list(QWK) and list(t.columns) == ["kl_qwk", "kl_mae", "oa_roc_auc"]
+    dual = np.array(QWK["dual"])
+    assert t.loc["dual", "kl_qwk"] == f"{dual.mean():.3f} ± {dual.std(ddof=1):.3f}"
+    assert t.loc["dual", "oa_roc_auc"] == "0.800 ± 0.000"
+
+
+def test_comparisons_are_paired_by_seed(planted):
+    tests = planted.comparisons().set_index(["comparison", "metric"])
+    diff = np.array(QWK["dual"]) - np.array(QWK["ordinal"])
+    row = tests.loc[("dual vs ordinal", "kl_qwk")]
+    assert row["mean"] == pytest.approx(diff.mean()) and row["n_seeds"] == 3
+    assert ("dual + smoothing vs dual", "kl_qwk") not in tests.index  # no such runs planted
+
+
+def test_describe_comparison_flips_for_mae():
+    row = pd.Series({"comparison": "dual vs ordinal", "metric": "kl_mae", "n_seeds": 3, "mean": -0.1,
+                     "ci_low": -0.2, "ci_high": -0.01, "p_t": 0.01})
+    assert describe_comparison(row) == ("dual vs ordinal, KL MAE: mean difference over 3 seed(s) -0.100 "
+                                        "(95% CI -0.200 to -0.010); dual is consistently better (paired t p = 0.010).")
+    one = row.copy()
+    one[["ci_low", "ci_high", "p_t"]] = np.nan
+    assert describe_comparison(one).endswith("(no interval); too few seeds, or no spread, for a test.")
+
+
+def test_describe_lambda_peak(planted):
+    curve = planted.lambda_curve()
+    dual = np.array(QWK["dual"])
+    assert describe_lambda(curve) == (f"Over lambda 1, 4, dual's KL QWK peaks at lambda 1 "
+                                      f"({dual.mean():.3f} ± {dual.std(ddof=1):.3f} over 3 seed(s)).")
+    assert "is lowest at lambda 1" in describe_lambda(curve, "kl_mae")
+    assert describe_lambda(curve.iloc[:0]) is None
+
+
+def test_beyond_findings_state_the_key_comparisons_and_the_peak(planted):
+    bullets = beyond_findings(planted.comparisons(), planted.lambda_curve())
+    assert len(bullets) == len(KEY_FINDINGS) + 1
+    assert bullets[0].startswith("dual vs ordinal, KL QWK") and bullets[3].startswith("dual vs ordinal, OA AUC")
+    assert bullets[2].startswith("single_kl + smoothing vs single_kl, KL QWK") and bullets[-1].startswith("Over lambda")
+    assert beyond_findings(pd.DataFrame(), pd.DataFrame()) == []
