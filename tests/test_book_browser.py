@@ -94,7 +94,7 @@ def browser():
 def test_book_has_every_chapter():
     names = {p.name for p in _pages()}
     assert "intro.html" in names or "index.html" in names
-    for stem in ("00_answer", "01_cohort", "03_results", "04_latent", "05_saliency", "07_methods", "08_exercises"):
+    for stem in ("00_answer", "01_cohort", "03_results", "04_latent", "05_saliency", "07_methods", "08_exercises", "teach"):
         assert f"{stem}.html" in names, f"chapter {stem} missing from the built book"
     cohort_page = next(p for p in _pages() if p.name == "01_cohort.html").read_text(encoding="utf-8")
     if "no clean grade (real data)" not in cohort_page:  # synthetic cohort: the label-noise chapter must be there
@@ -142,7 +142,8 @@ def test_page_renders_without_errors(page: Path, server: str, browser):
 
 
 #: chapters that open with a generated "What this chapter finds" box
-FINDINGS_CHAPTERS = ("backbone_", "03_results", "04_latent", "05_saliency", "06_label_noise", "09_beyond")
+FINDINGS_CHAPTERS = ("00_answer", "01_cohort", "backbone_", "03_results", "04_latent", "05_saliency", "06_label_noise",
+                     "07_methods", "08_exercises", "09_beyond")
 
 
 def test_every_result_chapter_opens_with_its_findings():
@@ -169,16 +170,25 @@ def test_the_answer_page_renders_its_figure_and_sentences(server: str, browser):
 
 
 def test_folded_tables_open(server: str, browser):
+    """A folded table opens on a click and carries its CSV; provenance notes start folded."""
+    import base64
+
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = next(p for p in _pages() if p.name == "03_results.html")
     browser.get(f"{server}/{page.relative_to(HTML).as_posix()}")
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
-    folds = [d for d in browser.find_elements(By.CSS_SELECTOR, "details") if "output" in d.text.lower()]
-    assert folds, "no folded output on the results page"
-    fold = folds[0]
+    folds = browser.find_elements(By.CSS_SELECTOR, "details.oaprobe-fold")
+    assert folds, "no folded table on the results page"
+    fold = next((f for f in folds if f.find_elements(By.CSS_SELECTOR, "table")), None)
+    assert fold is not None, "no fold on the results page holds a table"
     assert fold.get_attribute("open") is None
     browser.execute_script("arguments[0].scrollIntoView(); arguments[0].querySelector('summary').click();", fold)
     WebDriverWait(browser, 10).until(lambda d: fold.get_attribute("open") is not None)
-    assert fold.find_elements(By.CSS_SELECTOR, "table, .output"), "the opened fold shows no table"
+    assert fold.find_element(By.CSS_SELECTOR, "table").is_displayed(), "the opened fold shows no table"
+    link = fold.find_element(By.CSS_SELECTOR, "a.oaprobe-csv")
+    header = base64.b64decode(link.get_attribute("href").split(",", 1)[1]).decode().splitlines()[0]
+    assert link.get_attribute("download").endswith(".csv") and "," in header, "the fold's CSV link is not a CSV"
+    notes = browser.find_elements(By.CSS_SELECTOR, "details.oaprobe-provenance")
+    assert notes and all(n.get_attribute("open") is None for n in notes), "provenance notes are missing or open"

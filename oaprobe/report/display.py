@@ -25,6 +25,10 @@ COLUMN_NAMES: dict[str, str] = {
     "diff": "difference", "ci_low": "CI low", "ci_high": "CI high", "p_value": "p", "q_value": "q",
     "p_t": "p (t)", "p_wilcoxon": "p (Wilcoxon)", "n_seeds": "seeds", "sd": "sd", "mean": "mean",
     "significant": "significant", "test": "test", "truth": "truth",
+    "abs_spearman_PC1_KL": "|ρ| PC1–KL", "abs_spearman_PC1_OA": "|ρ| PC1–OA", "EVR_PC1": "PC1 variance share",
+    "OA_probe_AUROC_test": "OA probe AUC", "centroid_kendall_tau": "centroid order τ",
+    "abs_spearman_PC1_KLclean": "|ρ| PC1–clean KL", "abs_spearman_PC1_OAclean": "|ρ| PC1–clean OA",
+    "OA_probe_AUROC_test_clean": "OA probe AUC (clean)", "centroid_kendall_tau_clean": "centroid order τ (clean)",
 }
 #: Readable names of the study's modes (the same order and colours everywhere: figures.MODE_COLORS).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
@@ -51,6 +55,11 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         out["mode"] = out["mode"].map(lambda m: MODE_NAMES.get(m, m))
     out.columns = [readable_name(c) for c in out.columns]
     return out
+
+
+def open_table(table: pd.DataFrame, digits: int = 3) -> HTML:
+    """A short key table shown open: readable, rounded, without pandas' row numbers."""
+    return HTML(readable(table, digits).to_html(classes="dataframe oaprobe-table", border=0, index=False, na_rep="–"))
 
 
 def _slug(text: str) -> str:

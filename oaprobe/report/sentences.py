@@ -56,9 +56,11 @@ def describe_seed_level(row: Mapping[str, Any], alpha: float = 0.05) -> str:
         verdict = f"consistently {'better' if dual_is_better(str(row['metric']), mean) else 'worse'} with dual (paired t p = {p:.3f})"
     else:
         verdict = f"not consistent across seeds (paired t p = {p:.3f})"
+    interval = f" (95% CI {signed(lo)} to {signed(hi)})" if np.isfinite([lo, hi]).all() else ""
+    seeds = f"{n} seed{'s' if n != 1 else ''}"
     return (
-        f"{row['backbone']}, {row['metric']} vs {row['baseline']}: mean dual minus single over {n} seeds = "
-        f"{signed(mean)} (95% CI {signed(lo)} to {signed(hi)}); dual better in {better_count} of {n} seeds; {verdict}."
+        f"{row['backbone']}, {row['metric']} vs {row['baseline']}: mean dual minus single over {seeds} = "
+        f"{signed(mean)}{interval}; dual better in {better_count} of {seeds}; {verdict}."
     )
 
 
@@ -112,7 +114,10 @@ def describe_trend(row: Mapping[str, Any], alpha: float = 0.05) -> str:
         verdict = f"the dual-head gain {'grows' if grows else 'shrinks'} as the labels get noisier (p = {p:.3f})"
     else:
         verdict = f"no evidence that the gain changes with the noise (p = {p:.3f})"
+    if not np.isfinite(slope):
+        return f"{row['comparison']} against the clean grade: {verdict}."
+    interval = f" (95% CI {signed(lo)} to {signed(hi)})" if np.isfinite([lo, hi]).all() else ""
     return (
-        f"{row['comparison']}, {row['metric']} against the clean grade: slope of the per-seed gain on noise "
-        f"strength {signed(slope)} per unit (95% CI {signed(lo)} to {signed(hi)}); {verdict}."
+        f"{row['comparison']} against the clean grade: slope of the per-seed gain on noise "
+        f"strength {signed(slope)} per unit{interval}; {verdict}."
     )

@@ -97,3 +97,11 @@ def test_describe_trend():
     assert "grows" in describe_trend({**row, "metric": "kl_mae", "slope": -0.04})
     assert "no evidence that the gain changes" in describe_trend({**row, "p": 0.5})
     assert "too few noise levels" in describe_trend({**row, "slope": np.nan, "p": np.nan})
+
+
+def test_one_seed_and_one_noise_level_print_no_nan():
+    one = describe_seed_level(_seed_row(p=np.nan, n=1, pos=1) | {"ci_low": np.nan, "ci_high": np.nan})
+    assert "nan" not in one and "over 1 seed =" in one and "1 of 1 seed;" in one
+    trend = describe_trend({"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": np.nan,
+                            "ci_low": np.nan, "ci_high": np.nan, "p": np.nan})
+    assert trend == "dual − single_kl: kl_qwk against the clean grade: too few noise levels for a trend."
