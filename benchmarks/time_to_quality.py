@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
+from oaprobe.analysis.convergence import run_diagnostics
 from oaprobe.config import get_preset
 from oaprobe.sweep import preset_manifest
 from oaprobe.training.engine import fit
@@ -37,6 +38,8 @@ def score(folder: Path) -> dict[str, float]:
     clean = test["kl_clean"].astype(int).to_numpy()
     row = {"seconds": float(run.history["seconds"].sum()),
            "oa_auc_clean": float(roc_auc_score(clean >= 2, test["p_oa"]))}
+    flags = run_diagnostics(run.history, run.predictions)
+    row.update(oa_acc=flags["test_oa_accuracy"], flagged=float(flags["flagged"]), kept_epoch=flags["kept_epoch"])
     if test["pred_kl"].notna().all():
         row["qwk_clean"] = float(cohen_kappa_score(clean, test["pred_kl"].astype(int), weights="quadratic"))
     return row
@@ -83,7 +86,8 @@ def main() -> None:
     table = pd.DataFrame(rows)
     summary = table.groupby(["backbone", "recipe", "mode"], sort=False).agg(
         qwk_mean=("qwk_clean", "mean"), qwk_sd=("qwk_clean", "std"),
-        auc_mean=("oa_auc_clean", "mean"), auc_sd=("oa_auc_clean", "std"), seconds=("seconds", "mean"))
+        auc_mean=("oa_auc_clean", "mean"), auc_sd=("oa_auc_clean", "std"), oa_acc=("oa_acc", "mean"),
+        flagged=("flagged", "sum"), seconds=("seconds", "mean"))
     pd.set_option("display.width", 160)
     print(summary.round(3).to_string())
     if args.no_old:
