@@ -22,6 +22,8 @@ from oaprobe import __version__
 from oaprobe.config import RunConfig, get_preset
 from oaprobe.errors import OaprobeError
 from oaprobe.facts import CARTILAGE_LABELS, MODES
+from oaprobe.models.backbones import backbone_title
+from oaprobe.report.display import MODE_NAMES
 from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, preset_manifest, study_grid
 from oaprobe.training.runs import Run, field_matches, is_done, load_run, run_dir
 
@@ -371,12 +373,13 @@ class Study:
         t = lat[lat["method"] == method]
         for bb, g in t.groupby("backbone", sort=False):
             means = g.groupby("mode")["abs_spearman_PC1_KL"].mean().sort_values(ascending=False)
-            text = f"{bb}: the highest mean |Spearman(PC1, KL)| is {means.iloc[0]:.3f} ({means.index[0]})"
+            text = (f"{backbone_title(bb)}: the highest mean |Spearman(PC1, KL)| is {means.iloc[0]:.3f} "
+                    f"({MODE_NAMES.get(means.index[0], means.index[0])})")
             wide = g.pivot_table(index="seed", columns="mode", values="abs_spearman_PC1_KL")
             for base in ("single_oa", "single_kl"):
                 if "dual" in wide and base in wide:
                     wins = int((wide["dual"] > wide[base]).sum())
-                    text += f"; dual exceeds {base} in {wins} of {len(wide)} seeds"
+                    text += f"; dual exceeds {MODE_NAMES[base]} in {wins} of {len(wide)} seeds"
             out.append(text + ".")
         return out
 
@@ -499,7 +502,7 @@ class Study:
                     out["images"].append(maps["image"][i][..., w].astype(np.float32).T)
                     out["cartilage"].append(np.isin(maps["mask"][i][..., w], CARTILAGE_LABELS).T)
                     out["saliency"].append(maps["saliency"][i][..., w].astype(np.float32).T)
-                    out["titles"].append(f"{mode} · {target} · {case}")
+                    out["titles"].append(f"{MODE_NAMES[mode]} · {target.upper()} target · {case}")
         out["n_knees"] = len(knees or [])
         return out
 

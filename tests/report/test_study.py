@@ -126,10 +126,10 @@ def test_latent_tables(study):
     dual = lat[(lat["method"] == "pca") & (lat["mode"] == "dual")]["abs_spearman_PC1_KL"]
     assert summary.loc[("resnet3d", "dual"), "abs_spearman_PC1_KL"] == mean_sd(dual.mean(), dual.std())
     best = Study.latent_best(lat)
-    assert len(best) == 1 and best[0].startswith("resnet3d: the highest mean |Spearman(PC1, KL)|")
+    assert len(best) == 1 and best[0].startswith("ResNet3D: the highest mean |Spearman(PC1, KL)|")
     wins = int((dual.to_numpy() > lat[(lat["method"] == "pca") & (lat["mode"] == "single_kl")]
                 ["abs_spearman_PC1_KL"].to_numpy()).sum())
-    assert f"dual exceeds single_kl in {wins} of 2 seeds" in best[0]
+    assert f"dual exceeds single-KL in {wins} of 2 seeds" in best[0]
 
 
 def test_projections_cover_the_test_knees(study):
@@ -154,7 +154,8 @@ def test_saliency_views(study):
     slices = study.saliency_slices("resnet3d", seed=0, max_knees=1)
     assert slices["n_knees"] == 1
     assert [t.split(" · ")[:2] for t in slices["titles"]] == [
-        ["single_oa", "oa"], ["single_kl", "oa"], ["single_kl", "kl"], ["dual", "oa"], ["dual", "kl"]]
+        ["single-OA", "OA target"], ["single-KL", "OA target"], ["single-KL", "KL target"], ["dual", "OA target"],
+        ["dual", "KL target"]]
     assert slices["images"][0].shape == (16, 16) and len(slices["saliency"]) == 5
 
 
