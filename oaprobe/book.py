@@ -15,16 +15,17 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 
 from oaprobe.config import RunConfig, get_preset
+from oaprobe.errors import OaprobeError
 from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.models.backbones import backbone_title
 from oaprobe.training.runs import run_dir
+from oaprobe.workers import WorkerError, run_tasks
 from oaprobe.sweep import (
     DEFAULT_CACHE,
     DEFAULT_COHORTS,
@@ -166,11 +167,26 @@ def _stored_key(path: Path) -> str | None:
         return None
 
 
-def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED) -> bool:
+def reader_tags(tags: list[str]) -> list[str]:
+    """A code cell's tags in the rendered page: the page reads as a report, code one click away.
+
+    The parameters the chapter ran with are folded (their defaults are the notebook's, not shown);
+    a cell that only shows a result loses its code (the notebook in ``notebooks/`` has it); setup
+    cells keep the fold their notebook gives them.
+    """
+    if "injected-parameters" in tags:
+        return sorted(set(tags) | {"hide-input"})
+    if "parameters" in tags or not tags:
+        return sorted(set(tags) | {"remove-input"})
+    return list(tags)
+
+
+def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED, notebooks: Path | None = None) -> bool:
     """Execute one chapter with papermill unless its cached copy has ``key``; True if executed."""
     import nbformat
     import papermill
 
+    source = (notebooks or NOTEBOOKS) / chapter.source
     out = out_dir / chapter.output
     if _stored_key(out) == key:
         return False
@@ -179,7 +195,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
     os.environ[BOOK_RENDERER_ENV] = "1"  # the kernel inherits it: figures render as plain HTML divs
     try:
         papermill.execute_notebook(
-            str(NOTEBOOKS / chapter.source),
+            str(source),
             str(tmp),
             parameters=chapter.parameters,
             kernel_name="python3",
@@ -192,16 +208,44 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
             first = next(c for c in nb.cells if c.cell_type == "markdown")
             lines = first.source.splitlines()
             first.source = "\n".join([f"# {chapter.title}"] + lines[1:])
-        for cell in nb.cells:  # parameters stay readable but folded in the rendered page
-            tags = cell.get("metadata", {}).get("tags", [])
-            if "injected-parameters" in tags or "parameters" in tags:
-                cell.metadata["tags"] = sorted(set(tags) | {"hide-input"})
+        for cell in (c for c in nb.cells if c.cell_type == "code"):
+            cell.metadata["tags"] = reader_tags(cell.get("metadata", {}).get("tags", []))
         nbformat.write(nb, tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
         os.environ.pop(BOOK_RENDERER_ENV, None)
     return True
+
+
+class ChapterError(OaprobeError):
+    """Chapters whose notebook failed to execute (their earlier executed copies are kept)."""
+
+
+def _execute_one(chapter_json: str, key: str, out_dir: str, notebooks: str) -> bool:
+    """A worker's task: execute one chapter (given as JSON); errors come back as text."""
+    try:
+        return execute_chapter(Chapter(**json.loads(chapter_json)), key, Path(out_dir), Path(notebooks))
+    except Exception as err:
+        raise WorkerError(f"{type(err).__name__}: {err}") from None
+
+
+def execute_chapters(chapters: list[Chapter], keys: dict[str, str], out_dir: Path, jobs: int = 2,
+                     progress: bool = True) -> list[str]:
+    """Execute every chapter whose cached copy is stale, ``jobs`` at a time (each in its own worker
+    and kernel: the chapters are independent); return the outputs executed.
+
+    Raises:
+        ChapterError: the chapters that failed, each with papermill's message.
+    """
+    todo = {c.output: (json.dumps(asdict(c)), keys[c.output], str(out_dir), str(NOTEBOOKS))
+            for c in chapters if _stored_key(out_dir / c.output) != keys[c.output]}
+    if not todo:
+        return []
+    failures = run_tasks(todo, _execute_one, min(jobs, len(todo)), desc="chapters", progress=progress)
+    if failures:
+        raise ChapterError("; ".join(f"chapter {name} failed: {error}" for name, error in failures.items()))
+    return list(todo)
 
 
 def stage_site(site: Path) -> Path:
@@ -273,8 +317,8 @@ def build_book(
     print(f"[book] saliency of {len(salient)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     run_ids = [c.run_id() for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
     digest = _source_digest()
-    for chapter in tqdm(plan.chapters, desc="chapters", unit="nb"):
-        execute_chapter(chapter, chapter_key(chapter, run_ids, digest), generated)
+    keys = {c.output: chapter_key(c, run_ids, digest) for c in plan.chapters}
+    execute_chapters(plan.chapters, keys, generated, jobs)
     stale = {c.output for c in plan.chapters}
     for old in generated.glob("*.ipynb"):
         if old.name not in stale:

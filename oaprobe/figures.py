@@ -71,7 +71,9 @@ def _mode_style(table: pd.DataFrame, *columns: str | None) -> tuple[pd.DataFrame
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title=title, height=height, margin=dict(l=40, r=20, t=50, b=40))
+    # a title sits on its own line above subplot titles, left of the mode bar (top right, on hover)
+    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.01, xanchor="left", y=0.98, yanchor="top"),
+                      height=height, margin=dict(l=40, r=20, t=80 if title else 50, b=40))
     return fig
 
 
@@ -344,17 +346,22 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
     ``levels``: rows of ``question, backbone, mode, mean, sd``; ``ceilings``: rows of ``ceiling``
     plus metric columns; ``metrics``: question -> metric column (e.g. ``{"coarse": "oa_roc_auc"}``).
     """
+    from oaprobe.report.display import readable_name
+
     questions = list(metrics)
     names = _mode_names()
     order = {m: i for i, m in enumerate(ALL_MODES)}
-    fig = make_subplots(rows=1, cols=len(questions), subplot_titles=[f"{q}: {metrics[q]}" for q in questions])
+    fig = make_subplots(rows=1, cols=len(questions),
+                        subplot_titles=[f"{q}: {readable_name(metrics[q])}" for q in questions])
+    shown: set[str] = set()  # each mode once in the legend, from the first panel it appears in
     for col, question in enumerate(questions, start=1):
         part = levels[levels["question"] == question]
         groups = sorted(part.groupby("mode", sort=False), key=lambda kv: order.get(kv[0], len(order)))
         for mode, g in groups:
             fig.add_trace(go.Scatter(x=g["backbone"], y=g["mean"], error_y=dict(type="data", array=g["sd"]),
-                                     mode="markers", name=names.get(mode, mode), legendgroup=mode, showlegend=col == 1,
+                                     mode="markers", name=names.get(mode, mode), legendgroup=mode, showlegend=mode not in shown,
                                      marker=dict(size=11, color=MODE_COLORS.get(mode))), row=1, col=col)
+            shown.add(mode)
         for _, c in ceilings.iterrows():
             value = c.get(metrics[question])
             if pd.notna(value):

@@ -18,10 +18,14 @@ import papermill
 import pytest
 
 from oaprobe import book
+from oaprobe.errors import OaprobeError
 from oaprobe.book import CACHE_KEY, Chapter, chapter_key, execute_chapter, plan_book
 from oaprobe.config import get_preset
 from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.report import study as study_module
+
+
+KERNELSPEC = {"name": "python3", "language": "python", "display_name": "Python 3"}
 
 
 def _tiny_notebook(path: Path) -> Path:
@@ -31,6 +35,7 @@ def _tiny_notebook(path: Path) -> Path:
         nbformat.v4.new_code_cell("preset = 'default'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("x = 1"),
     ]
+    nb.metadata["kernelspec"] = KERNELSPEC
     nbformat.write(nb, path)
     return path
 
@@ -75,6 +80,14 @@ def test_chapter_key_changes_with_each_input(notebooks):
     assert chapter_key(ch, ["a", "b"], "digest") != key
 
 
+def test_reader_tags_keep_a_setup_fold():
+    from oaprobe.book import reader_tags
+
+    assert reader_tags(["hide-input"]) == ["hide-input"]
+    assert reader_tags(["remove-input"]) == ["remove-input"]
+    assert reader_tags(["hide-output"]) == ["hide-output"]
+
+
 def test_execute_chapter_runs_once_per_key(notebooks, fake_papermill, tmp_path):
     out_dir = tmp_path / "generated"
     ch = Chapter("tiny.ipynb", "05_tiny.ipynb", {"preset": "smoke"}, "Backbone: X")
@@ -84,8 +97,10 @@ def test_execute_chapter_runs_once_per_key(notebooks, fake_papermill, tmp_path):
     nb = nbformat.read(out_dir / "05_tiny.ipynb", as_version=4)
     assert nb.metadata[CACHE_KEY] == "key-1"
     assert nb.cells[0].source.splitlines() == ["# Backbone: X", "Some text."]
-    tagged = [c for c in nb.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
-    assert len(tagged) == 2 and all("hide-input" in c.metadata["tags"] for c in tagged)
+    tags = {c.source: c.metadata["tags"] for c in nb.cells if c.cell_type == "code"}
+    assert tags["preset = 'default'"] == ["parameters", "remove-input"]  # the defaults: not shown
+    assert tags["{'preset': 'smoke'}"] == ["hide-input", "injected-parameters"]  # what it ran with: folded
+    assert tags["x = 1"] == ["remove-input"]  # a result cell shows its result only
     assert sorted(p.name for p in out_dir.iterdir()) == ["05_tiny.ipynb"]  # no temporary file left
 
     assert execute_chapter(ch, "key-1", out_dir) is False
@@ -109,6 +124,31 @@ def test_failed_execution_keeps_the_old_chapter(notebooks, monkeypatch, tmp_path
     assert json.loads((out_dir / "05_tiny.ipynb").read_text())["metadata"][CACHE_KEY] == "old"
     assert sorted(p.name for p in out_dir.iterdir()) == ["05_tiny.ipynb"]
     assert BOOK_RENDERER_ENV not in os.environ
+
+
+def test_chapters_execute_in_parallel_workers_and_failures_are_named(notebooks, tmp_path):
+    """Real papermill in 2 spawned workers: stale chapters run, cached ones are skipped, and a
+    failing chapter is one OaprobeError naming it while the others still land."""
+    from oaprobe.book import ChapterError, execute_chapters
+
+    bad = nbformat.v4.new_notebook()
+    bad.cells = [nbformat.v4.new_code_cell("raise ValueError('planted failure')")]
+    bad.metadata["kernelspec"] = KERNELSPEC
+    nbformat.write(bad, notebooks / "bad.ipynb")
+    good = [Chapter("tiny.ipynb", f"0{i}_tiny.ipynb", {"preset": f"p{i}"}) for i in (1, 2)]
+    out_dir = tmp_path / "generated"
+    keys = {c.output: f"key-{c.output}" for c in good}
+    assert sorted(execute_chapters(good, keys, out_dir, jobs=2, progress=False)) == ["01_tiny.ipynb", "02_tiny.ipynb"]
+    for chapter in good:
+        nb = nbformat.read(out_dir / chapter.output, as_version=4)
+        assert nb.metadata[CACHE_KEY] == keys[chapter.output]
+        assert any(chapter.parameters["preset"] in c.source for c in nb.cells)
+    assert execute_chapters(good, keys, out_dir, jobs=2, progress=False) == []
+    failing = Chapter("bad.ipynb", "03_bad.ipynb")
+    with pytest.raises(ChapterError, match="(?s)chapter 03_bad.ipynb failed: .*planted failure") as err:
+        execute_chapters([*good, failing], {**keys, "03_bad.ipynb": "k"}, out_dir, jobs=2, progress=False)
+    assert isinstance(err.value, OaprobeError)
+    assert not (out_dir / "03_bad.ipynb").exists()
 
 
 # ---------------------------------------------------------------------------- the plan

@@ -187,3 +187,12 @@ def test_scatter_2d_facets_modes_in_the_book_order():
                       "mode": ["dual", "single_oa", "dual", "single_kl"]})
     fig = figures.scatter_2d(t, "x", "y", color="kl", facet_col="mode")
     assert [a.text for a in fig.layout.annotations] == ["mode=single-OA", "mode=single-KL", "mode=dual"]
+
+
+def test_answer_figure_lists_each_mode_once_in_its_legend():
+    levels = pd.DataFrame({"question": ["coarse", "coarse", "fine", "fine"], "backbone": "resnet3d",
+                           "mode": ["single_oa", "dual", "single_kl", "dual"], "mean": 0.8, "sd": 0.01})
+    fig = figures.answer_figure(levels, pd.DataFrame(columns=["ceiling"]), {"coarse": "oa_roc_auc", "fine": "kl_qwk"})
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert sorted(legend) == ["dual", "single-KL", "single-OA"]
+    assert [a.text for a in fig.layout.annotations][:2] == ["coarse: OA AUC", "fine: KL QWK"]

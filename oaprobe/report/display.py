@@ -57,9 +57,15 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out
 
 
+def _scrolling(table: pd.DataFrame) -> str:
+    """The table's HTML in a box that scrolls sideways (styled by the book's ``oaprobe.css``)."""
+    body = table.to_html(classes="dataframe oaprobe-table", border=0, index=False, na_rep="–")
+    return f'<div class="oaprobe-scroll">{body}</div>'
+
+
 def open_table(table: pd.DataFrame, digits: int = 3) -> HTML:
     """A short key table shown open: readable, rounded, without pandas' row numbers."""
-    return HTML(readable(table, digits).to_html(classes="dataframe oaprobe-table", border=0, index=False, na_rep="–"))
+    return HTML(_scrolling(readable(table, digits)))
 
 
 def _slug(text: str) -> str:
@@ -79,7 +85,7 @@ def folded_table(table: pd.DataFrame, summary: str, digits: int = 3, open_: bool
     if table.empty:
         return HTML(f"<p><em>{html.escape(summary)}: no rows.</em></p>")
     rows = f"{len(table)} row{'s' if len(table) != 1 else ''}"
-    body = readable(table, digits).to_html(classes="dataframe oaprobe-table", border=0, index=False, na_rep="–")
+    body = _scrolling(readable(table, digits))
     link = csv_link(table, f"{_slug(summary)}.csv")
     return HTML(f'<details class="oaprobe-fold"{" open" if open_ else ""}><summary>{html.escape(summary)} '
                 f"({rows})</summary><p>{link}</p>{body}</details>")

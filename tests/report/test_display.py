@@ -41,3 +41,11 @@ def test_sentences_and_provenance_are_escaped():
     assert "a &lt; b &amp; c" in html and "(2)" in html and html.count("<li>") == 2
     note = provenance_note("runs <abc>").data
     assert "<summary>Provenance</summary>" in note and "&lt;abc&gt;" in note
+
+
+def test_open_table_has_no_row_numbers_and_scrolls():
+    from oaprobe.report.display import open_table
+
+    html = open_table(_table()).data
+    assert html.startswith('<div class="oaprobe-scroll">') and "oaprobe-table" in html
+    assert "<th>backbone</th>" in html and "<th>0</th>" not in html and "0.812" in html
