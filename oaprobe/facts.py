@@ -29,3 +29,7 @@ SIDES: tuple[str, ...] = ("L", "R")
 MASK_LABELS: dict[int, str] = {0: "background", 1: "femur", 2: "femoral cartilage", 3: "tibia", 4: "tibial cartilage"}
 CARTILAGE_LABELS: tuple[int, ...] = (2, 4)
 BONE_LABELS: tuple[int, ...] = (1, 3)
+#: Kept weights whose validation loss is above this multiple of the run's best are not a converged
+#: result: the convergence flag ``unstable`` uses it, and ``select="final_near_best"`` keeps the
+#: final weights only within it (issue 9).
+NEAR_BEST_LOSS: float = 1.2

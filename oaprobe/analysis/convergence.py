@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from oaprobe.facts import KL_GRADES, OA_THRESHOLD
+from oaprobe.facts import KL_GRADES, NEAR_BEST_LOSS, OA_THRESHOLD
 
 #: a run whose kept validation loss exceeds this multiple of its best is flagged unstable (issue 9)
-LOSS_RATIO = 1.2
+LOSS_RATIO = NEAR_BEST_LOSS
 #: a never-predicted grade holding at least this share of the test knees makes a run degenerate
 GRADE_SHARE = 0.10
 COLUMNS = ("kept_epoch", "epochs", "best_epoch", "best_val_loss", "kept_val_loss", "final_val_loss",

@@ -33,7 +33,8 @@ _PER_RUN = ("manifest", "backbone", "mode", "seed")
 #: how the recipe sentence names a ``RunConfig.select`` value
 SELECT_WORDS = {"final": "the final epoch's", "val_loss": "the epoch with the lowest validation loss",
                 "val_oa_auc": "the epoch with the best validation OA AUC",
-                "val_kl_qwk": "the epoch with the best validation KL QWK"}
+                "val_kl_qwk": "the epoch with the best validation KL QWK",
+                "final_near_best": "the final epoch's unless its validation loss is above 1.2x the best epoch's (then the best's)"}
 
 
 def used(configs: list[dict], field: str) -> list[str]:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 import oaprobe
 from oaprobe.config import ConfigError, RunConfig, file_sha256
-from oaprobe.facts import N_KL, SPLITS
+from oaprobe.facts import N_KL, NEAR_BEST_LOSS, SPLITS
 from oaprobe.training.batches import Volumes, augment_batch, class_weights  # noqa: F401 (public names)
 from oaprobe.training.checks import validate
 from oaprobe.training.device import compute_settings, cpu_threads, epoch_seed, resolve_device, seed_everything  # noqa: F401
@@ -56,6 +56,8 @@ from oaprobe.training.runs import (
 
 EVAL_BATCH_FACTOR = 2  # evaluation batches are this many training batches (no gradients kept)
 _HIGHER_IS_BETTER = {"val_loss": False, "val_oa_auc": True, "val_kl_qwk": True}
+#: the validation metric each ``select`` tracks the best epoch by
+_TRACKED = {"val_loss": "val_loss", "val_oa_auc": "val_oa_auc", "val_kl_qwk": "val_kl_qwk", "final_near_best": "val_loss"}
 _Volumes = Volumes  # the name earlier code and tests use
 
 
@@ -216,8 +218,9 @@ def _one_epoch(cfg: RunConfig, training: _Training, volumes: dict[str, Volumes],
     val = evaluate(model, val_pred, rows["val"]["kl"].to_numpy(), rows["val"]["oa"].to_numpy(), cfg.oa_weight)
     record = {"epoch": epoch + 1, **train, **val, "lr": lr, "seconds": time.perf_counter() - tic}
     training.history.append(record)
-    if cfg.select != "final" and _is_better(val[cfg.select], training.best["score"], cfg.select):
-        training.best = {"epoch": epoch + 1, "score": val[cfg.select], "state": _cpu_state(model)}
+    tracked = _TRACKED.get(cfg.select)
+    if tracked and _is_better(val[tracked], training.best["score"], tracked):
+        training.best = {"epoch": epoch + 1, "score": val[tracked], "state": _cpu_state(model)}
     if progress:
         tqdm.write(
             f"[{name}] epoch {epoch + 1}/{cfg.epochs} loss {record['train_loss']:.4f} "
@@ -227,16 +230,22 @@ def _one_epoch(cfg: RunConfig, training: _Training, volumes: dict[str, Volumes],
         )
 
 
-def kept_epoch(cfg: RunConfig, best_epoch: int | None) -> int:
-    """The epoch whose weights a finished run keeps: the best by ``cfg.select``, else the last."""
-    return cfg.epochs if cfg.select == "final" or best_epoch is None else int(best_epoch)
+def kept_epoch(cfg: RunConfig, best_epoch: int | None, final_val_loss: float = math.nan,
+               best_val_loss: float = math.nan) -> int:
+    """The epoch whose weights a finished run keeps: the last for ``final``; for ``final_near_best``
+    the last unless its validation loss is above NEAR_BEST_LOSS x the best (then the best); else the best."""
+    if cfg.select == "final" or best_epoch is None:
+        return cfg.epochs
+    if cfg.select == "final_near_best" and not final_val_loss > NEAR_BEST_LOSS * best_val_loss:
+        return cfg.epochs
+    return int(best_epoch)
 
 
 def _write_outputs(cfg: RunConfig, training: _Training, volumes: dict[str, Volumes], rows: dict[str, pd.DataFrame],
                    folder: Path, dev: torch.device) -> None:
     """Predictions and embeddings of the kept weights, history with the kept epoch, checkpoint, then DONE."""
     model = training.evaluated
-    epoch = kept_epoch(cfg, training.best["epoch"])
+    epoch = kept_epoch(cfg, training.best["epoch"], training.history[-1]["val_loss"], training.best["score"])
     if epoch != cfg.epochs:
         model.load_state_dict(training.best["state"])
     model.eval()

@@ -42,7 +42,7 @@ def test_deviations_list_exactly_the_settings_that_differ(tables):
     expected = {f for f, ref in REFERENCE_PROTOCOL.items() if str(getattr(cfg, f)) != str(ref)}
     assert set(dev.index) == expected and {"epochs", "input_shape", "width"} <= expected
     assert dev.loc["epochs", "reference"] == "100" and dev.loc["epochs", "this build"] == "1"
-    assert dev.loc["select", "this build"] == "val_loss"  # the converging recipe departs from the final-epoch model
+    assert dev.loc["select", "this build"] == "final_near_best"  # the converging recipe departs from the final-epoch model
     assert "ema_decay" not in dev.index  # no weight average, as the reference
 
 

@@ -123,6 +123,29 @@ def test_selected_epoch_is_kept_and_marked(smoke_config, volume_cache, tmp_path,
     assert (folder / "predictions.csv").read_bytes() == (again / "predictions.csv").read_bytes()
 
 
+def test_final_near_best_keeps_the_final_weights_unless_the_validation_loss_vetoes_them():
+    from oaprobe.config import RunConfig
+    from oaprobe.facts import NEAR_BEST_LOSS
+    from oaprobe.training.engine import kept_epoch
+
+    cfg = RunConfig(manifest="m.csv", epochs=8, select="final_near_best")
+    assert kept_epoch(cfg, 3, final_val_loss=1.10, best_val_loss=1.0) == 8  # within 1.2x: the annealed weights
+    assert kept_epoch(cfg, 3, final_val_loss=NEAR_BEST_LOSS * 1.0, best_val_loss=1.0) == 8  # the bound itself
+    assert kept_epoch(cfg, 3, final_val_loss=1.25, best_val_loss=1.0) == 3  # vetoed: the best epoch
+    assert kept_epoch(cfg, 3, final_val_loss=float("nan"), best_val_loss=1.0) == 8
+    assert kept_epoch(RunConfig(manifest="m.csv", epochs=8, select="val_loss"), 3, 1.1, 1.0) == 3
+    assert kept_epoch(RunConfig(manifest="m.csv", epochs=8, select="final"), 3, 9.0, 1.0) == 8
+
+
+def test_final_near_best_end_to_end_marks_the_kept_epoch(smoke_config, volume_cache, tmp_path):
+    cfg = smoke_config(epochs=3, select="final_near_best")
+    folder = _fit(cfg, tmp_path / "runs", volume_cache)
+    history = load_run(folder).history
+    loss = history["val_loss"].to_numpy()
+    want = 3 if loss[-1] <= 1.2 * loss.min() else int(history["epoch"].iloc[loss.argmin()])
+    assert int(history.loc[history["kept"] == 1, "epoch"].iloc[0]) == want
+
+
 def test_rerun_returns_without_training(smoke_config, volume_cache, tmp_path, monkeypatch):
     cfg = smoke_config()
     folder = _fit(cfg, tmp_path / "runs", volume_cache)
