@@ -383,6 +383,26 @@ class Study:
             out.append(text + ".")
         return out
 
+    @staticmethod
+    def latent_findings(lat: pd.DataFrame) -> list[str]:
+        """The latent chapter's opening bullets: :meth:`latent_best` per backbone, then each mode's mean
+        over backbones and seeds against the clean grade (PCA) and on the supervised LDA axis."""
+        if not len(lat):
+            return []
+        def by_mode(t: pd.DataFrame, col: str) -> str:
+            means = t.groupby("mode", sort=False)[col].mean()
+            return ", ".join(f"{MODE_NAMES.get(m, m)} {v:.3f}" for m, v in means.items())
+
+        findings = Study.latent_best(lat, method="pca")
+        pca, lda = (lat[lat["method"] == m] for m in ("pca", "lda"))
+        if len(pca) and "abs_spearman_PC1_KLclean" in pca:
+            findings.append("Against the clean grade, the mean |Spearman(PC1, clean KL)| over backbones and seeds is "
+                            f"{by_mode(pca, 'abs_spearman_PC1_KLclean')}.")
+        if len(lda):
+            findings.append("On the supervised LDA axis (fitted on the train grades), the mean |Spearman(axis 1, KL)| "
+                            f"over backbones and seeds is {by_mode(lda, 'abs_spearman_PC1_KL')}.")
+        return findings
+
     def _embedding_splits(self, run: Run):
         from oaprobe.analysis.latent import embedding_set
 

@@ -130,6 +130,10 @@ def test_latent_tables(study):
     wins = int((dual.to_numpy() > lat[(lat["method"] == "pca") & (lat["mode"] == "single_kl")]
                 ["abs_spearman_PC1_KL"].to_numpy()).sum())
     assert f"dual exceeds single-KL in {wins} of 2 seeds" in best[0]
+    findings = Study.latent_findings(lat)
+    assert findings[0] == best[0] and findings[-1].startswith("On the supervised LDA axis")
+    lda_dual = lat[(lat["method"] == "lda") & (lat["mode"] == "dual")]["abs_spearman_PC1_KL"].mean()
+    assert f"dual {lda_dual:.3f}" in findings[-1] and Study.latent_findings(lat.iloc[:0]) == []
 
 
 def test_projections_cover_the_test_knees(study):
