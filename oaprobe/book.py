@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from oaprobe.config import RunConfig, get_preset
 from oaprobe.errors import OaprobeError
 from oaprobe.figures import BOOK_RENDERER_ENV

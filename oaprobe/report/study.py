@@ -389,6 +389,7 @@ class Study:
         over backbones and seeds against the clean grade (PCA) and on the supervised LDA axis."""
         if not len(lat):
             return []
+
         def by_mode(t: pd.DataFrame, col: str) -> str:
             means = t.groupby("mode", sort=False)[col].mean()
             return ", ".join(f"{MODE_NAMES.get(m, m)} {v:.3f}" for m, v in means.items())
