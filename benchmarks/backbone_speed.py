@@ -2,7 +2,7 @@
 
 For every paper backbone at the book's input size (the ``default`` preset: resnet3d and nnmamba
 at 32^3, m3t at 24^3; width 0.25, batch 8) one training step is forward + loss + backward +
-AdamW. Printed side by side, all measured in this one process:
+the engine's (fused) AdamW. Printed side by side, all measured in this one process:
 
 * ms/step (median of ``--repeats`` timed steps after warm-up);
 * the step's FLOPs (``torch.utils.flop_counter.FlopCounterMode`` over forward and backward) and
@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from oaprobe.config import get_preset
 from oaprobe.models.backbones import build_backbone
+from oaprobe.training.loop import make_optimizer
 
 PAPER_BACKBONES = ("resnet3d", "m3t", "nnmamba")
 
@@ -70,7 +71,7 @@ class Step:
         self.net, self.bf16 = net, bf16
         self.x = torch.randn(batch, 1, *shape, generator=g)
         self.target = torch.randn(batch, net.out_dim, generator=g)
-        self.opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+        self.opt = make_optimizer(net, 1e-3, 1e-2, torch.device("cpu"))  # the engine's optimiser
 
     def loss_and_grad(self) -> torch.Tensor:
         """Forward and backward (dropout seeded, so every call draws the same masks); returns the loss."""

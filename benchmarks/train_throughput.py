@@ -75,6 +75,7 @@ def compare_loops(
     from oaprobe.data.manifest import read_manifest
     from oaprobe.models.probe import build_probe
     from oaprobe.training import engine
+    from oaprobe.training.loop import make_optimizer
 
     p = get_preset(preset)
     cohort = get_preset(cohort_preset or preset).cohort.replace(**(cohort_changes or {}))
@@ -94,7 +95,7 @@ def compare_loops(
 
     torch.manual_seed(0)
     model = build_probe(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, torch.device("cpu"))
     items = [{"image": r.image_path, "kl": int(r.kl), "oa": int(r.oa)} for r in train.itertuples()]
     transform = Compose([
         LoadImaged(keys="image", image_only=True),

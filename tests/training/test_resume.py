@@ -83,3 +83,30 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(smoke_config, volum
     assert (resumed / "predictions.csv").read_bytes() == (whole / "predictions.csv").read_bytes()
     _same_history(resumed, whole)
     assert not list(resumed.glob(".*.tmp"))  # a write cut by the kill leaves no debris behind
+
+
+@pytest.mark.parametrize(("interval", "saved_after"), [(float("inf"), [1]), (0.0, [1, 2, 3])])
+def test_checkpoints_after_the_first_epoch_then_by_interval_then_the_final_one(
+        smoke_config, volume_cache, tmp_path, monkeypatch, interval, saved_after):
+    from oaprobe.training import engine
+
+    saved: list[int | None] = []
+    write = engine.write_atomic_torch
+    monkeypatch.setattr(engine, "CHECKPOINT_SECONDS", interval)
+    monkeypatch.setattr(engine, "write_atomic_torch",
+                        lambda path, state: (saved.append(state["epoch"] if state["kept"] is None else None),
+                                             write(path, state)))
+    _fit(smoke_config(epochs=4), tmp_path, volume_cache)
+    assert saved == [*saved_after, None]  # never after the last epoch: the final checkpoint (kept weights) follows
+
+
+def test_a_time_slice_always_ends_with_a_checkpoint(smoke_config, volume_cache, tmp_path, monkeypatch):
+    from oaprobe.training import engine
+
+    monkeypatch.setattr(engine, "CHECKPOINT_SECONDS", float("inf"))
+    cfg = smoke_config(epochs=4)
+    part = _fit(cfg, tmp_path / "sliced", volume_cache, max_epochs_this_call=3)
+    assert torch.load(part / "checkpoint.pt", weights_only=False)["epoch"] == 3
+    whole = _fit(cfg, tmp_path / "whole", volume_cache)
+    assert (_fit(cfg, tmp_path / "sliced", volume_cache) / "predictions.csv").read_bytes() == \
+        (whole / "predictions.csv").read_bytes()
