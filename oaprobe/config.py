@@ -393,11 +393,6 @@ _M3T_SMALL = {"m3t": {"input_shape": (24, 24, 24)}}
 #: cohort, clean QWK 0.72 -> 0.76 (dual), OA AUC 0.89 -> 0.92, no flagged run; 3e-4 was worse, 12 epochs
 #: no better (benchmarks/time_to_quality.py, closing note of issue 9)
 _CPU_OVERRIDES = {**_M3T_SMALL, "nnmamba": {"lr": 3e-3}}
-#: resnet3d (51 of the default book's 69 runs) at 6 epochs instead of 8: over 6 seeds of the default
-#: cohort clean QWK single-KL 0.810 +- 0.030 vs 0.805 +- 0.012, dual 0.773 +- 0.022 vs 0.782 +- 0.032,
-#: single-OA AUC 0.903 +- 0.011 vs 0.902 +- 0.016, in 9.3 s a run instead of 12.3 (fit() over seeds 0-5
-#: on one core, closing note of issue 9); M3T at 6 epochs lost KL grades, so it keeps 8
-_DEFAULT_OVERRIDES = {**_CPU_OVERRIDES, "resnet3d": {"epochs": 6}}
 _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",
@@ -430,7 +425,7 @@ _PRESETS: dict[str, Preset] = {
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1, 2),
         noise_levels=(0.0, 2.0),
-        backbone_overrides=_DEFAULT_OVERRIDES,
+        backbone_overrides=_CPU_OVERRIDES,
         lambdas=(0.25, 4.0),
     ),
     # The book at the quality the data allows, on one GPU (bf16 autocast). UNMEASURED on a GPU: sized
