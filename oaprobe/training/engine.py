@@ -209,7 +209,8 @@ def _train_and_write(cfg: RunConfig, table: pd.DataFrame, folder: Path, cache_di
 def _checkpoint_due(done: int, end: int, epochs: int, since_saved: float) -> bool:
     """Checkpoint after the first epoch, at the end of a time slice and then at most every
     CHECKPOINT_SECONDS; never after the last epoch (the final checkpoint, with the kept weights,
-    is written at once, before any output). Any checkpoint resumes exactly, so the interval only bounds the work a kill loses."""
+    is written at once, before any output). Any checkpoint resumes exactly, so the interval only
+    bounds the work a kill loses."""
     if done == epochs:
         return False
     return done == 1 or done == end or since_saved >= CHECKPOINT_SECONDS
