@@ -46,10 +46,12 @@ def score(folder: Path) -> dict[str, float]:
 
 
 def _fields(text: str) -> dict[str, object]:
-    """``"ema_decay=0.99,lr=5e-4"`` -> ``{"ema_decay": 0.99, "lr": 0.0005}`` (values parsed as JSON)."""
+    """``"lr=5e-4,input_shape=[20,20,20]"`` -> ``{"lr": 0.0005, "input_shape": [20, 20, 20]}`` (values
+    parsed as JSON; only a comma followed by ``NAME=`` starts a new field, so lists keep theirs)."""
     import json
+    import re
 
-    return {k: json.loads(v) for k, v in (part.split("=", 1) for part in text.split(","))}
+    return {k: json.loads(v) for k, v in (part.split("=", 1) for part in re.split(r",(?=\s*\w+=)", text))}
 
 
 def main() -> None:
