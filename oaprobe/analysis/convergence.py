@@ -65,6 +65,64 @@ def run_diagnostics(history: pd.DataFrame, predictions: pd.DataFrame, truth: str
     return {k: row[k] for k in COLUMNS}
 
 
+#: issue 9's targets for a build's models: seed spread per (backbone, mode), the margin of the KL
+#: models over the linear probe and the best backbone's QWK (against the clean grade where known)
+QWK_SD_MAX, AUC_SD_MAX, PROBE_MARGIN, BEST_QWK = 0.05, 0.02, 0.05, 0.85
+TARGET_COLUMNS = ("target", "value", "limit", "met", "failing")
+
+
+def _names(frame: pd.DataFrame, value: str | None = None) -> str:
+    """``resnet3d single_oa seed 0, ...`` (or ``m3t dual 0.052, ...`` with a value column) for failing rows."""
+    parts = []
+    for _, r in frame.iterrows():
+        label = " ".join(str(r[k]) for k in ("backbone", "mode") if k in r)
+        label += f" seed {r['seed']}" if "seed" in r and value is None else ""
+        parts.append(label if value is None else f"{label} {r[value]:.3f}")
+    return ", ".join(parts)
+
+
+def seed_spread(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean, sd and seed count of ``metric`` per (backbone, mode) from long-form point metrics."""
+    m = metrics[metrics["metric"] == metric]
+    return m.groupby(["backbone", "mode"], sort=False)["value"].agg(mean="mean", sd="std", n="count").reset_index()
+
+
+def quality_targets(conv: pd.DataFrame, metrics: pd.DataFrame, probe_qwk: float) -> pd.DataFrame:
+    """Which of the convergence targets a build's models meet, one row per target (:data:`TARGET_COLUMNS`):
+    the measured value, the limit, ``met``, and the runs or (backbone, mode) cells that miss it.
+
+    ``conv`` is one row per run (:func:`run_diagnostics` with backbone, mode, seed); ``metrics`` the
+    runs' point metrics in long form (backbone, mode, seed, metric, value) against one truth, and
+    ``probe_qwk`` the linear probe's QWK against the same truth. A spread needs two seeds or more.
+    """
+    def flag_row(target: str, column: str) -> dict:
+        bad = conv[conv[column].astype(bool)]
+        return {"target": target, "value": len(bad), "limit": "0", "met": bad.empty, "failing": _names(bad)}
+
+    rows = [flag_row("runs below the OA majority rate", "below_majority"),
+            flag_row(f"runs never predicting a grade that holds ≥ {GRADE_SHARE:.0%} of the test knees", "degenerate"),
+            {"target": "kept validation loss over the run's best", "value": float(conv["kept_over_best"].max()),
+             "limit": f"≤ {LOSS_RATIO}", "met": not conv["unstable"].astype(bool).any(),
+             "failing": _names(conv[conv["unstable"].astype(bool)])}]
+    for metric, name, limit in (("kl_qwk", "QWK", QWK_SD_MAX), ("oa_roc_auc", "OA AUC", AUC_SD_MAX)):
+        cells = seed_spread(metrics, metric)
+        bad = cells[~(cells["sd"] <= limit)]
+        rows.append({"target": f"seed sd of the {name} per backbone and mode", "value": float(cells["sd"].max()),
+                     "limit": f"≤ {limit}", "met": bool(len(cells)) and bad.empty, "failing": _names(bad, "sd")})
+    kl = seed_spread(metrics[metrics["mode"] != "single_oa"], "kl_qwk")
+    margin = kl.assign(margin=kl["mean"] - probe_qwk)
+    bad = margin[~(margin["margin"] >= PROBE_MARGIN)]
+    rows.append({"target": "mean QWK of every KL model over the linear probe's", "value": float(margin["margin"].min()),
+                 "limit": f"≥ +{PROBE_MARGIN}", "met": bool(len(kl)) and bad.empty, "failing": _names(bad, "margin")})
+    best = kl.sort_values("mean", ascending=False).head(1)
+    met = bool(len(best)) and float(best["mean"].iloc[0]) >= BEST_QWK
+    rows.append({"target": "mean QWK of the best backbone and mode", "value": float(best["mean"].max()),
+                 "limit": f"≥ {BEST_QWK}", "met": met, "failing": "" if met else _names(best, "mean")})
+    table = pd.DataFrame(rows, columns=list(TARGET_COLUMNS))
+    table["value"] = pd.Series([r["value"] for r in rows], dtype=object)  # counts stay integers
+    return table
+
+
 def time_to_quality(history: pd.DataFrame, metrics: tuple[str, ...] = ("val_kl_qwk", "val_oa_auc")) -> pd.DataFrame:
     """Validation quality against training time: per (backbone, mode, epoch), the mean cumulative
     seconds and the mean, sd and count over seeds of each metric (long format, one row per metric).

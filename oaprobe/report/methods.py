@@ -9,7 +9,7 @@ import pandas as pd
 
 from oaprobe.config import PRESETS, RunConfig, get_preset
 from oaprobe.models.backbones import backbone_title
-from oaprobe.report.sentences import describe_convergence
+from oaprobe.report.sentences import describe_convergence, describe_targets
 from oaprobe.report.study import Study
 
 #: The reference study's protocol, as PAPER.md describes it, for the deviations table.
@@ -124,8 +124,11 @@ def describe_cohort(table: pd.DataFrame) -> str:
     return f"Cohort: {len(table)} knees of {table['subject_id'].nunique()} subjects ({parts})."
 
 
-def methods_findings(study: Study, tables: dict[str, pd.DataFrame], conv: pd.DataFrame) -> list[str]:
-    """The methods page's opening bullets: runs, recipe, convergence, deviations, cohort."""
+def methods_findings(study: Study, tables: dict[str, pd.DataFrame], conv: pd.DataFrame,
+                     targets: pd.DataFrame) -> list[str]:
+    """The methods page's opening bullets: runs, recipe, convergence, the convergence targets
+    (:meth:`Study.quality_targets`), deviations, cohort."""
     configs = [r.config.to_dict() for r in study.runs]
+    truth = "kl_clean" if study.has_clean else "kl"
     return [describe_grid(configs), describe_recipe(configs), describe_convergence(conv),
-            describe_deviations(tables["deviations"]), describe_cohort(study.table)]
+            describe_targets(targets, truth), describe_deviations(tables["deviations"]), describe_cohort(study.table)]

@@ -81,6 +81,18 @@ def describe_convergence(conv: pd.DataFrame) -> str:
     return f"{n} of {len(conv)} runs are flagged: " + "; ".join(parts) + "."
 
 
+def describe_targets(targets: pd.DataFrame, truth: str) -> str:
+    """One sentence on a table of :meth:`Study.quality_targets`: how many targets are met, which are not."""
+    missed = targets[~targets["met"].astype(bool)]
+    against = "the clean grade" if truth == "kl_clean" else "the observed grade"
+    head = f"The models meet {len(targets) - len(missed)} of the {len(targets)} convergence targets (scored against {against})"
+    if missed.empty:
+        return head + "."
+    parts = [f"{r['target']}: {r['value']:.3g}, needed {r['limit']}" + (f" ({r['failing']})" if r["failing"] else "")
+             for _, r in missed.iterrows()]
+    return head + "; not met: " + "; ".join(parts) + "."
+
+
 def tally(family: pd.DataFrame) -> dict[str, int]:
     """Counts of a paired family: tests, significant, significant in favour of dual, against."""
     sig = family[family["significant"].astype(bool)]

@@ -240,6 +240,17 @@ class Study:
             for r in self.runs
         ])
 
+    def quality_targets(self) -> pd.DataFrame:
+        """The convergence targets of :func:`oaprobe.analysis.convergence.quality_targets` for these runs,
+        scored against the clean grade where the cohort knows it (else the observed one)."""
+        from oaprobe.analysis.convergence import quality_targets
+
+        truth = "kl_clean" if self.has_clean else "kl"
+        c = self.ceilings()
+        probe = c.loc[(c["ceiling"] == "linear_probe") & (c["truth"] == truth), "kl_qwk"]
+        return quality_targets(self.convergence(), self.point_metrics(truth=truth),
+                               float(probe.iloc[0]) if len(probe) else float("nan"))
+
     def paired(self, truth: str = "kl", B: int = 10_000, bootstrap_seed: int = 0) -> pd.DataFrame:
         """The reference family (dual vs single, 6 metrics per backbone, BH) for each training seed."""
         from oaprobe.analysis.paired import reference_family

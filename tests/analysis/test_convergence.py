@@ -68,3 +68,47 @@ def test_time_to_quality_accumulates_seconds_and_averages_seeds():
     assert q.loc[1, "seconds"] == pytest.approx(10.5) and q.loc[2, "seconds"] == pytest.approx(22.0 + 1.0)
     assert q.loc[2, "mean"] == pytest.approx(0.7) and q.loc[2, "sd"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
     assert (q["n"] == 2).all() and len(t) == 4
+
+
+# ------------------------------------------------------------------ the build's convergence targets
+def _planted_build():
+    """Two cells of 3 seeds with planted QWK / AUC, one below-majority run; probe QWK 0.70."""
+    from oaprobe.analysis.convergence import quality_targets
+
+    qwk = {("resnet3d", "single_kl"): [0.80, 0.82, 0.84], ("resnet3d", "dual"): [0.70, 0.80, 0.90]}
+    auc = {("resnet3d", "single_kl"): [0.90, 0.91, 0.92], ("resnet3d", "dual"): [0.93, 0.93, 0.93]}
+    long = [{"backbone": b, "mode": m, "seed": s, "metric": name, "value": v}
+            for name, table in (("kl_qwk", qwk), ("oa_roc_auc", auc)) for (b, m), vals in table.items()
+            for s, v in enumerate(vals)]
+    conv = pd.DataFrame([{"backbone": b, "mode": m, "seed": s, "kept_over_best": 1.0 + 0.01 * s, "unstable": False,
+                          "below_majority": (m, s) == ("dual", 2), "degenerate": False}
+                         for (b, m) in qwk for s in range(3)])
+    return quality_targets(conv, pd.DataFrame(long), probe_qwk=0.70).set_index("target")
+
+
+def test_quality_targets_known_answers():
+    t = _planted_build()
+    flags = t.loc["runs below the OA majority rate"]
+    assert flags["value"] == 1 and not flags["met"] and flags["failing"] == "resnet3d dual seed 2"
+    assert t.filter(like="never predicting", axis=0)["met"].all()
+    assert t.loc["kept validation loss over the run's best", "value"] == pytest.approx(1.02)
+    sd = t.loc["seed sd of the QWK per backbone and mode"]
+    assert sd["value"] == pytest.approx(np.std([0.7, 0.8, 0.9], ddof=1)) and not sd["met"]
+    assert sd["failing"] == "resnet3d dual 0.100"  # single_kl's sd 0.02 meets the 0.05
+    assert t.loc["seed sd of the OA AUC per backbone and mode", "met"]  # 0.01 and 0
+    margin = t.loc["mean QWK of every KL model over the linear probe's"]
+    assert margin["value"] == pytest.approx(0.10) and margin["met"]  # both cells' mean is 0.80 or more
+    best = t.loc["mean QWK of the best backbone and mode"]
+    assert best["value"] == pytest.approx(0.82) and not best["met"] and best["failing"] == "resnet3d single_kl 0.820"
+
+
+def test_quality_targets_need_two_seeds_for_a_spread():
+    from oaprobe.analysis.convergence import quality_targets
+
+    one = pd.DataFrame([{"backbone": "m3t", "mode": "dual", "seed": 0, "metric": m, "value": 0.9}
+                        for m in ("kl_qwk", "oa_roc_auc")])
+    conv = pd.DataFrame([{"backbone": "m3t", "mode": "dual", "seed": 0, "kept_over_best": 1.0, "unstable": False,
+                          "below_majority": False, "degenerate": False}])
+    t = quality_targets(conv, one, probe_qwk=0.5).set_index("target")
+    assert not t.loc["seed sd of the QWK per backbone and mode", "met"]  # NaN sd: not shown to be small
+    assert t.loc["mean QWK of the best backbone and mode", "met"]

@@ -99,9 +99,11 @@ def test_describe_deviations_and_cohort():
 
 def test_methods_findings_on_the_runs(tables):
     study, t = tables
-    conv = study.convergence()
-    bullets = methods_findings(study, t, conv)
-    assert len(bullets) == 5
+    conv, targets = study.convergence(), study.quality_targets()
+    bullets = methods_findings(study, t, conv, targets)
+    assert len(bullets) == 6
     assert bullets[0] == f"{len(study.runs)} runs: 1 backbone(s) (ResNet3D) × 3 modes × 2 seed(s)."
-    assert bullets[1].startswith("The recipe as run: 1 epoch(s)") and f"{len(t['deviations'])} of the" in bullets[3]
-    assert str(int(conv["flagged"].sum())) in bullets[2] and f"{len(study.table)} knees" in bullets[4]
+    assert bullets[1].startswith("The recipe as run: 1 epoch(s)") and f"{len(t['deviations'])} of the" in bullets[4]
+    assert str(int(conv["flagged"].sum())) in bullets[2] and f"{len(study.table)} knees" in bullets[5]
+    met = int(targets["met"].sum())
+    assert bullets[3].startswith(f"The models meet {met} of the {len(targets)} convergence targets (scored against the clean grade)")

@@ -18,3 +18,15 @@ def test_convergence_sentence_counts_the_flags():
     text = describe_convergence(conv)
     assert text.startswith("2 of 3 runs are flagged") and "1 below the OA majority rate" in text
     assert describe_convergence(conv.assign(unstable=False, below_majority=False, degenerate=False, flagged=False)).startswith("All 3 runs")
+
+
+def test_targets_sentence_names_what_is_missed():
+    from oaprobe.report.sentences import describe_targets
+
+    targets = pd.DataFrame({"target": ["runs below the OA majority rate", "seed sd of the QWK per backbone and mode"],
+                            "value": [1, 0.03], "limit": ["0", "≤ 0.05"], "met": [False, True],
+                            "failing": ["m3t dual seed 1", ""]})
+    assert describe_targets(targets, "kl_clean") == (
+        "The models meet 1 of the 2 convergence targets (scored against the clean grade); not met: "
+        "runs below the OA majority rate: 1, needed 0 (m3t dual seed 1).")
+    assert describe_targets(targets.assign(met=True), "kl").endswith("2 of the 2 convergence targets (scored against the observed grade).")
