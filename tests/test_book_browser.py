@@ -167,6 +167,16 @@ def test_the_answer_page_renders_its_figure_and_sentences(server: str, browser):
         lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"))
     text = browser.find_element("tag name", "main").text
     assert "the coarse label" in text and "the fine label" in text and "seed" in text
+    assert "convergence targets" in text  # how far the verdicts' models are results
+
+
+def test_the_methods_page_scores_the_convergence_targets():
+    from oaprobe.analysis.convergence import TARGET_COLUMNS
+
+    html = next(p for p in _pages() if p.name == "07_methods.html").read_text(encoding="utf-8")
+    table = html[html.find('id="convergence-targets"'):]
+    assert 'id="convergence-targets"' in html and "<table" in table, "no convergence-targets section with its table"
+    assert all(f">{c}<" in table[:table.find("</thead>")] for c in TARGET_COLUMNS)
 
 
 def test_folded_tables_open(server: str, browser):
