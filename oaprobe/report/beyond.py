@@ -64,7 +64,7 @@ class BeyondStudy:
 
     @property
     def truth(self) -> str:
-        return "kl_clean" if self.study.has_clean else "kl"
+        return self.study.main_truth
 
     def metrics(self) -> pd.DataFrame:
         """Per run and metric (:data:`METRICS`): variant, lambda, seed, value."""

@@ -195,7 +195,7 @@ class Exercises:
     @property
     def truth(self) -> str:
         """The grade answers are scored against: the clean one where the cohort knows it."""
-        return "kl_clean" if self.study.has_clean else "kl"
+        return self.study.main_truth
 
     @property
     def noise_free(self) -> Study | None:

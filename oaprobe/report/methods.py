@@ -129,6 +129,5 @@ def methods_findings(study: Study, tables: dict[str, pd.DataFrame], conv: pd.Dat
     """The methods page's opening bullets: runs, recipe, convergence, the convergence targets
     (:meth:`Study.quality_targets`), deviations, cohort."""
     configs = [r.config.to_dict() for r in study.runs]
-    truth = "kl_clean" if study.has_clean else "kl"
     return [describe_grid(configs), describe_recipe(configs), describe_convergence(conv),
-            describe_targets(targets, truth), describe_deviations(tables["deviations"]), describe_cohort(study.table)]
+            describe_targets(targets, study.main_truth), describe_deviations(tables["deviations"]), describe_cohort(study.table)]

@@ -245,7 +245,7 @@ class Study:
         scored against the clean grade where the cohort knows it (else the observed one)."""
         from oaprobe.analysis.convergence import quality_targets
 
-        truth = "kl_clean" if self.has_clean else "kl"
+        truth = self.main_truth
         c = self.ceilings()
         probe = c.loc[(c["ceiling"] == "linear_probe") & (c["truth"] == truth), "kl_qwk"]
         return quality_targets(self.convergence(), self.point_metrics(truth=truth),
@@ -328,6 +328,11 @@ class Study:
     def has_clean(self) -> bool:
         """Whether the cohort knows each knee's clean grade (synthetic cohorts only)."""
         return "kl_clean" in self.table and self.table["kl_clean"].notna().any()
+
+    @property
+    def main_truth(self) -> str:
+        """The grade the book scores against: the clean one where the cohort knows it, else the observed."""
+        return "kl_clean" if self.has_clean else "kl"
 
     # ------------------------------------------------------------------ compact views
     @staticmethod

@@ -39,6 +39,12 @@ def test_study_holds_the_grid(study, tmp_path_factory, smoke_manifest, volume_ca
     assert all(r.run_id in study.provenance() for r in study.runs)
 
 
+def test_main_truth_is_the_clean_grade_only_where_the_cohort_knows_it(study):
+    assert study.main_truth == "kl_clean"
+    real = Study(study.preset, study.manifest, study.table.assign(kl_clean=pd.NA), study.runs)
+    assert not real.has_clean and real.main_truth == "kl"
+
+
 def test_load_reads_the_finished_runs(study, tmp_path_factory, smoke_manifest):
     root = tmp_path_factory.getbasetemp() / "report_runs"
     again = Study.load("smoke", root, "unused", manifest=smoke_manifest, **SMOKE_STUDY)
