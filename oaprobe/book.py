@@ -94,8 +94,10 @@ def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) 
 
 
 
-def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path | None = None) -> BookPlan:
-    """Build (or reuse) the cohorts and list the runs and chapters of ``preset``'s book.
+def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path | None = None,
+              jobs: int = 1) -> BookPlan:
+    """Build (or reuse, rendering with ``jobs`` processes) the cohorts and list the runs and chapters
+    of ``preset``'s book.
 
     With ``manifest`` (e.g. a user's OAI-ZIB copy) the book runs on that cohort instead of the
     synthetic one; the label-noise chapter, which needs a known clean grade, is left out.
@@ -105,8 +107,8 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
     p = get_preset(preset)
     common: dict[str, Any] = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
     if manifest is None:
-        manifest = preset_manifest(preset, cohorts_root)
-        noise = {lvl: preset_manifest(preset, cohorts_root, lvl) for lvl in p.label_noise_levels}
+        manifest = preset_manifest(preset, cohorts_root, jobs=jobs)
+        noise = {lvl: preset_manifest(preset, cohorts_root, lvl, jobs=jobs) for lvl in p.label_noise_levels}
     else:
         read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
         manifest, noise = Path(manifest), {}
@@ -306,7 +308,7 @@ def build_book(
     t0 = time.perf_counter()
     site = stage_site(site)
     generated = site / GENERATED
-    plan = plan_book(preset, runs_root, cohorts_root, manifest)
+    plan = plan_book(preset, runs_root, cohorts_root, manifest, jobs)
     print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
     grid = plan.grid
     run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir, executor=executor)

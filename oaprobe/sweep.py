@@ -104,14 +104,15 @@ class SweepError(OaprobeError, RuntimeError):
 
 
 def preset_manifest(preset: str, cohorts_root: Path = DEFAULT_COHORTS, label_noise: float | None = None,
-                    progress: bool = True) -> Path:
-    """The preset's synthetic cohort, optionally relabelled at another noise strength, built or reused."""
+                    progress: bool = True, jobs: int = 1) -> Path:
+    """The preset's synthetic cohort, optionally relabelled at another noise strength, built or reused
+    (``jobs`` worker processes render the volumes that are missing)."""
     from oaprobe.data.cohort import build_cohort
 
     cohort = get_preset(preset).cohort
     if label_noise is not None:
         cohort = cohort.replace(label_noise=label_noise)
-    return build_cohort(cohort, Path(cohorts_root), progress=progress)
+    return build_cohort(cohort, Path(cohorts_root), progress=progress, jobs=jobs)
 
 
 def expand_grid(base: dict[str, Any], **axes: Sequence[Any]) -> list[RunConfig]:

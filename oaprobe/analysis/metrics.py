@@ -255,14 +255,25 @@ def _div(num: np.ndarray, den: np.ndarray, fill: float = 0.0) -> np.ndarray:
     return out
 
 
+def _weights_per_score(y: np.ndarray, s: np.ndarray, w: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative weight of each distinct score, in ``order`` (one column per score).
+
+    Tied scores are pooled with ``reduceat``; without ties (continuous probabilities, the usual
+    case) each knee is its own score and the pooling, 40% of a paired bootstrap's time, is skipped.
+    ``neg = w - pos`` is exact: each entry of ``pos`` is its weight or 0."""
+    ss, yy = s[order], y[order].astype(bool)
+    ws = w[:, order]
+    pos = ws * yy
+    neg = ws - pos
+    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
+    if starts.size == ss.size:
+        return pos, neg
+    return np.add.reduceat(pos, starts, axis=1), np.add.reduceat(neg, starts, axis=1)
+
+
 def _weighted_auc(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
     """ROC-AUC per row of ``w``: weighted Mann-Whitney with ties counted 1/2 (NaN if one class)."""
-    order = np.argsort(s, kind="mergesort")
-    ss, yy = s[order], y[order].astype(bool)
-    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
-    ws = w[:, order]
-    pos = np.add.reduceat(ws * yy, starts, axis=1)
-    neg = np.add.reduceat(ws * ~yy, starts, axis=1)
+    pos, neg = _weights_per_score(y, s, w, np.argsort(s, kind="mergesort"))
     neg_below = np.cumsum(neg, axis=1) - neg
     num = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
     return _div(num, pos.sum(axis=1) * neg.sum(axis=1), np.nan)
@@ -270,12 +281,7 @@ def _weighted_auc(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _weighted_ap(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Average precision per row of ``w`` (scikit-learn's step sum over distinct thresholds)."""
-    order = np.argsort(-s, kind="mergesort")
-    ss, yy = s[order], y[order].astype(bool)
-    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
-    ws = w[:, order]
-    pos = np.add.reduceat(ws * yy, starts, axis=1)
-    neg = np.add.reduceat(ws * ~yy, starts, axis=1)
+    pos, neg = _weights_per_score(y, s, w, np.argsort(-s, kind="mergesort"))
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
     prec = _div(tp, tp + fp)
     total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)

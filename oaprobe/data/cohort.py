@@ -65,7 +65,9 @@ SEVERITY_CORRELATION = 0.7
 SIDE_CODE = {"R": 0, "L": 1}
 FOLDERS = {"image": "images", "mask": "masks", "lesion": "lesions"}
 STORE = "_volumes"
-_GZIP_LEVEL = {"image": 1, "mask": 6, "lesion": 6}  # float images barely compress
+#: float images are stored (level 0): at level 1 a 48^3 image shrank 432 -> 382 KiB for 11 ms of a
+#: knee's 35 ms render; masks and lesions compress 100x in under 1 ms
+_GZIP_LEVEL = {"image": 0, "mask": 6, "lesion": 6}
 
 
 def volume_key(cfg: CohortConfig) -> str:
@@ -124,6 +126,15 @@ def _nifti_bytes(array: np.ndarray, spacing: tuple[float, float, float], level: 
     img = nib.Nifti1Image(array, affine)
     img.header.set_xyzt_units("mm")
     return gzip.compress(img.to_bytes(), compresslevel=level, mtime=0)
+
+
+def _one_thread() -> None:
+    """Worker initialiser: one BLAS/OpenMP thread per rendering process. With the libraries' own
+    threads, 2 workers on 2 cores rendered slower than 1 process (7.5 s against 6.3 s for 120
+    subjects); with one thread each, 1.75x faster."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def _render_case(job: tuple) -> str:
@@ -196,7 +207,7 @@ def build_cohort(
         if jobs == 1 or len(jobs_list) < 2:
             done = map(_render_case, jobs_list)
         else:
-            pool = ProcessPoolExecutor(max_workers=jobs)
+            pool = ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread)
             done = pool.map(_render_case, jobs_list, chunksize=4)
         for case_id in done:
             for sub in FOLDERS.values():

@@ -160,8 +160,9 @@ def test_bad_tables_raise_naming_the_row(mutate, match):
         prediction_metrics(mutate(make_preds()))
 
 
-def test_vectorised_equals_sklearn_loop_on_same_resamples():
-    a = pred_arrays(make_preds(n=40, seed=4))
+@pytest.mark.parametrize("rounded", [True, False], ids=["tied-scores", "distinct-scores"])
+def test_vectorised_equals_sklearn_loop_on_same_resamples(rounded):
+    a = pred_arrays(make_preds(n=40, seed=4, rounded=rounded))
     vec = bootstrap_distribution([a], METRICS, 25, seed=7)
     loop = bootstrap_distribution([a], METRICS, 25, seed=7, method="loop")
     for m in METRICS:
