@@ -10,12 +10,15 @@ Example:
     0.071
     >>> round(detectable_over_seeds(sd=0.02, n_seeds=3), 3)
     0.065
+
+:func:`detectable_table` puts both beside each other per backbone and metric of a build.
 """
 
 from __future__ import annotations
 
 import math
 
+import pandas as pd
 from scipy.stats import norm
 from statsmodels.stats.power import TTestPower
 
@@ -35,3 +38,21 @@ def detectable_over_seeds(sd: float, n_seeds: int, alpha: float = 0.05, power: f
         return float("nan")
     effect = TTestPower().solve_power(nobs=n_seeds, alpha=alpha, power=power, alternative="two-sided")
     return float(effect * sd)
+
+
+def detectable_table(family: pd.DataFrame, seed_level: pd.DataFrame, alpha: float = 0.05,
+                     power: float = 0.8) -> pd.DataFrame:
+    """Per backbone and metric of a paired family (``Study.paired``), the smallest dual-minus-single
+    difference this build detects with ``power``: ``knee_level`` from each seed's bootstrap interval
+    (median over seeds; ``n_knees`` test knees) and ``over_seeds`` from the spread of the per-seed
+    differences (``Study.seed_level``; ``n_seeds`` seeds). Columns: ``backbone, metric, n_knees,
+    knee_level, n_seeds, over_seeds``."""
+    knee = family.assign(knee_level=[detectable_from_ci(lo, hi, alpha, power, level) for lo, hi, level
+                                     in zip(family["ci_low"], family["ci_high"], family["level"])])
+    knee = knee.groupby(["backbone", "metric"], sort=False).agg(n_knees=("n", "median"),
+                                                               knee_level=("knee_level", "median"))
+    seeds = seed_level.assign(over_seeds=[detectable_over_seeds(sd, int(n), alpha, power)
+                                          for sd, n in zip(seed_level["sd"], seed_level["n_seeds"])])
+    seeds = seeds.set_index(["backbone", "metric"])[["n_seeds", "over_seeds"]]
+    table = knee.join(seeds, how="left").reset_index()
+    return table.astype({"n_knees": int})

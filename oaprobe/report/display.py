@@ -25,6 +25,7 @@ COLUMN_NAMES: dict[str, str] = {
     "diff": "difference", "ci_low": "CI low", "ci_high": "CI high", "p_value": "p", "q_value": "q",
     "p_t": "p (t)", "p_wilcoxon": "p (Wilcoxon)", "n_seeds": "seeds", "sd": "sd", "mean": "mean",
     "significant": "significant", "test": "test", "truth": "truth",
+    "n_knees": "test knees", "knee_level": "detectable, knee level", "over_seeds": "detectable, over seeds",
     "abs_spearman_PC1_KL": "|ρ| PC1–KL", "abs_spearman_PC1_OA": "|ρ| PC1–OA", "EVR_PC1": "PC1 variance share",
     "OA_probe_AUROC_test": "OA probe AUC", "centroid_kendall_tau": "centroid order τ",
     "abs_spearman_PC1_KLclean": "|ρ| PC1–clean KL", "abs_spearman_PC1_OAclean": "|ρ| PC1–clean OA",

@@ -93,6 +93,31 @@ def describe_targets(targets: pd.DataFrame, truth: str) -> str:
     return head + "; not met: " + "; ".join(parts) + "."
 
 
+def _span(values: pd.Series) -> str:
+    low, high = float(values.min()), float(values.max())
+    return f"{low:.3f}" if f"{low:.3f}" == f"{high:.3f}" else f"{low:.3f}–{high:.3f}"
+
+
+def describe_detectable(table: pd.DataFrame, metrics: tuple[str, ...] = ("oa_roc_auc", "kl_accuracy")) -> str:
+    """One sentence on :func:`oaprobe.analysis.power.detectable_table`: for the reference's headline
+    metrics, the range over backbones of the smallest difference detected with 80% power."""
+    from oaprobe.report.display import COLUMN_NAMES
+
+    rows = table[table["metric"].isin(metrics)]
+    if rows.empty:
+        return "No paired comparisons, so nothing to say about what this build can detect."
+    names = [m for m in metrics if m in set(rows["metric"])]
+    knee = ", ".join(f"{COLUMN_NAMES[m]} {_span(rows.loc[rows['metric'] == m, 'knee_level'])}" for m in names)
+    head = (f"With {int(rows['n_knees'].median())} test knees, a knee-level paired test detects a dual-minus-single "
+            f"difference of {knee} with 80% power at α = 0.05 (range over backbones)")
+    seeds = rows.dropna(subset=["over_seeds"])
+    if seeds.empty:
+        return head + "; one seed allows no test across seeds."
+    over = ", ".join(f"{COLUMN_NAMES[m]} {_span(seeds.loc[seeds['metric'] == m, 'over_seeds'])}"
+                     for m in names if m in set(seeds["metric"]))
+    return head + f"; over {int(seeds['n_seeds'].max())} seeds, a paired t-test detects {over}."
+
+
 def tally(family: pd.DataFrame) -> dict[str, int]:
     """Counts of a paired family: tests, significant, significant in favour of dual, against."""
     sig = family[family["significant"].astype(bool)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from oaprobe.report.sentences import describe_convergence, findings_box
@@ -30,3 +31,17 @@ def test_targets_sentence_names_what_is_missed():
         "The models meet 1 of the 2 convergence targets (scored against the clean grade); not met: "
         "runs below the OA majority rate: 1, needed 0 (m3t dual seed 1).")
     assert describe_targets(targets.assign(met=True), "kl").endswith("2 of the 2 convergence targets (scored against the observed grade).")
+
+
+def test_detectable_sentence_gives_the_range_over_backbones():
+    from oaprobe.report.sentences import describe_detectable
+
+    table = pd.DataFrame({"backbone": ["a", "b", "a", "b"], "metric": ["oa_roc_auc", "oa_roc_auc", "kl_accuracy", "kl_accuracy"],
+                          "n_knees": [643] * 4, "knee_level": [0.021, 0.034, 0.05, 0.05],
+                          "n_seeds": [3, 3, 3, 3], "over_seeds": [0.04, 0.09, 0.1, 0.12]})
+    assert describe_detectable(table) == (
+        "With 643 test knees, a knee-level paired test detects a dual-minus-single difference of OA AUC 0.021–0.034, "
+        "KL accuracy 0.050 with 80% power at α = 0.05 (range over backbones); over 3 seeds, a paired t-test detects "
+        "OA AUC 0.040–0.090, KL accuracy 0.100–0.120.")
+    one_seed = describe_detectable(table.assign(n_seeds=1, over_seeds=np.nan))
+    assert one_seed.endswith("; one seed allows no test across seeds.")
