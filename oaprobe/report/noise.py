@@ -17,7 +17,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from oaprobe.config import get_preset
 from oaprobe.report.display import MODE_NAMES, readable_name
-from oaprobe.report.sentences import describe_trend, signed
+from oaprobe.report.sentences import describe_convergence, describe_trend, signed
 from oaprobe.report.study import Study
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest
 
@@ -103,6 +103,12 @@ class NoiseStudy:
     def describe_trend(trend: pd.DataFrame) -> list[str]:
         return [describe_trend(r) for _, r in trend.iterrows()]
 
+    def convergence(self) -> pd.DataFrame:
+        """:meth:`Study.convergence` of every strength's runs, with a ``label_noise`` column: which
+        runs of the chapter are flagged, so none is averaged in unseen."""
+        return pd.concat([s.convergence().assign(label_noise=lvl) for lvl, s in self.studies.items()],
+                         ignore_index=True)
+
     def provenance(self) -> str:
         return " ".join(f"Noise {lvl}: {s.provenance()}" for lvl, s in self.studies.items())
 
@@ -129,6 +135,15 @@ def describe_gain(gain: pd.DataFrame, metric: str) -> str | None:
     return (f"Dual minus {MODE_NAMES[GAIN_METRICS[metric]]} on {readable_name(metric)} against the clean grade: "
             f"{_mean_sd_signed(lo['mean'], lo['sd'])} at noise {lo['label_noise']:g} and "
             f"{_mean_sd_signed(hi['mean'], hi['sd'])} at noise {hi['label_noise']:g} (over {seeds} seed(s)).")
+
+
+def describe_noise_convergence(conv: pd.DataFrame) -> str:
+    """:func:`describe_convergence` of :meth:`NoiseStudy.convergence`, saying at which strengths
+    the flagged runs are."""
+    text = describe_convergence(conv)
+    per = conv.groupby("label_noise")["flagged"].agg(["sum", "size"])
+    where = [f"{int(r['sum'])} of {int(r['size'])} at noise {lvl:g}" for lvl, r in per.iterrows() if r["sum"]]
+    return f"{text[:-1]} ({', '.join(where)})." if where else text
 
 
 def noise_findings(agreement: pd.DataFrame, gain: pd.DataFrame, trend: pd.DataFrame) -> list[str]:

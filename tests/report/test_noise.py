@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from oaprobe.report.noise import NoiseStudy, describe_agreement, describe_gain, noise_findings
+from oaprobe.report.noise import NoiseStudy, describe_agreement, describe_gain, describe_noise_convergence, noise_findings
 
 LEVELS = (0.0, 1.0, 2.0)
 SEEDS = (0, 1, 2)
@@ -133,3 +133,21 @@ def test_noise_findings_say_why_no_trend(planted):
     assert bullets[-1] == ("No trend of the gain on noise strength can be fitted: 3 per-seed gains at 1 strength(s) per "
                            "comparison (a slope needs at least 3 at 2 or more strengths).")
     assert not any("nan" in b for b in bullets)
+
+
+def test_convergence_stacks_every_strength_with_its_level(planted):
+    for lvl, study in planted.studies.items():
+        study.convergence = lambda lvl=lvl: pd.DataFrame({"run_id": [f"a{lvl}", f"b{lvl}"], "flagged": [lvl == 2.0, False]})
+    conv = planted.convergence()
+    assert list(conv["label_noise"]) == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    assert conv.loc[conv["flagged"], "run_id"].tolist() == ["a2.0"]
+
+
+def test_noise_convergence_sentence_says_where_the_flags_are():
+    flags = {"unstable": False, "below_majority": False}
+    conv = pd.DataFrame({"label_noise": [0.0, 0.0, 2.0, 2.0], "degenerate": [True, True, False, True], **flags})
+    conv["flagged"] = conv["degenerate"]
+    assert describe_noise_convergence(conv) == (
+        "3 of 4 runs are flagged: 3 a frequent grade never predicted (2 of 2 at noise 0, 1 of 2 at noise 2).")
+    clean = conv.assign(degenerate=False, flagged=False)
+    assert describe_noise_convergence(clean).startswith("All 4 runs converged without a flag")
