@@ -393,8 +393,8 @@ _M3T_SMALL = {"m3t": {"input_shape": (24, 24, 24)}}
 #: cohort, clean QWK 0.72 -> 0.76 (dual), OA AUC 0.89 -> 0.92, no flagged run; 3e-4 was worse, 12 epochs
 #: no better (benchmarks/time_to_quality.py, closing note of issue 9)
 _CPU_OVERRIDES = {**_M3T_SMALL, "nnmamba": {"lr": 3e-3}}
-#: `default` splits 600 subjects into 144 train, 36 val and 420 test (about 630 test knees): the same
-#: training knees as a 240-subject (0.6, 0.15, 0.25) split, but a test set large enough to measure the
+#: `default` splits 600 subjects into 144 train, 36 val and 420 test (643 test knees): as many training
+#: subjects as a 240-subject (0.6, 0.15, 0.25) split, but a test set large enough to measure the
 #: models. Scored on 543 more unseen knees, the same 27 main-grid models of a 91-knee test split moved
 #: from OA AUC seed sd up to 0.035 and one run below the majority rate to sd <= 0.023 and none: the
 #: spread was mostly the small test set's. Test knees cost inference only (1.5-5 ms a knee a core).
