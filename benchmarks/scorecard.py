@@ -42,11 +42,11 @@ def main() -> None:
     print(study.ceilings().round(4).to_string(index=False))
     print("\nconvergence targets:")
     print(study.quality_targets().to_string(index=False))
-    conv = [study.convergence().assign(grid="main")]
+    grids = [study.convergence().assign(grid="main")]
     if study.has_clean:
-        conv.append(NoiseStudy.load(args.preset, runs_root=args.runs, cohorts_root=args.cohorts).convergence()
-                    .assign(grid="label noise"))
-    conv = pd.concat(conv, ignore_index=True)
+        grids.append(NoiseStudy.load(args.preset, runs_root=args.runs, cohorts_root=args.cohorts).convergence()
+                     .assign(grid="label noise"))
+    conv = pd.concat(grids, ignore_index=True)
     flagged = conv[conv["flagged"].astype(bool)]
     print(f"\nflagged runs ({len(flagged)}):")
     print(flagged.to_string(index=False) if len(flagged) else "none")
