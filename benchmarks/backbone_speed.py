@@ -4,9 +4,11 @@ For every paper backbone at the book's input size (the ``default`` preset: resne
 at 32^3, m3t at 24^3; width 0.25, batch 8) one training step is forward + loss + backward +
 the engine's (fused) AdamW. Printed side by side, all measured in this one process:
 
-* ms/step (median of ``--repeats`` timed steps after warm-up);
-* the step's FLOPs (``torch.utils.flop_counter.FlopCounterMode`` over forward and backward) and
-  the achieved GFLOP/s;
+* ms/step (median of ``--repeats`` timed steps after warm-up), and beside it the same step with
+  every kernel tap run (plain torch convolutions instead of :mod:`oaprobe.models.layers`'s, which
+  skip the taps that only read zero padding) and the speed-up of skipping them;
+* the step's FLOPs (``torch.utils.flop_counter.FlopCounterMode`` over forward and backward; the
+  skipped taps are not counted) and the achieved GFLOP/s;
 * the fp32 matmul rate of this process (``--matmul`` square, median) and the ratio to it
   (issue 9's target: >= 0.5);
 * bf16 autocast (``torch.autocast("cpu", dtype=torch.bfloat16)``): speed-up over fp32, whether
@@ -33,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from oaprobe.config import get_preset
 from oaprobe.models.backbones import build_backbone
+from oaprobe.models.layers import Conv2d, Conv3d
 from oaprobe.training.loop import make_optimizer
 
 PAPER_BACKBONES = ("resnet3d", "m3t", "nnmamba")
@@ -142,6 +145,15 @@ def fp32_deterministic(net: nn.Module, shape: tuple[int, int, int], batch: int) 
     return bool(torch.equal(weights[0], weights[1]))
 
 
+def every_tap(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` whose convolutions are plain torch ones (every kernel tap runs), same weights."""
+    plain = copy.deepcopy(net)
+    for m in plain.modules():
+        if isinstance(m, (Conv2d, Conv3d)):
+            m.__class__ = nn.Conv3d if isinstance(m, Conv3d) else nn.Conv2d
+    return plain
+
+
 def measure(backbone: str, width: float, batch: int, repeats: int, matmul_rate: float) -> dict[str, object]:
     """All numbers of one backbone's row."""
     shape = book_shape(backbone)
@@ -149,10 +161,12 @@ def measure(backbone: str, width: float, batch: int, repeats: int, matmul_rate: 
     net = build_backbone(backbone, shape, width=width)
     flops = step_flops(Step(copy.deepcopy(net), shape, batch, bf16=False))
     ms32 = 1e3 * median_seconds(Step(copy.deepcopy(net), shape, batch, bf16=False), repeats)
+    ms_all = 1e3 * median_seconds(Step(every_tap(net), shape, batch, bf16=False), repeats)
     ms16 = 1e3 * median_seconds(Step(copy.deepcopy(net), shape, batch, bf16=True), repeats)
     gflops = flops / ms32 / 1e6
     return {
         "backbone": backbone, "input": "x".join(map(str, shape)), "ms_step": ms32, "gflop_step": flops / 1e9,
+        "every_tap_ms": ms_all, "skip_speedup": ms_all / ms32,
         "gflop_s": gflops, "matmul_gflop_s": matmul_rate, "ratio": gflops / matmul_rate,
         "fp32_det": fp32_deterministic(net, shape, batch), "fp32_grad_rel": fp32_grad_drift(net, shape, batch),
         "bf16_ms": ms16, "bf16_speedup": ms32 / ms16,
@@ -175,7 +189,8 @@ def main() -> None:
         rows.append(measure(name, args.width, args.batch, args.repeats, rate))
         r = rows[-1]
         print(
-            f"{r['backbone']:9s} {r['input']:9s} {r['ms_step']:7.1f} ms/step {r['gflop_step']:6.2f} GFLOP"
+            f"{r['backbone']:9s} {r['input']:9s} {r['ms_step']:7.1f} ms/step"
+            f" (every tap {r['every_tap_ms']:.1f}: x{r['skip_speedup']:.2f}) {r['gflop_step']:6.2f} GFLOP"
             f" {r['gflop_s']:6.1f} GFLOP/s | matmul {r['matmul_gflop_s']:5.1f} GFLOP/s ratio {r['ratio']:.2f}"
             f" | fp32 det {r['fp32_det']} grad rel to fp64 {r['fp32_grad_rel']:.1e}"
             f" | bf16 {r['bf16_ms']:7.1f} ms x{r['bf16_speedup']:.2f} det {r['bf16_deterministic']}"

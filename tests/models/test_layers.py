@@ -22,7 +22,45 @@ def test_scale_channels_rounds_and_floors():
 
 @pytest.mark.parametrize("dims, conv, norm", [(2, nn.Conv2d, nn.BatchNorm2d), (3, nn.Conv3d, nn.BatchNorm3d)])
 def test_layer_type_follows_spatial_dims(dims, conv, norm):
-    assert layer_type("conv", dims) is conv and layer_type("batchnorm", dims) is norm
+    assert issubclass(layer_type("conv", dims), conv) and layer_type("batchnorm", dims) is norm
+
+
+# (input shape, conv arguments, taps that should run): a dilated or 3-wide kernel on a map no
+# wider than its reach skips taps; a map wide enough, a stride or padding that is not zeros keeps them all
+_TRIM_CASES = [
+    ((2, 3, 4, 4, 4), dict(kernel_size=3, dilation=4, padding=4), (1, 1, 1)),  # resnet3d layer4 at 32^3
+    ((2, 3, 4, 6, 3), dict(kernel_size=5, dilation=2, padding=4), (3, 5, 3)),
+    ((2, 3, 1, 1), dict(kernel_size=3, padding=1), (1, 1)),  # M3T's last 2D stage at 24^3
+    ((2, 3, 1, 5), dict(kernel_size=(3, 5), padding=(1, 2)), (1, 5)),
+    ((2, 3, 4, 4, 4), dict(kernel_size=3, dilation=2, padding=2), None),
+    ((2, 3, 3, 3), dict(kernel_size=3, padding=1, stride=2), None),
+    ((2, 3, 4, 4, 4), dict(kernel_size=3, dilation=4, padding=4, padding_mode="circular"), None),
+]
+
+
+@pytest.mark.parametrize("shape, kwargs, kept", _TRIM_CASES)
+def test_conv_skips_only_padding_taps_with_the_full_kernels_outputs_and_gradients(shape, kwargs, kept):
+    dims = len(shape) - 2
+    torch.manual_seed(0)
+    ours = layer_type("conv", dims)(3, 5, **kwargs).double()
+    plain = (nn.Conv2d, nn.Conv3d)[dims - 2](3, 5, **kwargs).double()
+    plain.load_state_dict(ours.state_dict())
+    trimmed = ours._trimmed(shape[2:])
+    assert (trimmed is None) == (kept is None)
+    if trimmed is not None:
+        assert tuple(s.stop - s.start for s in trimmed[0]) == kept
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    x_plain = x.detach().clone().requires_grad_()
+    y, y_plain = ours(x), plain(x_plain)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y_plain.backward(grad)
+    for a, b in ((y, y_plain), (x.grad, x_plain.grad), (ours.weight.grad, plain.weight.grad), (ours.bias.grad, plain.bias.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    if trimmed is not None:  # the skipped taps' gradient is exactly zero, as the full kernel's is
+        skipped = torch.ones_like(ours.weight.grad, dtype=torch.bool)
+        skipped[(slice(None), slice(None), *trimmed[0])] = False
+        assert ours.weight.grad[skipped].abs().max() == 0 == plain.weight.grad[skipped].abs().max()
 
 
 def test_layer_type_refuses_unknown_kind_and_dims():
