@@ -240,14 +240,17 @@ def noise_ceiling(manifest: str | Path, split: str = "test") -> pd.DataFrame:
 # all three
 # ---------------------------------------------------------------------------------------------
 def ceilings_table(
-    manifest: str | Path, input_shape: Sequence[int], cache_dir: Path | None = None, split: str = "test"
+    manifest: str | Path, input_shape: Sequence[int], cache_dir: Path | None = None, split: str = "test",
+    check_volumes: bool = True,
 ) -> pd.DataFrame:
     """Every ceiling the manifest allows, one row per ``(ceiling, truth)`` (:data:`COLUMNS`).
 
     The oracle needs a synthetic cohort (``cohort.json`` and ``severity``) and the noise
-    ceiling a clean grade; on real data only the linear probe is computed.
+    ceiling a clean grade; on real data only the linear probe is computed. ``check_volumes=False``
+    skips opening every NIfTI header and mask to validate the manifest (5 s for the default
+    cohort), for a caller whose manifest was validated already.
     """
-    table = read_manifest(manifest)
+    table = read_manifest(manifest, check_volumes=check_volumes)
     frames = []
     synthetic = (Path(manifest).resolve().parent / "cohort.json").is_file() and "severity" in table.columns
     if synthetic and table["severity"].notna().all():
