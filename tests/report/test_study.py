@@ -45,6 +45,19 @@ def test_main_truth_is_the_clean_grade_only_where_the_cohort_knows_it(study):
     assert not real.has_clean and real.main_truth == "kl"
 
 
+def test_point_metrics_are_computed_once_and_handed_out_as_copies(study, monkeypatch):
+    from oaprobe.analysis import metrics
+
+    expected = study.point_metrics(truth="kl_clean")
+    fresh = Study(study.preset, study.manifest, study.table, study.runs)
+    first = fresh.point_metrics(truth="kl_clean")
+    first.loc[:, "value"] = -1.0  # a caller's change must not reach the next caller
+    monkeypatch.setattr(metrics, "prediction_metrics", lambda *a, **k: pytest.fail("recomputed"))
+    again = fresh.point_metrics(truth="kl_clean")
+    assert (again["value"] != -1.0).all() and len(again) == len(first)
+    pd.testing.assert_frame_equal(again, expected)
+
+
 def test_load_reads_the_finished_runs(study, tmp_path_factory, smoke_manifest):
     root = tmp_path_factory.getbasetemp() / "report_runs"
     again = Study.load("smoke", root, "unused", manifest=smoke_manifest, **SMOKE_STUDY)
