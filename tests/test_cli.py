@@ -34,6 +34,7 @@ FLAG_VALUES = {
     "warmup_epochs": (1, "1"),
     "label_smoothing": (0.1, "0.1"),
     "ema_decay": (0.9, "0.9"),
+    "grad_clip": (2.5, "2.5"),
 }
 
 

@@ -44,6 +44,8 @@ def test_unknown_field_names_it_and_lists_valid_fields():
         ("ema_decay", float("nan")),
         ("ema_decay", 1.0),
         ("warmup_epochs", -1),
+        ("grad_clip", -0.5),
+        ("grad_clip", float("nan")),
         ("seed", True),
         ("seed", -5),
         ("backbone", 3),
@@ -156,7 +158,7 @@ def test_run_id_changes_with_every_field(manifest):
         "backbone": "m3t", "width": 0.5, "mode": "single_oa", "dual_variant": "stacked", "oa_weight": 0.5,
         "input_shape": (16, 16, 16), "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0,
         "schedule": "cosine", "select": "val_loss", "class_weighting": True, "augment": True, "seed": 1,
-        "warmup_epochs": 1, "ema_decay": 0.99, "label_smoothing": 0.1,
+        "warmup_epochs": 1, "ema_decay": 0.99, "label_smoothing": 0.1, "grad_clip": 5.0,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(RunConfig)} - {"manifest"}
     ids = {base.run_id()}

@@ -24,6 +24,7 @@ REFERENCE_PROTOCOL = {
     "warmup_epochs": 0,
     "select": "final",
     "ema_decay": 0.0,
+    "grad_clip": 0.0,
     "class_weighting": False,
     "augment": False,
     "oa_weight": 1.0,
@@ -104,9 +105,10 @@ def describe_recipe(configs: list[dict]) -> str:
 
     select = " / ".join(SELECT_WORDS.get(x, x) for x in used(configs, "select"))
     shape = " / ".join(x.strip("()").replace(", ", "x") for x in used(configs, "input_shape"))
+    clip = " / ".join("off" if float(x) == 0 else x for x in used(configs, "grad_clip"))
     return (f"The recipe as run: {v('epochs')} epoch(s) ({v('warmup_epochs')} of warm-up), {v('schedule')} learning-rate "
-            f"schedule at peak lr {v('lr')}, batch {v('batch_size')}, weight decay {v('weight_decay')}; the weights "
-            f"kept are {select}; input {shape} voxels at width {v('width')}.")
+            f"schedule at peak lr {v('lr')}, batch {v('batch_size')}, weight decay {v('weight_decay')}, gradient-norm "
+            f"clip {clip}; the weights kept are {select}; input {shape} voxels at width {v('width')}.")
 
 
 def describe_deviations(deviations: pd.DataFrame) -> str:

@@ -1,5 +1,8 @@
 """One epoch of training, the optimiser, the learning-rate schedule and the weight average (EMA).
 
+With ``grad_clip > 0`` the gradient's global L2 norm is scaled down to at most that value before
+each step (``torch.nn.utils.clip_grad_norm_``); a smaller norm is left as it is.
+
 The schedule steps once per optimiser step: a linear warm-up over ``warmup_epochs``, then either
 a constant rate or a cosine decay to zero at the last step. With ``ema_decay > 0`` an
 exponential moving average of the weights (and BatchNorm buffers) is kept beside the model
@@ -101,6 +104,8 @@ def train_epoch(
             loss, parts = model.loss(out, kl_dev[idx], oa_dev[idx], oa_weight=cfg.oa_weight, **loss_kwargs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()

@@ -67,7 +67,7 @@ def test_presets_table_lists_every_preset(tables):
 def _configs() -> list[dict]:
     base = {"backbone": "resnet3d", "mode": "dual", "seed": 0, "epochs": 8, "warmup_epochs": 1, "schedule": "cosine",
             "lr": 0.001, "batch_size": 8, "weight_decay": 0.0001, "select": "val_loss", "input_shape": [32, 32, 32],
-            "width": 0.25}
+            "width": 0.25, "grad_clip": 5.0}
     return [{**base, "backbone": b, "mode": m, "seed": s} for b in ("resnet3d", "nnmamba")
             for m in ("single_oa", "single_kl", "dual") for s in (0, 1)]
 
@@ -82,10 +82,12 @@ def test_describe_grid_and_recipe():
     assert describe_grid(configs) == "12 runs: 2 backbone(s) (ResNet3D, nnMamba) × 3 modes × 2 seed(s)."
     assert describe_recipe(configs) == (
         "The recipe as run: 8 epoch(s) (1 of warm-up), cosine learning-rate schedule at peak lr 0.001, batch 8, weight "
-        "decay 0.0001; the weights kept are the epoch with the lowest validation loss; input 32x32x32 voxels at width 0.25.")
-    mixed = configs[:1] + [{**configs[1], "epochs": 4, "select": "final"}]
+        "decay 0.0001, gradient-norm clip 5.0; the weights kept are the epoch with the lowest validation loss; "
+        "input 32x32x32 voxels at width 0.25.")
+    mixed = configs[:1] + [{**configs[1], "epochs": 4, "select": "final", "grad_clip": 0.0}]
     text = describe_recipe(mixed)
     assert text.startswith("The recipe as run: 4 / 8 epoch(s)") and "the final epoch's / the epoch with the lowest" in text
+    assert "gradient-norm clip off / 5.0" in text
 
 
 def test_describe_deviations_and_cohort():
