@@ -57,13 +57,14 @@ class _SkipPaddingTaps:
         return conv(input, weight[(slice(None), slice(None), *taps)], bias, self.stride, padding, self.dilation, self.groups)
 
     def _trimmed(self, sizes: torch.Size) -> tuple[tuple[slice, ...], tuple[int, ...]] | None:
-        """Kernel slices and padding of the trimmed convolution, or None when nothing can be skipped."""
+        """Kernel slices and padding of the trimmed convolution, or None when nothing can be skipped
+        (or no tap reaches the input, which torch's own convolution then reports)."""
         if self.padding_mode != "zeros" or isinstance(self.padding, str) or any(s != 1 for s in self.stride):
             return None
         # at stride 1 with symmetric padding the useful taps are centred in the kernel, so cutting the
         # padding by the taps skipped on each side keeps the output size
         taps = [useful_taps(*axis) for axis in zip(sizes, self.kernel_size, self.dilation, self.padding)]
-        if all(len(t) == k for t, k in zip(taps, self.kernel_size)):
+        if not all(taps) or all(len(t) == k for t, k in zip(taps, self.kernel_size)):
             return None
         padding = tuple(p - t.start * d for t, p, d in zip(taps, self.padding, self.dilation))
         return tuple(slice(t.start, t.stop) for t in taps), padding
