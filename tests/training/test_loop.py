@@ -33,7 +33,7 @@ def _gradient_norms_seen_by_the_optimiser(cfg) -> list[float]:
 @pytest.mark.parametrize("mode", ["single_oa", "dual"])
 def test_grad_clip_caps_the_gradient_norm_of_every_step(smoke_config, mode):
     free = _gradient_norms_seen_by_the_optimiser(smoke_config(mode=mode, grad_clip=0.0))
-    cap = min(free) / 2  # below every unclipped norm, so every step is clipped
+    cap = min(free) / 2  # half the smallest unclipped norm: every step of this short epoch is clipped (asserted next)
     clipped = _gradient_norms_seen_by_the_optimiser(smoke_config(mode=mode, grad_clip=cap))
     assert len(clipped) == len(free) == 16 // smoke_config().batch_size
     assert clipped == pytest.approx([cap] * len(free), rel=1e-4)
