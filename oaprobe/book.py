@@ -34,6 +34,7 @@ from oaprobe.sweep import (
     beyond_grid,
     noise_grid,
     preset_manifest,
+    recipe_grid,
     run_missing,
     saliency_missing_runs,
     stacked_grid,
@@ -84,9 +85,9 @@ class BookPlan:
 
 def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) -> list[RunConfig]:
     """Runs beyond the main grid, exactly as the chapters ask for them (the same functions): the
-    exercises' stacked-dual runs, the "Beyond the dual head" runs and the label-noise chapter's
-    runs at each strength."""
-    grid = stacked_grid(manifest, preset) + beyond_grid(manifest, preset)
+    exercises' stacked-dual runs, the "Beyond the dual head" runs, the answer page's reference-recipe
+    runs and the label-noise chapter's runs at each strength."""
+    grid = stacked_grid(manifest, preset) + beyond_grid(manifest, preset) + recipe_grid(manifest, preset)
     for level, noisy in noise_manifests.items():
         grid += noise_grid(noisy, preset)
     return grid

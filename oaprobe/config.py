@@ -368,6 +368,9 @@ class Preset:
     lambdas: tuple[float, ...] = ()
     smoothing: float = 0.1
     beyond_seeds: int = 3
+    #: how many of the seeds also train the first backbone's modes with :data:`REFERENCE_RECIPE` at the
+    #: preset's size (the answer page's "is the gain a property of the recipe?"); 0: no such section
+    recipe_seeds: int = 0
 
     def run_config(self, manifest: str | Path, **fields: Any) -> RunConfig:
         """One run on ``manifest``: the preset's run settings < its overrides for the backbone < ``fields``."""
@@ -396,6 +399,10 @@ class Preset:
 #: On the 27 main-grid runs the mean clean QWK of the KL cells moved by +0.003 and the seed sd fell in 9 of 15
 #: (backbone, mode, metric) cells; clipping at 1 hurt M3T dual (0.793 +- 0.074).
 _CONVERGING = dict(warmup_epochs=1, schedule="cosine", select="final_near_best", grad_clip=5.0)
+#: the reference study's optimisation (constant lr 1e-4, batch 2, the final epoch, no clipping, no warm-up),
+#: run at a preset's sizes beside its converging recipe to ask whether dual's gain belongs to the recipe
+REFERENCE_RECIPE: dict[str, Any] = dict(schedule="constant", lr=1e-4, batch_size=2, select="final", grad_clip=0.0,
+                                        warmup_epochs=0)
 _M3T_SMALL = {"m3t": {"input_shape": (24, 24, 24)}}
 #: nnMamba (140k parameters at width 0.25) learns at 3x the others' peak lr: over 3 seeds of the default
 #: cohort, clean QWK 0.72 -> 0.76 (dual), OA AUC 0.89 -> 0.92, no flagged run; 3e-4 was worse, 12 epochs

@@ -379,3 +379,45 @@ def show(fig: go.Figure, note: str) -> None:
 
     display(fig)
     display(provenance_note(note))
+
+
+VERDICT_COLORS = {"helps": "#009E73", "hurts": "#D55E00", "equivalent": "#0072B2", "inconclusive": "#7f7f7f"}
+
+
+def seed_differences(seeds: pd.DataFrame, summary: pd.DataFrame, questions: dict[str, str], title: str = "") -> go.Figure:
+    """What each verdict rests on: per question (a panel) and backbone, every seed's paired difference
+    (dual minus single; flagged runs as crosses), the mean with its 90% (thick) and 95% (thin)
+    interval, the ±delta band of equivalence and 0; the verdict under each backbone.
+
+    ``seeds``: rows of ``question, backbone, seed, diff, flagged``; ``summary``: rows of ``question,
+    backbone, mean, ci_low, ci_high, eq_low, eq_high, delta, verdict``; ``questions``: question -> panel title.
+    """
+    names = list(questions)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[questions[q] for q in names], horizontal_spacing=0.12)
+    for col, q in enumerate(names, start=1):
+        s, part = seeds[seeds["question"] == q], summary[summary["question"] == q]
+        if part.empty:
+            continue
+        delta = float(part["delta"].iloc[0])
+        fig.add_hrect(y0=-delta, y1=delta, fillcolor="#0072B2", opacity=0.10, line_width=0, row=1, col=col)
+        fig.add_hline(y=0, line_color="#444", line_width=1, row=1, col=col)
+        for flagged, symbol, label in ((False, "circle-open", "one seed"), (True, "x", "one seed, a run flagged")):
+            g = s[s["flagged"] == flagged]
+            fig.add_trace(go.Scatter(x=g["backbone"], y=g["diff"], mode="markers", name=label, legendgroup=label,
+                                     showlegend=col == 1 and (not flagged or len(g) > 0),
+                                     marker=dict(symbol=symbol, size=8, color="#555"), customdata=g["seed"],
+                                     hovertemplate="seed %{customdata}: %{y:+.3f}<extra></extra>"), row=1, col=col)
+        for _, r in part.iterrows():
+            color = VERDICT_COLORS.get(r["verdict"], "#444")
+            for lo, hi, width in ((r["ci_low"], r["ci_high"], 2), (r["eq_low"], r["eq_high"], 6)):
+                if lo == lo:
+                    fig.add_trace(go.Scatter(x=[r["backbone"]] * 2, y=[lo, hi], mode="lines", showlegend=False,
+                                             line=dict(color=color, width=width), hoverinfo="skip"), row=1, col=col)
+            fig.add_trace(go.Scatter(x=[r["backbone"]], y=[r["mean"]], mode="markers", showlegend=False,
+                                     marker=dict(symbol="diamond", size=12, color=color),
+                                     hovertemplate=f"mean %{{y:+.3f}}: {r['verdict']}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(ticktext=[f"{b}<br><b>{v}</b>" for b, v in zip(part["backbone"], part["verdict"])],
+                         tickvals=list(part["backbone"]), row=1, col=col)
+        fig.update_yaxes(title="dual minus single" if col == 1 else None, zeroline=False, row=1, col=col)
+    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    return _layout(fig, title, height=460)

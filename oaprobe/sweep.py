@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from oaprobe.config import MODES, ConfigError, RunConfig, SaliencyConfig, get_preset
+from oaprobe.config import MODES, REFERENCE_RECIPE, ConfigError, RunConfig, SaliencyConfig, get_preset
 from oaprobe.errors import OaprobeError
 from oaprobe.facts import ALL_MODES
 from oaprobe.workers import WorkerError, run_tasks, sigterm_as_interrupt
@@ -172,6 +172,16 @@ def beyond_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
     for weight in p.lambdas:
         grid += study_grid(manifest, preset, backbones=first, modes=["dual"], seeds=seeds, oa_weight=weight)
     return grid
+
+
+def recipe_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
+    """The first backbone's modes trained with the reference study's recipe
+    (:data:`oaprobe.config.REFERENCE_RECIPE`) at the preset's sizes, on its first ``recipe_seeds`` seeds
+    (the same seeds as the main grid's runs they are compared with). Empty when ``recipe_seeds`` is 0."""
+    p = get_preset(preset)
+    if not p.recipe_seeds:
+        return []
+    return study_grid(manifest, preset, backbones=p.backbones[:1], seeds=p.seeds[: p.recipe_seeds], **REFERENCE_RECIPE)
 
 
 def validate_grid(configs: Iterable[RunConfig]) -> None:

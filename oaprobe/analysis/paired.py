@@ -6,7 +6,8 @@ binomial when the discordant pairs are < 25, else chi-square with continuity cor
 other metric by a paired bootstrap of the difference (subjects resampled with replacement,
 the same resamples for both runs; percentile CI; two-sided
 ``p = min(1, 2 min((#{d<=0}+1)/(B+1), (#{d>=0}+1)/(B+1)))``), Benjamini-Hochberg over the family.
-Beyond it: DeLong's test for correlated AUCs and seed-level Wilcoxon / paired t.
+Beyond it: DeLong's test for correlated AUCs. Comparisons over seeds use the book's decision rule
+(:mod:`oaprobe.analysis.decision`).
 
 Example:
     >>> import numpy as np
@@ -24,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pingouin as pg
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
@@ -313,56 +313,6 @@ def delong_test(
         "z": float(z_stat), "p": p, "ci_low": float(diff - half), "ci_high": float(diff + half),
         "level": level, "n_pos": m, "n_neg": n,
     }])
-
-
-def _seed_row(d: np.ndarray) -> dict[str, float]:
-    d = np.asarray(d, dtype=float)
-    d = d[np.isfinite(d)]
-    row: dict[str, float] = {
-        "n_seeds": int(d.size), "mean": float(d.mean()) if d.size else np.nan,
-        "sd": float(d.std(ddof=1)) if d.size > 1 else np.nan,
-        "median": float(np.median(d)) if d.size else np.nan,
-        "min": float(d.min()) if d.size else np.nan, "max": float(d.max()) if d.size else np.nan,
-        "n_positive": int((d > 0).sum()),
-        "t": np.nan, "dof": np.nan, "p_t": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-        "cohen_d": np.nan, "W": np.nan, "p_wilcoxon": np.nan,
-    }
-    if d.size >= 2 and np.ptp(d) > 0:
-        t = pg.ttest(d, 0.0).iloc[0]
-        # pingouin rounds its CI to two decimals; the t-interval is computed unrounded here.
-        lo, hi = stats.t.interval(0.95, d.size - 1, loc=d.mean(), scale=d.std(ddof=1) / np.sqrt(d.size))
-        row.update(t=float(t["T"]), dof=float(t["dof"]), p_t=float(t["p_val"]),
-                   ci_low=float(lo), ci_high=float(hi), cohen_d=float(t["cohen_d"]))
-    if d.size >= 1 and np.any(d != 0):
-        w = pg.wilcoxon(d).iloc[0]
-        row.update(W=float(w["W_val"]), p_wilcoxon=float(w["p_val"]))
-    return row
-
-
-def seed_level_test(
-    diffs: Sequence[float] | np.ndarray | pd.DataFrame,
-    *,
-    value: str = "diff",
-    by: Sequence[str] = ("metric",),
-) -> pd.DataFrame:
-    """Test per-seed paired differences against 0: one-sample (= paired) t and Wilcoxon
-    signed-rank (pingouin), with the seed spread.
-
-    ``diffs`` is a vector of per-seed differences (one row out) or a long DataFrame with a
-    ``value`` column, grouped by ``by``. Columns: ``*by, n_seeds, mean, sd, median, min, max,
-    n_positive, t, dof, p_t, ci_low, ci_high (95% t CI of the mean), cohen_d, W, p_wilcoxon``.
-    With few seeds the Wilcoxon p cannot be small (n = 5: p >= 0.0625).
-    """
-    if not isinstance(diffs, pd.DataFrame):
-        return pd.DataFrame([_seed_row(np.asarray(diffs, dtype=float))])
-    missing = [c for c in (value, *by) if c not in diffs.columns]
-    if missing:
-        raise MetricsError(f"seed_level_test: columns {missing} not in {list(diffs.columns)}")
-    rows = []
-    for key, g in diffs.groupby(list(by), sort=False):
-        keys = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, keys)), **_seed_row(g[value].to_numpy(dtype=float))})
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -265,3 +265,15 @@ def build_probe(cfg: RunConfig) -> HierarchicalProbe:
         torch.manual_seed(cfg.seed)
         encoder = build_backbone(cfg.backbone, tuple(cfg.input_shape), cfg.width)
         return HierarchicalProbe(encoder, cfg.mode, cfg.dual_variant, cfg.label_smoothing)
+
+
+def encoder_fingerprint(cfg: RunConfig) -> str:
+    """A hash of the initial encoder weights ``cfg`` builds: runs of one backbone and seed in different
+    modes have the same fingerprint (their encoders start alike), which pairs them by seed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in build_probe(cfg).encoder.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

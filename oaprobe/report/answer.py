@@ -1,96 +1,160 @@
 """The book's answer, generated from the runs: does dual supervision beat single-task training?
 
-Two questions per backbone, each against the observed and (on the synthetic cohort) the clean
-grade: the **coarse** one (OA ROC-AUC, dual vs single-OA) and the **fine** one (KL QWK, dual vs
-single-KL). The verdict comes from the 95% t-interval of the per-seed differences; the levels
-sit beside the cohort's ceilings so a reader sees how far each model is from what is possible.
+Two primary questions per backbone, each against the clean grade (on the synthetic cohort; the
+observed labels beside it): the **coarse** one (OA ROC-AUC, dual vs single-OA) and the **fine** one
+(KL QWK, dual vs single-KL). Each is answered by the book's one decision rule
+(:mod:`oaprobe.analysis.decision`) over the paired seeds: helps, hurts, equivalent or inconclusive,
+with the number of seeds an inconclusive question would need, and with and without the seeds
+whose runs carry a convergence flag.
 
 Example:
-    >>> verdict(0.01, 0.05), verdict(-0.02, 0.03), verdict(-0.05, -0.01), verdict(float("nan"), float("nan"))
-    ('dual helps', 'no evidence either way', 'dual hurts', 'too few seeds for a verdict')
+    >>> rule_sentences()[0]
+    'A comparison is **equivalent** when the 90% interval of the mean paired difference lies inside ±δ (two one-sided t-tests at 5%, TOST), checked first.'
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from oaprobe.analysis.decision import ALPHA, DELTAS, POWER
 from oaprobe.models.backbones import backbone_title
 from oaprobe.report.display import MODE_NAMES, readable_name
-from oaprobe.report.sentences import signed
+from oaprobe.report.sentences import needed_clause, plural, signed
 from oaprobe.report.study import Study, mean_sd
 
 #: question -> (metric, single-task baseline, what it asks)
 QUESTIONS: dict[str, tuple[str, str, str]] = {
     "coarse": ("oa_roc_auc", "single_oa", "the coarse label (OA yes/no, ROC-AUC)"),
-    "fine": ("kl_qwk", "single_kl", "the fine label (KL grade, QWK)"),
+    "fine": ("kl_qwk", "single_kl", "the fine label (KL grade, quadratic weighted kappa)"),
 }
-TRUTHS = {"kl": "observed labels", "kl_clean": "clean grade"}
-#: what :func:`verdict` can say, in the order the findings count them
-VERDICTS = ("dual helps", "dual hurts", "no evidence either way", "too few seeds for a verdict")
+TRUTHS = {"kl_clean": "clean grade", "kl": "observed labels"}
 
 
-def verdict(ci_low: float, ci_high: float) -> str:
-    """What a 95% interval of dual minus single says (higher is better for both metrics)."""
-    if not (ci_low == ci_low and ci_high == ci_high):  # NaN: one seed, or no spread
-        return VERDICTS[3]
-    if ci_low > 0:
-        return VERDICTS[0]
-    if ci_high < 0:
-        return VERDICTS[1]
-    return VERDICTS[2]
+def secondary_metrics() -> tuple[str, ...]:
+    """The seed-level metrics beside the primary questions' (every page compares them as one family)."""
+    from oaprobe.report.study import SEED_LEVEL_METRICS
+
+    primary = {mt for mt, _, _ in QUESTIONS.values()}
+    return tuple(mt for mt in SEED_LEVEL_METRICS if mt not in primary)
 
 
-def answer_table(study: Study) -> pd.DataFrame:
-    """One row per backbone x question x truth: mean dual and single levels over seeds, the mean
-    per-seed difference with its 95% t-interval, the number of seeds, and the verdict."""
-    metrics = [m for m, _, _ in QUESTIONS.values()]
-    truths = [t for t in TRUTHS if t == "kl" or study.has_clean]
-    rows = []
-    for truth in truths:
-        levels = study.point_metrics(truth=truth)
-        tests = study.seed_level(truth=truth, metrics=metrics)
-        for question, (metric, base, _) in QUESTIONS.items():
-            for _, t in tests[tests["metric"] == metric].iterrows():
-                lv = levels[(levels["backbone"] == t["backbone"]) & (levels["metric"] == metric)]
-                rows.append({
-                    "backbone": t["backbone"], "question": question, "truth": truth, "metric": metric,
-                    "single": lv.loc[lv["mode"] == base, "value"].mean(), "dual": lv.loc[lv["mode"] == "dual", "value"].mean(),
-                    "diff": t["mean"], "ci_low": t["ci_low"], "ci_high": t["ci_high"], "n_seeds": int(t["n_seeds"]),
-                    "verdict": verdict(t["ci_low"], t["ci_high"]),
-                })
-    return pd.DataFrame(rows)
+def secondary_table(study: Study, truth: str) -> pd.DataFrame:
+    """Dual vs single on the :func:`secondary_metrics` under the rule, Bonferroni over the whole
+    secondary family of the preset (its metrics x the preset's backbones), so a backbone's chapter
+    and the results page give one comparison the same verdict."""
+    from oaprobe.config import get_preset
+
+    family = len(secondary_metrics()) * max(len(get_preset(study.preset).backbones), len(study.backbones))
+    return study.seed_level(truth=truth, metrics=secondary_metrics(), m=family)
+
+
+def rule_sentences() -> list[str]:
+    """The decision rule as the methods and answer pages declare it, from the constants that apply it."""
+    pct = lambda a: f"{100 * a:g}%"  # noqa: E731
+    deltas = "; ".join(f"{readable_name(m)} ±{DELTAS[m]:g}" for m, _, _ in QUESTIONS.values())
+    return [
+        f"A comparison is **equivalent** when the {pct(1 - 2 * ALPHA)} interval of the mean paired difference lies "
+        f"inside ±δ (two one-sided t-tests at {pct(ALPHA)}, TOST), checked first.",
+        f"Otherwise dual **helps** (or **hurts**) when the {pct(1 - ALPHA)} interval lies wholly on the better "
+        f"(or worse) side of 0 (a paired t-test at {pct(ALPHA)}); else the comparison is **inconclusive**, and the "
+        f"page says how many seeds would decide it with {pct(POWER)} probability at the measured spread.",
+        f"The smallest effects of interest δ of the primary questions: {deltas} (their reasons are in "
+        "`oaprobe.analysis.decision.DELTAS`: a smaller difference is one no test set of the reference's size could see).",
+        "Each primary question (per backbone: coarse and fine, against the clean grade) is tested on its own at "
+        f"{pct(ALPHA)}; a chapter's secondary comparisons divide {pct(ALPHA)} by their number (Bonferroni).",
+        "Seeds are paired: dual and its single-task baseline of one seed share the encoder's initialisation and the "
+        "batch order. A verdict stands only if it is the same with and without the seeds where either run carries a "
+        "convergence flag (else it is inconclusive: one flagged run would decide it).",
+    ]
+
+
+def answer_table(study: Study, m: int = 1) -> pd.DataFrame:
+    """One row per backbone x question x truth: mean dual and single levels over seeds and the rule's
+    columns (:func:`oaprobe.analysis.decision.decide_with_flags`) in a family of ``m``."""
+    metrics = [mt for mt, _, _ in QUESTIONS.values()]
+    question_of = {mt: q for q, (mt, _, _) in QUESTIONS.items()}
+    frames = []
+    for truth in [t for t in TRUTHS if t == "kl" or study.has_clean]:
+        tests = study.seed_level(truth=truth, metrics=metrics, m=m)
+        levels = study.paired_seeds(truth=truth, metrics=metrics).groupby(["backbone", "metric"])[["a", "b"]].mean()
+        tests = tests.join(levels.rename(columns={"a": "dual", "b": "single"}), on=["backbone", "metric"])
+        frames.append(tests.assign(truth=truth, question=tests["metric"].map(question_of)))
+    out = pd.concat(frames, ignore_index=True)
+    order = ["backbone", "question", "truth", "metric", "single", "dual", "n_seeds", "mean", "ci_low", "ci_high",
+             "eq_low", "eq_high", "delta", "verdict", "verdict_all", "verdict_unflagged", "n_flagged", "mean_unflagged",
+             "seeds_needed", "loo_stable", "sd", "p_diff", "p_equiv", "m"]
+    return out[order]
 
 
 def describe_answer(row: pd.Series, bold: bool = True) -> str:
-    """One sentence per row of :func:`answer_table` (``bold``: the verdict in Markdown bold; plain
-    for an HTML fold, which shows Markdown as typed)."""
-    metric, base, what = QUESTIONS[row["question"]]
-    interval = (f"95% CI {signed(row['ci_low'])} to {signed(row['ci_high'])}" if row["ci_low"] == row["ci_low"]
-                else "no interval")
+    """One sentence per row of :func:`answer_table` (``bold``: the verdict in Markdown bold)."""
+    _, base, what = QUESTIONS[row["question"]]
     mark = "**" if bold else ""
+    if row["ci_low"] == row["ci_low"]:
+        interval = (f"90% CI {signed(row['eq_low'])} to {signed(row['eq_high'])}, "
+                    f"95% CI {signed(row['ci_low'])} to {signed(row['ci_high'])}")
+    else:
+        interval = "no interval"
+    flagged = ""
+    if row["n_flagged"]:
+        flagged = (f"; {plural(row['n_flagged'], 'seed')} with a flagged run: {row['verdict_all']} with "
+                   f"{'it' if row['n_flagged'] == 1 else 'them'}, {row['verdict_unflagged']} without")
     return (
         f"{backbone_title(row['backbone'])}, {what} against the {TRUTHS[row['truth']]}: dual {row['dual']:.3f} vs "
-        f"{MODE_NAMES[base]} {row['single']:.3f}; mean difference over {row['n_seeds']} seed(s) "
-        f"{signed(row['diff'])} ({interval}): {mark}{row['verdict']}{mark}."
+        f"{MODE_NAMES[base]} {row['single']:.3f}; mean paired difference over {plural(row['n_seeds'], 'seed')} "
+        f"{signed(row['mean'])} ({interval}; δ = ±{row['delta']:g}): {mark}{row['verdict']}{mark}"
+        f"{flagged}{needed_clause(row)}."
     )
 
 
 def answer_findings(answer: pd.DataFrame, truth: str) -> list[str]:
-    """One bullet per question against ``truth``: how the backbones' verdicts fall, and each
-    backbone's mean difference (the answer page's opening box; the per-backbone sentences fold)."""
+    """One bullet per question against ``truth``: each backbone's verdict and mean difference."""
     rows = answer[answer["truth"] == truth]
     out = []
     for question, (_, base, what) in QUESTIONS.items():
         q = rows[rows["question"] == question]
         if q.empty:
             continue
-        counts = q["verdict"].value_counts()
-        verdicts = ", ".join(f"{v}: {counts[v]}" for v in VERDICTS if v in counts)
-        seeds = "/".join(str(n) for n in sorted(set(q["n_seeds"])))
-        diffs = ", ".join(f"{backbone_title(b)} {signed(d)}" for b, d in zip(q["backbone"], q["diff"]))
-        out.append(f"Dual vs {MODE_NAMES[base]} on {what} against the {TRUTHS[truth]}, over {len(q)} backbone(s) "
-                   f"and {seeds} seed(s): {verdicts}; mean differences {diffs}.")
+        parts = [f"{backbone_title(r['backbone'])} **{r['verdict']}** ({signed(r['mean'])} over "
+                 f"{plural(r['n_seeds'], 'seed')}{needed_clause(r).replace('; about', ', about')})" for _, r in q.iterrows()]
+        out.append(f"Dual vs {MODE_NAMES[base]} on {what}, against the {TRUTHS[truth]}: " + "; ".join(parts) + ".")
     return out
+
+
+def decided_count(answer: pd.DataFrame, truth: str) -> tuple[int, int]:
+    """(decided, all) primary questions against ``truth``: decided = helps, hurts or equivalent."""
+    rows = answer[answer["truth"] == truth]
+    return int((rows["verdict"] != "inconclusive").sum()), len(rows)
+
+
+def flag_rates(study: Study) -> pd.DataFrame:
+    """Per mode: runs, runs with a convergence flag, their share, and each flag's count: a result about
+    training stability (does dual destabilise training?), not a reason to drop runs."""
+    conv = study.convergence()
+    out = conv.groupby("mode", sort=False).agg(
+        runs=("flagged", "size"), flagged=("flagged", "sum"), unstable=("unstable", "sum"),
+        degenerate=("degenerate", "sum"), below_majority=("below_majority", "sum"))
+    out["share"] = out["flagged"] / out["runs"]
+    return out.reset_index()
+
+
+def flag_definition() -> str:
+    """When a run carries a convergence flag, from the thresholds that set it."""
+    from oaprobe.analysis.convergence import GRADE_SHARE, LOSS_RATIO
+
+    return (f"A run carries a convergence flag when the validation loss of its kept weights is above {LOSS_RATIO:g}x its "
+            f"best epoch's (diverged), when it never predicts a grade that holds at least {GRADE_SHARE:.0%} of the test "
+            "knees (degenerate), or when its OA accuracy is below the majority rate.")
+
+
+def describe_flag_rates(rates: pd.DataFrame) -> str:
+    """One sentence: how many runs of each mode carry a convergence flag."""
+    parts = [f"{MODE_NAMES.get(r['mode'], r['mode'])} {int(r['flagged'])} of {int(r['runs'])}" for _, r in rates.iterrows()]
+    total = int(rates["flagged"].sum())
+    lead = "No run carries a convergence flag" if total == 0 else f"{plural(total, 'run')} carry a convergence flag"
+    return f"{lead} (diverged, degenerate or below the OA majority rate): " + ", ".join(parts) + "."
 
 
 def describe_ceilings(levels: pd.DataFrame, ceilings: pd.DataFrame, truth: str) -> str | None:
@@ -121,7 +185,7 @@ def describe_best_mode(pm: pd.DataFrame, ceilings: pd.DataFrame, truth: str, met
     top = agg["mean"].idxmax()
     seeds = sel.loc[sel["mode"] == top, "seed"].nunique()
     text = (f"Best {readable_name(metric)} against the {TRUTHS[truth]}: {MODE_NAMES.get(top, top)} "
-            f"{mean_sd(agg.loc[top, 'mean'], agg.loc[top, 'std'])} over {seeds} seed(s)")
+            f"{mean_sd(agg.loc[top, 'mean'], agg.loc[top, 'std'])} over {plural(seeds, 'seed')}")
     probe = ceilings[(ceilings["ceiling"] == "linear_probe") & (ceilings["truth"] == truth)]
     if len(probe) and metric in probe.columns:
         text += f"; the linear probe on the input volumes reaches {float(probe[metric].iloc[0]):.3f}"
@@ -138,3 +202,62 @@ def levels_for_figure(study: Study, truth: str) -> pd.DataFrame:
             rows.append({"question": question, "backbone": backbone_title(bb), "mode": mode,
                          "mean": g["value"].mean(), "sd": g["value"].std(ddof=1), "n_seeds": len(g)})
     return pd.DataFrame(rows)
+
+
+def differences_for_figure(study: Study, answer: pd.DataFrame, truth: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The answer figure's inputs against ``truth``: the per-seed paired differences (with their flag)
+    and the rule's summary per backbone and question (mean, both intervals, delta, verdict)."""
+    metrics = {mt: q for q, (mt, _, _) in QUESTIONS.items()}
+    seeds = study.paired_seeds(truth=truth, metrics=list(metrics))
+    seeds = seeds.assign(question=seeds["metric"].map(metrics), backbone=seeds["backbone"].map(backbone_title))
+    summary = answer[answer["truth"] == truth].assign(backbone=lambda t: t["backbone"].map(backbone_title))
+    return seeds, summary
+
+
+#: the comparisons of the recipe section, in its order
+RECIPE_COMPARISONS = ("dual vs single-task, reference recipe", "change of the gain, reference minus book recipe")
+
+
+def load_recipe_study(study: Study, runs_root: str | Path) -> Study | None:
+    """The first backbone's runs with the reference study's recipe (:func:`oaprobe.sweep.recipe_grid`)
+    on ``study``'s cohort, or None where the preset has none or a manifest of one's own replaced the
+    preset's cohort and those runs were not trained."""
+    from oaprobe.sweep import recipe_grid
+
+    grid = recipe_grid(study.manifest, study.preset)
+    return Study.from_grid(study.preset, study.manifest, grid, runs_root) if grid else None
+
+
+def recipe_table(study: Study, recipe: Study, truth: str) -> pd.DataFrame:
+    """Is dual's gain a property of the recipe? Per question, on the recipe study's backbone and seeds:
+    dual vs its single-task baseline under the reference recipe, and the per-seed change of the paired
+    gain from the book's recipe to the reference one; the rule with Bonferroni over the comparisons."""
+    from oaprobe.analysis.decision import decide_table
+
+    metrics = [mt for mt, _, _ in QUESTIONS.values()]
+    ref = recipe.paired_seeds(truth, metrics)
+    book = study.paired_seeds(truth, metrics)
+    both = ref.merge(book, on=["backbone", "metric", "baseline", "seed"], suffixes=("", "_book"))
+    change = both.assign(diff=both["diff"] - both["diff_book"], flagged=both["flagged"] | both["flagged_book"])
+    frames = [ref.assign(comparison=RECIPE_COMPARISONS[0]), change.assign(comparison=RECIPE_COMPARISONS[1])]
+    diffs = pd.concat(frames, ignore_index=True)
+    table = decide_table(diffs, by=("comparison", "backbone", "metric"))
+    levels = pd.concat([ref.assign(recipe="reference"), book[book["seed"].isin(ref["seed"])].assign(recipe="book")])
+    means = levels.groupby(["recipe", "metric"])[["a", "b"]].mean().unstack("recipe")
+    means.columns = [f"{'dual' if k == 'a' else 'single'}_{r}" for k, r in means.columns]
+    return table.join(means, on="metric").assign(question=lambda t: t["metric"].map({mt: q for q, (mt, _, _) in QUESTIONS.items()}))
+
+
+def describe_recipe(row: pd.Series) -> str:
+    """One sentence per row of :func:`recipe_table`."""
+    from oaprobe.report.sentences import interval_text
+
+    metric, base, what = QUESTIONS[row["question"]]
+    if row["comparison"] == RECIPE_COMPARISONS[0]:
+        head = (f"Under the reference recipe, {backbone_title(row['backbone'])} on {what}: dual {row['dual_reference']:.3f} "
+                f"vs {MODE_NAMES[base]} {row['single_reference']:.3f} (the book's recipe: {row['dual_book']:.3f} vs "
+                f"{row['single_book']:.3f}); mean paired difference")
+    else:
+        head = f"The dual-minus-{MODE_NAMES[base]} gain in {readable_name(metric)}, reference recipe minus the book's, per seed"
+    return (f"{head} {signed(row['mean'])} over {plural(row['n_seeds'], 'seed')} ({interval_text(row)}; δ = ±{row['delta']:g}, "
+            f"Bonferroni over {plural(row['m'], 'comparison')}): **{row['verdict']}**{needed_clause(row)}.")

@@ -3,7 +3,8 @@ grades are ordered (an ordinal CORN head, whose "KL >= 2" threshold is the OA la
 labels are noisy (label smoothing)? And how does the OA-loss weight lambda shape the result?
 
 All on the preset's first backbone and its first ``beyond_seeds`` seeds; every comparison is
-paired by seed (same seed, same initialisation stream and batch order) and tested over seeds.
+paired by seed (same seed, same initialisation stream and batch order) and read with the book's
+decision rule (:mod:`oaprobe.analysis.decision`), Bonferroni over the chapter's comparisons.
 
 Example:
     >>> variant_name("dual", 0.0, 1.0), variant_name("ordinal", 0.1, 1.0), variant_name("dual", 0.0, 4.0)
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from oaprobe.analysis.paired import seed_level_test
+from oaprobe.analysis.decision import decide_table
 from oaprobe.config import get_preset
 from oaprobe.report.display import readable_name
-from oaprobe.report.sentences import signed
+from oaprobe.report.sentences import interval_text, plural, signed
 from oaprobe.report.study import Study, mean_sd
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, beyond_grid, preset_manifest, study_grid
 
@@ -74,6 +75,8 @@ class BeyondStudy:
         pm["variant"] = [variant_name(runs[i].mode, runs[i].label_smoothing, runs[i].oa_weight) for i in pm["run_id"]]
         pm["lambda"] = [runs[i].oa_weight if runs[i].mode == "dual" and runs[i].label_smoothing == 0 else None
                         for i in pm["run_id"]]
+        flagged = self.study.convergence().set_index("run_id")["flagged"]
+        pm["flagged"] = pm["run_id"].map(flagged).fillna(False).astype(bool)
         return pm
 
     def summary(self) -> pd.DataFrame:
@@ -92,16 +95,21 @@ class BeyondStudy:
         return wide
 
     def comparisons(self) -> pd.DataFrame:
-        """Seed-level tests of each pair of :data:`COMPARISONS` (a minus b per seed), per metric."""
+        """Each pair of :data:`COMPARISONS` (a minus b per seed) per metric under the decision rule, one
+        family: Bonferroni over every comparison the chapter makes (``m`` column)."""
         m = self.metrics()
+        m = m if "flagged" in m else m.assign(flagged=False)
         wide = m.pivot_table(index=["seed", "metric"], columns="variant", values="value").reset_index()
+        flags = m.pivot_table(index=["seed", "metric"], columns="variant", values="flagged", aggfunc="max")
         rows = []
         for a, b in COMPARISONS:
             if a in wide and b in wide:
-                rows += [{"comparison": f"{a} vs {b}", "metric": r["metric"], "seed": r["seed"], "diff": r[a] - r[b]}
-                         for _, r in wide.dropna(subset=[a, b]).iterrows()]
-        diffs = pd.DataFrame(rows, columns=["comparison", "metric", "seed", "diff"])
-        return seed_level_test(diffs, by=("comparison", "metric")) if len(diffs) else pd.DataFrame()
+                for _, r in wide.dropna(subset=[a, b]).iterrows():
+                    f = flags.loc[(r["seed"], r["metric"])]
+                    rows.append({"comparison": f"{a} vs {b}", "metric": r["metric"], "seed": r["seed"],
+                                 "diff": r[a] - r[b], "flagged": bool(f.get(a, False) or f.get(b, False))})
+        diffs = pd.DataFrame(rows, columns=["comparison", "metric", "seed", "diff", "flagged"])
+        return decide_table(diffs, by=("comparison", "metric")) if len(diffs) else pd.DataFrame()
 
     def lambda_curve(self) -> pd.DataFrame:
         """Dual without smoothing at every lambda: mean and sd over seeds per metric (the figure's bands)."""
@@ -110,20 +118,13 @@ class BeyondStudy:
         return out.sort_values(["metric", "lambda"])
 
 
-def describe_comparison(row: pd.Series, alpha: float = 0.05) -> str:
+def describe_comparison(row: pd.Series) -> str:
     """One sentence for a row of :meth:`BeyondStudy.comparisons` (lower is better for kl_mae)."""
-    n, mean, lo, hi, p = int(row["n_seeds"]), float(row["mean"]), float(row["ci_low"]), float(row["ci_high"]), float(row["p_t"])
-    better = mean < 0 if row["metric"] == "kl_mae" else mean > 0
-    a = row["comparison"].split(" vs ")[0]
-    if p == p and p < alpha:
-        verdict = f"{a} is consistently {'better' if better else 'worse'} (paired t p = {p:.3f})"
-    elif p == p:
-        verdict = f"no evidence of a difference (paired t p = {p:.3f})"
-    else:
-        verdict = "too few seeds, or no spread, for a test"
-    interval = f"95% CI {signed(lo)} to {signed(hi)}" if lo == lo else "no interval"
-    return (f"{row['comparison']}, {readable_name(row['metric'])}: mean difference over {n} seed(s) {signed(mean)} "
-            f"({interval}); {verdict}.")
+    delta = float(row["delta"])
+    band = f"δ = ±{delta:g}" if delta == delta else "no δ declared"
+    return (f"{row['comparison']}, {readable_name(row['metric'])}: mean paired difference over "
+            f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({interval_text(row)}; {band}, Bonferroni over "
+            f"{plural(row['m'], 'comparison')}): {row['verdict']}.")
 
 
 def describe_lambda(curve: pd.DataFrame, metric: str = "kl_qwk") -> str | None:
@@ -135,7 +136,7 @@ def describe_lambda(curve: pd.DataFrame, metric: str = "kl_qwk") -> str | None:
     top = c.loc[c["mean"].idxmin() if metric == "kl_mae" else c["mean"].idxmax()]
     word = "is lowest" if metric == "kl_mae" else "peaks"
     return (f"Over lambda {', '.join(f'{x:g}' for x in c['lambda'])}, dual's {readable_name(metric)} {word} at lambda "
-            f"{top['lambda']:g} ({mean_sd(top['mean'], top['sd'])} over {int(top['n'])} seed(s)).")
+            f"{top['lambda']:g} ({mean_sd(top['mean'], top['sd'])} over {plural(top['n'], 'seed')}).")
 
 
 def beyond_findings(tests: pd.DataFrame, curve: pd.DataFrame) -> list[str]:

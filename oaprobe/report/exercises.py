@@ -4,12 +4,14 @@ Each exercise changes one parameter (a RunConfig field, a preset field or the tr
 scored against) and is answered from runs the book already trains: the main grid, the
 stacked-dual runs, the "beyond the dual head" runs, the label-noise runs, the saliency stage and
 the training histories. An answer is an :class:`Answer`: generated text with its numbers, and
-whether this build settles the question (``clear``), finds no evidence either way (``open``), or
-lacks the runs it needs (``absent``, said in one sentence instead of failing).
+whether this build decides the question under the book's decision rule (``clear``: helps, hurts or
+equivalent), leaves it inconclusive (``open``, with the seeds that would decide it), or lacks the
+runs it needs (``absent``, said in one sentence instead of failing). The comparisons of one
+exercise share a Bonferroni correction.
 
 Example:
-    >>> interval_clause({"n_seeds": 3, "mean": 0.02, "ci_low": -0.01, "ci_high": 0.05})
-    ('mean +0.020 over 3 seeds (95% CI -0.010 to +0.050): the interval covers 0, so no evidence either way', 'open')
+    >>> interval_clause({"n_seeds": 16, "mean": 1.8, "ci_low": 1.2, "ci_high": 2.4}, null=1.0, unit="knee")
+    ('mean +1.800 over 16 knees (95% CI +1.200 to +2.400): the interval lies above 1', 'clear')
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd
 from IPython.display import Markdown
 from scipy import stats
 
-from oaprobe.analysis.paired import seed_level_test
+from oaprobe.analysis.decision import DELTAS, LOWER_IS_BETTER, decide, seeds_needed
 from oaprobe.config import get_preset
 from oaprobe.data.labels import noise_matrix
 from oaprobe.facts import MODES
@@ -34,7 +36,7 @@ from oaprobe.report.answer import TRUTHS
 from oaprobe.report.beyond import BeyondStudy
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.noise import NoiseStudy
-from oaprobe.report.sentences import signed
+from oaprobe.report.sentences import plural, rule_clause, signed
 from oaprobe.report.study import Study
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, stacked_grid
 from oaprobe.training.runs import Run
@@ -55,8 +57,8 @@ EXERCISES: dict[str, str] = {
     "ex_epochs": "How many epochs did the runs need?",
 }
 #: What each status of an answer means in the chapter's findings box.
-STATUS_WORDS = {"clear": "Answered clearly by this build's runs",
-                "open": "No evidence either way in this build, where more seeds would tell",
+STATUS_WORDS = {"clear": "Decided by this build's runs under the book's rule (helps, hurts or equivalent)",
+                "open": "Inconclusive in this build (each answer says how many seeds would decide it)",
                 "absent": "Not answerable in this build, which lacks the runs they need"}
 
 
@@ -66,18 +68,6 @@ class Answer:
 
     text: str
     status: str = "clear"
-
-
-def seeds_for_halfwidth(sd: float, halfwidth: float, max_seeds: int = 1000) -> int | None:
-    """Smallest n with t(0.975, n-1) * sd / sqrt(n) < halfwidth (None if beyond ``max_seeds``).
-
-    >>> seeds_for_halfwidth(0.02, 0.02)
-    7
-    """
-    for n in range(2, max_seeds + 1):
-        if stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n) < halfwidth:
-            return n
-    return None
 
 
 def adjacent_confusions(y: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
@@ -93,24 +83,24 @@ def adjacent_confusions(y: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
 
 def interval_clause(row: Mapping[str, Any], null: float = 0.0, unit: str = "seed",
                     fmt: Callable[[float], str] = signed) -> tuple[str, str]:
-    """How a mean with its 95% t-interval (``n_seeds, mean, ci_low, ci_high``, as ``seed_level_test``
-    gives) reads against ``null``, and the status it gives: ``clear`` when the interval excludes it."""
+    """How a mean over knees or seeds with its 95% t-interval (``n_seeds, mean, ci_low, ci_high``) reads
+    against ``null`` (a level, not a comparison of two procedures: those use :func:`rule_clause`)."""
     n, mean, lo, hi = int(row["n_seeds"]), float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])
     if n < 2:
-        return f"{fmt(mean)} from a single {unit}, which gives no interval: no evidence either way", "open"
+        return f"{fmt(mean)} from a single {unit}, which gives no interval", "open"
     if not (np.isfinite(lo) and np.isfinite(hi)):  # every value equal: no spread, no t-interval
-        if mean == null:
-            return f"exactly {fmt(mean)} in each of the {n} {unit}s: no difference", "open"
-        return f"{fmt(mean)} in each of the {n} {unit}s, so the sign is clear", "clear"
+        return f"{fmt(mean)} in each of the {n} {unit}s", "open" if mean == null else "clear"
     text = f"mean {fmt(mean)} over {n} {unit}s (95% CI {fmt(lo)} to {fmt(hi)})"
     if lo <= null <= hi:
-        return f"{text}: the interval covers {null:g}, so no evidence either way", "open"
+        return f"{text}: the interval covers {null:g}", "open"
     return f"{text}: the interval lies {'above' if lo > null else 'below'} {null:g}", "clear"
 
 
-def gap(wide: pd.DataFrame, a: Any, b: Any) -> pd.Series:
-    """Column ``a`` minus column ``b`` of a seeds x variants table, tested over the seeds both have."""
-    return seed_level_test((wide[a] - wide[b]).dropna().to_numpy(float)).iloc[0]
+def gap(wide: pd.DataFrame, a: Any, b: Any, metric: str, m: int = 1) -> dict[str, object]:
+    """Column ``a`` minus column ``b`` of a seeds x variants table of ``metric``, under the decision rule
+    over the seeds both have, in a family of ``m`` comparisons."""
+    return decide((wide[a] - wide[b]).dropna().to_numpy(float), DELTAS.get(metric, float("nan")), m=m,
+                  lower_is_better=metric in LOWER_IS_BETTER)
 
 
 def best_and_rival(wide: pd.DataFrame, reference: Any) -> tuple[Any, Any]:
@@ -214,29 +204,20 @@ class Exercises:
 
     # ------------------------------------------------------------------ the original four
     def stacked_vs_parallel(self) -> Answer:
-        """Exercise 1: stacked minus parallel dual, paired bootstrap per seed (OA AUC, KL QWK)."""
-        from oaprobe.analysis.paired import compare_pair
-
-        rows = []
-        for seed in self.first.seeds:
-            par, st = self.first.select(mode="dual", seed=seed), self.stacked.select(seed=seed)
-            if par and st:
-                t = compare_pair(st[0].predictions, par[0].predictions, ["oa_roc_auc", "kl_qwk"], B=2000, seed=seed)
-                rows.append(t.assign(seed=seed))
-        if not rows:
+        """Exercise 1: stacked minus parallel dual per seed (OA AUC, KL QWK), under the rule."""
+        if not self.stacked.runs:
             return Answer("This build has no stacked-dual runs.", "absent")
-        t = pd.concat(rows)
+        metrics = ("oa_roc_auc", "kl_qwk")
+        stacked = self.stacked.point_metrics(truth=self.truth).assign(variant="stacked")
+        parallel = self.first.point_metrics(truth=self.truth)
+        both = pd.concat([stacked, parallel[parallel["mode"] == "dual"].assign(variant="parallel")])
         parts, statuses = [], []
-        for metric, g in t.groupby("metric", sort=False):
-            covers = int(((g["ci_low"] <= 0) & (g["ci_high"] >= 0)).sum())
-            same_side = bool((g["ci_low"] > 0).all() or (g["ci_high"] < 0).all())
-            statuses.append("clear" if same_side else "open")
-            parts.append(f"{readable_name(metric)}: stacked minus parallel = " + ", ".join(
-                f"{signed(d)} [{signed(lo)}, {signed(hi)}]" for d, lo, hi in zip(g["diff"], g["ci_low"], g["ci_high"]))
-                + f" over {len(g)} seed(s) (mean {signed(g['diff'].mean())}); the 95% interval contains 0 in {covers} of {len(g)}.")
-        verdict = ("In every seed the interval of one metric excludes 0 on the same side." if "clear" in statuses
-                   else "No metric's interval excludes 0 in every seed on the same side: no evidence either way.")
-        return Answer(" ".join(parts) + " " + verdict, combine(statuses))
+        for metric in metrics:
+            wide = both[both["metric"] == metric].pivot_table(index="seed", columns="variant", values="value")
+            clause, status = rule_clause(gap(wide, "stacked", "parallel", metric, m=len(metrics)))
+            parts.append(f"{readable_name(metric)}, stacked minus parallel: {clause}")
+            statuses.append(status)
+        return Answer(f"Against the {TRUTHS[self.truth]}, " + "; ".join(parts) + ".", combine(statuses))
 
     def hardest_boundary(self) -> Answer:
         """Exercise 2: the adjacent-grade pair the dual model swaps most, beside the noise model's."""
@@ -254,18 +235,24 @@ class Exercises:
         text += f" The label-noise model (strength {cohort.label_noise}) confuses {max(flips)[1]} most."
         return Answer(text)
 
-    def seeds_needed(self, metric: str = "kl_accuracy", halfwidth: float = 0.02) -> Answer:
-        """Exercise 3: seeds for a 95% interval of the mean dual gain narrower than ``halfwidth``."""
-        sl = self.first.seed_level(truth="kl", metrics=[metric])
+    def seeds_needed(self, metric: str = "kl_qwk") -> Answer:
+        """Exercise 3: the seeds the decision rule needs for the first backbone's fine question, from
+        the measured seed-to-seed spread of the paired difference (at its mean, and if the true
+        difference were 0)."""
+        sl = self.first.seed_level(truth=self.truth, metrics=[metric], m=1)
         if sl.empty or not np.isfinite(sl["sd"].iloc[0]):
             return Answer("This build has too few seeds to estimate the seed-to-seed spread (at least two are needed).", "absent")
-        sd = float(sl["sd"].iloc[0])
-        n = seeds_for_halfwidth(sd, halfwidth)
-        need = f"{n} seeds" if n else "more than 1000 seeds"
-        single = MODE_NAMES[str(sl["baseline"].iloc[0])]
-        return Answer(f"The seed-to-seed sd of the dual-minus-{single} difference in {readable_name(metric)} is {sd:.3f} "
-                      f"(over {int(sl['n_seeds'].iloc[0])} seeds), so a 95% t-interval of the mean narrower than ±{halfwidth} "
-                      f"needs {need}.")
+        row = sl.iloc[0]
+        sd, mean, delta = float(row["sd"]), float(row["mean"]), float(row["delta"])
+        at_mean, at_zero = seeds_needed(mean, sd, delta), seeds_needed(0.0, sd, delta)
+        say = lambda n: f"{n} seeds" if n else "more than 200 seeds"  # noqa: E731
+        single = MODE_NAMES[str(row["baseline"])]
+        return Answer(
+            f"The seed-to-seed sd of the dual-minus-{single} difference in {readable_name(metric)} against the "
+            f"{TRUTHS[self.truth]} is {sd:.3f} over {plural(row['n_seeds'], 'seed')} (mean {signed(mean)}). With δ = ±{delta:g}, "
+            f"the rule reaches a verdict with 80% probability after {say(at_mean)} if the true difference is the measured "
+            f"one, and {say(at_zero)} to show equivalence if it is 0. This build ran {plural(row['n_seeds'], 'seed')}: "
+            f"{row['verdict']}. The reference study ran one, which allows no interval at all.")
 
     def noise_free_answer(self) -> Answer:
         """Exercise 4: dual minus single-KL on the noise-free relabelling, against the clean grade."""
@@ -273,7 +260,7 @@ class Exercises:
         if clean is None:
             return Answer("This build has no noise-free cohort (real data, or a preset without noise level 0).", "absent")
         sl = clean.seed_level(truth="kl_clean", metrics=["kl_qwk", "kl_accuracy"])
-        clauses = [(readable_name(r["metric"]), *interval_clause(r)) for _, r in sl.iterrows()]
+        clauses = [(readable_name(r["metric"]), *rule_clause(r)) for _, r in sl.iterrows()]
         text = "; ".join(f"dual minus single-KL in {metric}: {clause}" for metric, clause, _ in clauses)
         return Answer(f"On the noise-free cohort, against the clean grade, {text}.", combine(s for *_, s in clauses))
 
@@ -284,7 +271,7 @@ class Exercises:
         if wide.shape[1] < 2:
             return Answer("This build has no dual runs at another OA-loss weight (the preset's `lambdas` is empty).", "absent")
         best, rival = best_and_rival(wide, reference=1.0)
-        clause, status = interval_clause(gap(wide, best, rival))
+        clause, status = rule_clause(gap(wide, best, rival, metric))
         means = ", ".join(f"λ {lam:g}: {wide[lam].mean():.3f}" for lam in wide.columns)
         return Answer(f"Against the {TRUTHS[self.beyond.truth]}, the highest mean {readable_name(metric)} is at "
                       f"λ {best:g} ({means}). λ {best:g} minus λ {rival:g}, per seed: {clause}.", status)
@@ -299,7 +286,7 @@ class Exercises:
                     parts.append(f"{variant_title(a)} vs {variant_title(b)}: no runs")
                     statuses.append("absent")
                     continue
-                clause, status = interval_clause(gap(wide, a, b))
+                clause, status = rule_clause(gap(wide, a, b, metric, m=len(pairs) * len(metrics)))
                 parts.append(f"{variant_title(a)} minus {variant_title(b)} in {readable_name(metric)}: {clause}")
                 statuses.append(status)
         truth = TRUTHS[self.beyond.truth] if self.beyond is not None else TRUTHS[self.truth]
@@ -335,11 +322,11 @@ class Exercises:
         """Exercise 9: the backbone with the largest mean dual gain, with its interval over seeds."""
         if len(self.study.backbones) < 2:
             return Answer("This build trains one backbone, so there is no other to compare.", "absent")
-        sl = self.study.seed_level(truth=self.truth, metrics=["kl_qwk", "oa_roc_auc"])
+        sl = self.study.seed_level(truth=self.truth, metrics=["kl_qwk", "oa_roc_auc"], m=1)
         parts, statuses = [], []
         for metric in ("kl_qwk", "oa_roc_auc"):
             row = largest_gain(sl, metric)
-            clause, status = interval_clause(row)
+            clause, status = rule_clause(row)
             parts.append(f"in {readable_name(metric)} (vs {MODE_NAMES[row['baseline']]}) the largest mean dual gain is "
                          f"{backbone_title(row['backbone'])}'s: {clause}")
             statuses.append(status)
@@ -352,8 +339,8 @@ class Exercises:
             return Answer("This cohort has no clean grade (real data), so only the observed grade can be the truth.", "absent")
         parts, statuses = [], []
         for truth in ("kl", "kl_clean"):
-            row = self.first.seed_level(truth=truth, metrics=[metric]).iloc[0]
-            clause, status = interval_clause(row)
+            row = self.first.seed_level(truth=truth, metrics=[metric], m=2).iloc[0]
+            clause, status = rule_clause(row)
             parts.append(f"against the {TRUTHS[truth]}, {clause}")
             statuses.append(status)
         return Answer(f"{backbone_title(self.first.backbones[0])}, dual minus single-KL in {readable_name(metric)}: "

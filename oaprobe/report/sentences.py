@@ -44,23 +44,74 @@ def describe_paired(row: Mapping[str, Any]) -> str:
     )
 
 
-def describe_seed_level(row: Mapping[str, Any], alpha: float = 0.05) -> str:
-    """One sentence for a seed-level test (a row of ``Study.seed_level``)."""
-    n, mean = int(row["n_seeds"]), float(row["mean"])
-    lo, hi, p = float(row["ci_low"]), float(row["ci_high"]), float(row["p_t"])
-    pos = int(row["n_positive"])
-    better_count = n - pos if row["metric"] in LOWER_IS_BETTER else pos
-    if not np.isfinite(p):
-        verdict = "too few seeds, or no spread, for a test"
-    elif p < alpha:
-        verdict = f"consistently {'better' if dual_is_better(str(row['metric']), mean) else 'worse'} with dual (paired t p = {p:.3f})"
-    else:
-        verdict = f"not consistent across seeds (paired t p = {p:.3f})"
-    interval = f" (95% CI {signed(lo)} to {signed(hi)})" if np.isfinite([lo, hi]).all() else ""
-    seeds = f"{n} seed{'s' if n != 1 else ''}"
+def plural(n: int | float, word: str, many: str | None = None) -> str:
+    """``n`` and ``word``, in the plural unless ``n`` is 1 ("1 seed", "3 seeds", "2 analyses")."""
+    n = int(n)
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def interval_text(row: Mapping[str, Any]) -> str:
+    """The rule's two intervals of a row of a decision table, or why there are none."""
+    lo, hi = float(row["ci_low"]), float(row["ci_high"])
+    if not np.isfinite([lo, hi]).all():
+        return "no interval: fewer than 2 seeds or no spread"
+    conf = 100 * (1 - float(row.get("alpha", 0.05)))
+    eq = 100 * (1 - 2 * float(row.get("alpha", 0.05)))
+    return (f"{eq:.3g}% CI {signed(float(row['eq_low']))} to {signed(float(row['eq_high']))}, "
+            f"{conf:.3g}% CI {signed(lo)} to {signed(hi)}")
+
+
+def needed_clause(row: Mapping[str, Any]) -> str:
+    """How many seeds an inconclusive row of a decision table would need (empty when it is decided)."""
+    if row["verdict"] != "inconclusive":
+        return ""
+    from oaprobe.analysis.decision import MAX_SEEDS
+
+    n, sd = row.get("seeds_needed"), float(row.get("sd", float("nan")))
+    if n is None or n != n:
+        if not sd > 0:
+            return "; with no spread to plan from, the seeds a verdict needs are unknown"
+        return f"; more than {MAX_SEEDS} seeds would be needed at this spread and mean"
+    return f"; about {int(n)} seeds would decide it at this spread"
+
+
+def rule_clause(row: Mapping[str, Any]) -> tuple[str, str]:
+    """How a row of the decision rule reads in an answer, and its status: ``clear`` when decided
+    (helps, hurts or equivalent), ``open`` when inconclusive."""
+    n, mean, delta = int(row["n_seeds"]), float(row["mean"]), float(row["delta"])
+    band = f"δ = ±{delta:g}" if delta == delta else "no δ declared"
+    family = f", Bonferroni over {plural(row['m'], 'comparison')}" if int(row.get("m", 1)) > 1 else ""
+    text = (f"mean {signed(mean)} over {plural(n, 'seed')} ({interval_text(row)}; {band}{family}): "
+            f"{row['verdict']}{needed_clause(row)}")
+    return text, "open" if row["verdict"] == "inconclusive" else "clear"
+
+
+def describe_verdicts(table: pd.DataFrame, what: str) -> str:
+    """One sentence counting the verdicts of a decision table (``what``: the comparisons it holds)."""
+    from oaprobe.analysis.decision import VERDICTS
+
+    if table.empty:
+        return f"No {what}: too few runs."
+    counts = table["verdict"].value_counts()
+    family = int(table["m"].max())
+    parts = ", ".join(f"{int(counts[v])} {v}" for v in VERDICTS if v in counts)
+    return (f"Of {plural(len(table), 'comparison')} in {what} ({plural(table['n_seeds'].max(), 'seed')}, Bonferroni over "
+            f"{family}): {parts}.")
+
+
+def describe_seed_level(row: Mapping[str, Any]) -> str:
+    """One sentence for a row of ``Study.seed_level`` (the book's decision rule over paired seeds)."""
+    from oaprobe.models.backbones import backbone_title
+    from oaprobe.report.display import MODE_NAMES, readable_name
+
+    delta = float(row["delta"])
+    band = f"δ = ±{delta:g}" if delta == delta else "no δ declared, so no equivalence"
+    family = f", Bonferroni over {plural(row['m'], 'comparison')}" if int(row.get("m", 1)) > 1 else ""
     return (
-        f"{row['backbone']}, {row['metric']} vs {row['baseline']}: mean dual minus single over {seeds} = "
-        f"{signed(mean)}{interval}; dual better in {better_count} of {seeds}; {verdict}."
+        f"{backbone_title(str(row['backbone']))}, {readable_name(row['metric'])}, dual vs "
+        f"{MODE_NAMES.get(str(row['baseline']), row['baseline'])}: mean paired difference over "
+        f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({interval_text(row)}; {band}{family}): "
+        f"{row['verdict']}."
     )
 
 

@@ -28,6 +28,8 @@ from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, preset_m
 from oaprobe.training.runs import Run, field_matches, is_done, load_run, run_dir
 
 SUMMARY_METRICS = ("oa_accuracy", "oa_roc_auc", "oa_f1", "kl_accuracy", "kl_f1_macro", "kl_auc_macro", "kl_qwk", "kl_mae")
+#: the metrics of the seed-level comparisons (dual vs its single-task baseline)
+SEED_LEVEL_METRICS = ("oa_roc_auc", "oa_accuracy", "oa_f1", "kl_auc_macro", "kl_accuracy", "kl_f1_macro", "kl_qwk", "kl_mae")
 LATENT_COLUMNS = (
     "abs_spearman_PC1_KL", "abs_spearman_PC1_OA", "EVR_PC1", "OA_probe_AUROC_test", "centroid_kendall_tau",
     "abs_spearman_PC1_KLclean", "abs_spearman_PC1_OAclean", "OA_probe_AUROC_test_clean", "centroid_kendall_tau_clean",
@@ -270,22 +272,33 @@ class Study:
             frames.append(fam.assign(seed=seed))
         return pd.concat(frames, ignore_index=True)
 
-    def seed_level(self, truth: str = "kl", metrics: Sequence[str] | None = None) -> pd.DataFrame:
-        """Across seeds: dual minus single per seed, tested against 0 (paired t, Wilcoxon)."""
-        from oaprobe.analysis.paired import REFERENCE_BASELINE, seed_level_test
+    def paired_seeds(self, truth: str = "kl", metrics: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per backbone, metric and seed: dual (``a``) and its single-task baseline (``b``, single-OA for
+        OA metrics, single-KL for KL ones) of the same seed, which share the encoder's initialisation
+        and the batch order; ``diff = a - b``; ``flagged`` when either run carries a convergence flag."""
+        from oaprobe.analysis.paired import REFERENCE_BASELINE
 
         pm = self.point_metrics(truth=truth)
-        wanted = metrics or ("oa_roc_auc", "oa_accuracy", "oa_f1", "kl_auc_macro", "kl_accuracy", "kl_f1_macro", "kl_qwk", "kl_mae")
-        pm = pm[pm["metric"].isin(wanted)]
+        pm = pm[pm["metric"].isin(metrics or SEED_LEVEL_METRICS)]
+        flags = self.convergence().set_index(["backbone", "mode", "seed"])["flagged"]
         wide = pm.pivot_table(index=["backbone", "seed", "metric"], columns="mode", values="value").reset_index()
         rows = []
         for _, row in wide.iterrows():
             base = REFERENCE_BASELINE["OA" if row["metric"].startswith("oa_") else "KL"]
-            if "dual" in row and base in row and pd.notna(row.get("dual")) and pd.notna(row.get(base)):
-                rows.append({"backbone": row["backbone"], "metric": row["metric"], "baseline": base,
-                             "seed": row["seed"], "diff": row["dual"] - row[base]})
-        diffs = pd.DataFrame(rows)
-        return seed_level_test(diffs, by=("backbone", "metric", "baseline"))
+            if pd.notna(row.get("dual")) and pd.notna(row.get(base)):
+                bb, seed = row["backbone"], row["seed"]
+                rows.append({"backbone": bb, "metric": row["metric"], "baseline": base, "seed": int(seed),
+                             "a": row["dual"], "b": row[base], "diff": row["dual"] - row[base],
+                             "flagged": bool(flags.get((bb, "dual", seed), False) or flags.get((bb, base, seed), False))})
+        return pd.DataFrame(rows, columns=["backbone", "metric", "baseline", "seed", "a", "b", "diff", "flagged"])
+
+    def seed_level(self, truth: str = "kl", metrics: Sequence[str] | None = None, m: int | None = None) -> pd.DataFrame:
+        """Dual vs its single-task baseline per backbone and metric under the book's decision rule
+        (:mod:`oaprobe.analysis.decision`) over the paired seeds; ``m``: Bonferroni family size
+        (None: every row of the table)."""
+        from oaprobe.analysis.decision import decide_table
+
+        return decide_table(self.paired_seeds(truth, metrics), by=("backbone", "metric", "baseline"), m=m)
 
     def latent(self, methods: Sequence[str] = ("pca", "lda")) -> pd.DataFrame:
         """Severity-axis geometry per run and method (reference columns + clean-grade columns)."""

@@ -22,7 +22,6 @@ from oaprobe.analysis.paired import (
     holm,
     mcnemar_test,
     reference_family,
-    seed_level_test,
 )
 from tests.analysis.test_metrics import make_preds
 
@@ -191,24 +190,6 @@ def test_delong_identical_scores_gives_p_one():
     s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     r = delong_test(y, s, s).iloc[0]
     assert r["diff"] == 0 and r["p"] == 1.0
-
-
-def test_seed_level_test_matches_scipy():
-    d = np.array([0.021, 0.054, -0.012, 0.033, 0.047, 0.008])
-    r = seed_level_test(d).iloc[0]
-    assert r["n_seeds"] == 6 and r["n_positive"] == 5
-    assert r["p_t"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
-    assert r["p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)
-    assert r["sd"] == pytest.approx(d.std(ddof=1))
-    assert r["ci_low"] < r["mean"] < r["ci_high"]
-
-
-def test_seed_level_test_groups_a_long_table():
-    long = pd.DataFrame({"metric": ["auc"] * 3 + ["f1"] * 3,
-                         "diff": [0.1, 0.2, 0.15, -0.1, 0.0, 0.05]})
-    t = seed_level_test(long)
-    assert t["metric"].tolist() == ["auc", "f1"] and t["n_seeds"].tolist() == [3, 3]
-    assert t.loc[0, "mean"] == pytest.approx(0.15)
 
 
 def test_from_reference_table_maps_columns():

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from oaprobe.report.answer import (QUESTIONS, VERDICTS, answer_findings, answer_table, describe_answer, describe_best_mode,
-                                   describe_ceilings, levels_for_figure, verdict)
+from oaprobe.analysis.decision import DELTAS, decide, decide_with_flags
+from oaprobe.report.answer import (QUESTIONS, answer_findings, answer_table, decided_count, describe_answer,
+                                   describe_best_mode, describe_ceilings, describe_flag_rates, flag_rates,
+                                   levels_for_figure, rule_sentences)
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -17,22 +19,26 @@ def study(tmp_path_factory, smoke_manifest, volume_cache) -> Study:
     return Study.from_grid("smoke", smoke_manifest, grid, root)
 
 
-@pytest.mark.parametrize(("lo", "hi", "word"), [(0.001, 0.2, "helps"), (-0.2, -0.001, "hurts"), (-0.1, 0.1, "no evidence")])
-def test_verdict_follows_the_interval(lo, hi, word):
-    assert word in verdict(lo, hi)
-
-
-def test_answer_rows_match_the_seed_level_tests(study):
+def test_answer_rows_are_the_rule_on_the_paired_seeds(study):
     table = answer_table(study)
     assert set(table["question"]) == {"coarse", "fine"} and set(table["truth"]) == {"kl", "kl_clean"}
-    seed = study.seed_level(truth="kl_clean", metrics=["kl_qwk"]).iloc[0]
+    seeds = study.paired_seeds(truth="kl_clean", metrics=["kl_qwk"])
     row = table[(table["question"] == "fine") & (table["truth"] == "kl_clean")].iloc[0]
-    assert row["diff"] == pytest.approx(seed["mean"]) and row["ci_low"] == pytest.approx(seed["ci_low"], nan_ok=True)
+    expected = decide(seeds["diff"], delta=DELTAS["kl_qwk"])
+    assert row["mean"] == pytest.approx(expected["mean"]) and row["verdict_all"] == expected["verdict"]
     pm = study.point_metrics(truth="kl_clean")
     dual = pm[(pm["mode"] == "dual") & (pm["metric"] == "kl_qwk")]["value"].mean()
     assert row["dual"] == pytest.approx(dual) and row["n_seeds"] == len(study.seeds)
     text = describe_answer(row)
-    assert f"{row['dual']:.3f}" in text and row["verdict"] in text
+    assert f"{row['dual']:.3f}" in text and f"**{row['verdict']}**" in text and "over 2 seeds" in text
+
+
+def test_paired_seeds_pair_dual_with_its_baseline_of_the_same_seed(study):
+    seeds = study.paired_seeds(truth="kl", metrics=["oa_roc_auc", "kl_qwk"])
+    pm = study.point_metrics(truth="kl").set_index(["mode", "seed", "metric"])["value"]
+    for _, r in seeds.iterrows():
+        assert r["a"] == pm[("dual", r["seed"], r["metric"])] and r["b"] == pm[(r["baseline"], r["seed"], r["metric"])]
+    assert set(seeds[seeds["metric"] == "oa_roc_auc"]["baseline"]) == {"single_oa"}
 
 
 def test_levels_for_the_figure(study):
@@ -40,29 +46,51 @@ def test_levels_for_the_figure(study):
     assert set(levels["mode"]) == {"single_oa", "single_kl", "dual"} and (levels["n_seeds"] == len(study.seeds)).all()
 
 
+def test_flag_rates_count_every_run_once(study):
+    rates = flag_rates(study)
+    assert rates["runs"].sum() == len(study.runs) and set(rates["mode"]) == {"single_oa", "single_kl", "dual"}
+    text = describe_flag_rates(rates)
+    assert ("No run" in text) == (rates["flagged"].sum() == 0) and "dual" in text
+
+
 def _planted_answer() -> pd.DataFrame:
-    """Two backbones x two questions x one truth, with intervals chosen to give each verdict."""
-    rows = [("resnet3d", "coarse", 0.02, 0.01, 0.03), ("nnmamba", "coarse", -0.01, -0.05, 0.03),
-            ("resnet3d", "fine", -0.04, -0.06, -0.02), ("nnmamba", "fine", 0.0, float("nan"), float("nan"))]
-    return pd.DataFrame([{"backbone": b, "question": q, "truth": "kl_clean", "metric": QUESTIONS[q][0], "single": 0.5,
-                          "dual": 0.5 + d, "diff": d, "ci_low": lo, "ci_high": hi, "n_seeds": 3, "verdict": verdict(lo, hi)}
-                         for b, q, d, lo, hi in rows])
+    """Two backbones x two questions x one truth, from per-seed differences chosen to give each verdict."""
+    planted = [("resnet3d", "coarse", [0.05, 0.06, 0.055, 0.065]), ("nnmamba", "coarse", [0.001, -0.001, 0.002, 0.0]),
+               ("resnet3d", "fine", [-0.2, -0.15, -0.18, -0.16]), ("nnmamba", "fine", [0.05, -0.06, 0.02, 0.01])]
+    rows = []
+    for b, q, d in planted:
+        metric = QUESTIONS[q][0]
+        out = decide_with_flags(d, [False] * len(d), DELTAS[metric])
+        rows.append({"backbone": b, "question": q, "truth": "kl_clean", "metric": metric, "single": 0.5,
+                     "dual": 0.5 + out["mean"], **out})
+    return pd.DataFrame(rows)
 
 
-def test_answer_findings_count_the_verdicts():
-    coarse, fine = answer_findings(_planted_answer(), "kl_clean")
+def test_answer_findings_give_each_backbones_verdict():
+    table = _planted_answer()
+    assert list(table["verdict"]) == ["helps", "equivalent", "hurts", "inconclusive"]
+    coarse, fine = answer_findings(table, "kl_clean")
     assert coarse.startswith("Dual vs single-OA on the coarse label") and "against the clean grade" in coarse
-    assert "over 2 backbone(s) and 3 seed(s): dual helps: 1, no evidence either way: 1;" in coarse
-    assert coarse.endswith("mean differences ResNet3D +0.020, nnMamba -0.010.")
-    assert "dual hurts: 1, too few seeds for a verdict: 1;" in fine and "single-KL" in fine
-    assert answer_findings(_planted_answer(), "kl") == []  # no rows against the observed labels here
+    assert "ResNet3D **helps** (+0.058 over 4 seeds)" in coarse and "nnMamba **equivalent**" in coarse
+    assert "ResNet3D **hurts**" in fine and "nnMamba **inconclusive**" in fine and "seeds would decide it" in fine
+    assert answer_findings(table, "kl") == []  # no rows against the observed labels here
+    assert decided_count(table, "kl_clean") == (3, 4)
 
 
-def test_describe_answer_plain_for_a_fold():
+def test_describe_answer_gives_both_intervals_and_the_flagged_runs():
     row = _planted_answer().iloc[0]
-    assert "**dual helps**" in describe_answer(row) and "**" not in describe_answer(row, bold=False)
-    assert "vs single-OA 0.500" in describe_answer(row)
-    assert set(VERDICTS) == {verdict(0.1, 0.2), verdict(-0.2, -0.1), verdict(-0.1, 0.1), verdict(float("nan"), 1.0)}
+    text = describe_answer(row)
+    assert "**helps**" in text and "**" not in describe_answer(row, bold=False) and "vs single-OA 0.500" in text
+    assert "90% CI" in text and "95% CI" in text and "δ = ±0.015" in text
+    flagged = row.copy()
+    flagged["n_flagged"], flagged["verdict_unflagged"] = 1, "inconclusive"
+    assert "1 seed with a flagged run: helps with it, inconclusive without" in describe_answer(flagged)
+
+
+def test_the_rule_is_declared_from_its_constants():
+    text = " ".join(rule_sentences())
+    assert "90% interval" in text and "95% interval" in text and f"±{DELTAS['kl_qwk']:g}" in text
+    assert "Bonferroni" in text and "flag" in text
 
 
 def test_describe_ceilings_names_the_best_dual_model():
@@ -81,8 +109,8 @@ def test_describe_best_mode_with_and_without_spread():
                        "value": [0.5, 0.7, 0.4, 0.4]})
     ceilings = pd.DataFrame({"ceiling": ["linear_probe"], "truth": ["kl"], "kl_qwk": [0.25]})
     assert describe_best_mode(pm, ceilings, "kl") == (
-        "Best KL QWK against the observed labels: dual 0.600 ± 0.141 over 2 seed(s); "
+        "Best KL QWK against the observed labels: dual 0.600 ± 0.141 over 2 seeds; "
         "the linear probe on the input volumes reaches 0.250.")
     one = describe_best_mode(pm[pm["seed"] == 0], ceilings.iloc[:0], "kl_clean")
-    assert one == "Best KL QWK against the clean grade: dual 0.500 over 1 seed(s)."  # no sd, no probe
+    assert one == "Best KL QWK against the clean grade: dual 0.500 over 1 seed."  # no sd, no probe
     assert describe_best_mode(pm, ceilings, "kl", metric="oa_f1") is None

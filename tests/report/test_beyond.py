@@ -49,21 +49,36 @@ def test_comparisons_are_paired_by_seed(planted):
     assert ("dual + smoothing vs dual", "kl_qwk") not in tests.index  # no such runs planted
 
 
-def test_describe_comparison_flips_for_mae():
-    row = pd.Series({"comparison": "dual vs ordinal", "metric": "kl_mae", "n_seeds": 3, "mean": -0.1,
-                     "ci_low": -0.2, "ci_high": -0.01, "p_t": 0.01})
-    assert describe_comparison(row) == ("dual vs ordinal, KL MAE: mean difference over 3 seed(s) -0.100 "
-                                        "(95% CI -0.200 to -0.010); dual is consistently better (paired t p = 0.010).")
+def test_comparisons_follow_the_rule_with_bonferroni_over_the_chapter(planted):
+    from oaprobe.analysis.decision import decide
+
+    tests = planted.comparisons()
+    family = len(tests)
+    assert (tests["m"] == family).all() and family == 12  # 4 comparisons with both variants x 3 metrics
+    row = tests.set_index(["comparison", "metric"]).loc[("dual vs ordinal", "kl_mae")]
+    diff = (1 - np.array(QWK["dual"])) - (1 - np.array(QWK["ordinal"]))
+    expected = decide(diff, delta=0.03, m=family, lower_is_better=True)
+    assert row["verdict"] == expected["verdict"] and row["ci_low"] == pytest.approx(expected["ci_low"])
+
+
+def test_describe_comparison_states_the_rule():
+    row = pd.Series({"comparison": "dual vs ordinal", "metric": "kl_mae", "n_seeds": 3, "mean": -0.1, "alpha": 0.05 / 9,
+                     "ci_low": -0.2, "ci_high": -0.01, "eq_low": -0.15, "eq_high": -0.05, "delta": 0.03, "m": 9,
+                     "verdict": "helps"})
+    text = describe_comparison(row)
+    assert text.startswith("dual vs ordinal, KL MAE: mean paired difference over 3 seeds -0.100 (98.9% CI -0.150 to -0.050, "
+                           "99.4% CI -0.200 to -0.010; δ = ±0.03, Bonferroni over 9 comparisons): helps.")
     one = row.copy()
-    one[["ci_low", "ci_high", "p_t"]] = np.nan
-    assert describe_comparison(one).endswith("(no interval); too few seeds, or no spread, for a test.")
+    one[["ci_low", "ci_high"]] = np.nan
+    one["verdict"] = "inconclusive"
+    assert "no interval: fewer than 2 seeds or no spread" in describe_comparison(one)
 
 
 def test_describe_lambda_peak(planted):
     curve = planted.lambda_curve()
     dual = np.array(QWK["dual"])
     assert describe_lambda(curve) == (f"Over lambda 1, 4, dual's KL QWK peaks at lambda 1 "
-                                      f"({dual.mean():.3f} ± {dual.std(ddof=1):.3f} over 3 seed(s)).")
+                                      f"({dual.mean():.3f} ± {dual.std(ddof=1):.3f} over 3 seeds).")
     assert "is lowest at lambda 1" in describe_lambda(curve, "kl_mae")
     assert describe_lambda(curve.iloc[:0]) is None
 

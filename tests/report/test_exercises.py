@@ -26,22 +26,17 @@ from oaprobe.report.exercises import (
     gap,
     interval_clause,
     largest_gain,
-    seeds_for_halfwidth,
     top_region,
     trend_clause,
     variant_title,
 )
 from oaprobe.report.noise import NoiseStudy
-from oaprobe.report.sentences import signed
+from oaprobe.analysis.decision import DELTAS, decide, seeds_needed
+from oaprobe.report.sentences import rule_clause, signed
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "exercises.ipynb"
-
-
-def _halfwidth(sd: float, n: int) -> float:
-    lo, hi = stats.t.interval(0.95, n - 1, loc=0.0, scale=sd / np.sqrt(n))
-    return (hi - lo) / 2
 
 
 def _t_interval(x: list[float]) -> tuple[float, float]:
@@ -50,19 +45,6 @@ def _t_interval(x: list[float]) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------- pure helpers
-@pytest.mark.parametrize(("sd", "halfwidth"), [(0.02, 0.02), (0.05, 0.01), (0.013, 0.02), (0.1, 0.01)])
-def test_seeds_for_halfwidth_is_the_smallest_n(sd, halfwidth):
-    n = seeds_for_halfwidth(sd, halfwidth)
-    assert _halfwidth(sd, n) < halfwidth
-    assert n == 2 or _halfwidth(sd, n - 1) >= halfwidth
-
-
-def test_seeds_for_halfwidth_known_values_and_limit():
-    assert seeds_for_halfwidth(0.02, 0.02) == 7
-    assert seeds_for_halfwidth(0.0, 0.01) == 2
-    assert seeds_for_halfwidth(1.0, 0.001, max_seeds=50) is None
-
-
 def test_adjacent_confusions_on_planted_predictions():
     y = np.array([0, 0, 1, 1, 1, 2, 2, 3, 4, 4])
     pred = np.array([1, 0, 0, 2, 1, 1, 2, 4, 3, 4])
@@ -79,26 +61,29 @@ def _row(n, mean, lo=np.nan, hi=np.nan):
     return {"n_seeds": n, "mean": mean, "ci_low": lo, "ci_high": hi}
 
 
-def test_interval_clause_reads_each_case():
+def test_interval_clause_reads_a_level_against_its_null():
     assert interval_clause(_row(3, 0.02, -0.01, 0.05)) == (
-        "mean +0.020 over 3 seeds (95% CI -0.010 to +0.050): the interval covers 0, so no evidence either way", "open")
+        "mean +0.020 over 3 seeds (95% CI -0.010 to +0.050): the interval covers 0", "open")
     assert interval_clause(_row(3, 0.04, 0.01, 0.07)) == (
         "mean +0.040 over 3 seeds (95% CI +0.010 to +0.070): the interval lies above 0", "clear")
     assert interval_clause(_row(5, -0.04, -0.07, -0.01))[0].endswith("the interval lies below 0")
-    assert interval_clause(_row(1, 0.3)) == ("+0.300 from a single seed, which gives no interval: no evidence either way", "open")
-    assert interval_clause(_row(3, 0.0)) == ("exactly +0.000 in each of the 3 seeds: no difference", "open")
-    assert interval_clause(_row(3, 0.1)) == ("+0.100 in each of the 3 seeds, so the sign is clear", "clear")
+    assert interval_clause(_row(1, 0.3)) == ("+0.300 from a single seed, which gives no interval", "open")
+    assert interval_clause(_row(3, 0.0)) == ("+0.000 in each of the 3 seeds", "open")
+    assert interval_clause(_row(3, 0.1)) == ("+0.100 in each of the 3 seeds", "clear")
     text, status = interval_clause(_row(4, 3.0, 1.5, 4.5), null=1.0, unit="knee", fmt=lambda x: f"{x:.2f}")
     assert (text, status) == ("mean 3.00 over 4 knees (95% CI 1.50 to 4.50): the interval lies above 1", "clear")
     assert interval_clause(_row(4, 1.2, 0.8, 1.6), null=1.0)[1] == "open"
 
 
-def test_gap_is_the_per_seed_difference_and_its_t_interval():
+def test_gap_is_the_rule_on_the_per_seed_difference():
     wide = pd.DataFrame({"a": [0.5, 0.7, 0.6, 0.9], "b": [0.4, 0.5, 0.5, np.nan]}, index=[0, 1, 2, 3])
-    row = gap(wide, "a", "b")
-    lo, hi = _t_interval([0.1, 0.2, 0.1])  # seed 3 lacks b: left out
-    assert row["n_seeds"] == 3 and row["mean"] == pytest.approx(0.4 / 3)
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
+    row = gap(wide, "a", "b", "kl_qwk", m=2)
+    lo, hi = stats.t.interval(1 - 0.025, 2, loc=0.4 / 3, scale=np.std([0.1, 0.2, 0.1], ddof=1) / np.sqrt(3))
+    assert row["n_seeds"] == 3 and row["mean"] == pytest.approx(0.4 / 3)  # seed 3 lacks b: left out
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi)) and row["delta"] == DELTAS["kl_qwk"]
+    text, status = rule_clause(row)
+    assert text.startswith("mean +0.133 over 3 seeds (95% CI") and "Bonferroni over 2 comparisons" in text
+    assert status == ("open" if row["verdict"] == "inconclusive" else "clear")
 
 
 def test_best_and_rival_on_planted_lambdas():
@@ -177,30 +162,28 @@ def _planted_beyond() -> PlantedBeyond:
     return PlantedBeyond(pd.DataFrame(rows))
 
 
-def _clause(a: list[float], b: list[float]) -> str:
-    d = np.subtract(a, b)
-    lo, hi = _t_interval(list(d))
-    return f"mean {signed(d.mean())} over {len(d)} seeds (95% CI {signed(lo)} to {signed(hi)})"
+def _clause(a: list[float], b: list[float], m: int = 1) -> str:
+    return rule_clause(decide(np.subtract(a, b), DELTAS["kl_qwk"], m=m))[0]
 
 
 def test_lambda_answer_names_the_best_lambda_and_its_lead():
     ex = Exercises("smoke", None, None, beyond=_planted_beyond())
     a = ex.lambda_answer()
     assert a.text.startswith("Against the clean grade, the highest mean KL QWK is at λ 4 (λ 0.25: 0.410, λ 1: 0.520, λ 4: 0.620).")
-    assert f"λ 4 minus λ 1, per seed: {_clause([0.60, 0.62, 0.64], [0.50, 0.51, 0.55])}: the interval lies above 0." in a.text
-    assert a.status == "clear"
+    assert f"λ 4 minus λ 1, per seed: {_clause([0.60, 0.62, 0.64], [0.50, 0.51, 0.55])}." in a.text
+    assert "helps" in a.text and a.status == "clear"
 
 
 def test_ordinal_and_smoothing_answers_from_planted_runs():
     ex = Exercises("smoke", None, None, beyond=_planted_beyond())
     o = ex.ordinal_answer()
-    assert "dual minus ordinal in KL QWK: exactly +0.000 in each of the 3 seeds: no difference" in o.text
-    assert "dual minus ordinal in OA AUC: exactly +0.000" in o.text and o.status == "open"
+    assert "dual minus ordinal in KL QWK: mean +0.000 over 3 seeds (no interval: fewer than 2 seeds or no spread" in o.text
+    assert "dual minus ordinal in OA AUC: mean +0.000" in o.text and "inconclusive" in o.text and o.status == "open"
     s = ex.smoothing_answer()
     assert s.text.startswith("Label smoothing 0.1 on the KL targets. Against the clean grade, single-KL + smoothing minus single-KL")
-    assert _clause([0.47, 0.49, 0.56], [0.45, 0.50, 0.52]) + ": the interval covers 0, so no evidence either way" in s.text
-    assert "dual + smoothing minus dual in KL QWK: " + _clause([0.44, 0.46, 0.52], [0.50, 0.51, 0.55]) in s.text
-    assert s.text.endswith("the interval lies below 0.") and s.status == "clear"  # smoothing hurts dual in every seed
+    assert _clause([0.47, 0.49, 0.56], [0.45, 0.50, 0.52], m=2) in s.text
+    assert "dual + smoothing minus dual in KL QWK: " + _clause([0.44, 0.46, 0.52], [0.50, 0.51, 0.55], m=2) in s.text
+    assert s.status == "open"  # 3 seeds, two comparisons: neither is decided
 
 
 def test_strong_noise_answer_from_a_planted_trend():
@@ -238,12 +221,12 @@ def _test_auc(run) -> float:
     return roc_auc_score(t["oa"], t["p_oa"])
 
 
-def test_stacked_vs_parallel_states_each_seeds_difference(exercises):
+def test_stacked_vs_parallel_is_the_rule_on_each_seeds_difference(exercises):
     text = exercises.stacked_vs_parallel().text
-    diffs = [_test_auc(exercises.stacked.select(seed=s)[0]) - _test_auc(exercises.study.select(mode="dual", seed=s)[0])
-             for s in (0, 1)]
-    assert text.startswith(f"OA AUC: stacked minus parallel = {signed(diffs[0])} [")
-    assert f", {signed(diffs[1])} [" in text and "over 2 seed(s)" in text and "KL QWK: stacked minus parallel" in text
+    auc = lambda study: study.point_metrics(truth="kl_clean").query("metric == 'oa_roc_auc' and mode == 'dual'")  # noqa: E731
+    diffs = auc(exercises.stacked).set_index("seed")["value"] - auc(exercises.study).set_index("seed")["value"]
+    assert text.startswith("Against the clean grade, OA AUC, stacked minus parallel: ") and "KL QWK, stacked minus parallel" in text
+    assert signed(np.mean(diffs)) in text and "over 2 seeds" in text and "Bonferroni over 2 comparisons" in text
 
 
 def test_hardest_boundary_names_the_worst_pair(exercises):
@@ -261,20 +244,18 @@ def test_hardest_boundary_names_the_worst_pair(exercises):
 
 
 def test_seeds_needed_uses_the_seed_spread(exercises):
-    sl = exercises.study.seed_level(truth="kl", metrics=["oa_roc_auc"])
-    sd = float(sl["sd"].iloc[0])
-    text = exercises.seeds_needed(metric="oa_roc_auc", halfwidth=0.02).text
-    assert f"dual-minus-single-OA difference in OA AUC is {sd:.3f} (over 2 seeds)" in text
-    assert "dual-minus-single-KL difference in KL accuracy" in exercises.seeds_needed().text
-    n = seeds_for_halfwidth(sd, 0.02)
-    assert (f"needs {n} seeds" if n is not None else "needs more than 1000 seeds") in text
+    row = exercises.study.seed_level(truth="kl_clean", metrics=["kl_qwk"]).iloc[0]
+    text = exercises.seeds_needed().text
+    assert f"dual-minus-single-KL difference in KL QWK against the clean grade is {row['sd']:.3f} over 2 seeds" in text
+    n = seeds_needed(0.0, float(row["sd"]), DELTAS["kl_qwk"])
+    assert (f"{n} seeds to show equivalence" if n else "more than 200 seeds to show equivalence") in text
 
 
 def test_truth_answer_reads_both_truths(exercises):
     a = exercises.truth_answer()
     for truth, words in (("kl", "observed labels"), ("kl_clean", "clean grade")):
-        row = exercises.study.seed_level(truth=truth, metrics=["kl_qwk"]).iloc[0]
-        assert f"against the {words}, {interval_clause(row)[0]}" in a.text
+        row = exercises.study.seed_level(truth=truth, metrics=["kl_qwk"], m=2).iloc[0]
+        assert f"against the {words}, {rule_clause(row)[0]}" in a.text
 
 
 def test_epochs_answer_counts_from_the_histories(exercises):

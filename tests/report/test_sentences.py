@@ -10,6 +10,8 @@ from oaprobe.report.sentences import (
     describe_overlap_pair,
     describe_paired,
     describe_seed_level,
+    describe_verdicts,
+    plural,
     describe_trend,
     dual_is_better,
     signed,
@@ -50,22 +52,32 @@ def test_describe_paired_names_the_seed_when_given():
     assert "(seed" not in describe_paired(_paired(seed=np.nan))
 
 
-def _seed_row(metric="kl_qwk", mean=0.03, p=0.01, n=5, pos=4):
-    return {"backbone": "m3t", "metric": metric, "baseline": "single_kl", "n_seeds": n, "mean": mean,
-            "ci_low": mean - 0.02, "ci_high": mean + 0.02, "p_t": p, "n_positive": pos}
+def _seed_row(diffs=(0.03, 0.05, 0.04, 0.06, 0.045), metric="kl_qwk", m=1):
+    from oaprobe.analysis.decision import DELTAS, LOWER_IS_BETTER, decide
+
+    out = decide(diffs, DELTAS[metric], m=m, lower_is_better=metric in LOWER_IS_BETTER)
+    return {"backbone": "m3t", "metric": metric, "baseline": "single_kl", **out}
 
 
-def test_describe_seed_level_verdicts():
-    assert "consistently better with dual (paired t p = 0.010)" in describe_seed_level(_seed_row())
-    assert "dual better in 4 of 5 seeds" in describe_seed_level(_seed_row())
-    assert "consistently worse" in describe_seed_level(_seed_row(mean=-0.03, pos=1))
-    assert "not consistent across seeds (paired t p = 0.300)" in describe_seed_level(_seed_row(p=0.3))
-    assert "too few seeds" in describe_seed_level(_seed_row(p=np.nan, n=1, pos=1))
+def test_describe_seed_level_states_the_rule():
+    text = describe_seed_level(_seed_row())
+    assert text.startswith("M3T, KL QWK, dual vs single-KL: mean paired difference over 5 seeds +0.045 (90% CI ")
+    assert "95% CI" in text and "δ = ±0.03" in text and text.endswith(": helps.")
+    assert describe_seed_level(_seed_row(diffs=(-0.03, -0.05, -0.04, -0.06, -0.045))).endswith(": hurts.")
+    assert describe_seed_level(_seed_row(diffs=(0.001, -0.002, 0.0, 0.002, -0.001))).endswith(": equivalent.")
+    assert "Bonferroni over 18 comparisons" in describe_seed_level(_seed_row(m=18))
 
 
-def test_describe_seed_level_lower_is_better_counts_negative_seeds():
-    text = describe_seed_level(_seed_row(metric="kl_mae", mean=-0.1, pos=1))
-    assert "dual better in 4 of 5 seeds" in text and "consistently better" in text
+def test_describe_seed_level_lower_is_better():
+    assert describe_seed_level(_seed_row(diffs=(-0.1, -0.12, -0.11), metric="kl_mae")).endswith(": helps.")
+
+
+def test_describe_verdicts_and_plurals():
+    table = pd.DataFrame([_seed_row(), _seed_row(diffs=(0.05, -0.06, 0.01))])
+    table["m"] = 2
+    assert describe_verdicts(table, "two comparisons") == (
+        "Of 2 comparisons in two comparisons (5 seeds, Bonferroni over 2): 1 helps, 1 inconclusive.")
+    assert plural(1, "seed") == "1 seed" and plural(3, "analysis", "analyses") == "3 analyses"
 
 
 def test_tally_counts_direction_per_metric():
@@ -100,8 +112,8 @@ def test_describe_trend():
 
 
 def test_one_seed_and_one_noise_level_print_no_nan():
-    one = describe_seed_level(_seed_row(p=np.nan, n=1, pos=1) | {"ci_low": np.nan, "ci_high": np.nan})
-    assert "nan" not in one and "over 1 seed =" in one and "1 of 1 seed;" in one
+    one = describe_seed_level(_seed_row(diffs=(0.3,)))
+    assert "nan" not in one and "over 1 seed +0.300 (no interval: fewer than 2 seeds or no spread" in one
     trend = describe_trend({"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": np.nan,
                             "ci_low": np.nan, "ci_high": np.nan, "p": np.nan})
     assert trend == "dual − single_kl: kl_qwk against the clean grade: too few noise levels for a trend."
