@@ -425,6 +425,7 @@ _PRESETS: dict[str, Preset] = {
         noise_levels=(0.0,),
         lambdas=(4.0,),
         beyond_seeds=1,
+        recipe_seeds=1,
     ),
     "course": Preset(
         name="course",
@@ -438,6 +439,7 @@ _PRESETS: dict[str, Preset] = {
         backbone_overrides=_CPU_OVERRIDES,
         lambdas=(0.25, 4.0),
         beyond_seeds=2,
+        recipe_seeds=2,
     ),
     "default": Preset(
         name="default",
@@ -466,6 +468,7 @@ _PRESETS: dict[str, Preset] = {
         backbone_overrides={"m3t": {"input_shape": (48, 48, 48)}},
         lambdas=(0.25, 0.5, 2.0, 4.0),
         beyond_seeds=5,
+        recipe_seeds=5,
     ),
     "paper": Preset(
         name="paper",

@@ -399,8 +399,10 @@ def seed_differences(seeds: pd.DataFrame, summary: pd.DataFrame, questions: dict
         if part.empty:
             continue
         delta = float(part["delta"].iloc[0])
-        fig.add_hrect(y0=-delta, y1=delta, fillcolor="#0072B2", opacity=0.10, line_width=0, row=1, col=col)
-        fig.add_hline(y=0, line_color="#444", line_width=1, row=1, col=col)
+        # shapes on a subplot without traces are dropped by plotly, so the band and 0 come first with an explicit flag
+        fig.add_hrect(y0=-delta, y1=delta, fillcolor="#0072B2", opacity=0.10, line_width=0, row=1, col=col,
+                      exclude_empty_subplots=False)
+        fig.add_hline(y=0, line_color="#444", line_width=1, row=1, col=col, exclude_empty_subplots=False)
         for flagged, symbol, label in ((False, "circle-open", "one seed"), (True, "x", "one seed, a run flagged")):
             g = s[s["flagged"] == flagged]
             fig.add_trace(go.Scatter(x=g["backbone"], y=g["diff"], mode="markers", name=label, legendgroup=label,

@@ -196,3 +196,19 @@ def test_answer_figure_lists_each_mode_once_in_its_legend():
     legend = [t.name for t in fig.data if t.showlegend]
     assert sorted(legend) == ["dual", "single-KL", "single-OA"]
     assert [a.text for a in fig.layout.annotations][:2] == ["coarse: OA AUC", "fine: KL QWK"]
+
+
+def test_seed_differences_shows_every_seed_both_intervals_and_the_delta_band():
+    seeds = pd.DataFrame({"question": "fine", "backbone": ["ResNet3D"] * 3 + ["M3T"] * 3, "seed": [0, 1, 2] * 2,
+                          "diff": [0.01, 0.02, 0.0, -0.05, 0.01, -0.02], "flagged": [False] * 5 + [True]})
+    summary = pd.DataFrame({"question": "fine", "backbone": ["ResNet3D", "M3T"], "mean": [0.01, -0.02],
+                            "ci_low": [-0.01, -0.1], "ci_high": [0.03, 0.06], "eq_low": [0.0, -0.08],
+                            "eq_high": [0.02, 0.04], "delta": 0.03, "verdict": ["equivalent", "inconclusive"]})
+    fig = figures.seed_differences(seeds, summary, {"fine": "fine label: KL QWK"})
+    points = [t for t in fig.data if t.name in ("one seed", "one seed, a run flagged")]
+    assert sum(len(t.y) for t in points) == 6 and [len(t.y) for t in points] == [5, 1]  # the flagged seed is a cross
+    bars = [t for t in fig.data if t.mode == "lines"]
+    assert len(bars) == 4 and {t.line.width for t in bars} == {2, 6}  # 95% thin, 90% thick, per backbone
+    band = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(band) == 1 and (band[0].y0, band[0].y1) == (-0.03, 0.03)
+    assert fig.layout.xaxis.ticktext == ("ResNet3D<br><b>equivalent</b>", "M3T<br><b>inconclusive</b>")

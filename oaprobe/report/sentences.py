@@ -68,6 +68,8 @@ def needed_clause(row: Mapping[str, Any]) -> str:
     from oaprobe.analysis.decision import MAX_SEEDS
 
     n, sd = row.get("seeds_needed"), float(row.get("sd", float("nan")))
+    if int(row.get("n_seeds", 2)) < 2:
+        return "; one seed gives no interval"
     if n is None or n != n:
         if not sd > 0:
             return "; with no spread to plan from, the seeds a verdict needs are unknown"
