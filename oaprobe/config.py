@@ -354,16 +354,16 @@ def file_sha256(path: str | Path) -> str:
 
 
 def data_sha256(manifest: str | Path) -> str:
-    """Content hash of a run's data: the manifest's bytes and the bytes of every volume it names.
+    """Content hash of a run's data: the manifest's bytes and the bytes of every volume it names
+    (:func:`oaprobe.data.manifest.data_hash`; on unchanged files it only stats the volumes).
 
-    The volumes' hashes are cached per file version (:mod:`oaprobe.data.fingerprint`), so on
-    unchanged files this reads the manifest and stats the volumes. A missing manifest or a
-    folder is a ConfigError naming it; a cell naming no file counts as such (validation refuses it).
+    A missing manifest or a folder is a ConfigError naming it; a cell naming no file counts as
+    such (validation refuses it).
     """
-    from oaprobe.data.manifest import volume_hashes
+    from oaprobe.data.manifest import data_hash
 
-    payload = {"manifest": file_sha256(manifest), "volumes": volume_hashes(manifest)}
-    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+    file_sha256(manifest)  # a missing or unreadable manifest: the ConfigError naming it
+    return data_hash(manifest)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import math
 import os
 import tempfile
@@ -707,15 +708,16 @@ def split_counts(path: str | Path) -> dict[str, int]:
     }
 
 
-_cells_seen: dict[str, tuple[list[int] | None, list[tuple[str, str, str]]]] = {}
+_cells_seen: dict[str, tuple[str, list[tuple[str, str, str]]]] = {}
+_data_seen: dict[str, tuple[list, str]] = {}
 
 
-def _path_cells(path: Path) -> list[tuple[str, str, str]]:
+def _path_cells(path: Path, manifest_sha: str) -> list[tuple[str, str, str]]:
     """``(column, cell, absolute file)`` of every non-empty path cell, row by row (remembered per
-    manifest version: a run id asks for them many times)."""
-    key, stamp = os.path.abspath(path), file_stamp(path)
+    manifest content: a run id asks for them many times)."""
+    key = os.path.abspath(path)
     seen = _cells_seen.get(key)
-    if seen is not None and seen[0] == stamp and stamp is not None:
+    if seen is not None and seen[0] == manifest_sha:
         return seen[1]
     table = _load_table(path, _Check(path))
     columns = [c for c in PATH_COLUMNS if table is not None and c in table.columns]
@@ -726,23 +728,33 @@ def _path_cells(path: Path) -> list[tuple[str, str, str]]:
         for c in columns
         if (text := row[c])
     ]
-    _cells_seen[key] = (stamp, cells)
+    _cells_seen[key] = (manifest_sha, cells)
     return cells
 
 
-def volume_hashes(path: str | Path) -> list[tuple[str, str, str | None]]:
-    """``(column, cell, sha256)`` of every volume a manifest names (image, mask, lesion), row by row.
+def data_hash(path: str | Path) -> str:
+    """SHA-256 of a manifest's bytes and of every volume it names (image, mask, lesion): what a run id covers.
 
-    What a run id covers besides the manifest's bytes. The hash is None where a cell names no
-    readable regular file (validation refuses those); a table that cannot be read names no
-    volumes. Hashes are cached per file version (:mod:`oaprobe.data.fingerprint`): on unchanged
-    files this only stats them.
+    A cell naming no readable regular file counts as such (validation refuses it); a table that
+    cannot be read names no volumes. The volumes' hashes are cached per file version
+    (:mod:`oaprobe.data.fingerprint`), and the result per process for as long as the manifest's
+    bytes and every volume's (size, mtime_ns, inode) are unchanged: on unchanged files a call
+    reads the manifest and stats the volumes. ``path`` must be a readable file.
     """
     path = Path(path)
+    manifest_sha = file_sha256(path)
+    cells = _path_cells(path, manifest_sha)
+    stamps = [manifest_sha, *(file_stamp(file) for _, _, file in cells)]
+    seen = _data_seen.get(os.path.abspath(path))
+    if seen is not None and seen[0] == stamps:
+        return seen[1]
     facts = facts_for(path.resolve().parent)
-    hashes = [(column, cell, facts.sha256(file)) for column, cell, file in _path_cells(path)]
+    volumes = [(column, cell, facts.sha256(file)) for column, cell, file in cells]
     facts.save()
-    return hashes
+    text = json.dumps({"manifest": manifest_sha, "volumes": volumes}, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    _data_seen[os.path.abspath(path)] = (stamps, digest)
+    return digest
 
 
 def manifest_hash(path: str | Path) -> str:
