@@ -63,6 +63,9 @@ class ManifestError(OaprobeError, ValueError):
     def __init__(self, path: str | Path, problems: list[str]):
         self.path = Path(path)
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one line (each problem names the file)
+            super().__init__(self.problems[0])
+            return
         shown = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{len(self.problems)} problem(s) in manifest {str(self.path)!r}:\n{shown}")
 
@@ -116,12 +119,19 @@ class _Check:
         self._found.append((self.lines[i], f"{self.where(i)}: {text}"))
 
 
+def _file_in_the_way(path: Path) -> Path | None:
+    """The file among ``path``'s folders that keeps it from existing (``scans`` of ``scans/k1.nii.gz``)."""
+    nearest = next((p for p in path.parents if p.exists()), None)
+    return nearest if nearest is not None and not nearest.is_dir() else None
+
+
 def _not_a_file(path: Path) -> str | None:
     """Why ``path`` cannot be a manifest file, or None when it is a regular file."""
     if path.is_dir():
         return "is a directory; expected a manifest CSV file"
     if not path.exists():
-        return "manifest file does not exist"
+        blocker = _file_in_the_way(path)
+        return f"manifest file does not exist ({blocker} is a file, not a folder)" if blocker else "manifest file does not exist"
     if not path.is_file():
         return "is not a regular file; expected a manifest CSV file"
     return None
@@ -329,8 +339,8 @@ def _existing_files(i: int, table: pd.DataFrame, folder: Path, check: _Check) ->
         if file.is_dir():
             check.row_problem(i, f"{column} {text!r} is a directory ({file}); expected a NIfTI file")
         elif not file.is_file():
-            blocker = next((p for p in file.parents if p.exists()), None)
-            why = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else f"looked for {file}"
+            blocker = _file_in_the_way(file)
+            why = f"{blocker} is a file, not a folder" if blocker else f"looked for {file}"
             check.row_problem(i, f"{column} file {text!r} not found ({why})")
         else:
             found[column] = file

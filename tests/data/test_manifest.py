@@ -578,6 +578,14 @@ def test_decoding_is_cached_per_file_version(make_manifest, tmp_path, monkeypatc
     assert "is constant" in only_problem(path) and set(opened) == {"k2.nii.gz"}
 
 
+def test_one_problem_is_one_line_and_a_file_in_the_manifest_path_is_named(tmp_path):
+    (tmp_path / "cohort").write_text("a file")
+    with pytest.raises(ManifestError) as info:
+        read_manifest(tmp_path / "cohort" / "manifest.csv")
+    assert str(info.value) == f"{tmp_path / 'cohort' / 'manifest.csv'}: manifest file does not exist " \
+        f"({tmp_path / 'cohort'} is a file, not a folder)"
+
+
 def test_file_given_where_a_folder_is_expected_in_a_path(make_manifest, tmp_path):
     (tmp_path / "scans").write_text("a file")
     message = only_problem(make_manifest(edits={0: {"image": "scans/k0.nii.gz"}}))
