@@ -2,7 +2,8 @@
 
 Every parameter of a run lives in :class:`RunConfig`; CLI flags and papermill parameters map
 one-to-one onto its fields. :meth:`RunConfig.run_id` (a hash of the canonical JSON plus the
-manifest's content hash) names the run folder, so the same config never trains twice.
+content hash of its data: the manifest and every volume it names) names the run folder, so the
+same config on the same data never trains twice, and never stands in for other data.
 
 Example:
     >>> cfg = RunConfig.from_dict({"manifest": "m.csv", "backbone": "resnet3d", "mode": "dual"})
@@ -255,9 +256,10 @@ class RunConfig(_Typed):
             raise ConfigError(f"RunConfig.input_shape = {self.input_shape}; every side must be >= 8")
 
     def run_id(self) -> str:
-        """Hash of every field except the manifest path, plus the manifest's content hash."""
+        """Hash of every field except the manifest path, plus the content hash of the run's data
+        (:func:`data_sha256`): other volumes, or a volume changed in place, make another run."""
         payload = {k: v for k, v in self.to_dict().items() if k != "manifest"}
-        payload["manifest_sha256"] = file_sha256(self.manifest)
+        payload["data_sha256"] = data_sha256(self.manifest)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -349,6 +351,19 @@ def file_sha256(path: str | Path) -> str:
         return io.file_sha256(p)
     except OSError as err:
         raise ConfigError(f"manifest {str(p)!r} cannot be read ({err.strerror})") from None
+
+
+def data_sha256(manifest: str | Path) -> str:
+    """Content hash of a run's data: the manifest's bytes and the bytes of every volume it names
+    (:func:`oaprobe.data.manifest.data_hash`; on unchanged files it only stats the volumes).
+
+    A missing manifest or a folder is a ConfigError naming it; a cell naming no file counts as
+    such (validation refuses it).
+    """
+    from oaprobe.data.manifest import data_hash
+
+    file_sha256(manifest)  # a missing or unreadable manifest: the ConfigError naming it
+    return data_hash(manifest)
 
 
 @dataclass(frozen=True)

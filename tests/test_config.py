@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 
@@ -208,3 +209,57 @@ def test_label_noise_levels_are_sorted_union_with_cohort_noise():
     assert get_preset("paper").label_noise_levels == (get_preset("paper").cohort.label_noise,)
     p = dataclasses.replace(smoke, noise_levels=(2.0, 1.0, 0.5))
     assert p.label_noise_levels == (0.5, 1.0, 2.0)
+
+
+# --- the run id covers the data ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cohort(tmp_path: Path) -> Path:
+    """A manifest naming two volume files (their bytes only matter here, not that they are NIfTI)."""
+    folder = tmp_path / "cohort"
+    (folder / "images").mkdir(parents=True)
+    for case in ("k1", "k2"):
+        (folder / "images" / f"{case}.nii.gz").write_bytes(f"voxels of {case}".encode())
+        (folder / "images" / f"{case}_mask.nii.gz").write_bytes(f"labels of {case}".encode())
+    path = folder / "m.csv"
+    path.write_text("case_id,image,mask\n" + "".join(f"{c},images/{c}.nii.gz,images/{c}_mask.nii.gz\n" for c in ("k1", "k2")))
+    return path
+
+
+def _run_id(manifest: Path) -> str:
+    return RunConfig.from_dict({"manifest": str(manifest)}).run_id()
+
+
+def test_run_id_changes_when_a_volume_is_replaced_in_place(cohort):
+    before = _run_id(cohort)
+    image = cohort.parent / "images" / "k2.nii.gz"
+    stamp = image.stat().st_mtime_ns
+    image.write_bytes(b"voxels of k9")  # same name, same size: N4-corrected, say
+    os.utime(image, ns=(stamp + 10**9,) * 2)  # a later time stamp whatever the file system's clock tick
+    assert _run_id(cohort) != before
+
+
+def test_run_id_changes_with_other_volumes_under_the_same_names(cohort, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(cohort.parent, other)
+    assert _run_id(other / "m.csv") == _run_id(cohort)  # the same data elsewhere: the same runs
+    (other / "images" / "k1_mask.nii.gz").write_bytes(b"labels of k1, fixed")
+    assert _run_id(other / "m.csv") != _run_id(cohort)
+
+
+def test_run_id_counts_a_missing_volume(cohort):
+    before = _run_id(cohort)
+    (cohort.parent / "images" / "k1.nii.gz").unlink()
+    assert _run_id(cohort) != before  # validation refuses it; the id must not be the complete data's
+
+
+def test_run_id_hashes_each_volume_once(cohort, monkeypatch):
+    """A rebuild only stats the volumes: their hashes come from the cache file beside the manifest."""
+    from oaprobe.data import fingerprint
+
+    first = _run_id(cohort)
+    assert (cohort.parent / fingerprint.CACHE_FILE).is_file()
+    fingerprint._open.clear()  # as in a new process
+    monkeypatch.setattr(fingerprint, "file_sha256", lambda path: pytest.fail(f"{path} was hashed again"))
+    assert _run_id(cohort) == first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from oaprobe.config import ConfigError, RunConfig
@@ -40,3 +42,19 @@ def validate(cfg: RunConfig, check_volumes: bool = True) -> pd.DataFrame:
             "(use select='final')"
         )
     return table
+
+
+def check_folder(path: Path | str, name: str, holds: str) -> None:
+    """A ConfigError naming ``path`` unless it is a folder or could be created as one.
+
+    ``name`` is the parameter (``runs_root``), ``holds`` what the folder is for. Checked before
+    any work, so a file given where a folder is expected is one line, not a traceback from
+    ``mkdir`` halfway through.
+    """
+    path = Path(path)
+    for where in (path, *path.parents):
+        if where.exists():
+            if not where.is_dir():
+                what = "is a file" if where == path else f"lies under {str(where)!r}, a file"
+                raise ConfigError(f"{name} {str(path)!r} {what}; expected a folder for {holds} (created when missing)")
+            return

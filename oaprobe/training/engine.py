@@ -1,12 +1,13 @@
 """The training engine: validate a RunConfig, train it (resumably), write its run folder.
 
-:func:`fit` is the one entry point. It checks everything before any work (manifest, backbone,
-input shape, split sizes), returns a finished folder at once, and otherwise trains with
-checkpoints (after the first epoch, then at most every ``CHECKPOINT_SECONDS``). Resume is
-exact: at the start of epoch ``e`` every random generator is reseeded from ``(cfg.seed, e)``
-and the checkpoint holds model, optimiser, scheduler, history and the best-so-far weights, so a
-run killed at any point and resumed ends with the same bytes in ``predictions.csv`` as an
-uninterrupted run (on CPU).
+:func:`fit` is the one entry point. It checks everything before any work (manifest and every
+volume, backbone, input shape, split sizes, the output folders), returns a finished folder at
+once (marked ``reused``), and otherwise trains with checkpoints (after the first epoch, then at
+most every ``CHECKPOINT_SECONDS``). Resume is exact: at the start of epoch ``e`` every random
+generator is reseeded from ``(cfg.seed, e)`` and the checkpoint holds model, optimiser,
+scheduler, history and the best-so-far weights, so a run killed at any point and resumed ends
+with the same bytes in ``predictions.csv`` as an uninterrupted run (on CPU). Once ``DONE`` is
+written the checkpoint keeps the kept weights only.
 
 Volumes are loaded once into one in-memory tensor per split (:func:`oaprobe.data.dataset.load_volumes`)
 and batches are index gathers from it: no file is read per step. Training writes the model's
@@ -29,9 +30,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,16 +47,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import oaprobe
-from oaprobe.config import ConfigError, RunConfig, file_sha256
+from oaprobe.config import ConfigError, RunConfig, data_sha256, file_sha256
 from oaprobe.facts import N_KL, NEAR_BEST_LOSS, SPLITS
 from oaprobe.training.batches import Volumes, augment_batch, class_weights  # noqa: F401 (public names)
-from oaprobe.training.checks import validate
+from oaprobe.training.checks import check_folder, validate
 from oaprobe.training.device import compute_settings, cpu_threads, epoch_seed, resolve_device, seed_everything  # noqa: F401
 from oaprobe.training.evaluation import evaluate, predict, prediction_table
 from oaprobe.training.loop import make_ema, make_optimizer, make_scheduler, train_epoch
 from oaprobe.training.runs import (
     CHECKPOINT, CONFIG, DONE, EMBEDDINGS, HISTORY, HISTORY_COLUMNS, PREDICTIONS,
-    is_done, run_dir, run_lock, write_atomic_csv, write_atomic_json, write_atomic_npz, write_atomic_text, write_atomic_torch,
+    RunFolder, is_done, run_dir, run_lock, write_atomic_csv, write_atomic_json, write_atomic_npz, write_atomic_text, write_atomic_torch,
 )  # fmt: skip
 
 #: at most this long between checkpoints of a training run: one after every epoch cost a default-book
@@ -73,12 +77,14 @@ def fit(
     device: str = "auto",
     max_epochs_this_call: int | None = None,
     check_volumes: bool = True,
-) -> Path:
+) -> RunFolder:
     """Train ``cfg`` (or resume it) and write its run folder; return the folder.
 
-    A folder with ``DONE`` is returned at once without loading anything. Every check runs before
-    a folder is created. ``max_epochs_this_call`` stops after that many new epochs (the folder is
-    then not DONE; call again to continue), for time-sliced schedulers and tests.
+    A folder with ``DONE`` is returned at once without loading anything, with ``reused`` True (a
+    caller says "already trained"). Every check runs before a folder is created; a run that fails
+    before its first checkpoint leaves no folder (nor lock) behind. ``max_epochs_this_call`` stops
+    after that many new epochs (the folder is then not DONE; call again to continue), for
+    time-sliced schedulers and tests.
 
     Args:
         cfg: the run.
@@ -91,20 +97,35 @@ def fit(
             caller did so already (a sweep validates each manifest once, then its workers skip it).
     """
     runs_root = Path(runs_root)
+    check_folder(runs_root, "runs_root", "the run folders")
+    if cache_dir is not None:
+        check_folder(cache_dir, "cache_dir", "the volume cache")
     table = validate(cfg, check_volumes)
     dev = resolve_device(device)
     if max_epochs_this_call is not None and max_epochs_this_call < 1:
         raise ConfigError(f"max_epochs_this_call = {max_epochs_this_call}; expected >= 1 or None")
     folder = run_dir(cfg, runs_root)
     if is_done(folder):
-        return folder
+        return RunFolder.of(folder, reused=True)
     with run_lock(runs_root, folder.name):
         if is_done(folder):  # another process finished it while we waited for the lock
-            return folder
-        folder.mkdir(parents=True, exist_ok=True)
-        with compute_settings(dev):
+            return RunFolder.of(folder, reused=True)
+        with _removed_unless_resumable(folder), compute_settings(dev):
             _train_and_write(cfg, table, folder, cache_dir, progress, dev, max_epochs_this_call)
-    return folder
+    return RunFolder.of(folder, reused=False)
+
+
+@contextlib.contextmanager
+def _removed_unless_resumable(folder: Path) -> Iterator[None]:
+    """Create ``folder``; if the block fails before a checkpoint exists, delete it again (it holds
+    nothing a resume could use). The caller holds the run's lock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if not (folder / CHECKPOINT).is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 # ---------------------------------------------------------------------------- one run's state
@@ -156,6 +177,7 @@ def _start(cfg: RunConfig, folder: Path, dev: torch.device, steps_per_epoch: int
         "run_id": folder.name,
         "oaprobe_version": oaprobe.__version__,
         "manifest_sha256": file_sha256(cfg.manifest),
+        "data_sha256": data_sha256(cfg.manifest),
         "embedding_dim": int(model.encoder.out_dim),
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
     })
@@ -261,14 +283,15 @@ def kept_epoch(cfg: RunConfig, best_epoch: int | None, final_val_loss: float = m
 def _write_outputs(cfg: RunConfig, training: _Training, volumes: dict[str, Volumes], rows: dict[str, pd.DataFrame],
                    folder: Path, dev: torch.device) -> None:
     """Checkpoint (holding the kept weights), history with the kept epoch, predictions and embeddings
-    of the kept weights, then DONE. The checkpoint comes first: a crash while writing the rest
-    resumes from it without training again."""
+    of the kept weights, then DONE, then the checkpoint again with the kept weights only. The full
+    checkpoint comes first: a crash while writing the rest resumes from it without training again."""
     model = training.evaluated
     epoch = kept_epoch(cfg, training.best["epoch"], training.history[-1]["val_loss"], training.best["score"])
     if epoch != cfg.epochs:
         model.load_state_dict(training.best["state"])
     model.eval()
-    write_atomic_torch(folder / CHECKPOINT, training.checkpoint(kept=_cpu_state(model)))
+    kept = _cpu_state(model)
+    write_atomic_torch(folder / CHECKPOINT, training.checkpoint(kept=kept))
     history = pd.DataFrame(training.history).assign(kept=lambda h: (h["epoch"] == epoch).astype(int))
     write_atomic_csv(folder / HISTORY, history[list(HISTORY_COLUMNS)])
     preds = {s: predict(model, v, cfg.batch_size * EVAL_BATCH_FACTOR, dev) for s, v in volumes.items()}
@@ -281,3 +304,6 @@ def _write_outputs(cfg: RunConfig, training: _Training, volumes: dict[str, Volum
         embedding=np.concatenate([preds[s]["embedding"] for s in preds]).astype(np.float32),
     )
     write_atomic_text(folder / DONE, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    # finished: nothing resumes any more, so the checkpoint keeps the kept weights only (a 2M-parameter
+    # model's optimiser moments, last and best states tripled its size)
+    write_atomic_torch(folder / CHECKPOINT, {"kept": kept, "epoch": len(training.history), "kept_epoch": epoch})

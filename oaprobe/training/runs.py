@@ -27,10 +27,11 @@ import fcntl
 import io
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,19 @@ class RunNotDoneError(OaprobeError, RuntimeError):
 
 class RunLockedError(OaprobeError, RuntimeError):
     """Another process holds the lock of this run (raised only for non-blocking locks)."""
+
+
+class RunFolder(type(Path())):
+    """A run folder as :func:`oaprobe.training.engine.fit` returns it: the path, and ``reused``,
+    True when the run was finished before the call (nothing was trained)."""
+
+    reused: bool = False
+
+    @classmethod
+    def of(cls, folder: Path | str, reused: bool) -> RunFolder:
+        run = cls(folder)
+        run.reused = reused
+        return run
 
 
 def run_dir(cfg: RunConfig, root: Path | str) -> Path:
@@ -134,21 +148,48 @@ def run_lock(root: Path | str, run_id: str, blocking: bool = True) -> Iterator[P
     """Hold an exclusive ``fcntl.flock`` on ``root/<run_id>.lock`` for the ``with`` block.
 
     The kernel drops the lock when the holder dies (even by SIGKILL), so a stale lock file
-    never blocks anyone. With ``blocking=False`` a held lock raises :class:`RunLockedError`.
+    never blocks anyone. The holder deletes the file on leaving (a waiter that then holds the
+    deleted file's lock notices and locks the new file instead), and ``root`` too when this call
+    created it and it is empty again: a run that fails leaves no lock or empty folder behind.
+    With ``blocking=False`` a held lock raises :class:`RunLockedError`.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    created = not root.is_dir()
     lock_path = root / f"{run_id}.lock"
-    with open(lock_path, "a+") as fh:
-        flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+    handle = _acquire(lock_path, blocking, run_id)
+    try:
+        yield lock_path
+    finally:
+        lock_path.unlink(missing_ok=True)  # while still held, so no one locks this file afterwards
+        handle.close()  # releases the lock
+        if created:
+            with contextlib.suppress(OSError):  # not empty: keep it
+                root.rmdir()
+
+
+def _acquire(lock_path: Path, blocking: bool, run_id: str) -> IO[str]:
+    """An open handle holding the lock of ``lock_path``, the file that is at that path now."""
+    flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+    while True:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fcntl.flock(fh.fileno(), flags)
+            handle = open(lock_path, "a+")
+        except FileNotFoundError:  # the folder was removed meanwhile by a holder that created it
+            continue
+        try:
+            fcntl.flock(handle.fileno(), flags)
         except BlockingIOError as err:
+            handle.close()
             raise RunLockedError(f"run {run_id} is being trained by another process ({lock_path})") from err
+        except BaseException:
+            handle.close()
+            raise
         try:
-            yield lock_path
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()  # its holder deleted it while we waited: lock the file there now
 
 
 # ---------------------------------------------------------------------------- reading

@@ -502,3 +502,92 @@ def test_run_check_without_volumes_skips_voxels_but_not_files(make_manifest, mak
     gone = RunConfig(manifest=str(make_manifest(edits={1: {"mask": "nowhere.nii.gz"}})), batch_size=1)
     with pytest.raises(ManifestError, match="not found"):
         validate(gone, check_volumes=False)
+
+
+# --- every volume decoded whole, as training will read it ----------------------------------------
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - len(data) // 8])  # the header stays whole, the voxels end early
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_truncated_integer_image_is_a_problem_by_row(make_manifest, tmp_path, suffix):
+    """The header says int16 (every voxel finite), but the data ends early: training would crash."""
+    rng = np.random.default_rng(0)
+    write_nifti(tmp_path / f"short{suffix}", rng.integers(0, 1000, (8, 8, 8)).astype(np.int16))
+    _truncate(tmp_path / f"short{suffix}")
+    message = only_problem(make_manifest(edits={1: {"image": f"short{suffix}"}}))
+    assert "line 3 (case_id 'k1')" in message and f"image file 'short{suffix}' is unreadable" in message
+    assert ("EOFError" if suffix == ".nii.gz" else "OSError") in message and "\n" not in message
+    assert "expected a complete NIfTI file" in message  # the voxels, not the header, are short
+
+
+def test_truncated_mask_is_a_problem_by_row(make_manifest, tmp_path):
+    path = make_manifest()
+    _truncate(tmp_path / "k2_mask.nii.gz")
+    message = only_problem(path)
+    assert "line 4 (case_id 'k2')" in message and "mask file 'k2_mask.nii.gz' is unreadable" in message
+
+
+@pytest.mark.parametrize("value", [0.0, 417.0])
+def test_constant_image_is_refused(make_manifest, make_knee, value):
+    image, _ = make_knee("flat", image=np.full((8, 8, 8), value, np.float32))
+    message = only_problem(make_manifest(edits={0: {"image": image}}))
+    assert "case_id 'k0'" in message and f"is constant (every voxel {value:g})" in message
+
+
+def test_one_image_under_cases_in_train_and_test_is_leakage(make_manifest):
+    # k0 is in train, k3 in test: both rows name k0's image
+    message = only_problem(make_manifest(edits={3: {"image": "k0.nii.gz"}}))
+    assert "line 5 (case_id 'k3')" in message and "split test" in message
+    assert "same voxels as the image of line 2 (case_id 'k0') in split train" in message
+
+
+def test_a_copy_of_an_image_in_another_split_is_leakage(make_manifest, tmp_path):
+    path = make_manifest()
+    write_nifti(tmp_path / "copy.nii", np.asanyarray(nib.load(tmp_path / "k1.nii.gz").dataobj))  # other bytes
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table.loc[2, "image"] = "copy.nii"  # k2 (val) holds k1's (train) voxels
+    table.to_csv(path, index=False)
+    message = only_problem(path)
+    assert "case_id 'k2'" in message and "line 3 (case_id 'k1') in split train" in message
+
+
+def test_one_image_twice_within_a_split_is_a_warning(make_manifest):
+    path = make_manifest(edits={1: {"image": "k0.nii.gz"}})  # k0 and k1 both in train
+    with pytest.warns(UserWarning, match=r"line 3 \(case_id 'k1'\).*same voxels.*both in split train"):
+        assert validate_manifest(path) == []
+
+
+def test_decoding_is_cached_per_file_version(make_manifest, tmp_path, monkeypatch):
+    """A second validation of unchanged files opens no NIfTI; a file rewritten in place is read again."""
+    from oaprobe.data import fingerprint
+
+    path = make_manifest()
+    assert validate_manifest(path) == []
+    fingerprint._open.clear()  # a new process: only the cache file is left
+    opened: list[str] = []
+    load = nib.load
+    monkeypatch.setattr(nib, "load", lambda file, *a, **k: opened.append(Path(file).name) or load(file, *a, **k))
+    assert validate_manifest(path) == [] and opened == []
+    image = tmp_path / "k2.nii.gz"
+    write_nifti(image, np.full((8, 8, 8), 3.0, np.float32))
+    os.utime(image, ns=(image.stat().st_mtime_ns + 10**9,) * 2)  # a later time stamp, whatever the clock tick
+    assert "is constant" in only_problem(path) and set(opened) == {"k2.nii.gz"}
+
+
+def test_one_problem_is_one_line_and_a_file_in_the_manifest_path_is_named(tmp_path):
+    (tmp_path / "cohort").write_text("a file")
+    with pytest.raises(ManifestError) as info:
+        read_manifest(tmp_path / "cohort" / "manifest.csv")
+    assert str(info.value) == f"{tmp_path / 'cohort' / 'manifest.csv'}: manifest file does not exist " \
+        f"({tmp_path / 'cohort'} is a file, not a folder)"
+
+
+def test_file_given_where_a_folder_is_expected_in_a_path(make_manifest, tmp_path):
+    (tmp_path / "scans").write_text("a file")
+    message = only_problem(make_manifest(edits={0: {"image": "scans/k0.nii.gz"}}))
+    assert "case_id 'k0'" in message and "image file 'scans/k0.nii.gz' not found" in message
+    assert f"{tmp_path / 'scans'} is a file, not a folder" in message

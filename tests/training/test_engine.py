@@ -33,7 +33,9 @@ def test_every_mode_writes_a_complete_folder(smoke_config, volume_cache, smoke_m
     manifest = pd.read_csv(smoke_manifest, dtype={"case_id": str})
     run = load_run(folder)
     meta = run.meta
-    assert set(meta) == {"config", "run_id", "oaprobe_version", "manifest_sha256", "embedding_dim", "n_parameters"}
+    assert set(meta) == {
+        "config", "run_id", "oaprobe_version", "manifest_sha256", "data_sha256", "embedding_dim", "n_parameters"
+    }
     assert meta["run_id"] == folder.name and meta["config"]["mode"] == mode
     assert list(run.history.columns) == list(runs.HISTORY_COLUMNS) and run.history["epoch"].tolist() == [1]
     assert run.history["train_loss_kl"].isna().all() == (mode == "single_oa")
@@ -118,7 +120,8 @@ def test_selected_epoch_is_kept_and_marked(smoke_config, volume_cache, tmp_path,
     assert history["kept"].sum() == 1
     assert int(history.loc[history["kept"] == 1, "epoch"].iloc[0]) == int(history.loc[history["val_loss"].idxmin(), "epoch"])
     state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)
-    assert state["kept"] is not None and (state["ema"] is None) == (ema_decay == 0)
+    assert set(state) == {"kept", "epoch", "kept_epoch"}  # finished: no resume state (optimiser, EMA, best)
+    assert state["kept_epoch"] == int(history.loc[history["kept"] == 1, "epoch"].iloc[0]) and state["epoch"] == 3
     again = _fit(cfg, tmp_path / "again", volume_cache)
     assert (folder / "predictions.csv").read_bytes() == (again / "predictions.csv").read_bytes()
 
@@ -183,9 +186,30 @@ def test_crash_while_writing_leaves_no_done_and_resumes(smoke_config, volume_cac
     assert folder.is_dir() and not is_done(folder) and (folder / "checkpoint.pt").is_file()
     with pytest.raises(runs.RunNotDoneError):
         load_run(folder)
+    assert "optimizer" in torch.load(folder / "checkpoint.pt", weights_only=False)  # resumable before DONE
     monkeypatch.undo()
     assert is_done(_fit(cfg, tmp_path / "runs", volume_cache))
     assert (folder / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+    assert set(torch.load(folder / "checkpoint.pt", weights_only=False)) == {"kept", "epoch", "kept_epoch"}
+
+
+def test_finished_checkpoint_keeps_the_kept_weights_only(smoke_config, volume_cache, tmp_path):
+    from oaprobe.models.probe import build_probe
+
+    cfg = smoke_config(epochs=2, ema_decay=0.5)
+    folder = _fit(cfg, tmp_path / "runs", volume_cache)
+    state = torch.load(folder / "checkpoint.pt", weights_only=False)
+    assert set(state) == {"kept", "epoch", "kept_epoch"} and (state["epoch"], state["kept_epoch"]) == (2, 2)
+    build_probe(cfg).load_state_dict(state["kept"])  # the whole model, nothing else
+    n_bytes = sum(t.numel() * t.element_size() for t in state["kept"].values())
+    assert (folder / "checkpoint.pt").stat().st_size < 1.2 * n_bytes + 100_000
+
+
+def test_fit_says_whether_it_reused_a_finished_run(smoke_config, volume_cache, tmp_path):
+    cfg = smoke_config()
+    first = _fit(cfg, tmp_path / "runs", volume_cache)
+    again = _fit(cfg, tmp_path / "runs", volume_cache)
+    assert (first.reused, again.reused) == (False, True) and first == again == tmp_path / "runs" / cfg.run_id()
 
 
 def test_switches_select_weighting_augment_cosine(smoke_config, volume_cache, tmp_path):
@@ -194,17 +218,17 @@ def test_switches_select_weighting_augment_cosine(smoke_config, volume_cache, tm
     run = load_run(folder)
     lr = run.history["lr"].to_numpy()
     assert lr[0] == pytest.approx(cfg.lr) and np.all(np.diff(lr) < 0)  # cosine decays
-    # select: predictions come from the best-val-AUC epoch's weights stored in the checkpoint
+    # select: predictions come from the best-val-AUC epoch's weights, kept in the checkpoint
     state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)
     auc = run.history["val_oa_auc"].to_numpy()
-    assert state["best"]["epoch"] == int(np.nanargmax(auc)) + 1
+    assert state["kept_epoch"] == int(np.nanargmax(auc)) + 1
     from oaprobe.data.dataset import load_volumes
     from oaprobe.data.manifest import read_manifest
     from oaprobe.models.probe import build_probe
 
     table = read_manifest(cfg.manifest)
     model = build_probe(cfg)
-    model.load_state_dict(state["best"]["state"])
+    model.load_state_dict(state["kept"])
     images = load_volumes(table, cfg.input_shape, cache_dir=volume_cache, progress=False)
     val = np.flatnonzero(table["split"].to_numpy() == "val")
     out = engine.predict(model, images[torch.as_tensor(val)], cfg.batch_size * engine.EVAL_BATCH_FACTOR)
@@ -245,6 +269,64 @@ def test_invalid_manifest_refused_before_any_folder(smoke_manifest, smoke_config
     finally:
         broken.unlink()
     assert not (tmp_path / "runs").exists()
+
+
+def _manifest_copy(smoke_manifest: Path, folder: Path, images: dict[int, str] | None = None) -> Path:
+    """The smoke manifest written into ``folder`` (paths made relative to it), row ``i``'s image
+    replaced by the file ``images[i]`` of ``folder``."""
+    import os
+
+    table = pd.read_csv(smoke_manifest, dtype=str, keep_default_na=False)
+    for column in ("image", "mask", "lesion"):
+        table[column] = [os.path.relpath(smoke_manifest.parent / p, folder) for p in table[column]]
+    for i, name in (images or {}).items():
+        table.loc[i, "image"] = name
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "manifest.csv", index=False)
+    return folder / "manifest.csv"
+
+
+def test_truncated_integer_image_refused_leaving_nothing(smoke_manifest, smoke_config, tmp_path):
+    """Its header promises finite int16 voxels; the gzip stream ends early. Training would end in an
+    EOFError after creating the run folder and its lock: validation decodes it first instead."""
+    import nibabel as nib
+
+    from oaprobe.data.manifest import ManifestError
+
+    data = np.random.default_rng(0).integers(0, 1000, (24, 24, 24)).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), str(tmp_path / "short.nii.gz"))
+    raw = (tmp_path / "short.nii.gz").read_bytes()
+    (tmp_path / "short.nii.gz").write_bytes(raw[: len(raw) * 3 // 4])
+    manifest = _manifest_copy(smoke_manifest, tmp_path / "data", {0: "../short.nii.gz"})
+    with pytest.raises(ManifestError, match=r"image file '../short.nii.gz' is unreadable \(EOFError"):
+        fit(smoke_config(manifest=str(manifest)), tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flag", ["runs_root", "cache_dir"])
+def test_a_file_given_as_a_folder_is_one_error(smoke_config, tmp_path, flag):
+    (tmp_path / "taken").write_text("a file")
+    folders = {"runs_root": tmp_path / "runs", "cache_dir": tmp_path / "cache", flag: tmp_path / "taken"}
+    with pytest.raises(ConfigError, match=f"{flag} '{tmp_path / 'taken'}' is a file; expected a folder"):
+        fit(smoke_config(), folders["runs_root"], cache_dir=folders["cache_dir"], progress=False)
+    with pytest.raises(ConfigError, match=f"lies under '{tmp_path / 'taken'}', a file"):
+        fit(smoke_config(), tmp_path / "taken" / "runs", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and (tmp_path / "taken").read_text() == "a file"
+
+
+def test_failure_before_the_first_checkpoint_leaves_no_folder_or_lock(smoke_config, volume_cache, tmp_path,
+                                                                      monkeypatch):
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash in the first epoch")
+
+    monkeypatch.setattr(engine, "train_epoch", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(smoke_config(), tmp_path / "runs", volume_cache)
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(smoke_config(), tmp_path / "kept", volume_cache)
+    assert list((tmp_path / "kept").iterdir()) == []  # a folder the caller made is the caller's
 
 
 def test_missing_manifest_refused(smoke_config, tmp_path):

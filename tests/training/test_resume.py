@@ -90,17 +90,19 @@ def test_checkpoints_after_the_first_epoch_then_by_interval_then_the_final_one(
         smoke_config, volume_cache, tmp_path, monkeypatch, interval, saved_after):
     from oaprobe.training import engine
 
-    saved: list[int | None] = []  # the epoch of each checkpoint written; None for the final one
+    saved: list[int | str] = []  # the epoch of each checkpoint written; "final" / "kept only" for the last two
     write = engine.write_atomic_torch
 
     def recording_write(path, state):
-        saved.append(state["epoch"] if state["kept"] is None else None)
+        saved.append(state["epoch"] if state["kept"] is None else "final" if "optimizer" in state else "kept only")
         write(path, state)
 
     monkeypatch.setattr(engine, "CHECKPOINT_SECONDS", interval)
     monkeypatch.setattr(engine, "write_atomic_torch", recording_write)
     _fit(smoke_config(epochs=4), tmp_path, volume_cache)
-    assert saved == [*saved_after, None]  # never after the last epoch: the final checkpoint (kept weights) follows
+    # never after the last epoch: the final checkpoint (resume state and kept weights) follows, and once
+    # DONE is written, the kept weights alone
+    assert saved == [*saved_after, "final", "kept only"]
 
 
 def test_a_time_slice_always_ends_with_a_checkpoint(smoke_config, volume_cache, tmp_path, monkeypatch):

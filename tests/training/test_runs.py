@@ -139,6 +139,43 @@ def test_lock_excludes_a_second_holder(tmp_path: Path) -> None:
         pass
 
 
+def test_lock_leaves_no_file_and_no_folder_it_created(tmp_path: Path) -> None:
+    with run_lock(tmp_path / "runs", "abc") as lock_path:
+        assert lock_path.is_file()
+    assert not (tmp_path / "runs").exists()
+    with run_lock(tmp_path, "abc"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lock_waiter_takes_the_lock_of_the_file_there_now(tmp_path: Path) -> None:
+    """The holder deletes the lock file on release; a waiter that held it open must not believe
+    itself alone while a newcomer locks the new file at that path."""
+    import threading
+
+    inside: list[str] = []
+    release_a, b_holds, release_b = threading.Event(), threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with run_lock(tmp_path, "abc"):
+            inside.append("b")
+            b_holds.set()
+            release_b.wait(10)
+
+    with run_lock(tmp_path, "abc"):
+        b = threading.Thread(target=waiter)
+        b.start()
+        release_a.wait(0.3)  # b opens the file and blocks on it
+    assert b_holds.wait(10) and inside == ["b"]
+    with pytest.raises(RunLockedError):
+        with run_lock(tmp_path, "abc", blocking=False):
+            pass
+    release_b.set()
+    b.join(10)
+    with run_lock(tmp_path, "abc", blocking=False):
+        pass
+
+
 def test_lock_is_released_when_holder_is_killed(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
