@@ -251,6 +251,11 @@ def run_missing(
 
     if jobs < 1:
         raise ConfigError(f"jobs = {jobs}; expected >= 1")
+    from oaprobe.training.checks import check_folder
+
+    check_folder(runs_root, "runs_root", "the run folders")
+    if cache_dir is not None:
+        check_folder(cache_dir, "cache_dir", "the preprocessed-volume cache")
     configs = list(configs)
     folders = [run_dir(c, runs_root) for c in configs]
     todo = sorted((c for c, f in zip(configs, folders) if not is_done(f)), key=cost_hint, reverse=True)

@@ -222,3 +222,16 @@ def test_executor_options_are_checked():
     with pytest.raises(ConfigError, match="need --executor ray"):
         Executor("local", address="auto")
     assert Executor("ray").path(Path("runs")) == str(Path("runs").resolve()) and Executor().path(Path("runs")) == "runs"
+
+
+def test_run_missing_refuses_a_file_as_its_runs_or_cache_folder(tmp_path):
+    from oaprobe.config import ConfigError
+    from oaprobe.sweep import run_missing
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match="runs_root .* is a file"):
+        run_missing([], afile, jobs=2)
+    with pytest.raises(ConfigError, match="cache_dir .* lies under"):
+        run_missing([], tmp_path / "runs", jobs=2, cache_dir=afile / "cache")
+    assert not (tmp_path / "runs").exists()
