@@ -92,6 +92,45 @@ def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) 
     return grid
 
 
+#: share of the training subjects a manifest without validation knees gives to a validation split
+VAL_FRACTION = 0.15
+#: what a derived manifest's sidecar (``<manifest>.json``) records about how it was made
+VAL_SPLIT_NOTE = "validation split carved from train"
+
+
+def validation_manifest(manifest: Path, cohorts_root: Path, seed: int = 0, fraction: float = VAL_FRACTION) -> Path:
+    """``manifest`` itself when it has validation knees; else a copy whose validation split is
+    ``fraction`` of its training subjects (:func:`oaprobe.data.splits.carve_validation`, seeded).
+
+    The copy lives in ``cohorts_root/with-val/`` (paths rewritten relative to it), named after the
+    source's content hash, with a JSON sidecar saying where it came from: the runs record the copy
+    as their manifest, so the split is part of every run's record. Written atomically and only once.
+    """
+    from oaprobe.data.manifest import PATH_COLUMNS, manifest_hash, read_manifest, write_manifest
+    from oaprobe.data.splits import carve_validation, check_leakage, split_note_path
+    from oaprobe.io import write_atomic
+
+    table = read_manifest(manifest, check_volumes=False)
+    if (table["split"] == "val").any():
+        return Path(manifest)
+    source_hash = manifest_hash(manifest)
+    folder = Path(cohorts_root) / "with-val"
+    out = folder / f"{Path(manifest).stem}-val{int(round(fraction * 100))}-seed{seed}-{source_hash[:12]}.csv"
+    if out.is_file():
+        return out
+    table["split"] = carve_validation(table, fraction, seed)
+    check_leakage(table)
+    folder.mkdir(parents=True, exist_ok=True)
+    for column, absolute in PATH_COLUMNS.items():
+        if absolute in table.columns:
+            table[column] = [Path(os.path.relpath(p, folder.resolve())).as_posix() if p else "" for p in table[absolute]]
+    moved = int((table["split"] == "val").sum())
+    note = {"note": VAL_SPLIT_NOTE, "source": str(Path(manifest).resolve()), "source_sha256": source_hash,
+            "fraction_of_train_subjects": fraction, "seed": seed, "val_knees": moved,
+            "val_subjects": int(table.loc[table["split"] == "val", "subject_id"].nunique()),
+            "stratified_by": "largest KL grade of the subject"}
+    write_atomic(split_note_path(out), (json.dumps(note, indent=2) + "\n").encode())
+    return write_manifest(table, out, validate=True)
 
 
 def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path | None = None,
@@ -100,7 +139,9 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
     of ``preset``'s book.
 
     With ``manifest`` (e.g. a user's OAI-ZIB copy) the book runs on that cohort instead of the
-    synthetic one; the label-noise chapter, which needs a known clean grade, is left out.
+    synthetic one; the label-noise chapter, which needs a known clean grade, is left out. A manifest
+    without validation knees gets a validation split from its training subjects
+    (:func:`validation_manifest`), which the preset's selection rule needs.
     """
     from oaprobe.data.manifest import read_manifest
 
@@ -111,7 +152,7 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
         noise = {lvl: preset_manifest(preset, cohorts_root, lvl, jobs=jobs) for lvl in p.label_noise_levels}
     else:
         read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
-        manifest, noise = Path(manifest), {}
+        manifest, noise = validation_manifest(Path(manifest), cohorts_root), {}
         common["manifest"] = _relative(manifest)
     chapters = [Chapter("answer.ipynb", "00_answer.ipynb", dict(common)), Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
     for i, backbone in enumerate(p.backbones, start=1):
@@ -306,10 +347,23 @@ def build_book(
     book on that cohort (e.g. a user's OAI-ZIB copy) instead of the preset's synthetic one.
     """
     t0 = time.perf_counter()
-    site = stage_site(site)
-    generated = site / GENERATED
     plan = plan_book(preset, runs_root, cohorts_root, manifest, jobs)
     print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
+    fresh_site = not Path(site).exists()
+    site = stage_site(site)
+    try:
+        return _build_staged(plan, site, t0, jobs, runs_root, cache_dir, html, executor)
+    except BaseException:
+        if fresh_site and not (site / GENERATED).is_dir():
+            shutil.rmtree(site, ignore_errors=True)  # a failed first build leaves no half-made site folder
+        raise
+
+
+def _build_staged(plan: BookPlan, site: Path, t0: float, jobs: int, runs_root: Path, cache_dir: Path, html: bool,
+                  executor: Executor) -> Path | None:
+    """:func:`build_book` once the cohorts are ready and ``site`` is staged."""
+    preset = plan.preset
+    generated = site / GENERATED
     grid = plan.grid
     run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir, executor=executor)
     print(f"[book] {len(grid)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)

@@ -242,3 +242,63 @@ def test_plan_refuses_an_invalid_user_manifest_before_any_work(tmp_path):
     with pytest.raises(ManifestError, match="manifest"):
         plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts", manifest=bad)
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------- a user's OAI-ZIB copy
+@pytest.fixture()
+def imported_copy(tmp_path) -> Path:
+    """A fake OAIZIB-CM copy imported with the default (release) split: train and test, no val."""
+    import warnings
+
+    from oaprobe.data.oai import import_oaizib
+    from tests.data.fake_oai import write_release
+
+    train = {n: n % 5 for n in range(1, 41)}
+    test = {n: n % 5 for n in range(41, 61)}
+    root = write_release(tmp_path / "OAIZIB-CM", train, test, subject=lambda n: 9000000 + (n + 1) // 2, shape=(8, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return import_oaizib(root, tmp_path / "oai" / "manifest.csv")
+
+
+def test_plan_on_an_import_without_val_knees_carves_a_recorded_val_split(imported_copy, tmp_path):
+    """The release split has no val knees; the preset selects on validation: the plan makes a val split."""
+    from oaprobe.data.manifest import read_manifest, split_counts
+    from oaprobe.data.splits import read_split_note
+    from oaprobe.sweep import validate_grid
+
+    assert split_counts(imported_copy)["val"] == 0
+    with pytest.raises(OaprobeError, match="needs validation knees"):
+        validate_grid([get_preset("course").run_config(imported_copy)])  # the failure the plan avoids
+    plan = plan_book("course", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
+    assert plan.manifest != imported_copy and plan.manifest.parent == tmp_path / "cohorts" / "with-val"
+    validate_grid(plan.grid)
+    assert {c.manifest for c in plan.grid} == {str(plan.manifest)}
+    assert {c.parameters["manifest"] for c in plan.chapters} == {str(plan.manifest.resolve())}
+    source, carved = read_manifest(imported_copy), read_manifest(plan.manifest)
+    assert list(carved["image_path"]) == list(source["image_path"])  # paths still reach the volumes
+    assert (carved["split"] == "val").sum() == 6 and set(source.loc[carved["split"] == "val", "split"]) == {"train"}
+    assert (carved["split"] == "test").equals(source["split"] == "test")
+    note = read_split_note(plan.manifest)
+    assert note["source"] == str(imported_copy.resolve()) and note["val_subjects"] == 3 and note["seed"] == 0
+    stamp = plan.manifest.stat().st_mtime_ns
+    again = plan_book("course", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
+    assert again.manifest == plan.manifest and plan.manifest.stat().st_mtime_ns == stamp  # written once
+
+
+def test_chapters_on_an_imported_copy_request_only_runs_of_the_plan(imported_copy, tmp_path, monkeypatch):
+    plan = plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
+    requested = {}
+
+    def fake_run_dir(cfg, runs_root):
+        requested[cfg.run_id()] = cfg
+        return Path(runs_root) / cfg.run_id()
+
+    monkeypatch.setattr(study_module, "run_dir", fake_run_dir)
+    monkeypatch.setattr(study_module, "is_done", lambda folder: True)
+    monkeypatch.setattr(study_module, "load_run", lambda f: SimpleNamespace(config=requested[Path(f).name], path=Path(f),
+                                                                          run_id=Path(f).name))
+    monkeypatch.chdir(book.ROOT)
+    for chapter in plan.chapters:
+        _run_chapter_loading(chapter)
+    assert requested and set(requested) <= {c.run_id() for c in plan.grid}
