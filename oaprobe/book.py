@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +48,7 @@ GENERATED = Path("book") / "_generated"  # relative to the site folder
 STATIC = Path("book") / "_static"
 SITE_SOURCES = ("_config.yml", "_toc.yml", "book")
 CACHE_KEY = "oaprobe_cache_key"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def validation_manifest(manifest: Path, cohorts_root: Path, seed: int = 0, fract
 
 
 def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path | None = None,
-              jobs: int = 1) -> BookPlan:
+              jobs: int = 1, progress: bool = True) -> BookPlan:
     """Build (or reuse, rendering with ``jobs`` processes) the cohorts and list the runs and chapters
     of ``preset``'s book.
 
@@ -148,8 +151,9 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
     p = get_preset(preset)
     common: dict[str, Any] = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
     if manifest is None:
-        manifest = preset_manifest(preset, cohorts_root, jobs=jobs)
-        noise = {lvl: preset_manifest(preset, cohorts_root, lvl, jobs=jobs) for lvl in p.label_noise_levels}
+        manifest = preset_manifest(preset, cohorts_root, jobs=jobs, progress=progress)
+        noise = {lvl: preset_manifest(preset, cohorts_root, lvl, jobs=jobs, progress=progress)
+                 for lvl in p.label_noise_levels}
     else:
         read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
         manifest, noise = validation_manifest(Path(manifest), cohorts_root), {}
@@ -227,6 +231,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
     """Execute one chapter with papermill unless its cached copy has ``key``; True if executed."""
     import nbformat
     import papermill
+    from traitlets.config import Config
 
     source = (notebooks or NOTEBOOKS) / chapter.source
     out = out_dir / chapter.output
@@ -235,6 +240,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.ipynb")
     os.environ[BOOK_RENDERER_ENV] = "1"  # the kernel inherits it: figures render as plain HTML divs
+    sockets = tempfile.mkdtemp(prefix="oaprobe-kernel-")
     try:
         papermill.execute_notebook(
             str(source),
@@ -243,6 +249,8 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
             kernel_name="python3",
             cwd=str(ROOT),
             progress_bar=False,
+            # the kernel talks over local sockets, not TCP (ipykernel warns on unencrypted TCP)
+            config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}),
         )
         nb = nbformat.read(tmp, as_version=4)
         nb.metadata[CACHE_KEY] = key
@@ -256,6 +264,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+        shutil.rmtree(sockets, ignore_errors=True)
         os.environ.pop(BOOK_RENDERER_ENV, None)
     return True
 
@@ -269,7 +278,12 @@ def _execute_one(chapter_json: str, key: str, out_dir: str, notebooks: str) -> b
     try:
         return execute_chapter(Chapter(**json.loads(chapter_json)), key, Path(out_dir), Path(notebooks))
     except Exception as err:
-        raise WorkerError(f"{type(err).__name__}: {err}") from None
+        raise WorkerError(strip_ansi(f"{type(err).__name__}: {err}")) from None
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI colour codes (a kernel's traceback has them; a log file should not)."""
+    return ANSI_ESCAPE.sub("", text)
 
 
 def execute_chapters(chapters: list[Chapter], keys: dict[str, str], out_dir: Path, jobs: int = 2,
@@ -339,6 +353,7 @@ def build_book(
     site: Path = ROOT,
     manifest: Path | None = None,
     executor: Executor = LOCAL,
+    progress: bool = True,
 ) -> Path | None:
     """The README's main command: everything from nothing, skipping what is already done.
 
@@ -347,33 +362,35 @@ def build_book(
     book on that cohort (e.g. a user's OAI-ZIB copy) instead of the preset's synthetic one.
     """
     t0 = time.perf_counter()
-    plan = plan_book(preset, runs_root, cohorts_root, manifest, jobs)
+    plan = plan_book(preset, runs_root, cohorts_root, manifest, jobs, progress)
     print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
     fresh_site = not Path(site).exists()
     site = stage_site(site)
     try:
-        return _build_staged(plan, site, t0, jobs, runs_root, cache_dir, html, executor)
+        return _build_staged(plan, site, t0, dict(jobs=jobs, cache_dir=cache_dir, executor=executor, progress=progress),
+                             runs_root, html)
     except BaseException:
         if fresh_site and not (site / GENERATED).is_dir():
             shutil.rmtree(site, ignore_errors=True)  # a failed first build leaves no half-made site folder
         raise
 
 
-def _build_staged(plan: BookPlan, site: Path, t0: float, jobs: int, runs_root: Path, cache_dir: Path, html: bool,
-                  executor: Executor) -> Path | None:
-    """:func:`build_book` once the cohorts are ready and ``site`` is staged."""
+def _build_staged(plan: BookPlan, site: Path, t0: float, work: dict[str, Any], runs_root: Path,
+                  html: bool) -> Path | None:
+    """:func:`build_book` once the cohorts are ready and ``site`` is staged; ``work``: how the
+    runs execute (jobs, cache_dir, executor, progress)."""
     preset = plan.preset
     generated = site / GENERATED
     grid = plan.grid
-    run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir, executor=executor)
+    run_missing(grid, runs_root, **work)
     print(f"[book] {len(grid)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     salient = [run_dir(c, runs_root) for c in plan.saliency_grid]
-    saliency_missing_runs(salient, get_preset(preset).saliency, jobs=jobs, cache_dir=cache_dir, executor=executor)
+    saliency_missing_runs(salient, get_preset(preset).saliency, **work)
     print(f"[book] saliency of {len(salient)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     run_ids = [c.run_id() for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
     digest = _source_digest()
     keys = {c.output: chapter_key(c, run_ids, digest) for c in plan.chapters}
-    execute_chapters(plan.chapters, keys, generated, jobs)
+    execute_chapters(plan.chapters, keys, generated, work["jobs"], work["progress"])
     stale = {c.output for c in plan.chapters}
     for old in generated.glob("*.ipynb"):
         if old.name not in stale:

@@ -126,9 +126,10 @@ def test_failed_execution_keeps_the_old_chapter(notebooks, monkeypatch, tmp_path
     assert BOOK_RENDERER_ENV not in os.environ
 
 
-def test_chapters_execute_in_parallel_workers_and_failures_are_named(notebooks, tmp_path):
+def test_chapters_execute_in_parallel_workers_and_failures_are_named(notebooks, tmp_path, capfd):
     """Real papermill in 2 spawned workers: stale chapters run, cached ones are skipped, and a
-    failing chapter is one OaprobeError naming it while the others still land."""
+    failing chapter is one OaprobeError naming it while the others still land; the kernels use
+    local sockets (no unencrypted-TCP warning) and the error carries no ANSI colour codes."""
     from oaprobe.book import ChapterError, execute_chapters
 
     bad = nbformat.v4.new_notebook()
@@ -148,6 +149,8 @@ def test_chapters_execute_in_parallel_workers_and_failures_are_named(notebooks, 
     with pytest.raises(ChapterError, match="(?s)chapter 03_bad.ipynb failed: .*planted failure") as err:
         execute_chapters([*good, failing], {**keys, "03_bad.ipynb": "k"}, out_dir, jobs=2, progress=False)
     assert isinstance(err.value, OaprobeError)
+    assert "\x1b[" not in str(err.value)
+    assert "without encryption" not in "".join(capfd.readouterr())
     assert not (out_dir / "03_bad.ipynb").exists()
 
 
