@@ -158,7 +158,9 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
         read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
         manifest, noise = validation_manifest(Path(manifest), cohorts_root), {}
         common["manifest"] = _relative(manifest)
-    chapters = [Chapter("answer.ipynb", "00_answer.ipynb", dict(common)), Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
+    cohort_title = "The cohort" if "manifest" in common else None  # the notebook's heading names the synthetic one
+    chapters = [Chapter("answer.ipynb", "00_answer.ipynb", dict(common)),
+                Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common), cohort_title)]
     for i, backbone in enumerate(p.backbones, start=1):
         title = f"Backbone: {backbone_title(backbone)}"
         chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}, title))

@@ -23,6 +23,7 @@ from oaprobe.book import CACHE_KEY, Chapter, chapter_key, execute_chapter, plan_
 from oaprobe.config import get_preset
 from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.report import study as study_module
+from tests.data.fake_oai import import_fake_copy
 
 
 KERNELSPEC = {"name": "python3", "language": "python", "display_name": "Python 3"}
@@ -251,17 +252,7 @@ def test_plan_refuses_an_invalid_user_manifest_before_any_work(tmp_path):
 @pytest.fixture()
 def imported_copy(tmp_path) -> Path:
     """A fake OAIZIB-CM copy imported with the default (release) split: train and test, no val."""
-    import warnings
-
-    from oaprobe.data.oai import import_oaizib
-    from tests.data.fake_oai import write_release
-
-    train = {n: n % 5 for n in range(1, 41)}
-    test = {n: n % 5 for n in range(41, 61)}
-    root = write_release(tmp_path / "OAIZIB-CM", train, test, subject=lambda n: 9000000 + (n + 1) // 2, shape=(8, 8, 8))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return import_oaizib(root, tmp_path / "oai" / "manifest.csv")
+    return import_fake_copy(tmp_path)
 
 
 def test_plan_on_an_import_without_val_knees_carves_a_recorded_val_split(imported_copy, tmp_path):

@@ -30,3 +30,18 @@ def metadata_rows(kl: dict[int, float], subject: Callable[[int], int]) -> list[l
     """Rows of a subInfo table (``COLUMNS``) for case number -> KL grade."""
     return [[subject(n), n, f"0.C.2/{9000000 + n}/20050101/1000{n:04d}", 16600000000 + n, 1 + (n % 2 == 0),
              grade, 1, 60, 25.0] for n, grade in kl.items()]
+
+
+def import_fake_copy(folder: Path) -> Path:
+    """A 60-knee fake copy (30 subjects, grades cycling 0-4) imported with the default (release)
+    split into ``folder/oai/manifest.csv``: 40 train and 20 test knees, no validation knees."""
+    import warnings
+
+    from oaprobe.data.oai import import_oaizib
+
+    train = {n: n % 5 for n in range(1, 41)}
+    test = {n: n % 5 for n in range(41, 61)}
+    root = write_release(folder / "OAIZIB-CM", train, test, subject=lambda n: 9000000 + (n + 1) // 2, shape=(8, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fake metadata has no knee side for some cases
+        return import_oaizib(root, folder / "oai" / "manifest.csv")
