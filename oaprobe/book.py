@@ -335,10 +335,22 @@ def _install_plotly_js(site: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def build_html(site: Path = ROOT, strict: bool = True) -> Path:
-    """Run ``jupyter-book build`` on ``site``; ``strict`` turns warnings into errors."""
+#: ``jupyter-book`` with its and Sphinx's colours off: it runs Sphinx in-process and never asks
+#: whether its output is a terminal, so a log file would fill with ANSI codes
+_JUPYTER_BOOK_NO_COLOUR = ("from sphinx.util.console import nocolor; nocolor(); "
+                           "import jupyter_book.utils as u; u.bcolors = dict.fromkeys(u.bcolors, ''); u.endc = ''; "
+                           "from jupyter_book.cli.main import main; main(prog_name='jupyter-book')")
+
+
+def build_html(site: Path = ROOT, strict: bool = True, colour: bool | None = None) -> Path:
+    """Run ``jupyter-book build`` on ``site``; ``strict`` turns warnings into errors; ``colour``
+    (default: stdout is a terminal and ``NO_COLOR`` is unset) keeps Sphinx's coloured output."""
     _install_plotly_js(site)
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site)]
+    if colour is None:
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    launcher = [str(Path(sys.executable).parent / "jupyter-book")] if colour else [sys.executable, "-c",
+                                                                                  _JUPYTER_BOOK_NO_COLOUR]
+    cmd = [*launcher, "build", str(site)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
