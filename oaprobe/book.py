@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +49,7 @@ GENERATED = Path("book") / "_generated"  # relative to the site folder
 STATIC = Path("book") / "_static"
 SITE_SOURCES = ("_config.yml", "_toc.yml", "book")
 CACHE_KEY = "oaprobe_cache_key"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -93,28 +96,72 @@ def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) 
     return grid
 
 
+#: share of the training subjects a manifest without validation knees gives to a validation split
+VAL_FRACTION = 0.15
+#: what a derived manifest's sidecar (``<manifest>.json``) records about how it was made
+VAL_SPLIT_NOTE = "validation split carved from train"
+
+
+def validation_manifest(manifest: Path, cohorts_root: Path, seed: int = 0, fraction: float = VAL_FRACTION) -> Path:
+    """``manifest`` itself when it has validation knees; else a copy whose validation split is
+    ``fraction`` of its training subjects (:func:`oaprobe.data.splits.carve_validation`, seeded).
+
+    The copy lives in ``cohorts_root/with-val/`` (paths rewritten relative to it), named after the
+    source's content hash, with a JSON sidecar saying where it came from: the runs record the copy
+    as their manifest, so the split is part of every run's record. Written atomically and only once.
+    """
+    from oaprobe.data.manifest import PATH_COLUMNS, manifest_hash, read_manifest, write_manifest
+    from oaprobe.data.splits import carve_validation, check_leakage, split_note_path
+    from oaprobe.io import write_atomic
+
+    table = read_manifest(manifest, check_volumes=False)
+    if (table["split"] == "val").any():
+        return Path(manifest)
+    source_hash = manifest_hash(manifest)
+    folder = Path(cohorts_root) / "with-val"
+    out = folder / f"{Path(manifest).stem}-val{int(round(fraction * 100))}-seed{seed}-{source_hash[:12]}.csv"
+    if out.is_file():
+        return out
+    table["split"] = carve_validation(table, fraction, seed)
+    check_leakage(table)
+    folder.mkdir(parents=True, exist_ok=True)
+    for column, absolute in PATH_COLUMNS.items():
+        if absolute in table.columns:
+            table[column] = [Path(os.path.relpath(p, folder.resolve())).as_posix() if p else "" for p in table[absolute]]
+    moved = int((table["split"] == "val").sum())
+    note = {"note": VAL_SPLIT_NOTE, "source": str(Path(manifest).resolve()), "source_sha256": source_hash,
+            "fraction_of_train_subjects": fraction, "seed": seed, "val_knees": moved,
+            "val_subjects": int(table.loc[table["split"] == "val", "subject_id"].nunique()),
+            "stratified_by": "largest KL grade of the subject"}
+    write_atomic(split_note_path(out), (json.dumps(note, indent=2) + "\n").encode())
+    return write_manifest(table, out, validate=True)
 
 
 def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path | None = None,
-              jobs: int = 1) -> BookPlan:
+              jobs: int = 1, progress: bool = True) -> BookPlan:
     """Build (or reuse, rendering with ``jobs`` processes) the cohorts and list the runs and chapters
     of ``preset``'s book.
 
     With ``manifest`` (e.g. a user's OAI-ZIB copy) the book runs on that cohort instead of the
-    synthetic one; the label-noise chapter, which needs a known clean grade, is left out.
+    synthetic one; the label-noise chapter, which needs a known clean grade, is left out. A manifest
+    without validation knees gets a validation split from its training subjects
+    (:func:`validation_manifest`), which the preset's selection rule needs.
     """
     from oaprobe.data.manifest import read_manifest
 
     p = get_preset(preset)
     common: dict[str, Any] = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
     if manifest is None:
-        manifest = preset_manifest(preset, cohorts_root, jobs=jobs)
-        noise = {lvl: preset_manifest(preset, cohorts_root, lvl, jobs=jobs) for lvl in p.label_noise_levels}
+        manifest = preset_manifest(preset, cohorts_root, jobs=jobs, progress=progress)
+        noise = {lvl: preset_manifest(preset, cohorts_root, lvl, jobs=jobs, progress=progress)
+                 for lvl in p.label_noise_levels}
     else:
         read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
-        manifest, noise = Path(manifest), {}
+        manifest, noise = validation_manifest(Path(manifest), cohorts_root), {}
         common["manifest"] = _relative(manifest)
-    chapters = [Chapter("answer.ipynb", "00_answer.ipynb", dict(common)), Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common))]
+    cohort_title = "The cohort" if "manifest" in common else None  # the notebook's heading names the synthetic one
+    chapters = [Chapter("answer.ipynb", "00_answer.ipynb", dict(common)),
+                Chapter("cohort.ipynb", "01_cohort.ipynb", dict(common), cohort_title)]
     for i, backbone in enumerate(p.backbones, start=1):
         title = f"Backbone: {backbone_title(backbone)}"
         chapters.append(Chapter("backbone.ipynb", f"backbone_{i}_{backbone}.ipynb", {**common, "backbone": backbone}, title))
@@ -187,6 +234,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
     """Execute one chapter with papermill unless its cached copy has ``key``; True if executed."""
     import nbformat
     import papermill
+    from traitlets.config import Config
 
     source = (notebooks or NOTEBOOKS) / chapter.source
     out = out_dir / chapter.output
@@ -195,6 +243,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.ipynb")
     os.environ[BOOK_RENDERER_ENV] = "1"  # the kernel inherits it: figures render as plain HTML divs
+    sockets = tempfile.mkdtemp(prefix="oaprobe-kernel-")
     try:
         papermill.execute_notebook(
             str(source),
@@ -203,6 +252,8 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
             kernel_name="python3",
             cwd=str(ROOT),
             progress_bar=False,
+            # the kernel talks over local sockets, not TCP (ipykernel warns on unencrypted TCP)
+            config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}),
         )
         nb = nbformat.read(tmp, as_version=4)
         nb.metadata[CACHE_KEY] = key
@@ -216,6 +267,7 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+        shutil.rmtree(sockets, ignore_errors=True)
         os.environ.pop(BOOK_RENDERER_ENV, None)
     return True
 
@@ -229,7 +281,12 @@ def _execute_one(chapter_json: str, key: str, out_dir: str, notebooks: str) -> b
     try:
         return execute_chapter(Chapter(**json.loads(chapter_json)), key, Path(out_dir), Path(notebooks))
     except Exception as err:
-        raise WorkerError(f"{type(err).__name__}: {err}") from None
+        raise WorkerError(strip_ansi(f"{type(err).__name__}: {err}")) from None
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI colour codes (a kernel's traceback has them; a log file should not)."""
+    return ANSI_ESCAPE.sub("", text)
 
 
 def execute_chapters(chapters: list[Chapter], keys: dict[str, str], out_dir: Path, jobs: int = 2,
@@ -279,10 +336,22 @@ def _install_plotly_js(site: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def build_html(site: Path = ROOT, strict: bool = True) -> Path:
-    """Run ``jupyter-book build`` on ``site``; ``strict`` turns warnings into errors."""
+#: ``jupyter-book`` with its and Sphinx's colours off: it runs Sphinx in-process and never asks
+#: whether its output is a terminal, so a log file would fill with ANSI codes
+_JUPYTER_BOOK_NO_COLOUR = ("from sphinx.util.console import nocolor; nocolor(); "
+                           "import jupyter_book.utils as u; u.bcolors = dict.fromkeys(u.bcolors, ''); u.endc = ''; "
+                           "from jupyter_book.cli.main import main; main(prog_name='jupyter-book')")
+
+
+def build_html(site: Path = ROOT, strict: bool = True, colour: bool | None = None) -> Path:
+    """Run ``jupyter-book build`` on ``site``; ``strict`` turns warnings into errors; ``colour``
+    (default: stdout is a terminal and ``NO_COLOR`` is unset) keeps Sphinx's coloured output."""
     _install_plotly_js(site)
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site)]
+    if colour is None:
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    launcher = [str(Path(sys.executable).parent / "jupyter-book")] if colour else [sys.executable, "-c",
+                                                                                  _JUPYTER_BOOK_NO_COLOUR]
+    cmd = [*launcher, "build", str(site)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
@@ -299,6 +368,7 @@ def build_book(
     site: Path = ROOT,
     manifest: Path | None = None,
     executor: Executor = LOCAL,
+    progress: bool = True,
 ) -> Path | None:
     """The README's main command: everything from nothing, skipping what is already done.
 
@@ -307,20 +377,35 @@ def build_book(
     book on that cohort (e.g. a user's OAI-ZIB copy) instead of the preset's synthetic one.
     """
     t0 = time.perf_counter()
-    site = stage_site(site)
-    generated = site / GENERATED
-    plan = plan_book(preset, runs_root, cohorts_root, manifest, jobs)
+    plan = plan_book(preset, runs_root, cohorts_root, manifest, jobs, progress)
     print(f"[book] cohorts ready ({time.perf_counter() - t0:.0f}s): {plan.manifest}", flush=True)
+    fresh_site = not Path(site).exists()
+    site = stage_site(site)
+    try:
+        return _build_staged(plan, site, t0, dict(jobs=jobs, cache_dir=cache_dir, executor=executor, progress=progress),
+                             runs_root, html)
+    except BaseException:
+        if fresh_site and not (site / GENERATED).is_dir():
+            shutil.rmtree(site, ignore_errors=True)  # a failed first build leaves no half-made site folder
+        raise
+
+
+def _build_staged(plan: BookPlan, site: Path, t0: float, work: dict[str, Any], runs_root: Path,
+                  html: bool) -> Path | None:
+    """:func:`build_book` once the cohorts are ready and ``site`` is staged; ``work``: how the
+    runs execute (jobs, cache_dir, executor, progress)."""
+    preset = plan.preset
+    generated = site / GENERATED
     grid = plan.grid
-    run_missing(grid, runs_root, jobs=jobs, cache_dir=cache_dir, executor=executor)
+    run_missing(grid, runs_root, **work)
     print(f"[book] {len(grid)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     salient = [run_dir(c, runs_root) for c in plan.saliency_grid]
-    saliency_missing_runs(salient, get_preset(preset).saliency, jobs=jobs, cache_dir=cache_dir, executor=executor)
+    saliency_missing_runs(salient, get_preset(preset).saliency, **work)
     print(f"[book] saliency of {len(salient)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     run_ids = [c.run_id() for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
     digest = _source_digest()
     keys = {c.output: chapter_key(c, run_ids, digest) for c in plan.chapters}
-    execute_chapters(plan.chapters, keys, generated, jobs)
+    execute_chapters(plan.chapters, keys, generated, work["jobs"], work["progress"])
     stale = {c.output for c in plan.chapters}
     for old in generated.glob("*.ipynb"):
         if old.name not in stale:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 import warnings
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from oaprobe import __version__
 from oaprobe.config import PRESETS, CohortConfig, ConfigError, RunConfig, SaliencyConfig, field_docs, get_preset
 from oaprobe.errors import OaprobeError
 from oaprobe.facts import MODES
@@ -133,11 +135,25 @@ def _positive_jobs(jobs: int) -> int:
     return jobs
 
 
+def progress_wanted(no_progress: bool = False) -> bool:
+    """Progress bars only for a person watching: stderr is a terminal, ``NO_COLOR`` is unset and
+    ``--no-progress`` was not given (a log file gets no carriage-return bars)."""
+    return not no_progress and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _check_backbones(configs: list[RunConfig]) -> None:
+    """Every backbone name and input shape checked before a cohort is built (a typo costs nothing)."""
+    from oaprobe.models.backbones import check_input_shape
+
+    for backbone, shape in dict.fromkeys((c.backbone, c.input_shape) for c in configs):
+        check_input_shape(backbone, shape)
+
+
 def _cmd_cohort(args: argparse.Namespace) -> int:
     from oaprobe.data.cohort import build_cohort
 
     cohort = get_preset(args.preset).cohort.replace(**_overrides(CohortConfig, args))
-    print(build_cohort(cohort, args.root))
+    print(build_cohort(cohort, args.root, progress=progress_wanted(args.no_progress)))
     return 0
 
 
@@ -169,13 +185,29 @@ def _cmd_import_oai(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from oaprobe.sweep import preset_manifest
     from oaprobe.training.engine import fit
+    from oaprobe.training.runs import is_done, run_dir
 
     overrides = _overrides(RunConfig, args)
     manifest = overrides.pop("manifest", None)
-    get_preset(args.preset).run_config(manifest or "", **overrides)  # every field checked before any work
-    cfg = get_preset(args.preset).run_config(manifest or preset_manifest(args.preset, args.cohorts), **overrides)
-    print(fit(cfg, args.runs, cache_dir=args.cache))
+    progress = progress_wanted(args.no_progress)
+    _check_backbones([get_preset(args.preset).run_config(manifest or "", **overrides)])  # before any work
+    cfg = get_preset(args.preset).run_config(manifest or preset_manifest(args.preset, args.cohorts, progress=progress),
+                                             **overrides)
+    reused = Path(cfg.manifest).is_file() and is_done(run_dir(cfg, args.runs))  # fit names a missing manifest
+    folder = fit(cfg, args.runs, cache_dir=args.cache, progress=progress)
+    print(f"already trained: {folder}" if reused else run_summary(folder), file=sys.stderr)
+    print(folder)
     return 0
+
+
+def run_summary(folder: Path) -> str:
+    """One line on a finished run: the epoch it kept and that epoch's validation metrics."""
+    import pandas as pd
+
+    history = pd.read_csv(Path(folder) / "history.csv")
+    kept = history[history["kept"] == 1].iloc[-1] if "kept" in history else history.iloc[-1]
+    return (f"trained {Path(folder).name}: kept epoch {int(kept['epoch'])}/{len(history)}, val loss "
+            f"{kept['val_loss']:.4f}, val OA AUC {kept['val_oa_auc']:.3f}, val KL QWK {kept['val_kl_qwk']:.3f}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -186,9 +218,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     manifest = overrides.pop("manifest", None)
     axes = dict(backbones=args.backbones.split(",") if args.backbones else None, modes=args.modes.split(","),
                 seeds=_int_list("--seeds", args.seeds))
-    study_grid(manifest or "", args.preset, **axes, **overrides)  # every field checked before any work
-    grid = study_grid(manifest or preset_manifest(args.preset, args.cohorts), args.preset, **axes, **overrides)
-    for folder in run_missing(grid, args.runs, jobs=jobs, cache_dir=args.cache, executor=_executor(args)):
+    progress = progress_wanted(args.no_progress)
+    _check_backbones(study_grid(manifest or "", args.preset, **axes, **overrides))  # before any work
+    grid = study_grid(manifest or preset_manifest(args.preset, args.cohorts, progress=progress), args.preset, **axes,
+                      **overrides)
+    for folder in run_missing(grid, args.runs, jobs=jobs, cache_dir=args.cache, progress=progress,
+                              executor=_executor(args)):
         print(folder)
     return 0
 
@@ -201,7 +236,8 @@ def _cmd_saliency(args: argparse.Namespace) -> int:
     if not args.runs.is_dir():
         raise ConfigError(f"--runs {args.runs}: not a folder of run folders")
     folders = sorted(p for p in args.runs.iterdir() if p.is_dir())
-    for folder in saliency_missing_runs(folders, settings, jobs=jobs, cache_dir=args.cache, executor=_executor(args)):
+    for folder in saliency_missing_runs(folders, settings, jobs=jobs, cache_dir=args.cache,
+                                        progress=progress_wanted(args.no_progress), executor=_executor(args)):
         print(folder)
     return 0
 
@@ -222,7 +258,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
     kwargs = {"executor": _executor(args), **({"site": args.site} if args.site else {})}
     if args.manifest:
         kwargs["manifest"] = args.manifest
-    build_book(args.preset, jobs=args.jobs, runs_root=args.runs, cohorts_root=args.cohorts, html=not args.no_html, **kwargs)
+    build_book(args.preset, jobs=args.jobs, runs_root=args.runs, cohorts_root=args.cohorts, html=not args.no_html,
+               progress=progress_wanted(args.no_progress), **kwargs)
     return 0
 
 
@@ -230,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS
 
     parser = argparse.ArgumentParser(prog="oaprobe", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"oaprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.set_defaults(subcommands=sub.choices)  # main() reports a bad flag with its subcommand's usage
     preset_help = "the named study size whose settings every other flag overrides (default: %(default)s)"
 
     p = sub.add_parser("cohort", help="build (or reuse) a synthetic cohort; prints the manifest path", allow_abbrev=False)
@@ -297,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build chapters and HTML in this folder instead of the repository root (HTML: SITE/_build/html)")
     _add_executor(p)
     p.set_defaults(func=_cmd_book)
+    for name in ("cohort", "train", "sweep", "saliency", "book"):
+        sub.choices[name].add_argument("--no-progress", action="store_true",
+                                       help="no progress bars (they are off anyway without a terminal or with NO_COLOR)")
     return parser
 
 
@@ -308,7 +350,9 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:  #
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the package's own errors end as one line on stderr with exit code 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's usage, not the top level's: that is where the flag was meant
+        args.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)

@@ -146,10 +146,11 @@ def study_grid(
     return grid
 
 
-def noise_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
+def noise_grid(manifest: str | Path, preset: str, **overrides: Any) -> list[RunConfig]:
     """The label-noise chapter's runs on one relabelled cohort: first backbone, the three modes and
-    the ordinal head, every seed (at the preset's own strength the three modes are the main grid's)."""
-    return study_grid(manifest, preset, backbones=get_preset(preset).backbones[:1], modes=ALL_MODES)
+    the ordinal head, every seed (at the preset's own strength the three modes are the main grid's);
+    ``overrides`` are RunConfig fields, as for :func:`study_grid`."""
+    return study_grid(manifest, preset, backbones=get_preset(preset).backbones[:1], modes=ALL_MODES, **overrides)
 
 
 def stacked_grid(manifest: str | Path, preset: str) -> list[RunConfig]:

@@ -23,6 +23,7 @@ from oaprobe.book import CACHE_KEY, Chapter, chapter_key, execute_chapter, plan_
 from oaprobe.config import get_preset
 from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.report import study as study_module
+from tests.data.fake_oai import import_fake_copy
 
 
 KERNELSPEC = {"name": "python3", "language": "python", "display_name": "Python 3"}
@@ -126,9 +127,10 @@ def test_failed_execution_keeps_the_old_chapter(notebooks, monkeypatch, tmp_path
     assert BOOK_RENDERER_ENV not in os.environ
 
 
-def test_chapters_execute_in_parallel_workers_and_failures_are_named(notebooks, tmp_path):
+def test_chapters_execute_in_parallel_workers_and_failures_are_named(notebooks, tmp_path, capfd):
     """Real papermill in 2 spawned workers: stale chapters run, cached ones are skipped, and a
-    failing chapter is one OaprobeError naming it while the others still land."""
+    failing chapter is one OaprobeError naming it while the others still land; the kernels use
+    local sockets (no unencrypted-TCP warning) and the error carries no ANSI colour codes."""
     from oaprobe.book import ChapterError, execute_chapters
 
     bad = nbformat.v4.new_notebook()
@@ -148,6 +150,8 @@ def test_chapters_execute_in_parallel_workers_and_failures_are_named(notebooks, 
     with pytest.raises(ChapterError, match="(?s)chapter 03_bad.ipynb failed: .*planted failure") as err:
         execute_chapters([*good, failing], {**keys, "03_bad.ipynb": "k"}, out_dir, jobs=2, progress=False)
     assert isinstance(err.value, OaprobeError)
+    assert "\x1b[" not in str(err.value)
+    assert "without encryption" not in "".join(capfd.readouterr())
     assert not (out_dir / "03_bad.ipynb").exists()
 
 
@@ -242,3 +246,112 @@ def test_plan_refuses_an_invalid_user_manifest_before_any_work(tmp_path):
     with pytest.raises(ManifestError, match="manifest"):
         plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts", manifest=bad)
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------- a user's OAI-ZIB copy
+@pytest.fixture()
+def imported_copy(tmp_path) -> Path:
+    """A fake OAIZIB-CM copy imported with the default (release) split: train and test, no val."""
+    return import_fake_copy(tmp_path)
+
+
+def test_plan_on_an_import_without_val_knees_carves_a_recorded_val_split(imported_copy, tmp_path):
+    """The release split has no val knees; the preset selects on validation: the plan makes a val split."""
+    from oaprobe.data.manifest import read_manifest, split_counts
+    from oaprobe.data.splits import read_split_note
+    from oaprobe.sweep import validate_grid
+
+    assert split_counts(imported_copy)["val"] == 0
+    with pytest.raises(OaprobeError, match="needs validation knees"):
+        validate_grid([get_preset("course").run_config(imported_copy)])  # the failure the plan avoids
+    plan = plan_book("course", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
+    assert plan.manifest != imported_copy and plan.manifest.parent == tmp_path / "cohorts" / "with-val"
+    validate_grid(plan.grid)
+    assert {c.manifest for c in plan.grid} == {str(plan.manifest)}
+    assert {c.parameters["manifest"] for c in plan.chapters} == {str(plan.manifest.resolve())}
+    source, carved = read_manifest(imported_copy), read_manifest(plan.manifest)
+    assert list(carved["image_path"]) == list(source["image_path"])  # paths still reach the volumes
+    assert (carved["split"] == "val").sum() == 6 and set(source.loc[carved["split"] == "val", "split"]) == {"train"}
+    assert (carved["split"] == "test").equals(source["split"] == "test")
+    note = read_split_note(plan.manifest)
+    assert note["source"] == str(imported_copy.resolve()) and note["val_subjects"] == 3 and note["seed"] == 0
+    stamp = plan.manifest.stat().st_mtime_ns
+    again = plan_book("course", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
+    assert again.manifest == plan.manifest and plan.manifest.stat().st_mtime_ns == stamp  # written once
+
+
+def test_chapters_on_an_imported_copy_request_only_runs_of_the_plan(imported_copy, tmp_path, monkeypatch):
+    plan = plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
+    requested = {}
+
+    def fake_run_dir(cfg, runs_root):
+        requested[cfg.run_id()] = cfg
+        return Path(runs_root) / cfg.run_id()
+
+    monkeypatch.setattr(study_module, "run_dir", fake_run_dir)
+    monkeypatch.setattr(study_module, "is_done", lambda folder: True)
+    monkeypatch.setattr(study_module, "load_run", lambda f: SimpleNamespace(config=requested[Path(f).name], path=Path(f),
+                                                                          run_id=Path(f).name))
+    monkeypatch.chdir(book.ROOT)
+    for chapter in plan.chapters:
+        _run_chapter_loading(chapter)
+    assert requested and set(requested) <= {c.run_id() for c in plan.grid}
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_on_an_imported_copy_without_val_knees(imported_copy, tmp_path, capfd):
+    """The issue-23 path end to end: import (release split, no val) -> book -> HTML, a clean log."""
+    from oaprobe.book import build_book
+
+    site = tmp_path / "site"
+    index = build_book("smoke", jobs=1, runs_root=tmp_path / "runs", cohorts_root=tmp_path / "cohorts",
+                       cache_dir=tmp_path / "cache", site=site, manifest=imported_copy, progress=False)
+    assert index is not None and index.is_file()
+    pages = {p.stem: p.read_text() for p in (site / "_build" / "html" / "book" / "_generated").glob("*.html")}
+    assert "06_label_noise" not in pages and {"00_answer", "01_cohort", "04_latent", "09_beyond"} <= set(pages)
+    assert "The cohort" in pages["01_cohort"] and "The synthetic cohort" not in pages["01_cohort"]
+    assert "had no validation knees" in pages["01_cohort"]
+    log = "".join(capfd.readouterr())
+    assert "\x1b[" not in log and "\r" not in log and "without encryption" not in log
+
+
+def test_a_chapters_missing_runs_command_works_as_printed_on_an_imported_copy(imported_copy, tmp_path, monkeypatch):
+    """Each chapter on the book's manifest, with no runs: the `oaprobe sweep` line of its error goes
+    through the real CLI and grid validation (the validation split the preset selects on is there),
+    and once those runs exist the chapter loads. Chapters that load in stages (exercises, beyond)
+    print one command per stage."""
+    import re
+    import shlex
+
+    from oaprobe import cli, sweep
+    from oaprobe.report.study import RunsMissingError
+
+    plan = plan_book("course", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
+    trained: dict = {}
+
+    def validate_and_record(grid, runs_root, **kwargs):
+        sweep.validate_grid(grid)  # what a real sweep checks before training anything
+        trained.update({c.run_id(): c for c in grid})
+        return []
+
+    monkeypatch.setattr(sweep, "run_missing", validate_and_record)
+    monkeypatch.setattr(study_module, "is_done", lambda folder: Path(folder).name in trained)
+    monkeypatch.setattr(study_module, "load_run", lambda f: SimpleNamespace(config=trained[Path(f).name], path=Path(f),
+                                                                          run_id=Path(f).name))
+    monkeypatch.chdir(book.ROOT)
+    commands = {}
+    for chapter in plan.chapters:
+        trained.clear()
+        commands[chapter.output] = 0
+        while True:
+            try:
+                _run_chapter_loading(chapter)
+                break
+            except RunsMissingError as err:
+                line = re.search(r"`(oaprobe sweep [^`]*)`", str(err)).group(1)
+            commands[chapter.output] += 1
+            assert commands[chapter.output] <= 8, f"{chapter.output}: still missing runs after 8 commands"
+            assert cli.main(shlex.split(line)[1:]) == 0
+    assert commands["01_cohort.ipynb"] == 0
+    assert {n for n, k in commands.items() if k == 1} >= {"00_answer.ipynb", "03_results.ipynb", "04_latent.ipynb",
+                                                          "05_saliency.ipynb", "07_methods.ipynb"}

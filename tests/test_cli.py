@@ -52,7 +52,11 @@ def captured_fit(monkeypatch, tmp_path):
 
     def fake_fit(cfg, runs_root, cache_dir=None, **kwargs):
         seen.append(cfg)
-        return Path(runs_root) / "fake"
+        folder = Path(runs_root) / "fake"
+        folder.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"epoch": [1, 2], "val_loss": [0.9, 0.8], "val_oa_auc": [0.7, 0.75], "val_kl_qwk": [0.5, 0.6],
+                      "kept": [0, 1]}).to_csv(folder / "history.csv", index=False)
+        return folder
 
     monkeypatch.setattr(engine, "fit", fake_fit)
     return seen
@@ -213,3 +217,59 @@ def test_warnings_print_as_one_line(smoke_manifest, monkeypatch):
     assert cli.main(["validate", str(smoke_manifest)]) == 0
     text = warnings.formatwarning("3 knees skipped", UserWarning, "/x/oai.py", 12, "warnings.warn(...)")
     assert text == "warning: 3 knees skipped\n"
+
+
+def test_version_and_a_bad_flag_shows_the_subcommands_usage(capsys):
+    from oaprobe import __version__
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"oaprobe {__version__}"
+    with pytest.raises(SystemExit) as done:
+        cli.main(["train", "--preset", "smoke", "--epoch", "3"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert err.startswith("usage: oaprobe train") and "unrecognized arguments: --epoch 3" in err
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_backbone_typo_is_reported_before_any_cohort_is_built(command, tmp_path, capsys):
+    flag = ["--backbone", "resnet3dd"] if command == "train" else ["--backbones", "resnet3d,resnet3dd"]
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--preset", "smoke", "--cohorts", str(tmp_path / "cohorts"), "--runs", str(tmp_path / "r"),
+                  *flag])
+    assert done.value.code == 2 and "resnet3dd" in capsys.readouterr().err
+    assert not (tmp_path / "cohorts").exists()
+
+
+def test_progress_bars_only_on_a_terminal_without_no_color(monkeypatch):
+    class Stderr:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(cli.sys, "stderr", Stderr(True))
+    assert cli.progress_wanted() and not cli.progress_wanted(no_progress=True)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not cli.progress_wanted()
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(cli.sys, "stderr", Stderr(False))
+    assert not cli.progress_wanted()
+
+
+def test_train_says_what_it_kept_or_that_the_run_existed(captured_fit, smoke_manifest, tmp_path, capsys):
+    from oaprobe.training.runs import run_dir
+
+    argv = ["train", "--preset", "smoke", "--manifest", str(smoke_manifest), "--runs", str(tmp_path / "r")]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "r" / "fake")
+    assert "trained fake: kept epoch 2/2, val loss 0.8000, val OA AUC 0.750, val KL QWK 0.600" in err
+    folder = run_dir(captured_fit[0], tmp_path / "r")
+    folder.mkdir(parents=True)
+    (folder / "DONE").write_text("")
+    assert cli.main(argv) == 0
+    assert f"already trained: {tmp_path / 'r' / 'fake'}" in capsys.readouterr().err

@@ -9,7 +9,8 @@ names follow the reference's ``severity_axis_trainfit_summary.csv``.
 Beyond it: the same correlations against the clean grade (synthetic cohorts), the ordering of
 the grade centroids along the axis (Kendall tau, strict monotonicity), the separation of
 adjacent grades (AUROC and standardized mean difference), a supervised axis (shrinkage LDA
-fitted on train KL) evaluated the same way, and a UMAP fitted on train for plots.
+fitted on train KL; the SVD solver where the shrunk covariance is still singular, as on a few
+knees of a small build) evaluated the same way, and a UMAP fitted on train for plots.
 
 The axis sign is arbitrary for PCA; it is oriented on the TRAIN knees so that larger values
 mean higher KL (no test information is used), which makes the ordering statistics signed.
@@ -115,21 +116,19 @@ class SeverityAxis:
             n_comp = min(2, x.shape[1], x.shape[0])
             model: PCA | LinearDiscriminantAnalysis = PCA(n_components=n_comp, random_state=seed).fit(z)
         else:
-            n_classes = len(np.unique(y))
-            if n_classes < 2:
-                raise ValueError("train_kl: LDA needs at least two KL grades among the train knees")
-            n_comp = min(2, n_classes - 1, x.shape[1])
-            try:
-                model = LinearDiscriminantAnalysis(n_components=n_comp, solver="eigen", shrinkage="auto").fit(z, y)
-            except np.linalg.LinAlgError as err:
-                raise ValueError(
-                    "train_emb: LDA failed, the within-grade covariance is singular (no spread inside a grade)"
-                ) from err
+            model = _fit_lda(z, y)
         evr1 = float(model.explained_variance_ratio_[0])
         axis = model.transform(z)[:, 0]
         rho = _spearman(axis, y)
         sign = -1.0 if np.isfinite(rho) and rho < 0 else 1.0
         return cls(method=method, scaler=scaler, model=model, sign=sign, evr1=evr1)
+
+    @property
+    def solver(self) -> str:
+        """How the axis was fitted: ``pca``, ``shrinkage lda`` or the ``svd lda`` fallback."""
+        if self.method == "pca":
+            return "pca"
+        return "shrinkage lda" if self.model.solver == "eigen" else "svd lda"
 
     def transform(self, emb: Any, name: str = "emb") -> np.ndarray:
         """Project embeddings to (N, 2): column 0 the oriented severity axis, column 1 the next axis.
@@ -146,6 +145,32 @@ class SeverityAxis:
         if proj.shape[1] == 1:
             proj = np.column_stack([proj[:, 0], np.zeros(proj.shape[0])])
         return proj
+
+
+class AxisUnavailable(ValueError):
+    """A severity axis cannot be fitted on these train knees; the message says why."""
+
+
+def _fit_lda(z: np.ndarray, y: np.ndarray) -> LinearDiscriminantAnalysis:
+    """Shrinkage LDA; where the within-grade covariance is singular even shrunk (e.g. fewer knees
+    than dimensions with dead features), the SVD solver, which drops the null directions.
+
+    Raises:
+        AxisUnavailable: fewer than two grades, no more knees than grades, or no spread inside a grade.
+    """
+    n_classes = len(np.unique(y))
+    if n_classes < 2:
+        raise AxisUnavailable("LDA needs at least two KL grades among the train knees")
+    if len(y) <= n_classes:
+        raise AxisUnavailable(f"LDA needs more train knees than grades ({len(y)} knees, {n_classes} grades)")
+    within = sum(float(((z[y == g] - z[y == g].mean(axis=0)) ** 2).sum()) for g in np.unique(y))
+    if within <= 1e-12 * max(float((z ** 2).sum()), 1e-300):
+        raise AxisUnavailable("LDA needs spread inside a grade; every train knee of a grade has the same embedding")
+    n_comp = min(2, n_classes - 1, z.shape[1])
+    try:
+        return LinearDiscriminantAnalysis(n_components=n_comp, solver="eigen", shrinkage="auto").fit(z, y)
+    except np.linalg.LinAlgError:
+        return LinearDiscriminantAnalysis(n_components=n_comp, solver="svd").fit(z, y)
 
 
 def project(
@@ -273,6 +298,7 @@ def severity_axis(
 
     out: dict[str, Any] = {
         "method": method,
+        "solver": axis.solver,
         "n_train": int(x_tr.shape[0]),
         "n_test": int(x_te.shape[0]),
         "D": int(x_tr.shape[1]),
@@ -376,20 +402,30 @@ def latent_table(
 ) -> pd.DataFrame:
     """One row per (run, method): the run's identifying labels plus :func:`severity_axis`.
 
+    A method that cannot be fitted on a run's train knees (:class:`AxisUnavailable`, e.g. LDA on a
+    few knees) gives no row; ``table.attrs["notes"]`` says which and why, once per reason.
+
     Args:
         runs: pairs of (labels such as ``{"backbone": ..., "mode": ..., "seed": ...}``, embeddings).
         methods: axes to evaluate (``"pca"``, ``"lda"``).
         train_split, test_split: which splits fit and evaluate the axis.
     """
-    rows = []
+    rows, skipped = [], {}
     for labels, emb in runs:
         tr, te = emb.subset(train_split), emb.subset(test_split)
         if len(tr.case_id) == 0 or len(te.case_id) == 0:
             raise ValueError(f"run {labels}: no {train_split!r} or no {test_split!r} knees in the embeddings")
         for method in methods:
-            res = severity_axis(tr.embedding, tr.kl, te.embedding, te.kl, te.kl_clean, method=method, seed=seed)
+            try:
+                res = severity_axis(tr.embedding, tr.kl, te.embedding, te.kl, te.kl_clean, method=method, seed=seed)
+            except AxisUnavailable as why:
+                skipped.setdefault((method, str(why)), []).append(labels)
+                continue
             rows.append({**labels, **res})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["notes"] = [f"No {method.upper()} axis for {len(who)} of {len(runs)} runs: {why}."
+                            for (method, why), who in skipped.items()]
+    return table
 
 
 # --------------------------------------------------------------------------- UMAP (plots only)

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -127,3 +129,40 @@ def check_leakage(df: pd.DataFrame) -> None:
         splits = sorted(df.loc[df["subject_id"] == subject, "split"].unique().tolist())
         more = f" (and {len(leaking) - 1} more subjects)" if len(leaking) > 1 else ""
         raise SplitLeakageError(f"subject {subject!r} sits in splits {splits}{more}; both knees of a subject must share a split")
+
+
+def carve_validation(table: pd.DataFrame, fraction: float, seed: int = 0, stratify_col: str | None = "kl") -> pd.Series:
+    """Move ``fraction`` of the TRAIN subjects (all their knees) to ``val``; other splits are kept.
+
+    For a manifest without validation knees (the OAIZIB-CM release split has none): the subjects
+    are drawn as in :func:`assign_splits` (grouped, stratified by each subject's largest
+    ``stratify_col``, seeded), so the same table and seed always give the same split. At least one
+    subject moves, and at least one stays in train.
+
+    Raises:
+        ValueError: naming the bad fraction, or a table with fewer than two train subjects.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"carve_validation: fraction = {fraction!r}; expected a value in (0, 1)")
+    train = table[table["split"] == "train"]
+    ids = np.asarray(sorted(train["subject_id"].unique()), dtype=object)
+    if len(ids) < 2:
+        raise ValueError(f"carve_validation: {len(ids)} train subject(s); a validation split needs at least 2")
+    strata = pd.Series(0, index=ids) if stratify_col is None else train.groupby("subject_id")[stratify_col].max().reindex(ids)
+    n_val = min(max(1, int(round(fraction * len(ids)))), len(ids) - 1)
+    _, val = _stratified_take(ids, strata, n_val, seed)
+    return table["split"].where(~table["subject_id"].isin(set(val)), "val").rename("split")
+
+
+def split_note_path(manifest: str | Path) -> Path:
+    """Where a derived manifest's note on how its split was made lives: ``<manifest>.json``."""
+    return Path(manifest).with_suffix(".json")
+
+
+def read_split_note(manifest: str | Path) -> dict | None:
+    """The note :func:`oaprobe.book.validation_manifest` wrote next to ``manifest``, or None."""
+    path = split_note_path(manifest)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

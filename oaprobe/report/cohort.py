@@ -71,6 +71,54 @@ class CohortView:
                 f"{s['flip_rate']:.1%} of the knees (the OA label for {s['oa_flip_rate']:.1%}), and the agreement "
                 f"between them is Cohen's κ = {s['kappa']:.2f}, which is {s['kappa_verdict']}.")
 
+    def intro(self) -> str:
+        """The chapter's opening paragraph: how this cohort's grades came about, in its own terms."""
+        if self.has_clean:
+            return ("Every chapter of this book is computed from the cohort built here. Each knee has a continuous "
+                    "latent severity; its **clean** KL grade is a threshold of that severity, and its **observed** KL "
+                    "grade — the one the models are trained on — passes through a label-noise model of mostly "
+                    "one-grade confusions, strongest at the 1/2 boundary. OA is observed KL ≥ 2, so the noise reaches "
+                    "the coarse label too, exactly where human readers disagree most.")
+        text = (f"Every chapter of this book is computed from this cohort: the {len(self.table)} knees of manifest "
+                f"`{self.manifest.name}`. Their KL grade (from the cohort's metadata) is both what the models are "
+                f"trained on and what they are scored against; OA is KL ≥ {OA_THRESHOLD}. There is no clean grade, "
+                "so how noisy the grades are is unknown.")
+        return " ".join([text, self.split_origin()]).strip()
+
+    def split_origin(self) -> str:
+        """Where the validation split came from when the book made it (its note next to the manifest)."""
+        from oaprobe.data.splits import read_split_note
+
+        note = read_split_note(self.manifest)
+        if not note:
+            return ""
+        return (f"The imported manifest (`{Path(note['source']).name}`) had no validation knees, which the training "
+                f"recipe selects its epoch on, so the book moved {note['val_subjects']} of its training subjects "
+                f"({note['val_knees']} knees, {note['fraction_of_train_subjects']:.0%}, drawn per subject, stratified "
+                f"by the subject's largest KL grade, seed {note['seed']}) to a validation split; the test knees are "
+                "untouched.")
+
+    def slices_intro(self) -> str:
+        """The paragraph above the example slices, true of this cohort."""
+        if self.has_lesions:
+            return ("The first knee of each clean grade, in the coronal slice that shows most of its planted medial "
+                    "lesions (osteophytes and cartilage defects; the middle slice when it has none), with the "
+                    "cartilage outlined in red and each lesion type in its own colour. Beside each slice, a zoom on "
+                    "the medial tibiofemoral compartment (the dashed box, found from the knee's own bone and "
+                    "cartilage masks), where the phantom plants joint-space narrowing, most defects and the preferred "
+                    "osteophyte sites; the planted lesions are what a model with good saliency should look at.")
+        return ("The first knee of each KL grade, in its middle coronal slice, with the cartilage outlined in red. "
+                "Beside each slice, a zoom on the medial tibiofemoral compartment (the dashed box, found from the "
+                "knee's own bone and cartilage masks), where osteoarthritis narrows the joint space first.")
+
+    def slices_title(self) -> str:
+        grade = "clean KL grade" if self.has_clean else "KL grade"
+        return f"One knee per {grade}: coronal slice and its medial compartment"
+
+    @property
+    def has_lesions(self) -> bool:
+        return "lesion_path" in self.table and self.table["lesion_path"].notna().all()
+
     def provenance(self) -> str:
         """Which cohort and package version a figure of this chapter comes from."""
         return f"Cohort {self.manifest.parent.name} ({len(self.table)} knees, manifest {self.manifest.name}); oaprobe {self.version}."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,14 +38,15 @@ class NoiseStudy:
 
     @classmethod
     def load(cls, preset: str = "default", runs_root: str | Path = DEFAULT_RUNS,
-             cohorts_root: str | Path = DEFAULT_COHORTS) -> NoiseStudy:
-        """Read the noise chapter's finished runs at every strength (never trains)."""
+             cohorts_root: str | Path = DEFAULT_COHORTS, **overrides: Any) -> NoiseStudy:
+        """Read the noise chapter's finished runs at every strength (never trains); ``overrides``
+        are RunConfig fields that differ from the preset's, as for :meth:`Study.load`."""
         p = get_preset(preset)
         backbone = p.backbones[0]
         studies = {}
         for lvl in p.label_noise_levels:
             manifest = preset_manifest(preset, Path(cohorts_root), lvl, progress=False)
-            studies[lvl] = Study.from_grid(preset, manifest, noise_grid(manifest, preset), runs_root)
+            studies[lvl] = Study.from_grid(preset, manifest, noise_grid(manifest, preset, **overrides), runs_root)
         return cls(preset, backbone, studies)
 
     def label_agreement(self) -> pd.DataFrame:

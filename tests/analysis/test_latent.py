@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from oaprobe.analysis.latent import (
+    AxisUnavailable,
     EmbeddingSet,
     SeverityAxis,
     embedding_set,
@@ -150,10 +152,45 @@ def test_lda_axis_finds_grade_direction_pca_misses(cohort):
     assert lda["method"] == "lda"
 
 
-def test_lda_on_degenerate_embeddings_raises_clearly(cohort):
+def test_lda_on_degenerate_embeddings_is_named_unavailable(cohort):
+    """Every knee of a grade on one point: no within-grade spread, so no discriminant to fit."""
     rng, kl_tr, kl_te = cohort
-    with pytest.raises(ValueError, match="singular"):
+    with pytest.raises(AxisUnavailable, match="spread inside a grade"):
         severity_axis(planted(kl_tr, rng), kl_tr, planted(kl_te, rng), kl_te, method="lda")
+    with pytest.raises(AxisUnavailable, match="more train knees than grades"):
+        SeverityAxis.fit(np.random.default_rng(0).normal(size=(3, 8)), [0, 1, 2], method="lda")
+
+
+def test_lda_falls_back_to_svd_where_shrinkage_is_singular():
+    """Six train knees, 16 dimensions of which 12 are dead (a small real-data build): shrinkage LDA's
+    within-grade covariance is singular; the SVD solver still finds the planted grade direction."""
+    rng = np.random.default_rng(0)
+    kl_tr, kl_te = np.array([0, 1, 2, 0, 1, 2]), np.array([0, 1, 2, 2, 1, 0, 2])
+
+    def emb(kl):
+        x = np.zeros((len(kl), 16))
+        x[:, 12] = kl + 0.05 * rng.normal(size=len(kl))
+        x[:, 13:] = rng.normal(size=(len(kl), 3))
+        return x
+
+    x_tr = emb(kl_tr)
+    with pytest.raises(np.linalg.LinAlgError):
+        LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(StandardScaler().fit_transform(x_tr), kl_tr)
+    axis = SeverityAxis.fit(x_tr, kl_tr, method="lda")
+    assert axis.solver == "svd lda"
+    res = severity_axis(x_tr, kl_tr, emb(kl_te), kl_te, method="lda")
+    assert res["solver"] == "svd lda" and res["spearman_PC1_KL_signed"] > 0.9
+
+
+def test_latent_table_notes_a_method_it_could_not_fit(cohort):
+    rng, kl_tr, kl_te = cohort
+    kl = np.r_[kl_tr, kl_te]
+    split = np.array(["train"] * len(kl_tr) + ["test"] * len(kl_te))
+    flat = EmbeddingSet(np.arange(len(kl)).astype(str), split, planted(kl, rng), kl)
+    table = latent_table([({"seed": 0}, flat)], methods=("pca", "lda"))
+    assert list(table["method"]) == ["pca"]
+    assert table.attrs["notes"] == ["No LDA axis for 1 of 1 runs: LDA needs spread inside a grade; every train knee "
+                                    "of a grade has the same embedding."]
 
 
 def test_bad_grades_are_named():

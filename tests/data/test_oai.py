@@ -13,9 +13,8 @@ from oaprobe.data.manifest import ManifestError, read_manifest, split_counts, va
 from oaprobe.data.oai import OAIImportError, case_number, import_oaizib, read_metadata
 from oaprobe.errors import OaprobeError
 
-from .conftest import planted_mask, write_nifti
+from .fake_oai import COLUMNS, metadata_rows, write_release
 
-COLUMNS = ["SubjectID", "CMT-ID", "Path", "MRBarCode", "KneeSide", "KLGrade", "Gender", "Age", "BMI"]
 # case number -> KL (NaN: not graded). Train 1-10, test 11-14, as imagesTr / imagesTs.
 TRAIN_KL = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 0, 7: 2, 8: np.nan, 9: 3, 10: 1}
 TEST_KL = {11: 0, 12: 2, 13: np.nan, 14: 4}
@@ -25,25 +24,10 @@ def _subject(n: int) -> int:
     return 9000000 + (9 if n == 10 else n)  # cases 9 and 10: both knees of one subject
 
 
-def _rows(kl: dict[int, float]) -> list[list]:
-    return [
-        [_subject(n), n, f"0.C.2/{9000000 + n}/20050101/1000{n:04d}", 16600000000 + n, 1 + (n % 2 == 0), grade, 1, 60, 25.0]
-        for n, grade in kl.items()
-    ]
-
-
 @pytest.fixture
 def release(tmp_path: Path) -> Path:
     """A fake OAIZIB-CM folder: tiny volumes, label maps and the two subInfo xlsx tables."""
-    root = tmp_path / "OAIZIB-CM"
-    rng = np.random.default_rng(0)
-    for numbers, images, labels in ((TRAIN_KL, "imagesTr", "labelsTr"), (TEST_KL, "imagesTs", "labelsTs")):
-        for n in numbers:
-            write_nifti(root / images / f"oaizib_{n:03d}_0000.nii.gz", rng.standard_normal((6, 6, 6)).astype(np.float32))
-            write_nifti(root / labels / f"oaizib_{n:03d}.nii.gz", planted_mask((6, 6, 6)))
-    pd.DataFrame(_rows(TRAIN_KL), columns=COLUMNS).to_excel(root / "subInfo_train.xlsx", index=False)
-    pd.DataFrame(_rows(TEST_KL), columns=COLUMNS).to_excel(root / "subInfo_test.xlsx", index=False)
-    return root
+    return write_release(tmp_path / "OAIZIB-CM", TRAIN_KL, TEST_KL, _subject)
 
 
 def _import(release: Path, out: Path, **kwargs) -> Path:
@@ -89,7 +73,7 @@ def test_paths_are_relative_to_manifest_folder(release, tmp_path):
 
 
 def test_csv_metadata_passed_explicitly(release, tmp_path):
-    table = pd.DataFrame(_rows({**TRAIN_KL, **TEST_KL}), columns=COLUMNS)
+    table = pd.DataFrame(metadata_rows({**TRAIN_KL, **TEST_KL}, _subject), columns=COLUMNS)
     table = table.rename(columns={"KLGrade": "KL", "CMT-ID": "case_id"}).drop(columns=["KneeSide"])
     table.to_csv(tmp_path / "kl.csv", index=False)
     with pytest.warns(UserWarning) as record:
@@ -167,7 +151,7 @@ def test_import_errors_are_oaprobe_errors():
 
 def _leak_subject_across_release_splits(release: Path) -> None:
     """Give test case 11 the subject of train case 1: the reference split would put it in both."""
-    rows = _rows(TEST_KL)
+    rows = metadata_rows(TEST_KL, _subject)
     rows[0][0] = _subject(1)
     pd.DataFrame(rows, columns=COLUMNS).to_excel(release / "subInfo_test.xlsx", index=False)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oaprobe.data.splits import SplitLeakageError, assign_splits, check_leakage
+from oaprobe.data.splits import SplitLeakageError, assign_splits, carve_validation, check_leakage
 
 
 def _knees(n_subjects: int, seed: int = 0) -> pd.DataFrame:
@@ -76,3 +76,37 @@ def test_leakage_names_the_subject():
     with pytest.raises(SplitLeakageError, match=r"subject 'S3' sits in splits \['test', 'train'\]"):
         check_leakage(df)
     check_leakage(df.iloc[:3])  # no leak: no error
+
+
+def _release_like_table(n_train_subjects: int = 20, n_test_subjects: int = 6) -> pd.DataFrame:
+    """Two knees a subject; train subjects' grades cycle 0-4; test knees untouched by a carve."""
+    rows = []
+    for s in range(n_train_subjects + n_test_subjects):
+        split = "train" if s < n_train_subjects else "test"
+        for side in ("L", "R"):
+            rows.append({"case_id": f"k{s}{side}", "subject_id": f"S{s:02d}", "split": split, "kl": s % 5})
+    return pd.DataFrame(rows)
+
+
+def test_carve_validation_moves_whole_train_subjects_stratified_and_seeded():
+    table = _release_like_table()
+    split = carve_validation(table, 0.25, seed=3)
+    moved = table[split == "val"]
+    assert set(moved["split"]) == {"train"}  # only train knees move; test is kept
+    assert (split[table["split"] == "test"] == "test").all()
+    assert moved["subject_id"].nunique() == 5  # 25% of 20 subjects, both knees each
+    assert len(moved) == 10
+    assert sorted(moved.groupby("subject_id")["kl"].max()) == [0, 1, 2, 3, 4]  # one subject per grade
+    check_leakage(table.assign(split=split))
+    assert split.equals(carve_validation(table, 0.25, seed=3))
+    assert not split.equals(carve_validation(table, 0.25, seed=4))
+
+
+def test_carve_validation_keeps_one_subject_each_side_and_names_bad_input():
+    table = _release_like_table(n_train_subjects=2)
+    split = carve_validation(table, 0.01)
+    assert (split == "val").sum() == 2 and (split == "train").sum() == 2
+    with pytest.raises(ValueError, match="fraction"):
+        carve_validation(table, 1.0)
+    with pytest.raises(ValueError, match="1 train subject"):
+        carve_validation(_release_like_table(n_train_subjects=1), 0.5)

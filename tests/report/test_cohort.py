@@ -11,6 +11,12 @@ from oaprobe.data.phantom import LESION_DEFECT, LESION_OSTEOPHYTE, X_MED, render
 from oaprobe.report.cohort import (
     CohortView, example_slices, human_range_verdict, lesion_slice, load_cohort, medial_box,
 )
+from tests.data.fake_oai import import_fake_copy
+
+
+@pytest.fixture()
+def imported_copy(tmp_path):
+    return import_fake_copy(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +157,22 @@ def test_label_sentence_states_the_table_numbers(view):
 def test_label_sentence_on_real_data_says_the_noise_is_unknown(view):
     real = CohortView(view.manifest, view.table.drop(columns=["kl_clean"]), None)
     assert "no clean grade" in real.label_sentence() and "κ" not in real.label_sentence()
+
+
+def test_real_data_words_name_no_clean_grade_or_planted_lesions(view):
+    real = CohortView(view.manifest, view.table.drop(columns=["kl_clean", "lesion", "lesion_path"]), None)
+    for text in (real.intro(), real.slices_intro(), real.slices_title()):
+        assert "clean" not in text.replace("no clean grade", "") and "planted" not in text and "phantom" not in text
+    assert f"the {len(real.table)} knees of manifest `{view.manifest.name}`" in real.intro()
+    assert real.slices_title() == "One knee per KL grade: coronal slice and its medial compartment"
+    assert "clean KL grade" in view.slices_title() and "planted" in view.slices_intro() and "clean" in view.intro()
+
+
+def test_intro_says_where_a_carved_validation_split_came_from(imported_copy, tmp_path):
+    from oaprobe.book import validation_manifest
+
+    carved = validation_manifest(imported_copy, tmp_path / "cohorts")
+    text = load_cohort("smoke", "unused", manifest=carved).intro()
+    assert (f"The imported manifest (`{imported_copy.name}`) had no validation knees" in text
+            and "moved 3 of its training subjects (6 knees, 15%" in text and "seed 0" in text)
+    assert "validation" not in load_cohort("smoke", "unused", manifest=imported_copy).intro()
