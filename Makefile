@@ -1,5 +1,6 @@
 # oaprobe: `make book` builds the whole book on the synthetic cohort; `make test` runs the tests.
-# Both create .venv on first use. PRESET=smoke|course|default|paper, JOBS=worker processes.
+# Both create .venv on first use. PRESET=smoke|course|default|gpu|paper, JOBS=worker processes,
+# MANIFEST=path/to/manifest.csv builds the book on your own cohort (e.g. an imported OAI-ZIB copy).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -32,7 +33,7 @@ lock:
 	mv $(LOCK).tmp $(LOCK) && rm -rf .venv-lock
 
 book: $(VENV)/.installed
-	$(BIN)/oaprobe book --preset $(PRESET) --jobs $(JOBS)
+	$(BIN)/oaprobe book --preset $(PRESET) --jobs $(JOBS) $(if $(MANIFEST),--manifest $(MANIFEST))
 
 # Unit + known-answer tests, then a smoke book checked in headless Chromium.
 test: test-fast test-browser

@@ -82,8 +82,11 @@ def verdict_of(ci_test: tuple[float, float], ci_equiv: tuple[float, float], delt
 
 
 def decide(diffs: Sequence[float] | np.ndarray, delta: float, alpha: float = ALPHA, m: int = 1,
-           lower_is_better: bool = False, power: float = POWER) -> dict[str, object]:
+           lower_is_better: bool = False, power: float = POWER, limit: str | None = None) -> dict[str, object]:
     """Apply the rule to per-seed paired differences (NaNs dropped) in a family of ``m`` comparisons.
+
+    ``limit``: why the test set cannot carry a finding (:func:`oaprobe.report.guards.finding_limit`);
+    given, the verdict is inconclusive whatever the intervals say, and ``reason`` holds it.
 
     Returns ``n_seeds, mean, sd, ci_low, ci_high`` (the ``1 - alpha/m`` interval: the test),
     ``eq_low, eq_high`` (the ``1 - 2 alpha/m`` interval: the equivalence test), ``delta``,
@@ -105,7 +108,7 @@ def decide(diffs: Sequence[float] | np.ndarray, delta: float, alpha: float = ALP
     return {
         "n_seeds": int(d.size), "mean": mean, "sd": sd, "ci_low": ci[0], "ci_high": ci[1],
         "eq_low": eq[0], "eq_high": eq[1], "delta": float(delta), "alpha": a, "m": max(int(m), 1), "p_diff": p_diff, "p_equiv": p_equiv,
-        "verdict": verdict_of(ci, eq, delta, lower_is_better),
+        "verdict": "inconclusive" if limit else verdict_of(ci, eq, delta, lower_is_better), "reason": limit or "",
         "seeds_needed": seeds_needed(mean, sd, delta, a, power),
     }
 
@@ -150,7 +153,7 @@ def seeds_needed(mean: float, sd: float, delta: float, alpha: float = ALPHA, pow
 
 
 def decide_with_flags(diffs: Sequence[float], flagged: Sequence[bool], delta: float, alpha: float = ALPHA,
-                      m: int = 1, lower_is_better: bool = False) -> dict[str, object]:
+                      m: int = 1, lower_is_better: bool = False, limit: str | None = None) -> dict[str, object]:
     """:func:`decide` on every seed and on the seeds whose two runs are both unflagged; the verdict
     stands only where both agree (else inconclusive: a flagged run would decide it alone).
 
@@ -160,16 +163,17 @@ def decide_with_flags(diffs: Sequence[float], flagged: Sequence[bool], delta: fl
     """
     d = np.asarray(diffs, dtype=float)
     f = np.asarray(flagged, dtype=bool)
-    every = decide(d, delta, alpha, m, lower_is_better)
-    clean = decide(d[~f], delta, alpha, m, lower_is_better)
-    loo = [decide(np.delete(d, i), delta, alpha, m, lower_is_better)["verdict"] for i in range(d.size)]
+    every = decide(d, delta, alpha, m, lower_is_better, limit=limit)
+    clean = decide(d[~f], delta, alpha, m, lower_is_better, limit=limit)
+    loo = [decide(np.delete(d, i), delta, alpha, m, lower_is_better, limit=limit)["verdict"] for i in range(d.size)]
     agreed = every["verdict"] if every["verdict"] == clean["verdict"] else "inconclusive"
     return {**every, "verdict_all": every["verdict"], "verdict_unflagged": clean["verdict"],
             "mean_unflagged": clean["mean"], "n_flagged": int(f.sum()),
             "loo_stable": bool(d.size > 2 and all(v == every["verdict"] for v in loo)), "verdict": agreed}
 
 
-def decide_table(diffs: pd.DataFrame, by: Sequence[str], m: int | None = None, alpha: float = ALPHA) -> pd.DataFrame:
+def decide_table(diffs: pd.DataFrame, by: Sequence[str], m: int | None = None, alpha: float = ALPHA,
+                 limit: str | None = None) -> pd.DataFrame:
     """The rule on every group of a long table of per-seed differences (columns ``*by, metric, seed,
     diff`` and optionally ``flagged``), ``metric`` giving each group's delta and direction.
 
@@ -188,6 +192,6 @@ def decide_table(diffs: pd.DataFrame, by: Sequence[str], m: int | None = None, a
         metric = dict(zip(keys, key))["metric"]
         flagged = g["flagged"].to_numpy(bool) if "flagged" in g else np.zeros(len(g), bool)
         out = decide_with_flags(g["diff"].to_numpy(float), flagged, DELTAS.get(metric, math.nan), alpha, family,
-                                metric in LOWER_IS_BETTER)
+                                metric in LOWER_IS_BETTER, limit)
         rows.append({**dict(zip(keys, key)), **out})
     return pd.DataFrame(rows)

@@ -84,7 +84,7 @@ def answer_table(study: Study, m: int = 1) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True)
     order = ["backbone", "question", "truth", "metric", "single", "dual", "n_seeds", "mean", "ci_low", "ci_high",
              "eq_low", "eq_high", "delta", "verdict", "verdict_all", "verdict_unflagged", "n_flagged", "mean_unflagged",
-             "seeds_needed", "loo_stable", "sd", "p_diff", "p_equiv", "m"]
+             "seeds_needed", "reason", "loo_stable", "sd", "p_diff", "p_equiv", "m"]
     return out[order]
 
 
@@ -155,6 +155,18 @@ def describe_flag_rates(rates: pd.DataFrame) -> str:
     total = int(rates["flagged"].sum())
     lead = "No run carries a convergence flag" if total == 0 else f"{plural(total, 'run')} carry a convergence flag"
     return f"{lead} (diverged, degenerate or below the OA majority rate): " + ", ".join(parts) + "."
+
+
+def ceilings_text(has_clean: bool) -> str:
+    """What the figure's lines are: the cohort's ceilings it has (the oracle and the noise ceiling need
+    the phantom's planted truth, so a cohort without a clean grade shows the linear probe alone)."""
+    probe = ("a **linear probe** on the input volumes: a model far below it has not learned what the volumes "
+             "plainly hold")
+    if not has_clean:
+        return f"The line is what the cohort allows without a deep model, computed from the cohort alone: {probe}."
+    return ("The lines are what the cohort allows, computed from the cohort alone: the **oracle** (a classifier on the "
+            f"phantom's planted pathology), {probe}, and the **noise ceiling** (a perfect clean-grade predictor scored "
+            "against the observed labels; against the clean grade it is 1).")
 
 
 def describe_ceilings(levels: pd.DataFrame, ceilings: pd.DataFrame, truth: str) -> str | None:
@@ -250,7 +262,7 @@ def recipe_table(study: Study, recipe: Study, truth: str) -> pd.DataFrame:
 
 def describe_recipe(row: pd.Series) -> str:
     """One sentence per row of :func:`recipe_table`."""
-    from oaprobe.report.sentences import interval_text
+    from oaprobe.report.sentences import rule_intervals
 
     metric, base, what = QUESTIONS[row["question"]]
     if row["comparison"] == RECIPE_COMPARISONS[0]:
@@ -259,5 +271,5 @@ def describe_recipe(row: pd.Series) -> str:
                 f"{row['single_book']:.3f}); mean paired difference")
     else:
         head = f"The dual-minus-{MODE_NAMES[base]} gain in {readable_name(metric)}, reference recipe minus the book's, per seed"
-    return (f"{head} {signed(row['mean'])} over {plural(row['n_seeds'], 'seed')} ({interval_text(row)}; δ = ±{row['delta']:g}, "
+    return (f"{head} {signed(row['mean'])} over {plural(row['n_seeds'], 'seed')} ({rule_intervals(row)}; δ = ±{row['delta']:g}, "
             f"Bonferroni over {plural(row['m'], 'comparison')}): **{row['verdict']}**{needed_clause(row)}.")

@@ -21,7 +21,7 @@ import pandas as pd
 from oaprobe.analysis.decision import decide_table
 from oaprobe.config import get_preset
 from oaprobe.report.display import readable_name
-from oaprobe.report.sentences import interval_text, plural, signed
+from oaprobe.report.sentences import needed_clause, plural, rule_intervals, signed
 from oaprobe.report.study import Study, mean_sd
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, beyond_grid, preset_manifest, study_grid
 
@@ -109,7 +109,10 @@ class BeyondStudy:
                     rows.append({"comparison": f"{a} vs {b}", "metric": r["metric"], "seed": r["seed"],
                                  "diff": r[a] - r[b], "flagged": bool(f.get(a, False) or f.get(b, False))})
         diffs = pd.DataFrame(rows, columns=["comparison", "metric", "seed", "diff", "flagged"])
-        return decide_table(diffs, by=("comparison", "metric")) if len(diffs) else pd.DataFrame()
+        from oaprobe.report.guards import finding_limit
+
+        limit = finding_limit(self.study.table, truth=self.truth) if self.study is not None else None
+        return decide_table(diffs, by=("comparison", "metric"), limit=limit) if len(diffs) else pd.DataFrame()
 
     def lambda_curve(self) -> pd.DataFrame:
         """Dual without smoothing at every lambda: mean and sd over seeds per metric (the figure's bands)."""
@@ -123,8 +126,8 @@ def describe_comparison(row: pd.Series) -> str:
     delta = float(row["delta"])
     band = f"δ = ±{delta:g}" if delta == delta else "no δ declared"
     return (f"{row['comparison']}, {readable_name(row['metric'])}: mean paired difference over "
-            f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({interval_text(row)}; {band}, Bonferroni over "
-            f"{plural(row['m'], 'comparison')}): {row['verdict']}.")
+            f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({rule_intervals(row)}; {band}, Bonferroni over "
+            f"{plural(row['m'], 'comparison')}): {row['verdict']}{needed_clause(row)}.")
 
 
 def describe_lambda(curve: pd.DataFrame, metric: str = "kl_qwk") -> str | None:

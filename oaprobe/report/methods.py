@@ -145,7 +145,10 @@ def pairing_sentences(study: Study) -> list[str]:
         groups.setdefault((r.config.backbone, r.config.seed), set()).add(encoder_fingerprint(r.config))
     alike = sum(len(prints) == 1 for prints in groups.values())
     n_train = int((study.table["split"] == "train").sum())
-    return [
+    from oaprobe.report.cohort import CohortView
+
+    carved = CohortView(study.manifest, study.table, label_noise=None).split_origin()
+    return ([carved] if carved else []) + [
         f"Pairing, checked on this build: in {alike} of {len(groups)} (backbone, seed) groups the runs of every mode "
         "start from identical encoder weights (each run's initial model rebuilt from its configuration and hashed); "
         "the batch order of each epoch is a permutation drawn from the seed and the epoch alone, so it is the same "

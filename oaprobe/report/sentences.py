@@ -29,10 +29,15 @@ def dual_is_better(metric: str, diff: float) -> bool:
     return diff < 0 if metric in LOWER_IS_BETTER else diff > 0
 
 
-def describe_paired(row: Mapping[str, Any]) -> str:
-    """One sentence for one paired test (a row of a reference family), from its numbers."""
+def describe_paired(row: Mapping[str, Any], limit: str | None = None) -> str:
+    """One sentence for one paired test (a row of a reference family), from its numbers; ``limit``
+    (:func:`oaprobe.report.guards.finding_limit`) names why the test set carries no verdict."""
+    from oaprobe.report.guards import interval_text
+
     diff, lo, hi = float(row["diff"]), float(row["ci_low"]), float(row["ci_high"])
-    if bool(row.get("significant", False)):
+    if limit:
+        verdict = f"no verdict on this test set: {limit}."
+    elif bool(row.get("significant", False)):
         better = dual_is_better(str(row["metric"]), diff)
         verdict = f"dual is {'better' if better else 'worse'}, and the difference survives the FDR correction."
     else:
@@ -40,7 +45,7 @@ def describe_paired(row: Mapping[str, Any]) -> str:
     seed = f" (seed {row['seed']})" if "seed" in row and pd.notna(row.get("seed")) else ""
     return (
         f"{row['backbone']}{seed}, {row['metric']}: dual minus single = {signed(diff)} "
-        f"(95% CI {signed(lo)} to {signed(hi)}, q = {float(row['q_bh']):.3f}): {verdict}"
+        f"(95% CI {interval_text(lo, hi)}, q = {float(row['q_bh']):.3f}): {verdict}"
     )
 
 
@@ -50,7 +55,7 @@ def plural(n: int | float, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
-def interval_text(row: Mapping[str, Any]) -> str:
+def rule_intervals(row: Mapping[str, Any]) -> str:
     """The rule's two intervals of a row of a decision table, or why there are none."""
     lo, hi = float(row["ci_low"]), float(row["ci_high"])
     if not np.isfinite([lo, hi]).all():
@@ -83,7 +88,7 @@ def rule_clause(row: Mapping[str, Any]) -> tuple[str, str]:
     n, mean, delta = int(row["n_seeds"]), float(row["mean"]), float(row["delta"])
     band = f"δ = ±{delta:g}" if delta == delta else "no δ declared"
     family = f", Bonferroni over {plural(row['m'], 'comparison')}" if int(row.get("m", 1)) > 1 else ""
-    text = (f"mean {signed(mean)} over {plural(n, 'seed')} ({interval_text(row)}; {band}{family}): "
+    text = (f"mean {signed(mean)} over {plural(n, 'seed')} ({rule_intervals(row)}; {band}{family}): "
             f"{row['verdict']}{needed_clause(row)}")
     return text, "open" if row["verdict"] == "inconclusive" else "clear"
 
@@ -112,8 +117,8 @@ def describe_seed_level(row: Mapping[str, Any]) -> str:
     return (
         f"{backbone_title(str(row['backbone']))}, {readable_name(row['metric'])}, dual vs "
         f"{MODE_NAMES.get(str(row['baseline']), row['baseline'])}: mean paired difference over "
-        f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({interval_text(row)}; {band}{family}): "
-        f"{row['verdict']}."
+        f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({rule_intervals(row)}; {band}{family}): "
+        f"{row['verdict']}{needed_clause(row)}."
     )
 
 

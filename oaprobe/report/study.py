@@ -297,8 +297,10 @@ class Study:
         (:mod:`oaprobe.analysis.decision`) over the paired seeds; ``m``: Bonferroni family size
         (None: every row of the table)."""
         from oaprobe.analysis.decision import decide_table
+        from oaprobe.report.guards import finding_limit
 
-        return decide_table(self.paired_seeds(truth, metrics), by=("backbone", "metric", "baseline"), m=m)
+        return decide_table(self.paired_seeds(truth, metrics), by=("backbone", "metric", "baseline"), m=m,
+                            limit=finding_limit(self.table, truth=truth))
 
     def latent(self, methods: Sequence[str] = ("pca", "lda")) -> pd.DataFrame:
         """Severity-axis geometry per run and method (reference columns + clean-grade columns)."""

@@ -117,3 +117,10 @@ def test_a_flagged_seed_cannot_decide_alone() -> None:
 
 def test_every_primary_metric_has_a_delta_within_the_declared_bounds() -> None:
     assert DELTAS["kl_qwk"] <= 0.03 and DELTAS["oa_roc_auc"] <= 0.015
+
+
+def test_a_test_set_too_small_for_a_finding_gets_no_verdict():
+    d = [0.05, 0.06, 0.055, 0.065]
+    assert decide(d, delta=0.03)["verdict"] == "helps"
+    out = decide_with_flags(d, [False] * 4, delta=0.03, limit="only 2 test knees (a finding needs at least 20)")
+    assert out["verdict"] == out["verdict_all"] == "inconclusive" and out["reason"].startswith("only 2 test knees")

@@ -109,3 +109,16 @@ def test_methods_findings_on_the_runs(tables):
     assert str(int(conv["flagged"].sum())) in bullets[2] and f"{len(study.table)} knees" in bullets[5]
     met = int(targets["met"].sum())
     assert bullets[3].startswith(f"The models meet {met} of the {len(targets)} convergence targets (scored against the clean grade)")
+
+
+def test_pairing_sentences_verify_every_seed_group(tmp_path_factory, smoke_manifest, volume_cache):
+    from oaprobe.report.methods import pairing_sentences
+    from oaprobe.report.study import Study
+    from tests.report import smoke_study_runs
+
+    root, grid = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache)
+    study = Study.from_grid("smoke", smoke_manifest, grid, root)
+    checked, sampling = pairing_sentences(study)
+    groups = len({(c.backbone, c.seed) for c in grid})
+    assert checked.startswith(f"Pairing, checked on this build: in {groups} of {groups} (backbone, seed) groups")
+    assert "not resampled per seed" in sampling
