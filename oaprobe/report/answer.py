@@ -101,11 +101,15 @@ def describe_answer(row: pd.Series, bold: bool = True) -> str:
     if row["n_flagged"]:
         flagged = (f"; {plural(row['n_flagged'], 'seed')} with a flagged run: {row['verdict_all']} with "
                    f"{'it' if row['n_flagged'] == 1 else 'them'}, {row['verdict_unflagged']} without")
+    robust = ""
+    if row["verdict"] != "inconclusive":
+        robust = ("; it stands without any one seed" if row["loo_stable"]
+                  else "; leaving out one of the seeds would change it")
     return (
         f"{backbone_title(row['backbone'])}, {what} against the {TRUTHS[row['truth']]}: dual {row['dual']:.3f} vs "
         f"{MODE_NAMES[base]} {row['single']:.3f}; mean paired difference over {plural(row['n_seeds'], 'seed')} "
         f"{signed(row['mean'])} ({interval}; δ = ±{row['delta']:g}): {mark}{row['verdict']}{mark}"
-        f"{flagged}{needed_clause(row)}."
+        f"{flagged}{robust}{needed_clause(row)}."
     )
 
 

@@ -1,0 +1,62 @@
+"""Does the book's answer survive another host's rounding? The main grid retrained with another thread count.
+
+Hosts give different floating-point results (AVX-512 or not, another BLAS blocking): the same
+commit's runs are byte-identical per host, not across hosts. A different CPU thread count changes
+the summation order of the convolutions' reductions the same way (a smoke M3T run's OA
+probabilities differ in the third decimal after two epochs at 1 vs 2 threads), so it stands in for
+another host here. This script trains the preset's main grid at ``--threads`` threads, one run at
+a time, into its own runs folder, and prints beside the book's runs (``--book-runs``, trained at 1
+thread a run): the convergence flags per mode and every primary question's verdict.
+
+    python benchmarks/host_perturbation.py --preset default --threads 2 --runs runs-threads2
+
+Run ids do not include the thread count, hence the separate folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", default=None, help="comma-separated (default: the preset's)")
+    parser.add_argument("--runs", type=Path, default=Path("runs-threads2"))
+    parser.add_argument("--book-runs", type=Path, default=Path("runs"))
+    args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by oaprobe.training.device.cpu_threads
+
+    import pandas as pd
+
+    from oaprobe.config import get_preset
+    from oaprobe.report.answer import answer_table, flag_rates
+    from oaprobe.report.study import Study
+    from oaprobe.sweep import preset_manifest, run_missing, study_grid
+
+    p = get_preset(args.preset)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(p.seeds)
+    manifest = preset_manifest(args.preset, progress=False)
+    grid = study_grid(manifest, args.preset, seeds=seeds)
+    tic = time.perf_counter()
+    run_missing(grid, args.runs, jobs=1, progress=sys.stderr.isatty())
+    print(f"main grid at {args.threads} threads: {len(grid)} runs ready in {time.perf_counter() - tic:.0f} s")
+    columns = ["backbone", "question", "truth", "n_seeds", "mean", "eq_low", "eq_high", "ci_low", "ci_high", "verdict"]
+    pd.set_option("display.width", 200)
+    for name, root in ((f"{args.threads} threads", args.runs), ("book (1 thread)", args.book_runs)):
+        try:
+            study = Study.from_grid(args.preset, manifest, grid, root)
+        except Exception as err:  # noqa: BLE001 (a missing book folder is reported, not fatal)
+            print(f"\n{name}: {err}")
+            continue
+        print(f"\n{name}: convergence flags per mode\n{flag_rates(study).to_string(index=False)}")
+        print(f"\n{name}: primary questions\n{answer_table(study)[columns].round(4).to_string(index=False)}")
+
+
+if __name__ == "__main__":
+    main()
