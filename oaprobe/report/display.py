@@ -22,7 +22,7 @@ COLUMN_NAMES: dict[str, str] = {
     "kl_accuracy": "KL accuracy", "kl_f1_macro": "KL macro-F1", "kl_auc_macro": "KL macro-AUC",
     "kl_qwk": "KL QWK", "kl_mae": "KL MAE",
     "backbone": "backbone", "mode": "mode", "seed": "seed", "metric": "metric", "baseline": "baseline",
-    "diff": "difference", "ci_low": "CI low", "ci_high": "CI high", "p_value": "p", "q_value": "q",
+    "diff": "difference", "ci_low": "CI low", "ci_high": "CI high", "p_value": "p", "q_value": "q", "q_bh": "q (BH)",
     "p_t": "p (t)", "p_wilcoxon": "p (Wilcoxon)", "n_seeds": "seeds", "sd": "sd", "mean": "mean",
     "significant": "significant", "test": "test", "truth": "truth",
     "n_knees": "test knees", "knee_level": "detectable, knee level", "over_seeds": "detectable, over seeds",
@@ -30,15 +30,45 @@ COLUMN_NAMES: dict[str, str] = {
     "OA_probe_AUROC_test": "OA probe AUC", "centroid_kendall_tau": "centroid order τ",
     "abs_spearman_PC1_KLclean": "|ρ| PC1–clean KL", "abs_spearman_PC1_OAclean": "|ρ| PC1–clean OA",
     "OA_probe_AUROC_test_clean": "OA probe AUC (clean)", "centroid_kendall_tau_clean": "centroid order τ (clean)",
+    # figure axes, legends and facets
+    "train_loss": "training loss", "val_loss": "validation loss", "epoch": "epoch", "estimate": "estimate",
+    "value": "value", "label_noise": "label-noise strength", "kl": "KL grade", "kl_clean": "clean KL grade",
+    "oa": "OA", "axis1": "axis 1", "axis2": "axis 2", "umap1": "UMAP 1", "umap2": "UMAP 2",
+    "step": "randomisation step", "spearman": "rank correlation with the trained map", "method": "method",
+    "region": "region", "enrichment": "enrichment over chance", "comparison": "comparison", "gain": "gain",
+    "label": "label", "seconds": "seconds", "variant": "variant", "lambda": "λ", "target": "target",
+    "roi_fraction": "chance share", "mass": "mass", "top5": "top-5% share", "dice5": "top-5% Dice",
+    "auc_salient": "deletion area, salient first", "auc_random": "deletion area, random",
+    "salient_faster": "salient faster", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
 }
-#: Readable names of the study's modes (the same order and colours everywhere: figures.MODE_COLORS).
+#: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
+#: Readable names of the attribution methods.
+METHOD_NAMES: dict[str, str] = {"smoothgrad": "SmoothGrad × input", "gradcam": "Grad-CAM"}
+#: Metric names spelled out, for a page's first use of them (the glossary page defines each).
+SPELLED_OUT: dict[str, str] = {
+    "kl_qwk": "KL quadratic weighted kappa (QWK)", "oa_roc_auc": "OA area under the ROC curve (ROC-AUC)",
+    "kl_mae": "KL mean absolute error (MAE)", "kl_f1_macro": "KL macro-averaged F1",
+}
+_TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b(?:smoothgrad|gradcam)\b")
 
 
 def readable_name(column: object) -> str:
     """A column's readable name: the book's name if it has one, else underscores as spaces."""
     text = str(column)
     return COLUMN_NAMES.get(text, text.replace("_", " "))
+
+
+def spelled_out(metric: str) -> str:
+    """A metric's name spelled out (``kl_qwk`` -> "KL quadratic weighted kappa (QWK)"), else its readable name."""
+    return SPELLED_OUT.get(metric, readable_name(metric))
+
+
+def readable_text(value: object) -> str:
+    """A label with every raw identifier in it named (``"dual − single_kl: kl_qwk"`` -> ``"dual −
+    single-KL: KL QWK"``): modes, methods and columns by their book names, others with spaces."""
+    names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES}
+    return _TOKENS.sub(lambda m: names.get(m.group(0), m.group(0).replace("_", " ")), str(value))
 
 
 def _flat(table: pd.DataFrame) -> pd.DataFrame:

@@ -49,3 +49,12 @@ def test_open_table_has_no_row_numbers_and_scrolls():
     html = open_table(_table()).data
     assert html.startswith('<div class="oaprobe-scroll">') and "oaprobe-table" in html
     assert "<th>backbone</th>" in html and "<th>0</th>" not in html and "0.812" in html
+
+
+def test_readable_text_names_every_raw_identifier_in_a_label():
+    from oaprobe.report.display import readable_text, spelled_out
+
+    assert readable_text("dual − single_kl: kl_qwk") == "dual − single-KL: KL QWK"
+    assert readable_text("smoothgrad, new_thing") == "SmoothGrad × input, new thing"
+    assert readable_text("dual") == "dual"
+    assert spelled_out("kl_qwk") == "KL quadratic weighted kappa (QWK)" and spelled_out("oa_f1") == "OA F1"
