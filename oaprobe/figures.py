@@ -227,27 +227,40 @@ def slice_grid(
     overlays: Sequence[np.ndarray] | None = None,
     cols: int = 5,
     title: str | None = None,
+    lesions: Sequence[np.ndarray | None] | None = None,
+    lesion_names: dict[int, str] | None = None,
+    overlay_title: str = "saliency<br>(share of max)",
+    panel_height: int = 260,
 ) -> go.Figure:
-    """2D slices in a grid (grey), optional mask outlines (red pixel edges) and heat overlays (e.g. saliency)."""
+    """2D slices in a grid (grey), optional cartilage outlines and lesion outlines (codes of ``lesions``
+    named by ``lesion_names``, each type in its colour, one legend entry each) and heat overlays (e.g.
+    saliency on 0-1, with one colour bar titled ``overlay_title``)."""
     n = len(images)
     rows = int(np.ceil(n / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), horizontal_spacing=0.02, vertical_spacing=0.12)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), horizontal_spacing=0.03,
+                        vertical_spacing=min(0.12, 0.5 / rows))
     fig.update_annotations(font_size=11)
+    shown: set[str] = set()
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
         fig.add_trace(go.Heatmap(z=img, colorscale="gray", showscale=False, hoverinfo="skip"), r + 1, c + 1)
         if overlays is not None:
             ov = np.where(overlays[i] > 0.05, overlays[i], np.nan)
-            fig.add_trace(
-                go.Heatmap(z=ov, colorscale="Hot", zmin=0, zmax=1, opacity=0.55, showscale=False, hoverinfo="skip"),
-                r + 1,
-                c + 1,
-            )
-        if outlines is not None:
-            fig.add_trace(_outline_trace(outlines[i], "cartilage", False, 1.5), r + 1, c + 1)
+            bar = dict(title=dict(text=overlay_title, side="right"), len=min(1.0, 400 / (panel_height * rows)), y=1,
+                       yanchor="top", thickness=12)
+            fig.add_trace(go.Heatmap(z=ov, colorscale="Hot", zmin=0, zmax=1, opacity=0.55, showscale=i == 0,
+                                     colorbar=bar, hoverinfo="skip"), r + 1, c + 1)
+        layers = [("cartilage", outlines[i])] if outlines is not None else []
+        if lesions is not None and lesions[i] is not None:
+            layers += [(name, lesions[i] == code) for code, name in (lesion_names or {}).items()]
+        for name, mask in layers:
+            if np.asarray(mask).any():
+                fig.add_trace(_outline_trace(mask, name, name not in shown, 1.5), r + 1, c + 1)
+                shown.add(name)
     _square_pixels(fig, rows, cols)
-    fig = _layout(fig, title, height=260 * rows + 120)
-    fig.update_layout(margin=dict(t=110))  # room for the figure title above two-line subplot titles
+    fig = _layout(fig, title, height=panel_height * rows + 150)
+    fig.update_layout(margin=dict(t=120, b=60),  # room for the figure title above two-line subplot titles
+                      legend=dict(orientation="h", y=-0.01, yanchor="top", x=0.5, xanchor="center"))
     return fig
 
 

@@ -330,3 +330,17 @@ def test_book_renderer_labels_each_figure_with_its_summary():
     assert label == "KL QWK against noise; v against w; series: single-OA, single-KL, dual."
     fig.update_layout(meta={"summary": "Dual is above single in 3 of 3 seeds."})
     assert 'aria-label="Dual is above single in 3 of 3 seeds."' in BookRenderer().to_mimebundle(fig.to_dict())["text/html"]
+
+
+def test_slice_grid_outlines_lesions_and_shows_one_colour_bar():
+    img = np.random.default_rng(0).random((8, 8))
+    cart = np.zeros((8, 8), bool)
+    cart[2, 1:7] = True
+    lesion = np.zeros((8, 8), np.uint8)
+    lesion[5, 5] = 2
+    fig = figures.slice_grid([img, img], ["a", "b"], outlines=[cart, cart], overlays=[img, img], cols=2,
+                             lesions=[lesion, None], lesion_names={1: "osteophyte", 2: "cartilage defect"})
+    overlays = [t for t in fig.data if t.type == "heatmap" and t.colorscale[0][1] != "rgb(0, 0, 0)" and t.zmax == 1]
+    assert [t.showscale for t in overlays] == [True, False] and "saliency" in overlays[0].colorbar.title.text
+    outlines = [(t.name, t.showlegend) for t in fig.data if t.type == "scatter"]
+    assert outlines == [("cartilage", True), ("cartilage defect", True), ("cartilage", False)]

@@ -40,6 +40,8 @@ COLUMN_NAMES: dict[str, str] = {
     "roi_fraction": "chance share", "mass": "mass", "top5": "top-5% share", "dice5": "top-5% Dice",
     "auc_salient": "deletion area, salient first", "auc_random": "deletion area, random",
     "salient_faster": "salient faster", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
+    "p_sign": "p (sign test)", "faster": "salient faster", "passes": "passes", "verdict": "verdict", "reason": "reason",
+    "trust": "trust",
 }
 #: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
