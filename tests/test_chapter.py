@@ -68,3 +68,15 @@ def test_fill_glue_leaves_other_text_alone():
     assert fill_glue("no roles, `code` and {math}`x`", {}) == "no roles, `code` and {math}`x`"
     html = render_html(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("| a |\n|---|\n| 1 |")]), "t", {})
     assert "<table>" in html and "<title>t</title>" in html
+
+
+def test_rerun_page_lists_every_chapter_with_exactly_its_parameters():
+    import re
+
+    from oaprobe.book import NOTEBOOKS, ROOT
+
+    text = (ROOT / "book" / "rerun.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (`.*)\|$", text, flags=re.M))
+    for name in chapter.CHAPTERS:
+        listed = re.findall(r"`(\w+)`", rows.get(name, ""))
+        assert listed == list(chapter.notebook_parameters(name, NOTEBOOKS)), name
