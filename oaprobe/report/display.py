@@ -52,6 +52,9 @@ SPELLED_OUT: dict[str, str] = {
     "kl_qwk": "KL quadratic weighted kappa (QWK)", "oa_roc_auc": "OA area under the ROC curve (ROC-AUC)",
     "kl_mae": "KL mean absolute error (MAE)", "kl_f1_macro": "KL macro-averaged F1",
 }
+#: Table columns whose values are identifiers (modes, metrics, methods) that a table shows named.
+NAMED_VALUES: tuple[str, ...] = ("mode", "mode_a", "mode_b", "baseline", "metric", "method", "comparison", "target",
+                                 "region", "ceiling", "variant", "truth")
 _TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b(?:smoothgrad|gradcam)\b")
 
 
@@ -70,6 +73,8 @@ def readable_text(value: object) -> str:
     """A label with every raw identifier in it named (``"dual − single_kl: kl_qwk"`` -> ``"dual −
     single-KL: KL QWK"``): modes, methods and columns by their book names, others with spaces."""
     names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES}
+    if str(value) in names:
+        return names[str(value)]
     return _TOKENS.sub(lambda m: names.get(m.group(0), m.group(0).replace("_", " ")), str(value))
 
 
@@ -84,8 +89,8 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     out = _flat(table)
     floats = out.select_dtypes("float").columns
     out[floats] = out[floats].round(digits)
-    if "mode" in out.columns:
-        out["mode"] = out["mode"].map(lambda m: MODE_NAMES.get(m, m))
+    for col in (c for c in NAMED_VALUES if c in out.columns):
+        out[col] = out[col].map(lambda v: v if not isinstance(v, str) else readable_text(v))
     out.columns = [readable_name(c) for c in out.columns]
     return out
 
