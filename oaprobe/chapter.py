@@ -28,6 +28,8 @@ CHAPTERS: tuple[str, ...] = ("answer", "cohort", "backbone", "results", "latent"
                              "methods", "exercises", "beyond")
 GLUE_PREFIX = "application/papermill.record/"
 _GLUE_ROLE = re.compile(r"\{glue(?::(text|md|any))?\}`([^`:]+)(?::([^`]*))?`")
+#: A MyST admonition fence (the chapters' findings boxes): title, options, body.
+_ADMONITION = re.compile(r"^:::\{admonition\}[ \t]*([^\n]*)\n((?::\w+:[^\n]*\n)*)(.*?)^:::[ \t]*$", re.M | re.S)
 
 
 class ChapterCommandError(OaprobeError):
@@ -92,6 +94,18 @@ def fill_glue(markdown: str, values: dict[str, dict[str, str]]) -> str:
     return _GLUE_ROLE.sub(one, markdown)
 
 
+def render_markdown(text: str, md: Any) -> str:
+    """Markdown as HTML, MyST admonition fences as the book's boxes (title, then the body's markdown)."""
+    out, at = [], 0
+    for m in _ADMONITION.finditer(text):
+        css = re.search(r":class:\s*(\S+)", m.group(2))
+        out += [md.render(text[at:m.start()]),
+                f'<div class="admonition {css.group(1) if css else "note"}"><p class="admonition-title">'
+                f"{html.escape(m.group(1).strip())}</p>{md.render(m.group(3))}</div>"]
+        at = m.end()
+    return "".join(out + [md.render(text[at:])])
+
+
 def _output_html(output: dict, md: Any) -> str:
     """One cell output as HTML (the glued values stay out: the text shows them)."""
     if output.get("output_type") == "stream":
@@ -106,7 +120,7 @@ def _output_html(output: dict, md: Any) -> str:
     if "image/png" in data:
         return f'<img alt="figure" src="data:image/png;base64,{data["image/png"]}">'
     if "text/markdown" in data:
-        return md.render(str(data["text/markdown"]))
+        return render_markdown(str(data["text/markdown"]), md)
     return f"<pre>{html.escape(str(data.get('text/plain', '')))}</pre>" if "text/plain" in data else ""
 
 
@@ -122,13 +136,14 @@ def render_html(nb: Any, title: str, assets: dict[str, str]) -> str:
     body = []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            body.append(md.render(fill_glue(cell.source, values)))
+            body.append(render_markdown(fill_glue(cell.source, values), md))
         elif cell.cell_type == "code" and "remove-output" not in cell.get("metadata", {}).get("tags", []):
             body += [_output_html(o, md) for o in cell.get("outputs", [])]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}</title>"
             f"<style>body{{max-width:60rem;margin:2rem auto;padding:0 1rem;font-family:sans-serif;line-height:1.5}}"
-            f"{assets.get('css', '')}</style><script>{assets.get('plotly', '')}</script></head>"
+            f".admonition{{border-left:4px solid #009E73;padding:.2rem 1rem;margin:1rem 0;background:#f3faf7}}"
+            f".admonition-title{{font-weight:600}}{assets.get('css', '')}</style><script>{assets.get('plotly', '')}</script></head>"
             f"<body><main>{''.join(body)}</main></body></html>\n")
 
 

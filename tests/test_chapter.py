@@ -80,3 +80,14 @@ def test_rerun_page_lists_every_chapter_with_exactly_its_parameters():
     for name in chapter.CHAPTERS:
         listed = re.findall(r"`(\w+)`", rows.get(name, ""))
         assert listed == list(chapter.notebook_parameters(name, NOTEBOOKS)), name
+
+
+def test_findings_box_renders_as_a_box():
+    from markdown_it import MarkdownIt
+
+    from oaprobe.chapter import render_markdown
+
+    text = "Intro.\n\n:::{admonition} What this chapter finds\n:class: tip\n- one *finding*\n- two\n:::\n\nAfter."
+    out = render_markdown(text, MarkdownIt("commonmark"))
+    assert '<div class="admonition tip"><p class="admonition-title">What this chapter finds</p><ul>' in out
+    assert "<em>finding</em>" in out and ":::" not in out and out.endswith("<p>After.</p>\n")

@@ -41,7 +41,7 @@ COLUMN_NAMES: dict[str, str] = {
     "auc_salient": "deletion area, salient first", "auc_random": "deletion area, random",
     "salient_faster": "salient faster", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
     "p_sign": "p (sign test)", "faster": "salient faster", "passes": "passes", "verdict": "verdict", "reason": "reason",
-    "trust": "trust",
+    "trust": "trust", "spearman_randomised": "rank correlation, fully randomised",
 }
 #: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}

@@ -39,16 +39,20 @@ def min_deletion_cases(alpha: float = DELETION_ALPHA) -> int:
 
 def randomisation_verdicts(summary: pd.DataFrame, max_rho: float = RANDOMISATION_MAX_RHO) -> pd.DataFrame:
     """Per backbone, mode and method (rows of :meth:`Study.sanity_summary`): the rank correlation at
-    the last (fully randomised) step, whether it is below ``max_rho`` (``passes``) and why."""
+    the last (fully randomised) step (``spearman_randomised``), whether its size is below ``max_rho``
+    (``passes``; a constant map has no correlation and does not pass), a ``verdict`` and its ``reason``."""
+    columns = ["backbone", "mode", "method", "spearman_randomised", "verdict", "passes", "reason"]
     if summary.empty:
-        return pd.DataFrame(columns=["backbone", "mode", "method", "spearman", "passes", "reason"])
+        return pd.DataFrame(columns=columns)
     keys = ["backbone", "mode", "method"]
     last = summary[summary["step"] == summary.groupby(keys)["step"].transform("max")]
-    out = last[keys + ["spearman"]].reset_index(drop=True)
-    out["passes"] = out["spearman"].abs() < max_rho
+    out = last[keys].reset_index(drop=True).assign(spearman_randomised=last["spearman"].to_numpy(float))
+    out["passes"] = out["spearman_randomised"].abs() < max_rho  # NaN compares False
+    out["verdict"] = ["passes" if ok else "fails" for ok in out["passes"]]
     out["reason"] = [f"rank correlation with the fully randomised model {r:+.2f}, "
-                     f"{'below' if ok else 'not below'} {max_rho:g}" for r, ok in zip(out["spearman"], out["passes"])]
-    return out
+                     f"{'below' if ok else 'not below'} {max_rho:g}" if pd.notna(r) else
+                     "no rank correlation (a constant map)" for r, ok in zip(out["spearman_randomised"], out["passes"])]
+    return out[columns]
 
 
 def deletion_verdicts(auc: pd.DataFrame, alpha: float = DELETION_ALPHA) -> pd.DataFrame:
@@ -66,13 +70,15 @@ def deletion_verdicts(auc: pd.DataFrame, alpha: float = DELETION_ALPHA) -> pd.Da
 
 def mark_trust(table: pd.DataFrame, verdicts: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     """``table`` with a ``trust`` column: "not trustworthy" on rows whose backbone, mode and method
-    (``method`` when the table has none) fail the randomisation check or were never checked."""
+    (``method`` when the table has none) fail the randomisation check or were never checked. A
+    dual-vs-``baseline`` row (no ``mode`` column, as :meth:`Study.saliency_pairs`) needs both models to pass."""
     if table.empty:
         return table.assign(trust=pd.Series(dtype=object))
     t = table if "method" in table else table.assign(method=method)
     passed = {tuple(r) for r in verdicts.loc[verdicts["passes"], ["backbone", "mode", "method"]].itertuples(index=False)}
-    trust = [("passes the randomisation check" if (bb, m, me) in passed else NOT_TRUSTWORTHY)
-             for bb, m, me in zip(t["backbone"], t["mode"], t["method"])]
+    models = ([[m] for m in t["mode"]] if "mode" in t else [["dual", b] for b in t["baseline"]])
+    trust = [("passes the randomisation check" if all((bb, m, me) in passed for m in ms) else NOT_TRUSTWORTHY)
+             for bb, ms, me in zip(t["backbone"], models, t["method"])]
     return table.assign(trust=trust)
 
 
@@ -92,8 +98,30 @@ def gate_sentences(verdicts: pd.DataFrame) -> list[str]:
         if failed.empty:
             continue
         which = "every model" if len(failed) == len(g) else f"{len(failed)} of {len(g)} models"
+        rho = failed["spearman_randomised"].dropna()
+        span = ("" if rho.empty else f"{rho.min():+.2f}" if rho.min() == rho.max() else f"{rho.min():+.2f} to {rho.max():+.2f}")
+        why = f"rank correlation with the fully randomised model {span}, not below {RANDOMISATION_MAX_RHO:g}" if span \
+            else "no rank correlation: constant maps"
         out.append(f"{METHOD_NAMES.get(method, readable_text(method))} fails the randomisation check in {which} "
-                   f"(rank correlation with the fully randomised model {failed['spearman'].min():+.2f} to "
-                   f"{failed['spearman'].max():+.2f}, not below {RANDOMISATION_MAX_RHO:g}): its overlap numbers "
-                   f"are shown as {NOT_TRUSTWORTHY} and are not findings about the models.")
+                   f"({why}): its overlap numbers there are shown as {NOT_TRUSTWORTHY} and are not findings about "
+                   f"the models.")
     return out
+
+
+def deletion_sentence(verdicts: pd.DataFrame) -> list[str]:
+    """The deletion check's verdicts in one sentence, saying when there were too few knees for one."""
+    if verdicts.empty:
+        return []
+    counts = verdicts["verdict"].value_counts()
+    parts = [f"{n} {v}" for v, n in counts.items()]
+    few = verdicts[verdicts["verdict"] == "too few knees"]
+    note = (f"; a verdict needs at least {min_deletion_cases()} knee-targets per model and these had "
+            f"{few['n'].min()}–{few['n'].max()}" if len(few) else "")
+    return [f"Deletion check over {len(verdicts)} models and methods: {', '.join(parts)}{note}."]
+
+
+def named_methods(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its ``method`` values as readers name them (SmoothGrad × input, Grad-CAM)."""
+    from oaprobe.report.display import METHOD_NAMES
+
+    return table.assign(method=table["method"].map(lambda m: METHOD_NAMES.get(m, m))) if "method" in table else table

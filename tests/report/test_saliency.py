@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from oaprobe.report.saliency import (NOT_TRUSTWORTHY, deletion_verdicts, gate_sentences, mark_trust,
+from oaprobe.report.saliency import (NOT_TRUSTWORTHY, deletion_sentence, deletion_verdicts, gate_sentences, mark_trust,
                                      min_deletion_cases, randomisation_verdicts, trusted)
 
 
@@ -22,7 +22,8 @@ def test_randomisation_verdict_reads_the_last_step_only():
     assert len(v) == 4
     by = v.set_index(["mode", "method"])
     assert not by.loc[("dual", "smoothgrad"), "passes"] and by.loc[("dual", "gradcam"), "passes"]
-    assert by.loc[("single_oa", "smoothgrad"), "spearman"] == 0.60
+    assert by.loc[("single_oa", "smoothgrad"), "spearman_randomised"] == 0.60
+    assert by.loc[("dual", "gradcam"), "verdict"] == "passes"
     assert "not below 0.3" in by.loc[("dual", "smoothgrad"), "reason"]
 
 
@@ -56,3 +57,28 @@ def test_gate_sentence_names_the_failing_method_and_its_range():
     (sentence,) = gate_sentences(randomisation_verdicts(_summary()))
     assert sentence.startswith("SmoothGrad × input fails the randomisation check in every model")
     assert "+0.42 to +0.60" in sentence and NOT_TRUSTWORTHY in sentence
+
+
+def test_a_constant_map_fails_and_one_value_is_no_range():
+    s = _summary()
+    s.loc[(s["mode"] == "dual") & (s["method"] == "gradcam") & (s["step"] == 2), "spearman"] = float("nan")
+    s.loc[(s["mode"] == "single_oa") & (s["method"] == "smoothgrad") & (s["step"] == 2), "spearman"] = 0.42
+    v = randomisation_verdicts(s)
+    assert v.set_index(["mode", "method"]).loc[("dual", "gradcam"), "reason"] == "no rank correlation (a constant map)"
+    sentences = gate_sentences(v)
+    assert "(rank correlation with the fully randomised model +0.42, not below 0.3)" in sentences[0]
+    assert sentences[1].startswith("Grad-CAM fails the randomisation check in 1 of 2 models (no rank correlation")
+
+
+def test_deletion_sentence_says_why_there_is_no_verdict():
+    v = pd.DataFrame({"verdict": ["too few knees", "too few knees", "faithful"], "n": [1, 2, 6]})
+    assert deletion_sentence(v) == ["Deletion check over 3 models and methods: 2 too few knees, 1 faithful; a verdict "
+                                    "needs at least 5 knee-targets per model and these had 1–2."]
+
+
+def test_a_paired_row_needs_both_models_to_pass():
+    s = _summary()
+    s.loc[(s["mode"] == "dual") & (s["method"] == "smoothgrad") & (s["step"] == 2), "spearman"] = 0.1
+    v = randomisation_verdicts(s)
+    pairs = pd.DataFrame({"backbone": "resnet3d", "baseline": ["single_oa", "single_oa"], "method": ["smoothgrad", "gradcam"]})
+    assert mark_trust(pairs, v)["trust"].tolist() == [NOT_TRUSTWORTHY, "passes the randomisation check"]
