@@ -136,7 +136,9 @@ def summary(fig: go.Figure) -> str:
     meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
     if meta.get("summary"):
         return str(meta["summary"])
-    title = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fig.layout.title.text or "Figure")).strip().rstrip(".")
+    text = " (".join(t for t in (fig.layout.title.text or "Figure", fig.layout.title.subtitle.text) if t)
+    text += ")" if fig.layout.title.subtitle.text else ""
+    title = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip().rstrip(".")
     x, y = fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
     axes = f"; {y} against {x}" if x and y else ""
     series = list(dict.fromkeys(t.name for t in fig.data if t.name and t.showlegend is not False))
@@ -151,9 +153,11 @@ def _layout(fig: go.Figure, title: str | None = None, height: int | None = None)
     mode_marks(fig)
     _round_hovers(fig)
     _facet_titles(fig)
-    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.01, xanchor="left", y=1.0, yanchor="top",
-                                                    yref="container", pad=dict(t=34)),
-                      height=height, margin=dict(l=40, r=20, t=110 if title else 60, b=40))
+    head, _, rest = (title or "").partition("<br>")  # a second line is a subtitle: plotly keeps it in the margin
+    fig.update_layout(template=TEMPLATE, title=dict(text=head or None, x=0.01, xanchor="left", y=1.0, yanchor="top",
+                                                    yref="container", pad=dict(t=34),
+                                                    subtitle=dict(text=rest.replace("<br>", " ") or None)),
+                      height=height, margin=dict(l=40, r=20, t=(130 if rest else 110) if title else 60, b=40))
     return fig
 
 
@@ -361,8 +365,8 @@ def _facets(fig: go.Figure, t: pd.DataFrame, x: str, facet_col: str | None) -> i
     if not facet_col:
         return None
     fig.update_yaxes(matches=None, showticklabels=True)
-    if not pd.api.types.is_numeric_dtype(t[x]):
-        fig.update_xaxes(tickangle=-35)
+    if not pd.api.types.is_numeric_dtype(t[x]):  # upright names run into each other in 4 narrow panels
+        fig.update_xaxes(tickangle=-90)
     rows = int(np.ceil(t[facet_col].nunique() / FACET_WRAP))
     return 340 * rows + 130
 

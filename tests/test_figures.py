@@ -311,6 +311,9 @@ def test_log_axis_with_three_values_ticks_only_them():
 def test_titles_sit_above_the_plot_clear_of_the_toolbar():
     fig = figures.strip(_MODES, x="w", y="v", color="mode", title="Per-seed test metrics")
     assert fig.layout.title.yref == "container" and fig.layout.margin.t >= 100
+    two = figures.strip(_MODES, x="w", y="v", color="mode", title="Enrichment<br>not trustworthy: fails the check")
+    assert two.layout.title.text == "Enrichment" and two.layout.title.subtitle.text == "not trustworthy: fails the check"
+    assert two.layout.margin.t > fig.layout.margin.t
 
 
 def test_facets_wrap_with_room_between_panels():
@@ -319,7 +322,7 @@ def test_facets_wrap_with_room_between_panels():
     domains = sorted({tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("xaxis")})
     assert len(domains) == 4  # 8 panels in 2 rows of 4, not 8 in one row
     assert all(b[0] - a[1] >= 0.06 for a, b in zip(domains, domains[1:]))
-    assert fig.layout.xaxis.tickangle == -35
+    assert fig.layout.xaxis.tickangle == -90
 
 
 def test_book_renderer_labels_each_figure_with_its_summary():

@@ -42,6 +42,8 @@ COLUMN_NAMES: dict[str, str] = {
     "salient_faster": "salient faster", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
     "p_sign": "p (sign test)", "faster": "salient faster", "passes": "passes", "verdict": "verdict", "reason": "reason",
     "trust": "trust", "spearman_randomised": "rank correlation, fully randomised",
+    # tests
+    "paired_bootstrap": "paired bootstrap", "mcnemar_exact": "exact McNemar", "delong": "DeLong",
 }
 #: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
@@ -54,7 +56,9 @@ SPELLED_OUT: dict[str, str] = {
 }
 #: Table columns whose values are identifiers (modes, metrics, methods) that a table shows named.
 NAMED_VALUES: tuple[str, ...] = ("mode", "mode_a", "mode_b", "baseline", "metric", "method", "comparison", "target",
-                                 "region", "ceiling", "variant", "truth")
+                                 "region", "ceiling", "variant", "truth", "test", "setting", "field")
+#: Columns a shown table leaves out (its CSV keeps them): run hashes belong in the provenance folds.
+HIDDEN_COLUMNS: tuple[str, ...] = ("run_id",)
 _TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b(?:smoothgrad|gradcam)\b")
 
 
@@ -69,13 +73,15 @@ def spelled_out(metric: str) -> str:
     return SPELLED_OUT.get(metric, readable_name(metric))
 
 
-def readable_text(value: object) -> str:
+def readable_text(value: object, unknown: bool = True) -> str:
     """A label with every raw identifier in it named (``"dual − single_kl: kl_qwk"`` -> ``"dual −
-    single-KL: KL QWK"``): modes, methods and columns by their book names, others with spaces."""
+    single-KL: KL QWK"``): modes, methods, tests and columns by their book names, other snake_case
+    words with spaces (``unknown=False`` leaves those as they are: sentences may quote a flag)."""
     names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES}
     if str(value) in names:
         return names[str(value)]
-    return _TOKENS.sub(lambda m: names.get(m.group(0), m.group(0).replace("_", " ")), str(value))
+    return _TOKENS.sub(lambda m: names.get(m.group(0), m.group(0).replace("_", " ") if unknown else m.group(0)),
+                       str(value))
 
 
 def _flat(table: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +92,7 @@ def _flat(table: pd.DataFrame) -> pd.DataFrame:
 
 def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """``table`` for reading: index levels as columns, floats rounded to ``digits``, columns and modes named."""
-    out = _flat(table)
+    out = _flat(table).drop(columns=[c for c in HIDDEN_COLUMNS if c in table.columns or c in table.index.names])
     floats = out.select_dtypes("float").columns
     out[floats] = out[floats].round(digits)
     for col in (c for c in NAMED_VALUES if c in out.columns):
@@ -130,10 +136,11 @@ def folded_table(table: pd.DataFrame, summary: str, digits: int = 3, open_: bool
 
 
 def folded_sentences(sentences: Sequence[str], summary: str) -> HTML:
-    """A list of generated sentences in a fold (one per test or run), so a chapter reads as its findings."""
+    """A list of generated sentences in a fold (one per test or run), so a chapter reads as its findings;
+    the metric, mode and method identifiers in them named as the book names them."""
     if not sentences:
         return HTML(f"<p><em>{html.escape(summary)}: none.</em></p>")
-    items = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+    items = "".join(f"<li>{html.escape(readable_text(s, unknown=False))}</li>" for s in sentences)
     return HTML(f'<details class="oaprobe-fold"><summary>{html.escape(summary)} ({len(sentences)})</summary>'
                 f"<ul>{items}</ul></details>")
 

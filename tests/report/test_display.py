@@ -66,3 +66,17 @@ def test_readable_names_identifier_values_but_leaves_knee_ids():
     out = readable(t)
     assert out["metric"].tolist() == ["KL QWK", "OA AUC"] and out["method"].tolist() == ["SmoothGrad × input", "Grad-CAM"]
     assert out["knee"].tolist() == ["S0001_L", "a_b"] and out["baseline"].tolist() == ["single-KL", "single-OA"]
+
+
+def test_shown_tables_leave_run_hashes_to_the_csv():
+    t = pd.DataFrame({"run_id": ["0123456789ab"], "mode": ["dual"], "test": ["paired_bootstrap"]})
+    html = folded_table(t, "Runs").data
+    shown = html[html.index("<table"):]
+    assert "0123456789ab" not in shown and "paired bootstrap" in shown and "run_id" not in shown
+    payload = re.search(r'href="data:text/csv;base64,([^"]+)"', html).group(1)
+    assert "0123456789ab" in base64.b64decode(payload).decode()
+
+
+def test_folded_sentences_name_known_identifiers_only():
+    html = folded_sentences(["resnet3d, kl_qwk vs single_kl: run --select val_kl_qwk"], "s").data
+    assert "KL QWK vs single-KL" in html and "val_kl_qwk" in html
