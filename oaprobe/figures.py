@@ -451,6 +451,8 @@ def noise_curve(table: pd.DataFrame, x: str, y: str, color: str, error: str | No
 
 
 CEILING_STYLES = {"oracle": "dash", "linear_probe": "dot", "noise_ceiling": "dashdot"}
+#: Where each ceiling's name sits on its line: apart, since two ceilings often coincide (e.g. both at 1).
+CEILING_LABELS = {"oracle": "top left", "noise_ceiling": "top right", "linear_probe": "bottom right"}
 
 
 def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[str, str], title: str = "") -> go.Figure:
@@ -466,7 +468,8 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
     names = _mode_names()
     order = {m: i for i, m in enumerate(ALL_MODES)}
     fig = make_subplots(rows=1, cols=len(questions),
-                        subplot_titles=[f"{q}: {spelled_out(metrics[q])}" for q in questions])
+                        subplot_titles=[f"{q} label:<br>{spelled_out(metrics[q])}" for q in questions])
+    fig.update_annotations(font_size=12)  # two short lines fit a 300 px panel
     shown: set[str] = set()  # each mode once in the legend, from the first panel it appears in
     for col, question in enumerate(questions, start=1):
         part = levels[levels["question"] == question]
@@ -474,13 +477,15 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
         for mode, g in groups:
             fig.add_trace(go.Scatter(x=g["backbone"], y=g["mean"], error_y=dict(type="data", array=g["sd"]),
                                      mode="markers", name=names.get(mode, mode), legendgroup=mode, showlegend=mode not in shown,
+                                     legendrank=order.get(mode, len(order)),
                                      marker=dict(size=11)), row=1, col=col)
             shown.add(mode)
         for _, c in ceilings.iterrows():
             value = c.get(metrics[question])
             if pd.notna(value):
                 fig.add_hline(y=float(value), line_dash=CEILING_STYLES.get(c["ceiling"], "dash"), line_color="grey",
-                              annotation_text=c["ceiling"].replace("_", " "), annotation_position="top left",
+                              annotation_text=c["ceiling"].replace("_", " "),
+                              annotation_position=CEILING_LABELS.get(c["ceiling"], "top left"),
                               row=1, col=col)
     return _layout(fig, title, height=420)
 

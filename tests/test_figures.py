@@ -195,8 +195,10 @@ def test_answer_figure_lists_each_mode_once_in_its_legend():
     fig = figures.answer_figure(levels, pd.DataFrame(columns=["ceiling"]), {"coarse": "oa_roc_auc", "fine": "kl_qwk"})
     legend = [t.name for t in fig.data if t.showlegend]
     assert sorted(legend) == ["dual", "single-KL", "single-OA"]
-    assert [a.text for a in fig.layout.annotations][:2] == ["coarse: OA area under the ROC curve (ROC-AUC)",
-                                                          "fine: KL quadratic weighted kappa (QWK)"]
+    assert [a.text for a in fig.layout.annotations][:2] == ["coarse label:<br>OA area under the ROC curve (ROC-AUC)",
+                                                          "fine label:<br>KL quadratic weighted kappa (QWK)"]
+    ranks = {t.name: t.legendrank for t in fig.data if t.showlegend}
+    assert sorted(ranks, key=ranks.get) == ["single-OA", "single-KL", "dual"]  # the book's order, whatever the panels
 
 
 # ---------------------------------------------------------------- colour vision
