@@ -171,8 +171,9 @@ def grade_distribution(table: pd.DataFrame, columns: Sequence[str] = ("kl_clean"
         if col in table and table[col].notna().any():
             counts = table[col].astype(int).value_counts().reindex(list(KL_GRADES), fill_value=0)
             rows += [{"grade": f"KL{g}", "knees": int(n), "label": LABEL_NAMES.get(col, col)} for g, n in counts.items()]
-    fig = px.bar(pd.DataFrame(rows), x="grade", y="knees", color="label", barmode="group",
-                 labels={"grade": "KL grade", "knees": "knees", "label": "grade"})
+    fig = px.bar(pd.DataFrame(rows), x="grade", y="knees", color="label", barmode="group", pattern_shape="label",
+                 pattern_shape_sequence=["", "/"], color_discrete_sequence=[MODE_COLORS["single_oa"], MODE_COLORS["single_kl"]],
+                 labels={"grade": "KL grade", "knees": "knees", "label": "grade"})  # hatched: not told by colour alone
     return _layout(fig, "Knees per KL grade")
 
 

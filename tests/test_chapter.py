@@ -91,3 +91,17 @@ def test_findings_box_renders_as_a_box():
     out = render_markdown(text, MarkdownIt("commonmark"))
     assert '<div class="admonition tip"><p class="admonition-title">What this chapter finds</p><ul>' in out
     assert "<em>finding</em>" in out and ":::" not in out and out.endswith("<p>After.</p>\n")
+
+
+def test_a_failing_chapter_is_one_line_and_writes_no_page(tmp_path, monkeypatch):
+    import oaprobe.book
+
+    nb = _notebook()
+    nb.cells[1] = nbformat.v4.new_code_cell("raise ValueError('runs missing: train them with oaprobe sweep')")
+    (tmp_path / "nb").mkdir()
+    nbformat.write(nb, tmp_path / "nb" / "answer.ipynb")
+    monkeypatch.setattr(oaprobe.book, "NOTEBOOKS", tmp_path / "nb")
+    with pytest.raises(ChapterCommandError, match=r"chapter answer failed .*: ValueError: runs missing: train them") as err:
+        chapter.run_chapter("answer", None, tmp_path / "out")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out" / "answer.html").exists() and not (tmp_path / "out" / "answer.ipynb").exists()

@@ -18,6 +18,7 @@ def test_grade_distribution_one_bar_trace_per_label_column():
     assert isinstance(fig, go.Figure) and len(fig.data) == 2
     by_name = {t.name: list(t.y) for t in fig.data}
     assert by_name["clean grade"] == [1, 1, 2, 0, 1] and by_name["observed grade"] == [1, 0, 2, 1, 1]
+    assert [t.marker.pattern.shape for t in fig.data] == ["", "/"]  # told apart by hatching, not colour alone
     assert len(figures.grade_distribution(table.assign(kl_clean=np.nan)).data) == 1
 
 
