@@ -491,11 +491,16 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
     return _layout(fig, title, height=420)
 
 
-def show(fig: go.Figure, note: str) -> None:
-    """Display a figure with its provenance folded under it: which runs, package version and cohort made it."""
+def show(fig: go.Figure, note: str, summary_text: str | None = None) -> None:
+    """Display a figure with its provenance folded under it: which runs, package version and cohort made it.
+
+    ``summary_text``: the one sentence a screen reader gives for the figure (default: :func:`summary`
+    from its title, axes and series)."""
     from IPython.display import display
 
     from oaprobe.report.display import provenance_note
 
+    if summary_text:
+        fig.update_layout(meta={**(fig.layout.meta if isinstance(fig.layout.meta, dict) else {}), "summary": summary_text})
     display(fig)
     display(provenance_note(note))

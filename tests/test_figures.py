@@ -350,3 +350,12 @@ def test_slice_grid_outlines_lesions_and_shows_one_colour_bar():
     assert [t.showscale for t in overlays] == [True, False] and "saliency" in overlays[0].colorbar.title.text
     outlines = [(t.name, t.showlegend) for t in fig.data if t.type == "scatter"]
     assert outlines == [("cartilage", True), ("cartilage defect", True), ("cartilage", False)]
+
+
+def test_show_sets_the_summary_a_screen_reader_gives(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    fig = figures.strip(_MODES, x="w", y="v", color="mode", title="t")
+    figures.show(fig, "runs a, b", "Dual is above single-OA in both seeds.")
+    assert shown[0] is fig and figures.summary(fig) == "Dual is above single-OA in both seeds."
+    assert "runs a, b" in shown[1].data
