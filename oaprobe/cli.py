@@ -1,4 +1,4 @@
-"""Command line: ``oaprobe cohort | validate | import-oai | train | sweep | saliency | book``.
+"""Command line: ``oaprobe cohort | validate | import-oai | train | sweep | saliency | book | chapter``.
 
 Every field of the config a command reads is a flag (RunConfig for ``train`` and ``sweep``,
 CohortConfig for ``cohort``, SaliencyConfig for ``saliency``: ``--input-shape 32,32,32``,
@@ -263,6 +263,13 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_chapter(args: argparse.Namespace) -> int:
+    from oaprobe.chapter import run_chapter
+
+    print(run_chapter(args.name, args.p, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS
 
@@ -336,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build chapters and HTML in this folder instead of the repository root (HTML: SITE/_build/html)")
     _add_executor(p)
     p.set_defaults(func=_cmd_book)
+    p = sub.add_parser("chapter", allow_abbrev=False,
+                       help="rerun one chapter on built runs with new parameters; prints its standalone HTML page")
+    p.add_argument("name", help="the chapter: answer, cohort, backbone, results, latent, saliency, label_noise, methods, exercises, beyond")
+    p.add_argument("-p", nargs=2, action="append", metavar=("KEY", "VALUE"), help="a parameter (JSON or text), repeatable")
+    p.add_argument("--out", type=Path, default=Path("_build/chapters"), help="folder of the notebook and page (default: %(default)s)")
+    p.set_defaults(func=_cmd_chapter)
     for name in ("cohort", "train", "sweep", "saliency", "book"):
         sub.choices[name].add_argument("--no-progress", action="store_true",
                                        help="no progress bars (they are off anyway without a terminal or with NO_COLOR)")

@@ -11,7 +11,9 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -28,16 +30,18 @@ BOOK_RENDERER_ENV = "OAPROBE_BOOK_RENDERER"
 
 
 class BookRenderer(MimetypeRenderer):
-    """Figures as an HTML div + script, with no plotly.js and no MathJax inside.
+    """Figures as an HTML div + script, with no plotly.js and no MathJax inside, labelled for screen readers.
 
     The book loads plotly.js once per page from its own ``_static`` folder, so pages work
-    offline and stay small; plotly's own HTML renderers would add CDN script tags.
+    offline and stay small; plotly's own HTML renderers would add CDN script tags. The div is
+    ``role="img"`` with the figure's one-sentence summary (:func:`summary`) as its ``aria-label``.
     """
 
     def to_mimebundle(self, fig_dict: dict) -> dict[str, str]:
         html = pio.to_html(fig_dict, include_plotlyjs=False, include_mathjax=False, full_html=False,
                            validate=False, config={"responsive": True, "displaylogo": False})
-        return {"text/html": html}
+        label = escape(summary(go.Figure(fig_dict, skip_invalid=True)), quote=True)
+        return {"text/html": f'<div class="oaprobe-figure" role="img" aria-label="{label}">{html}</div>'}
 
 
 pio.renderers[BOOK_RENDERER] = BookRenderer()
@@ -45,9 +49,16 @@ if os.environ.get(BOOK_RENDERER_ENV):  # set by `oaprobe book` while papermill e
     pio.renderers.default = BOOK_RENDERER
 
 GRADE_COLORS = px.colors.sequential.Viridis[::2][:5]
-#: one colour per mode across the whole book
-MODE_COLORS = {"single_oa": "#1f77b4", "single_kl": "#ff7f0e", "dual": "#2ca02c", "ordinal": "#9467bd"}
+#: One colour per mode across the whole book, from Okabe & Ito's colour-blind-safe palette (blue,
+#: vermillion, reddish purple, sky blue): the four whose smallest pairwise CIELAB distance under
+#: simulated protanopia, deuteranopia and tritanopia is largest (tests/test_figures.py measures it).
+MODE_COLORS = {"single_oa": "#0072B2", "single_kl": "#D55E00", "dual": "#CC79A7", "ordinal": "#56B4E9"}
+#: A marker and a line dash per mode, so that no figure tells the modes apart by colour alone.
+MODE_SYMBOLS = {"single_oa": "circle", "single_kl": "square", "dual": "diamond", "ordinal": "triangle-up"}
+MODE_DASHES = {"single_oa": "solid", "single_kl": "dash", "dual": "dot", "ordinal": "dashdot"}
 TEMPLATE = "plotly_white"
+#: Columns a hover never shows (run hashes belong in the provenance fold).
+HIDDEN_IN_HOVER = ("run_id", "run", "path", "config_hash")
 
 
 def _mode_names() -> dict[str, str]:
@@ -57,23 +68,96 @@ def _mode_names() -> dict[str, str]:
     return MODE_NAMES
 
 
-def _mode_style(table: pd.DataFrame, *columns: str | None) -> tuple[pd.DataFrame, dict]:
-    """The table with its ``mode`` column readable, and the plotly express arguments that give each
-    mode its book colour and its place in the book's order, when one of ``columns`` is ``mode``."""
-    if "mode" not in columns or "mode" not in table:
-        return table, {}
+def _mode_of(trace_name: object) -> str | None:
+    """The mode a trace stands for, from its (readable or raw) name."""
     names = _mode_names()
-    present = list(dict.fromkeys(table["mode"]))
-    order = [m for m in ALL_MODES if m in present] + [m for m in present if m not in ALL_MODES]
-    colors = {names.get(m, m): c for m, c in MODE_COLORS.items()}
-    shown = table.assign(mode=table["mode"].map(lambda m: names.get(m, m)))
-    return shown, dict(color_discrete_map=colors, category_orders={"mode": [names.get(m, m) for m in order]})
+    by_name = {v: k for k, v in names.items()} | {k: k for k in names}
+    return by_name.get(str(trace_name)) if trace_name is not None else None
+
+
+def mode_marks(fig: go.Figure) -> go.Figure:
+    """Give every trace that stands for a mode its book colour, marker symbol and line dash (the one
+    place figures get them): a reader who cannot tell the colours apart still tells the modes apart."""
+    for trace in fig.data:
+        mode = _mode_of(trace.name) or _mode_of(trace.legendgroup) if trace.type in ("scatter", "box") else None
+        if mode is None:
+            continue
+        trace.update(marker=dict(color=MODE_COLORS[mode], symbol=MODE_SYMBOLS[mode]))
+        if trace.type == "scatter":
+            trace.update(line=dict(color=MODE_COLORS[mode], dash=MODE_DASHES[mode]))
+        else:
+            trace.update(line=dict(color=MODE_COLORS[mode]))
+    return fig
+
+
+def _readable_values(table: pd.DataFrame, columns: Sequence[str | None]) -> pd.DataFrame:
+    """The table with the text values of ``columns`` (legend entries, facets, categories) named."""
+    from oaprobe.report.display import readable_text
+
+    out = table.copy()
+    for col in dict.fromkeys(c for c in columns if c and c in out):
+        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
+            out[col] = out[col].map(lambda v: v if pd.isna(v) else readable_text(v))
+    return out
+
+
+def _px_style(table: pd.DataFrame, *columns: str | None) -> tuple[pd.DataFrame, dict]:
+    """The table with the text values of ``columns`` readable, and the plotly express arguments that
+    name every axis and legend, keep modes in the book's order, and hover seed and values (3 digits)."""
+    from oaprobe.report.display import readable_name
+
+    names = _mode_names()
+    t = _readable_values(table, columns)
+    args: dict = {"labels": {c: readable_name(c) for c in t.columns}}
+    if "mode" in columns and "mode" in t:
+        present = list(dict.fromkeys(table["mode"]))
+        order = [m for m in ALL_MODES if m in present] + [m for m in present if m not in ALL_MODES]
+        args["category_orders"] = {"mode": [names.get(m, m) for m in order]}
+    args["hover_data"] = {c: (":.3f" if pd.api.types.is_float_dtype(t[c]) else True) for c in t.columns
+                          if c not in HIDDEN_IN_HOVER and c not in columns
+                          and (c == "seed" or pd.api.types.is_numeric_dtype(t[c]))}
+    args["hover_data"].update({c: False for c in HIDDEN_IN_HOVER if c in t})
+    return t, args
+
+
+def _round_hovers(fig: go.Figure) -> None:
+    """Hovered x and y values to 3 significant digits (plotly would print 7-9)."""
+    fig.update_traces(xhoverformat=".3~g", yhoverformat=".3~g", selector=lambda tr: tr.type in ("scatter", "box"))
+
+
+def _facet_titles(fig: go.Figure) -> None:
+    """Facet titles as their value only (``metric=oa_accuracy`` -> ``OA accuracy``)."""
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]) if a.text and "=" in a.text else None)
+
+
+def summary(fig: go.Figure) -> str:
+    """One generated sentence saying what a figure shows, for its accessible label: its title (or
+    ``fig.layout.meta["summary"]`` when a chapter set one), its axes and its series."""
+    meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
+    if meta.get("summary"):
+        return str(meta["summary"])
+    text = " (".join(t for t in (fig.layout.title.text or "Figure", fig.layout.title.subtitle.text) if t)
+    text += ")" if fig.layout.title.subtitle.text else ""
+    title = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip().rstrip(".")
+    x, y = fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
+    axes = f"; {y} against {x}" if x and y else ""
+    series = list(dict.fromkeys(t.name for t in fig.data if t.name and t.showlegend is not False))
+    panels = sum(1 for k in fig.layout if k.startswith("xaxis"))
+    listed = f"; series: {', '.join(series[:8])}" if series else ""
+    return f"{title}{axes}{listed}" + (f"; {panels} panels" if panels > 1 else "") + "."
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
-    # a title sits on its own line above subplot titles, left of the mode bar (top right, on hover)
-    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.01, xanchor="left", y=0.98, yanchor="top"),
-                      height=height, margin=dict(l=40, r=20, t=80 if title else 50, b=40))
+    """The book's look: modes marked, hovers rounded, facet titles readable, and the title on its own
+    line above the plot area (a top margin that keeps it clear of plotly's toolbar at any width)."""
+    mode_marks(fig)
+    _round_hovers(fig)
+    _facet_titles(fig)
+    head, _, rest = (title or "").partition("<br>")  # a second line is a subtitle: plotly keeps it in the margin
+    fig.update_layout(template=TEMPLATE, title=dict(text=head or None, x=0.01, xanchor="left", y=1.0, yanchor="top",
+                                                    yref="container", pad=dict(t=34),
+                                                    subtitle=dict(text=rest.replace("<br>", " ") or None)),
+                      height=height, margin=dict(l=40, r=20, t=(130 if rest else 110) if title else 60, b=40))
     return fig
 
 
@@ -87,7 +171,9 @@ def grade_distribution(table: pd.DataFrame, columns: Sequence[str] = ("kl_clean"
         if col in table and table[col].notna().any():
             counts = table[col].astype(int).value_counts().reindex(list(KL_GRADES), fill_value=0)
             rows += [{"grade": f"KL{g}", "knees": int(n), "label": LABEL_NAMES.get(col, col)} for g, n in counts.items()]
-    fig = px.bar(pd.DataFrame(rows), x="grade", y="knees", color="label", barmode="group")
+    fig = px.bar(pd.DataFrame(rows), x="grade", y="knees", color="label", barmode="group", pattern_shape="label",
+                 pattern_shape_sequence=["", "/"], color_discrete_sequence=[MODE_COLORS["single_oa"], MODE_COLORS["single_kl"]],
+                 labels={"grade": "KL grade", "knees": "knees", "label": "grade"})  # hatched: not told by colour alone
     return _layout(fig, "Knees per KL grade")
 
 
@@ -146,27 +232,40 @@ def slice_grid(
     overlays: Sequence[np.ndarray] | None = None,
     cols: int = 5,
     title: str | None = None,
+    lesions: Sequence[np.ndarray | None] | None = None,
+    lesion_names: dict[int, str] | None = None,
+    overlay_title: str = "saliency<br>(share of max)",
+    panel_height: int = 260,
 ) -> go.Figure:
-    """2D slices in a grid (grey), optional mask outlines (red pixel edges) and heat overlays (e.g. saliency)."""
+    """2D slices in a grid (grey), optional cartilage outlines and lesion outlines (codes of ``lesions``
+    named by ``lesion_names``, each type in its colour, one legend entry each) and heat overlays (e.g.
+    saliency on 0-1, with one colour bar titled ``overlay_title``)."""
     n = len(images)
     rows = int(np.ceil(n / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), horizontal_spacing=0.02, vertical_spacing=0.12)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), horizontal_spacing=0.03,
+                        vertical_spacing=min(0.12, 0.5 / rows))
     fig.update_annotations(font_size=11)
+    shown: set[str] = set()
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
         fig.add_trace(go.Heatmap(z=img, colorscale="gray", showscale=False, hoverinfo="skip"), r + 1, c + 1)
         if overlays is not None:
             ov = np.where(overlays[i] > 0.05, overlays[i], np.nan)
-            fig.add_trace(
-                go.Heatmap(z=ov, colorscale="Hot", zmin=0, zmax=1, opacity=0.55, showscale=False, hoverinfo="skip"),
-                r + 1,
-                c + 1,
-            )
-        if outlines is not None:
-            fig.add_trace(_outline_trace(outlines[i], "cartilage", False, 1.5), r + 1, c + 1)
+            bar = dict(title=dict(text=overlay_title, side="right"), len=min(1.0, 400 / (panel_height * rows)), y=1,
+                       yanchor="top", thickness=12)
+            fig.add_trace(go.Heatmap(z=ov, colorscale="Hot", zmin=0, zmax=1, opacity=0.55, showscale=i == 0,
+                                     colorbar=bar, hoverinfo="skip"), r + 1, c + 1)
+        layers = [("cartilage", outlines[i])] if outlines is not None else []
+        if lesions is not None and lesions[i] is not None:
+            layers += [(name, lesions[i] == code) for code, name in (lesion_names or {}).items()]
+        for name, mask in layers:
+            if np.asarray(mask).any():
+                fig.add_trace(_outline_trace(mask, name, name not in shown, 1.5), r + 1, c + 1)
+                shown.add(name)
     _square_pixels(fig, rows, cols)
-    fig = _layout(fig, title, height=260 * rows + 120)
-    fig.update_layout(margin=dict(t=110))  # room for the figure title above two-line subplot titles
+    fig = _layout(fig, title, height=panel_height * rows + 150)
+    fig.update_layout(margin=dict(t=120, b=60),  # room for the figure title above two-line subplot titles
+                      legend=dict(orientation="h", y=-0.01, yanchor="top", x=0.5, xanchor="center"))
     return fig
 
 
@@ -250,85 +349,101 @@ def knee_zoom(
 
 def training_curves(history: pd.DataFrame, y: str = "train_loss", color: str = "mode", line_group: str = "run_id") -> go.Figure:
     """Per-epoch curves, one line per run, coloured by ``color``."""
-    t, style = _mode_style(history, color)
+    from oaprobe.report.display import readable_name
+
+    t, style = _px_style(history, color)
     fig = px.line(t, x="epoch", y=y, color=color, line_group=line_group, markers=True, **style)
-    return _layout(fig, f"{y} per epoch")
+    return _layout(fig, f"{readable_name(y).capitalize()} per epoch")
+
+
+#: Facet panels per row, and the gaps that keep their tick labels apart at a 620 px column.
+FACET_WRAP = 4
+FACET_SPACING = dict(facet_col_spacing=0.07, facet_row_spacing=0.16)
+
+
+def _facets(fig: go.Figure, t: pd.DataFrame, x: str, facet_col: str | None) -> int | None:
+    """Independent y axes per facet, slanted category ticks where panels are narrow; the figure height."""
+    if not facet_col:
+        return None
+    fig.update_yaxes(matches=None, showticklabels=True)
+    if not pd.api.types.is_numeric_dtype(t[x]):  # upright names run into each other in 4 narrow panels
+        fig.update_xaxes(tickangle=-90)
+    rows = int(np.ceil(t[facet_col].nunique() / FACET_WRAP))
+    return 340 * rows + 130
 
 
 def metric_points(table: pd.DataFrame, x: str, y: str, color: str, lo: str = "ci_low", hi: str = "ci_high",
                   facet_col: str | None = None, title: str = "") -> go.Figure:
     """Point estimates with error bars (confidence intervals), grouped by ``color``, optionally faceted."""
-    t, style = _mode_style(table.reset_index(drop=True), color, x, facet_col)
-    fig = px.scatter(
-        t,
-        x=x,
-        y=y,
-        color=color,
-        facet_col=facet_col,
-        facet_col_wrap=4 if facet_col else 0,
-        error_y=t[hi] - t[y],
-        error_y_minus=t[y] - t[lo],
-        hover_data=[c for c in t.columns if t[c].dtype != object or c in (x, color)],
-        **style,
-    )
+    t, style = _px_style(table.reset_index(drop=True), color, x, facet_col)
+    fig = px.scatter(t, x=x, y=y, color=color, facet_col=facet_col, facet_col_wrap=FACET_WRAP if facet_col else 0,
+                     error_y=t[hi] - t[y], error_y_minus=t[y] - t[lo], **(FACET_SPACING if facet_col else {}), **style)
     fig.update_traces(marker=dict(size=9))
-    if facet_col:
-        fig.update_yaxes(matches=None, showticklabels=True)
-        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _layout(fig, title, height=(320 * int(np.ceil(t[facet_col].nunique() / 4)) + 80) if facet_col else None)
+    return _layout(fig, title, height=_facets(fig, t, x, facet_col))
 
 
 def forest(table: pd.DataFrame, label: str = "label", diff: str = "diff", lo: str = "ci_low", hi: str = "ci_high",
            significant: str = "significant", title: str = "Dual minus single (95% CI)") -> go.Figure:
     """Forest plot of paired differences; filled markers survive the multiple-testing correction."""
+    from oaprobe.report.display import readable_text
+
     t = table.reset_index(drop=True)
+    labels = t[label].map(readable_text)
     sig = t[significant].astype(bool) if significant in t else pd.Series(False, index=t.index)
     fig = go.Figure(
         go.Scatter(
             x=t[diff],
-            y=t[label],
+            y=labels,
             mode="markers",
             error_x=dict(type="data", symmetric=False, array=t[hi] - t[diff], arrayminus=t[diff] - t[lo]),
-            marker=dict(size=9, symbol=np.where(sig, "circle", "circle-open"), color=np.where(sig, "#d62728", "#444")),
-            hovertext=[f"{a}: {d:+.3f} [{l:+.3f}, {h:+.3f}]" for a, d, l, h in zip(t[label], t[diff], t[lo], t[hi])],
+            marker=dict(size=9, symbol=np.where(sig, "circle", "circle-open"), color=np.where(sig, "#D55E00", "#444")),
+            hovertext=[f"{a}: {d:+.3f} [{l:+.3f}, {h:+.3f}]" for a, d, l, h in zip(labels, t[diff], t[lo], t[hi])],
             hoverinfo="text",
         )
     )
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, height=max(300, 28 * len(t) + 120))
+    fig.update_xaxes(title="difference (95% CI)")
+    return _layout(fig, title, height=max(300, 28 * len(t) + 150))
 
 
 def strip(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str | None = None, title: str = "") -> go.Figure:
     """One point per seed: the seed-to-seed spread that a single run hides."""
-    t, style = _mode_style(table, color, x, facet_col)
-    fig = px.strip(t, x=x, y=y, color=color, facet_col=facet_col, **style)
-    if facet_col:  # facets are usually metrics on different scales (QWK, MAE)
-        fig.update_yaxes(matches=None, showticklabels=True)
-    return _layout(fig, title)
+    t, style = _px_style(table, color, x, facet_col)
+    fig = px.strip(t, x=x, y=y, color=color, facet_col=facet_col, facet_col_wrap=FACET_WRAP if facet_col else 0,
+                   **(FACET_SPACING if facet_col else {}), **style)
+    return _layout(fig, title, height=_facets(fig, t, x, facet_col))
 
 
 def scatter_2d(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str | None = None,
                symbol: str | None = None, title: str = "") -> go.Figure:
     """Embedding scatter (PCA, UMAP) coloured by grade."""
-    t, style = _mode_style(table.copy(), facet_col, symbol)
+    t, style = _px_style(table, facet_col, symbol)
     t[color] = t[color].astype("Int64").astype(str)
-    order = {**style.get("category_orders", {}), color: sorted(t[color].unique())}
-    fig = px.scatter(t, x=x, y=y, color=color, facet_col=facet_col, symbol=symbol, category_orders=order,
-                     color_discrete_sequence=GRADE_COLORS, opacity=0.75)
+    style["category_orders"] = {**style.get("category_orders", {}), color: sorted(t[color].unique())}
+    fig = px.scatter(t, x=x, y=y, color=color, facet_col=facet_col, symbol=symbol,
+                     color_discrete_sequence=GRADE_COLORS, opacity=0.75, **style)
     fig.update_traces(marker=dict(size=5))
     return _layout(fig, title)
 
 
+def _sparse_log_ticks(fig: go.Figure, values: pd.Series) -> None:
+    """On a log axis with few values, ticks at exactly those values (plotly would label 2 3 4 ... 9)."""
+    shown = sorted(pd.unique(values.dropna()))
+    if len(shown) <= 6:
+        fig.update_xaxes(tickmode="array", tickvals=shown, ticktext=[f"{v:g}" for v in shown], minor=dict(ticks=""))
+
+
 def curves(table: pd.DataFrame, x: str, y: str, color: str, error: str | None = None, facet_col: str | None = None,
            title: str = "", log_x: bool = False) -> go.Figure:
-    """Lines of ``y`` against ``x``, one per ``color`` value (modes in their book colours), optional error
+    """Lines of ``y`` against ``x``, one per ``color`` value (modes in their book marks), optional error
     bars; facets get their own y axis (they are usually different metrics)."""
-    t, style = _mode_style(table, color, facet_col)
-    fig = px.line(t, x=x, y=y, color=color, error_y=error, facet_col=facet_col, markers=True, log_x=log_x, **style)
-    if facet_col:
-        fig.update_yaxes(matches=None, showticklabels=True)
-    return _layout(fig, title)
+    t, style = _px_style(table, color, facet_col)
+    fig = px.line(t, x=x, y=y, color=color, error_y=error, facet_col=facet_col, markers=True, log_x=log_x,
+                  facet_col_wrap=FACET_WRAP if facet_col else 0, **(FACET_SPACING if facet_col else {}), **style)
+    if log_x:
+        _sparse_log_ticks(fig, t[x])
+    return _layout(fig, title, height=_facets(fig, t, x, facet_col))
 
 
 def noise_curve(table: pd.DataFrame, x: str, y: str, color: str, error: str | None = None, title: str = "") -> go.Figure:
@@ -337,6 +452,8 @@ def noise_curve(table: pd.DataFrame, x: str, y: str, color: str, error: str | No
 
 
 CEILING_STYLES = {"oracle": "dash", "linear_probe": "dot", "noise_ceiling": "dashdot"}
+#: Where each ceiling's name sits on its line: apart, since two ceilings often coincide (e.g. both at 1).
+CEILING_LABELS = {"oracle": "top left", "noise_ceiling": "top right", "linear_probe": "bottom right"}
 
 
 def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[str, str], title: str = "") -> go.Figure:
@@ -346,13 +463,14 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
     ``levels``: rows of ``question, backbone, mode, mean, sd``; ``ceilings``: rows of ``ceiling``
     plus metric columns; ``metrics``: question -> metric column (e.g. ``{"coarse": "oa_roc_auc"}``).
     """
-    from oaprobe.report.display import readable_name
+    from oaprobe.report.display import spelled_out
 
     questions = list(metrics)
     names = _mode_names()
     order = {m: i for i, m in enumerate(ALL_MODES)}
     fig = make_subplots(rows=1, cols=len(questions),
-                        subplot_titles=[f"{q}: {readable_name(metrics[q])}" for q in questions])
+                        subplot_titles=[f"{q} label:<br>{spelled_out(metrics[q])}" for q in questions])
+    fig.update_annotations(font_size=12)  # two short lines fit a 300 px panel
     shown: set[str] = set()  # each mode once in the legend, from the first panel it appears in
     for col, question in enumerate(questions, start=1):
         part = levels[levels["question"] == question]
@@ -360,23 +478,30 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
         for mode, g in groups:
             fig.add_trace(go.Scatter(x=g["backbone"], y=g["mean"], error_y=dict(type="data", array=g["sd"]),
                                      mode="markers", name=names.get(mode, mode), legendgroup=mode, showlegend=mode not in shown,
-                                     marker=dict(size=11, color=MODE_COLORS.get(mode))), row=1, col=col)
+                                     legendrank=order.get(mode, len(order)),
+                                     marker=dict(size=11)), row=1, col=col)
             shown.add(mode)
         for _, c in ceilings.iterrows():
             value = c.get(metrics[question])
             if pd.notna(value):
                 fig.add_hline(y=float(value), line_dash=CEILING_STYLES.get(c["ceiling"], "dash"), line_color="grey",
-                              annotation_text=c["ceiling"].replace("_", " "), annotation_position="top left",
+                              annotation_text=c["ceiling"].replace("_", " "),
+                              annotation_position=CEILING_LABELS.get(c["ceiling"], "top left"),
                               row=1, col=col)
     return _layout(fig, title, height=420)
 
 
-def show(fig: go.Figure, note: str) -> None:
-    """Display a figure with its provenance folded under it: which runs, package version and cohort made it."""
+def show(fig: go.Figure, note: str, summary_text: str | None = None) -> None:
+    """Display a figure with its provenance folded under it: which runs, package version and cohort made it.
+
+    ``summary_text``: the one sentence a screen reader gives for the figure (default: :func:`summary`
+    from its title, axes and series)."""
     from IPython.display import display
 
     from oaprobe.report.display import provenance_note
 
+    if summary_text:
+        fig.update_layout(meta={**(fig.layout.meta if isinstance(fig.layout.meta, dict) else {}), "summary": summary_text})
     display(fig)
     display(provenance_note(note))
 

@@ -1,13 +1,16 @@
 """Open every page of the built book in headless Chromium (Debian's chromium + chromedriver).
 
-Fails on JavaScript errors, broken internal links, or plotly figures that did not render; saves
-a screenshot of each page to ``screenshots/``. Run after a book build:
+Fails on JavaScript errors, broken internal links, or plotly figures that did not render, on raw
+identifiers or run hashes in visible text, figures without a text alternative, titles under the
+plotly toolbar or overlapping tick labels (800 and 1280 px); saves a screenshot of each page to
+``screenshots/``. The HTML checks also run on ``oaprobe chapter`` pages (OAPROBE_BOOK_HTML=_build/chapters). Run after a book build:
 ``oaprobe book --preset smoke && pytest -m browser tests/test_book_browser.py``.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import http.server
 import os
 import shutil
@@ -209,3 +212,147 @@ def test_folded_tables_open(server: str, browser):
     assert link.get_attribute("download").endswith(".csv") and "," in header, "the fold's CSV link is not a CSV"
     notes = browser.find_elements(By.CSS_SELECTOR, "details.oaprobe-provenance")
     assert notes and all(n.get_attribute("open") is None for n in notes), "provenance notes are missing or open"
+
+
+# ---------------------------------------------------------------- raw identifiers in visible text
+#: Elements whose text a reader does not see as prose: code, scripts, cell sources, provenance folds.
+HIDDEN_TAGS = {"script", "style", "code", "pre", "head", "svg", "kbd", "samp"}
+HIDDEN_CLASSES = {"oaprobe-provenance", "cell_input", "highlight", "headerlink"}
+VOID_TAGS = {"br", "img", "meta", "link", "input", "hr", "wbr", "source", "col", "area", "base", "embed", "param", "track"}
+SNAKE = re.compile(r"(?<![\w./-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w/-])")
+RUN_HASH = re.compile(r"(?<![0-9a-f])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{12}(?![0-9a-f])")
+
+
+class _VisibleText(HTMLParser):
+    """The text of a page a reader sees as prose (see HIDDEN_TAGS and HIDDEN_CLASSES)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[bool] = []
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in VOID_TAGS:
+            return
+        classes = set((dict(attrs).get("class") or "").split())
+        self.stack.append(bool(self.stack and self.stack[-1]) or tag in HIDDEN_TAGS or bool(classes & HIDDEN_CLASSES))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in VOID_TAGS and self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not (self.stack and self.stack[-1]):
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    parser = _VisibleText()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def test_visible_text_scan_sees_prose_only():
+    html = ('<p>KL QWK of <b>single_kl</b> 0123456789ab</p><pre>kl_qwk</pre><p><code>oa_weight</code> ok<br>x</p>'
+            '<details class="oaprobe-provenance"><summary>Provenance</summary><p>Runs: abcdef123456.</p></details>')
+    text = visible_text(html)
+    assert SNAKE.findall(text) == ["single_kl"] and RUN_HASH.findall(text) == ["0123456789ab"]
+    assert "oa_weight" not in text and "abcdef123456" not in text and "ok x" in text
+
+
+#: Identifiers still printed by sentences outside this test's reach, by page, each with the code that prints
+#: it (issue 24; the smoke book of 2026-12-04), by a part of the page name. Anything else fails the test.
+PENDING_IDENTIFIERS: dict[str, set[str]] = {
+    # oaprobe/analysis/convergence.py _names: modes as run ids ("resnet3d single_kl seed 0")
+    "answer": {"single_kl", "single_oa"},
+    # the same, and oaprobe/report/methods.py describe_deviations: RunConfig fields as typed
+    "methods": {"single_kl", "single_oa", "input_shape", "batch_size", "warmup_epochs", "final_near_best",
+                   "grad_clip", "dual_variant", "weight_decay", "label_smoothing", "ema_decay", "oa_weight",
+                   "class_weighting", "schedule", "lr"},
+    # oaprobe/report/sentences.py describe_seed_level, shown open (not folded) by notebooks/backbone.ipynb
+    "backbone": {"kl_qwk", "single_kl", "oa_roc_auc", "single_oa", "kl_mae", "oa_accuracy", "kl_accuracy",
+                  "kl_f1_macro", "kl_auc_macro", "oa_f1"},
+    # oaprobe/report/beyond.py: comparisons as "dual vs single_kl"
+    "beyond": {"single_kl", "single_oa"},
+    # book/architecture.md "Probabilities" list: mode names and p_oa outside code
+    "architecture": {"single_oa", "single_kl", "p_oa"},
+}
+
+
+def _pending(page: Path) -> set[str]:
+    return set().union(*(v for k, v in PENDING_IDENTIFIERS.items() if k in page.stem))
+
+
+def test_no_raw_identifiers_in_visible_text():
+    """No snake_case field or metric name, and no 12-hex run hash outside the provenance folds, in any
+    page's visible text (code, cell sources and provenance notes excepted; see PENDING_IDENTIFIERS)."""
+    found = []
+    for page in _pages():
+        text = visible_text(page.read_text(encoding="utf-8"))
+        for kind, pattern in (("identifier", SNAKE), ("run hash", RUN_HASH)):
+            hits = sorted(set(pattern.findall(text)) - (_pending(page) if kind == "identifier" else set()))
+            if hits:
+                found.append(f"{page.relative_to(HTML)}: {kind}s {', '.join(hits[:12])}")
+    assert not found, "raw identifiers a reader sees:\n" + "\n".join(found)
+
+
+def test_every_figure_has_a_text_alternative():
+    """Each plotly figure sits in a role="img" div whose aria-label is its one-sentence summary."""
+    missing = []
+    for page in _pages():
+        html = page.read_text(encoding="utf-8")
+        labels = re.findall(r'<div class="oaprobe-figure" role="img" aria-label="([^"]+)">', html)
+        if html.count("Plotly.newPlot") != len(labels) or any(len(label) < 12 for label in labels):
+            missing.append(f"{page.name}: {html.count('Plotly.newPlot')} figures, {len(labels)} labelled")
+    assert not missing, "figures without a text alternative:\n" + "\n".join(missing)
+
+
+#: In the page: for every plotly figure, its title's box against the toolbar's, and every pair of tick labels
+#: (of all its panels) that overlap; returns text lines, one per problem.
+_LAYOUT_JS = """
+const boxes = (root, sel) => Array.from(root.querySelectorAll(sel)).map(e => [e, e.getBoundingClientRect()])
+  .filter(([e, r]) => r.width > 0 && r.height > 0);
+const hit = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+const out = [];
+document.querySelectorAll('.js-plotly-plot').forEach((fig, i) => {
+  const title = boxes(fig, '.gtitle'), bar = boxes(fig, '.modebar');
+  if (title.length && bar.length && hit(title[0][1], bar[0][1])) out.push(`figure ${i}: title under the toolbar`);
+  const ticks = boxes(fig, '.xtick text, .ytick text');
+  for (let a = 0; a < ticks.length; a++) for (let b = a + 1; b < ticks.length; b++)
+    if (hit(ticks[a][1], ticks[b][1])) { out.push(`figure ${i}: ticks '${ticks[a][0].textContent}' and '${ticks[b][0].textContent}' overlap`); return; }
+});
+return out;
+"""
+
+
+@pytest.mark.parametrize("width", [800, 1280])
+def test_figure_titles_and_ticks_stay_clear(width: int, server: str, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    problems = []
+    browser.set_window_size(width, 1600)
+    try:
+        for page in (p for p in _pages() if "Plotly.newPlot" in p.read_text(encoding="utf-8")):
+            browser.get(f"{server}/{page.relative_to(HTML).as_posix()}")
+            WebDriverWait(browser, 30).until(
+                lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"))
+            browser.execute_script("window.dispatchEvent(new Event('resize'));")
+            problems += [f"{page.name} at {width} px: {p}" for p in browser.execute_script(_LAYOUT_JS)]
+    finally:
+        browser.set_window_size(1280, 1600)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(strict=True, reason="pending oaprobe/book.py reader_tags: setup cells (hide-input) and the injected "
+                   "parameters to remove-input; strict: remove this mark once it passes")
+def test_findings_come_before_any_code_fold():
+    """No "Show code cell source" bar (a setup cell's fold) above a chapter's findings box."""
+    late = []
+    for page in (p for p in _pages() if p.name.startswith(FINDINGS_CHAPTERS)):
+        html = page.read_text(encoding="utf-8")
+        article = html.find('<article class="bd-article"')
+        box = html.find("What this chapter finds", article)
+        folds = html[article:box].count("hide-input") if box > 0 else 0
+        if folds:
+            late.append(f"{page.name}: {folds} code folds before its findings")
+    assert not late, "\n".join(late)

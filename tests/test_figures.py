@@ -18,6 +18,7 @@ def test_grade_distribution_one_bar_trace_per_label_column():
     assert isinstance(fig, go.Figure) and len(fig.data) == 2
     by_name = {t.name: list(t.y) for t in fig.data}
     assert by_name["clean grade"] == [1, 1, 2, 0, 1] and by_name["observed grade"] == [1, 0, 2, 1, 1]
+    assert [t.marker.pattern.shape for t in fig.data] == ["", "/"]  # told apart by hatching, not colour alone
     assert len(figures.grade_distribution(table.assign(kl_clean=np.nan)).data) == 1
 
 
@@ -186,7 +187,7 @@ def test_scatter_2d_facets_modes_in_the_book_order():
     t = pd.DataFrame({"x": [0.0, 1, 2, 3], "y": [0.0, 1, 2, 3], "kl": [0, 1, 2, 3],
                       "mode": ["dual", "single_oa", "dual", "single_kl"]})
     fig = figures.scatter_2d(t, "x", "y", color="kl", facet_col="mode")
-    assert [a.text for a in fig.layout.annotations] == ["mode=single-OA", "mode=single-KL", "mode=dual"]
+    assert [a.text for a in fig.layout.annotations] == ["single-OA", "single-KL", "dual"]
 
 
 def test_answer_figure_lists_each_mode_once_in_its_legend():
@@ -195,6 +196,171 @@ def test_answer_figure_lists_each_mode_once_in_its_legend():
     fig = figures.answer_figure(levels, pd.DataFrame(columns=["ceiling"]), {"coarse": "oa_roc_auc", "fine": "kl_qwk"})
     legend = [t.name for t in fig.data if t.showlegend]
     assert sorted(legend) == ["dual", "single-KL", "single-OA"]
+    assert [a.text for a in fig.layout.annotations][:2] == ["coarse label:<br>OA area under the ROC curve (ROC-AUC)",
+                                                          "fine label:<br>KL quadratic weighted kappa (QWK)"]
+    ranks = {t.name: t.legendrank for t in fig.data if t.showlegend}
+    assert sorted(ranks, key=ranks.get) == ["single-OA", "single-KL", "dual"]  # the book's order, whatever the panels
+
+
+# ---------------------------------------------------------------- colour vision
+#: Machado, Oliveira & Fernandes (2009), severity 1.0: linear-RGB matrices of full protanopia,
+#: deuteranopia and tritanopia (the paper's table, as colorspacious 1.1.2 also ships it).
+MACHADO_2009 = {
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]],
+}
+_SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+_D65 = np.array([95.047, 100.0, 108.883])
+
+
+def _lab(hex_colour: str, vision: str = "normal") -> np.ndarray:
+    """CIELAB (D65) of an sRGB colour as a reader with ``vision`` sees it (Machado et al. 2009)."""
+    srgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    if vision != "normal":
+        linear = np.asarray(MACHADO_2009[vision]) @ linear
+    xyz = 100 * _SRGB_TO_XYZ @ linear / _D65
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+#: colorspacious 1.1.2 (an independent implementation; not a dependency), CIELab of #0072B2 and
+#: #D55E00: cspace_convert(rgb, {"name": "sRGB1+CVD", "cvd_type": t, "severity": 100}, "CIELab").
+COLORSPACIOUS_LAB = {
+    ("#0072B2", "normal"): [45.97, -2.74, -41.37], ("#D55E00", "normal"): [54.19, 43.28, 63.28],
+    ("#0072B2", "protanopia"): [49.22, 6.88, -37.65], ("#D55E00", "protanopia"): [47.42, -4.59, 60.13],
+    ("#CC79A7", "deuteranopia"): [63.06, 1.1, -6.97], ("#56B4E9", "deuteranopia"): [67.68, 7.07, -37.46],
+    ("#0072B2", "tritanopia"): [46.65, -44.89, -16.68], ("#D55E00", "tritanopia"): [53.9, 65.15, 30.67],
+}
+
+
+@pytest.mark.parametrize(("colour", "vision"), list(COLORSPACIOUS_LAB))
+def test_simulation_matches_colorspacious(colour, vision):
+    np.testing.assert_allclose(_lab(colour, vision), COLORSPACIOUS_LAB[(colour, vision)], atol=0.06)
+
+
+def test_simulation_tells_red_from_green_apart_only_with_normal_vision():
+    red, green = "#FF0000", "#00A000"  # a known failure: red vs green is the classic protan/deutan confusion
+    normal = np.linalg.norm(_lab(red) - _lab(green))
+    assert normal > 80
+    for vision in ("protanopia", "deuteranopia"):
+        assert np.linalg.norm(_lab(red, vision) - _lab(green, vision)) < normal / 3
+
+
+#: The smallest CIELAB distance (delta-E 1976) every pair of mode colours keeps, with normal vision and
+#: each simulated dichromacy; measured 20.7 (protanopia, dual vs ordinal). The old tab10 colours: 5.7.
+MIN_DELTA_E = 20.0
+
+
+@pytest.mark.parametrize("vision", ["normal", "protanopia", "deuteranopia", "tritanopia"])
+def test_mode_colours_stay_apart_under_colour_blindness(vision):
+    import itertools
+
+    pairs = {(a, b): float(np.linalg.norm(_lab(figures.MODE_COLORS[a], vision) - _lab(figures.MODE_COLORS[b], vision)))
+             for a, b in itertools.combinations(figures.MODE_COLORS, 2)}
+    worst = min(pairs, key=pairs.get)
+    assert pairs[worst] >= MIN_DELTA_E, (vision, worst, round(pairs[worst], 1))
+
+
+def test_each_mode_has_its_own_marker_and_dash():
+    from oaprobe.facts import ALL_MODES
+
+    for marks in (figures.MODE_COLORS, figures.MODE_SYMBOLS, figures.MODE_DASHES):
+        assert set(marks) == set(ALL_MODES) and len(set(marks.values())) == len(ALL_MODES)
+
+
+@pytest.mark.parametrize("make", [
+    lambda t: figures.strip(t, x="w", y="v", color="mode"),
+    lambda t: figures.curves(t, x="w", y="v", color="mode"),
+    lambda t: figures.answer_figure(t.assign(question="coarse", backbone="resnet3d", mean=t["v"], sd=0.1),
+                                    pd.DataFrame(columns=["ceiling"]), {"coarse": "oa_roc_auc"}),
+], ids=["strip", "curves", "answer_figure"])
+def test_modes_differ_by_marker_and_dash_not_colour_alone(make):
+    fig = make(_MODES)
+    seen = {t.name: t for t in fig.data if t.name}
+    assert seen["dual"].marker.symbol == "diamond" and seen["single-KL"].marker.symbol == "square"
+    if seen["dual"].type == "scatter" and "lines" in (seen["dual"].mode or ""):
+        assert seen["dual"].line.dash == "dot" and seen["single-OA"].line.dash == "solid"
+
+
+# ---------------------------------------------------------------- words, hovers, layout
+def test_axes_legends_and_facets_use_display_names():
+    t = pd.DataFrame({"label_noise": [0.0, 1.0, 0.0, 1.0], "mean": [0.7, 0.6, 0.8, 0.7], "mode": ["dual", "dual", "single_kl", "single_kl"],
+                      "metric": ["kl_qwk", "kl_qwk", "oa_accuracy", "oa_accuracy"]})
+    fig = figures.curves(t, x="label_noise", y="mean", color="mode", facet_col="metric")
+    assert fig.layout.xaxis.title.text == "label-noise strength" and fig.layout.legend.title.text == "mode"
+    assert sorted(a.text for a in fig.layout.annotations) == ["KL QWK", "OA accuracy"]
+    history = _MODES.assign(seed=0)
+    assert figures.training_curves(history).layout.yaxis.title.text == "training loss"
+    gains = t.assign(comparison="dual − single_kl: kl_qwk")
+    assert figures.curves(gains, x="label_noise", y="mean", color="comparison").data[0].name == "dual − single-KL: KL QWK"
+
+
+def test_hovers_show_seed_and_rounded_values_and_no_run_hash():
+    t = _MODES.assign(seed=[0, 1, 0, 1], v=[0.123456789, 2.0, 3.0, 4.0], run_id="0123456789ab")
+    fig = figures.metric_points(t, x="w", y="v", color="mode")
+    template = fig.data[0].hovertemplate
+    assert "seed=" in template and "0123456789ab" not in template and "run_id" not in template
+    assert fig.data[0].yhoverformat == ".3~g" and ":.3f" in template  # the CI ends in customdata: 3 decimals
+
+
+def test_log_axis_with_three_values_ticks_only_them():
+    t = pd.DataFrame({"lambda": [0.1, 1.0, 10.0], "mean": [0.5, 0.6, 0.7], "metric": ["kl_qwk"] * 3})
+    fig = figures.curves(t, x="lambda", y="mean", color="metric", log_x=True)
+    assert list(fig.layout.xaxis.tickvals) == [0.1, 1.0, 10.0] and list(fig.layout.xaxis.ticktext) == ["0.1", "1", "10"]
+
+
+def test_titles_sit_above_the_plot_clear_of_the_toolbar():
+    fig = figures.strip(_MODES, x="w", y="v", color="mode", title="Per-seed test metrics")
+    assert fig.layout.title.yref == "container" and fig.layout.margin.t >= 100
+    two = figures.strip(_MODES, x="w", y="v", color="mode", title="Enrichment<br>not trustworthy: fails the check")
+    assert two.layout.title.text == "Enrichment" and two.layout.title.subtitle.text == "not trustworthy: fails the check"
+    assert two.layout.margin.t > fig.layout.margin.t
+
+
+def test_facets_wrap_with_room_between_panels():
+    t = pd.concat([_MODES.assign(metric=f"m{i}") for i in range(8)])
+    fig = figures.strip(t, x="mode", y="v", color="mode", facet_col="metric")
+    domains = sorted({tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("xaxis")})
+    assert len(domains) == 4  # 8 panels in 2 rows of 4, not 8 in one row
+    assert all(b[0] - a[1] >= 0.06 for a, b in zip(domains, domains[1:]))
+    assert fig.layout.xaxis.tickangle == -90
+
+
+def test_book_renderer_labels_each_figure_with_its_summary():
+    fig = figures.curves(_MODES, x="w", y="v", color="mode", title="KL QWK against <b>noise</b>")
+    html = BookRenderer().to_mimebundle(fig.to_dict())["text/html"]
+    label = html[html.index('aria-label="') + 12:html.index('">')]
+    assert html.startswith('<div class="oaprobe-figure" role="img"')
+    assert label == "KL QWK against noise; v against w; series: single-OA, single-KL, dual."
+    fig.update_layout(meta={"summary": "Dual is above single in 3 of 3 seeds."})
+    assert 'aria-label="Dual is above single in 3 of 3 seeds."' in BookRenderer().to_mimebundle(fig.to_dict())["text/html"]
+
+
+def test_slice_grid_outlines_lesions_and_shows_one_colour_bar():
+    img = np.random.default_rng(0).random((8, 8))
+    cart = np.zeros((8, 8), bool)
+    cart[2, 1:7] = True
+    lesion = np.zeros((8, 8), np.uint8)
+    lesion[5, 5] = 2
+    fig = figures.slice_grid([img, img], ["a", "b"], outlines=[cart, cart], overlays=[img, img], cols=2,
+                             lesions=[lesion, None], lesion_names={1: "osteophyte", 2: "cartilage defect"})
+    overlays = [t for t in fig.data if t.type == "heatmap" and t.colorscale[0][1] != "rgb(0, 0, 0)" and t.zmax == 1]
+    assert [t.showscale for t in overlays] == [True, False] and "saliency" in overlays[0].colorbar.title.text
+    outlines = [(t.name, t.showlegend) for t in fig.data if t.type == "scatter"]
+    assert outlines == [("cartilage", True), ("cartilage defect", True), ("cartilage", False)]
+
+
+def test_show_sets_the_summary_a_screen_reader_gives(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    fig = figures.strip(_MODES, x="w", y="v", color="mode", title="t")
+    figures.show(fig, "runs a, b", "Dual is above single-OA in both seeds.")
+    assert shown[0] is fig and figures.summary(fig) == "Dual is above single-OA in both seeds."
+    assert "runs a, b" in shown[1].data
+
+
     assert [a.text for a in fig.layout.annotations][:2] == ["coarse: OA AUC", "fine: KL QWK"]
 
 

@@ -22,7 +22,7 @@ COLUMN_NAMES: dict[str, str] = {
     "kl_accuracy": "KL accuracy", "kl_f1_macro": "KL macro-F1", "kl_auc_macro": "KL macro-AUC",
     "kl_qwk": "KL QWK", "kl_mae": "KL MAE",
     "backbone": "backbone", "mode": "mode", "seed": "seed", "metric": "metric", "baseline": "baseline",
-    "diff": "difference", "ci_low": "CI low", "ci_high": "CI high", "p_value": "p", "q_value": "q",
+    "diff": "difference", "ci_low": "CI low", "ci_high": "CI high", "p_value": "p", "q_value": "q", "q_bh": "q (BH)",
     "p_t": "p (t)", "p_wilcoxon": "p (Wilcoxon)", "n_seeds": "seeds", "sd": "sd", "mean": "mean",
     "significant": "significant", "test": "test", "truth": "truth",
     "n_knees": "test knees", "knee_level": "detectable, knee level", "over_seeds": "detectable, over seeds",
@@ -30,15 +30,58 @@ COLUMN_NAMES: dict[str, str] = {
     "OA_probe_AUROC_test": "OA probe AUC", "centroid_kendall_tau": "centroid order τ",
     "abs_spearman_PC1_KLclean": "|ρ| PC1–clean KL", "abs_spearman_PC1_OAclean": "|ρ| PC1–clean OA",
     "OA_probe_AUROC_test_clean": "OA probe AUC (clean)", "centroid_kendall_tau_clean": "centroid order τ (clean)",
+    # figure axes, legends and facets
+    "train_loss": "training loss", "val_loss": "validation loss", "epoch": "epoch", "estimate": "estimate",
+    "value": "value", "label_noise": "label-noise strength", "kl": "KL grade", "kl_clean": "clean KL grade",
+    "oa": "OA", "axis1": "axis 1", "axis2": "axis 2", "umap1": "UMAP 1", "umap2": "UMAP 2",
+    "step": "randomisation step", "spearman": "rank correlation with the trained map", "method": "method",
+    "region": "region", "enrichment": "enrichment over chance", "comparison": "comparison", "gain": "gain",
+    "label": "label", "seconds": "seconds", "variant": "variant", "lambda": "λ", "target": "target",
+    "roi_fraction": "chance share", "mass": "mass", "top5": "top-5% share", "dice5": "top-5% Dice",
+    "auc_salient": "deletion area, salient first", "auc_random": "deletion area, random",
+    "salient_faster": "salient faster", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
+    "p_sign": "p (sign test)", "faster": "salient faster", "passes": "passes", "verdict": "verdict", "reason": "reason",
+    "trust": "trust", "spearman_randomised": "rank correlation, fully randomised",
+    # tests
+    "paired_bootstrap": "paired bootstrap", "mcnemar_exact": "exact McNemar", "delong": "DeLong",
 }
-#: Readable names of the study's modes (the same order and colours everywhere: figures.MODE_COLORS).
+#: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
+#: Readable names of the attribution methods.
+METHOD_NAMES: dict[str, str] = {"smoothgrad": "SmoothGrad × input", "gradcam": "Grad-CAM"}
+#: Metric names spelled out, for a page's first use of them (the glossary page defines each).
+SPELLED_OUT: dict[str, str] = {
+    "kl_qwk": "KL quadratic weighted kappa (QWK)", "oa_roc_auc": "OA area under the ROC curve (ROC-AUC)",
+    "kl_mae": "KL mean absolute error (MAE)", "kl_f1_macro": "KL macro-averaged F1",
+}
+#: Table columns whose values are identifiers (modes, metrics, methods) that a table shows named.
+NAMED_VALUES: tuple[str, ...] = ("mode", "mode_a", "mode_b", "baseline", "metric", "method", "comparison", "target",
+                                 "region", "ceiling", "variant", "truth", "test", "setting", "field")
+#: Columns a shown table leaves out (its CSV keeps them): run hashes belong in the provenance folds.
+HIDDEN_COLUMNS: tuple[str, ...] = ("run_id",)
+_TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b(?:smoothgrad|gradcam)\b")
 
 
 def readable_name(column: object) -> str:
     """A column's readable name: the book's name if it has one, else underscores as spaces."""
     text = str(column)
     return COLUMN_NAMES.get(text, text.replace("_", " "))
+
+
+def spelled_out(metric: str) -> str:
+    """A metric's name spelled out (``kl_qwk`` -> "KL quadratic weighted kappa (QWK)"), else its readable name."""
+    return SPELLED_OUT.get(metric, readable_name(metric))
+
+
+def readable_text(value: object, unknown: bool = True) -> str:
+    """A label with every raw identifier in it named (``"dual − single_kl: kl_qwk"`` -> ``"dual −
+    single-KL: KL QWK"``): modes, methods, tests and columns by their book names, other snake_case
+    words with spaces (``unknown=False`` leaves those as they are: sentences may quote a flag)."""
+    names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES}
+    if str(value) in names:
+        return names[str(value)]
+    return _TOKENS.sub(lambda m: names.get(m.group(0), m.group(0).replace("_", " ") if unknown else m.group(0)),
+                       str(value))
 
 
 def _flat(table: pd.DataFrame) -> pd.DataFrame:
@@ -49,11 +92,11 @@ def _flat(table: pd.DataFrame) -> pd.DataFrame:
 
 def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """``table`` for reading: index levels as columns, floats rounded to ``digits``, columns and modes named."""
-    out = _flat(table)
+    out = _flat(table).drop(columns=[c for c in HIDDEN_COLUMNS if c in table.columns or c in table.index.names])
     floats = out.select_dtypes("float").columns
     out[floats] = out[floats].round(digits)
-    if "mode" in out.columns:
-        out["mode"] = out["mode"].map(lambda m: MODE_NAMES.get(m, m))
+    for col in (c for c in NAMED_VALUES if c in out.columns):
+        out[col] = out[col].map(lambda v: v if not isinstance(v, str) else readable_text(v))
     out.columns = [readable_name(c) for c in out.columns]
     return out
 
@@ -93,10 +136,11 @@ def folded_table(table: pd.DataFrame, summary: str, digits: int = 3, open_: bool
 
 
 def folded_sentences(sentences: Sequence[str], summary: str) -> HTML:
-    """A list of generated sentences in a fold (one per test or run), so a chapter reads as its findings."""
+    """A list of generated sentences in a fold (one per test or run), so a chapter reads as its findings;
+    the metric, mode and method identifiers in them named as the book names them."""
     if not sentences:
         return HTML(f"<p><em>{html.escape(summary)}: none.</em></p>")
-    items = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+    items = "".join(f"<li>{html.escape(readable_text(s, unknown=False))}</li>" for s in sentences)
     return HTML(f'<details class="oaprobe-fold"><summary>{html.escape(summary)} ({len(sentences)})</summary>'
                 f"<ul>{items}</ul></details>")
 

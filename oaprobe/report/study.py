@@ -540,30 +540,47 @@ class Study:
         return g.agg(auc_salient=("auc_salient", "mean"), auc_random=("auc_random", "mean"),
                      salient_faster=("auc_gap", lambda x: float((x > 0).mean())), n=("auc_gap", "count")).reset_index()
 
-    def saliency_slices(self, backbone: str, seed: int, method: str = "smoothgrad", max_knees: int = 2) -> dict[str, Any]:
-        """Coronal slices of the saved maps, for each mode and target side by side (first knees)."""
-        out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "saliency": [], "n_knees": 0}
+    def saliency_slices(self, backbone: str, seed: int, methods: Sequence[str] = ("smoothgrad", "gradcam"),
+                        max_knees: int = 1) -> dict[str, Any]:
+        """Coronal slices of the saved maps through the middle of the first knees: per mode and target
+        a row, per knee and method a column (so Grad-CAM sits beside SmoothGrad), with the cartilage,
+        the synthetic cohort's lesion codes (None on real data) and each knee's grade in its title."""
+        from oaprobe.data.dataset import load_masks
+        from oaprobe.report.display import METHOD_NAMES
+
+        out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "saliency": [], "lesion": [], "n_cols": 0}
         runs = {r.config.mode: r for r in self.select(backbone=backbone, seed=seed)}
         results = self.saliency_results()
+        rows = self.table.set_index(self.table["case_id"].astype(str))
+        grade_col = "kl_clean" if self.has_clean else "kl"
+        lesion_cache: dict[str, np.ndarray | None] = {}
         knees: list[str] | None = None
         for mode in MODES:
             if mode not in runs or runs[mode].run_id not in results:
                 continue
             maps = results[runs[mode].run_id]["maps"]
-            ids = list(dict.fromkeys(maps["case_id"].tolist()))
-            knees = knees or ids[:max_knees]
+            knees = knees or list(dict.fromkeys(maps["case_id"].astype(str).tolist()))[:max_knees]
             for target in ("oa", "kl"):
                 for case in knees:
-                    hit = np.nonzero((maps["case_id"] == case) & (maps["target"] == target) & (maps["method"] == method))[0]
-                    if not hit.size:
-                        continue
-                    i = hit[0]
-                    w = maps["image"].shape[-1] // 2
-                    out["images"].append(maps["image"][i][..., w].astype(np.float32).T)
-                    out["cartilage"].append(np.isin(maps["mask"][i][..., w], CARTILAGE_LABELS).T)
-                    out["saliency"].append(maps["saliency"][i][..., w].astype(np.float32).T)
-                    out["titles"].append(f"{MODE_NAMES[mode]} · {target.upper()} target · {case}")
-        out["n_knees"] = len(knees or [])
+                    for method in methods:
+                        hit = np.nonzero((maps["case_id"].astype(str) == case) & (maps["target"] == target)
+                                         & (maps["method"] == method))[0]
+                        if not hit.size:
+                            continue
+                        i, w = hit[0], maps["image"].shape[-1] // 2
+                        if case not in lesion_cache:
+                            has = "lesion_path" in rows and pd.notna(rows.loc[case].get("lesion_path"))
+                            lesion_cache[case] = load_masks(rows.loc[[case]], maps["image"].shape[1:],
+                                                            column="lesion_path")[0] if has else None
+                        lesion = lesion_cache[case]
+                        out["images"].append(maps["image"][i][..., w].astype(np.float32).T)
+                        out["cartilage"].append(np.isin(maps["mask"][i][..., w], CARTILAGE_LABELS).T)
+                        out["saliency"].append(maps["saliency"][i][..., w].astype(np.float32).T)
+                        out["lesion"].append(None if lesion is None else lesion[..., w].T)
+                        grade = f"{'clean ' if grade_col == 'kl_clean' else ''}KL{int(rows.loc[case, grade_col])}"
+                        out["titles"].append(f"{MODE_NAMES[mode]} · {target.upper()} target · "
+                                             f"{METHOD_NAMES.get(method, method)}<br>{case}, {grade}")
+        out["n_cols"] = len(knees or []) * len(methods)
         return out
 
 

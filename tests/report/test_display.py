@@ -49,3 +49,34 @@ def test_open_table_has_no_row_numbers_and_scrolls():
     html = open_table(_table()).data
     assert html.startswith('<div class="oaprobe-scroll">') and "oaprobe-table" in html
     assert "<th>backbone</th>" in html and "<th>0</th>" not in html and "0.812" in html
+
+
+def test_readable_text_names_every_raw_identifier_in_a_label():
+    from oaprobe.report.display import readable_text, spelled_out
+
+    assert readable_text("dual − single_kl: kl_qwk") == "dual − single-KL: KL QWK"
+    assert readable_text("smoothgrad, new_thing") == "SmoothGrad × input, new thing"
+    assert readable_text("dual") == "dual"
+    assert spelled_out("kl_qwk") == "KL quadratic weighted kappa (QWK)" and spelled_out("oa_f1") == "OA F1"
+
+
+def test_readable_names_identifier_values_but_leaves_knee_ids():
+    t = pd.DataFrame({"metric": ["kl_qwk", "oa_roc_auc"], "method": ["smoothgrad", "gradcam"], "case_id": ["S0001_L", "a_b"],
+                      "baseline": ["single_kl", "single_oa"]})
+    out = readable(t)
+    assert out["metric"].tolist() == ["KL QWK", "OA AUC"] and out["method"].tolist() == ["SmoothGrad × input", "Grad-CAM"]
+    assert out["knee"].tolist() == ["S0001_L", "a_b"] and out["baseline"].tolist() == ["single-KL", "single-OA"]
+
+
+def test_shown_tables_leave_run_hashes_to_the_csv():
+    t = pd.DataFrame({"run_id": ["0123456789ab"], "mode": ["dual"], "test": ["paired_bootstrap"]})
+    html = folded_table(t, "Runs").data
+    shown = html[html.index("<table"):]
+    assert "0123456789ab" not in shown and "paired bootstrap" in shown and "run_id" not in shown
+    payload = re.search(r'href="data:text/csv;base64,([^"]+)"', html).group(1)
+    assert "0123456789ab" in base64.b64decode(payload).decode()
+
+
+def test_folded_sentences_name_known_identifiers_only():
+    html = folded_sentences(["resnet3d, kl_qwk vs single_kl: run --select val_kl_qwk"], "s").data
+    assert "KL QWK vs single-KL" in html and "val_kl_qwk" in html

@@ -175,11 +175,16 @@ def test_saliency_views(study):
     pairs = study.saliency_pairs(sal, n_boot=50)
     assert len(pairs) == 2 * 2 * 2  # seeds x (oa vs single_oa, kl vs single_kl) x (cartilage, lesion)
     slices = study.saliency_slices("resnet3d", seed=0, max_knees=1)
-    assert slices["n_knees"] == 1
-    assert [t.split(" · ")[:2] for t in slices["titles"]] == [
-        ["single-OA", "OA target"], ["single-KL", "OA target"], ["single-KL", "KL target"], ["dual", "OA target"],
-        ["dual", "KL target"]]
-    assert slices["images"][0].shape == (16, 16) and len(slices["saliency"]) == 5
+    assert slices["n_cols"] == 2  # one knee, SmoothGrad and Grad-CAM side by side
+    panels = [["single-OA", "OA target"], ["single-KL", "OA target"], ["single-KL", "KL target"], ["dual", "OA target"],
+              ["dual", "KL target"]]
+    assert [t.split(" · ")[:2] for t in slices["titles"]] == [p for p in panels for _ in range(2)]
+    assert [t.split(" · ")[2].split("<br>")[0] for t in slices["titles"][:2]] == ["SmoothGrad × input", "Grad-CAM"]
+    case = sal["case_id"].iloc[0]
+    grade = int(study.table.set_index("case_id").loc[case, "kl_clean"])
+    assert slices["titles"][0].endswith(f"<br>{case}, clean KL{grade}")
+    assert slices["images"][0].shape == (16, 16) and len(slices["saliency"]) == 10
+    assert slices["lesion"][0].shape == (16, 16) and slices["lesion"][0].dtype == np.uint8
 
 
 def test_saliency_enrichment_against_t_interval():

@@ -1,0 +1,84 @@
+"""The saliency gate: randomisation pass criterion, deletion sign test, trust marks and sentences."""
+
+import pandas as pd
+import pytest
+
+from oaprobe.report.saliency import (NOT_TRUSTWORTHY, deletion_sentence, deletion_verdicts, gate_sentences, mark_trust,
+                                     min_deletion_cases, randomisation_verdicts, trusted)
+
+
+def _summary() -> pd.DataFrame:
+    rows = []
+    for mode, sg_last in (("dual", 0.42), ("single_oa", 0.60)):
+        for method, last in (("smoothgrad", sg_last), ("gradcam", -0.05)):
+            for step, rho in ((0, 1.0), (1, 0.8), (2, last)):
+                rows.append({"backbone": "resnet3d", "mode": mode, "method": method, "step": step, "layer": "l",
+                             "spearman": rho, "sd": 0.1, "n": 2})
+    return pd.DataFrame(rows)
+
+
+def test_randomisation_verdict_reads_the_last_step_only():
+    v = randomisation_verdicts(_summary())
+    assert len(v) == 4
+    by = v.set_index(["mode", "method"])
+    assert not by.loc[("dual", "smoothgrad"), "passes"] and by.loc[("dual", "gradcam"), "passes"]
+    assert by.loc[("single_oa", "smoothgrad"), "spearman_randomised"] == 0.60
+    assert by.loc[("dual", "gradcam"), "verdict"] == "passes"
+    assert "not below 0.3" in by.loc[("dual", "smoothgrad"), "reason"]
+
+
+def test_a_strongly_negative_correlation_fails_too():
+    s = _summary()
+    s.loc[(s["method"] == "gradcam") & (s["step"] == 2), "spearman"] = -0.5
+    assert not randomisation_verdicts(s)["passes"].any()
+
+
+def test_deletion_verdicts_need_five_knee_targets_and_a_sign_test():
+    assert min_deletion_cases(0.05) == 5 and min_deletion_cases(0.01) == 7
+    rows = [("a", [0.1] * 5), ("b", [0.1] * 4), ("c", [0.1, -0.1] * 3)]
+    auc = pd.DataFrame([{"backbone": "r", "mode": m, "method": "gradcam", "case_id": f"k{i}", "auc_gap": g}
+                        for m, gaps in rows for i, g in enumerate(gaps)])
+    v = deletion_verdicts(auc).set_index("mode")
+    assert v.loc["a", "verdict"] == "faithful" and v.loc["a", "p_sign"] == pytest.approx(0.5 ** 5)
+    assert v.loc["b", "verdict"] == "too few knees"  # 4 of 4 faster: p = 0.0625, no verdict possible
+    assert v.loc["c", "verdict"] == "not shown faithful" and v.loc["c", "faster"] == 3
+
+
+def test_untrusted_rows_are_marked_and_left_out_of_findings():
+    v = randomisation_verdicts(_summary())
+    enrichment = pd.DataFrame({"backbone": "resnet3d", "mode": ["dual", "single_oa", "single_kl"], "enrichment": [5.0, 6.9, 2.0]})
+    marked = mark_trust(enrichment, v, method="smoothgrad")
+    assert marked["trust"].tolist() == [NOT_TRUSTWORTHY] * 3  # single_kl never checked: not trustworthy either
+    assert trusted(enrichment, v, method="smoothgrad").empty
+    assert trusted(enrichment, v, method="gradcam")["mode"].tolist() == ["dual", "single_oa"]
+
+
+def test_gate_sentence_names_the_failing_method_and_its_range():
+    (sentence,) = gate_sentences(randomisation_verdicts(_summary()))
+    assert sentence.startswith("SmoothGrad × input fails the randomisation check in every model")
+    assert "+0.42 to +0.60" in sentence and NOT_TRUSTWORTHY in sentence
+
+
+def test_a_constant_map_fails_and_one_value_is_no_range():
+    s = _summary()
+    s.loc[(s["mode"] == "dual") & (s["method"] == "gradcam") & (s["step"] == 2), "spearman"] = float("nan")
+    s.loc[(s["mode"] == "single_oa") & (s["method"] == "smoothgrad") & (s["step"] == 2), "spearman"] = 0.42
+    v = randomisation_verdicts(s)
+    assert v.set_index(["mode", "method"]).loc[("dual", "gradcam"), "reason"] == "no rank correlation (a constant map)"
+    sentences = gate_sentences(v)
+    assert "(rank correlation with the fully randomised model +0.42, not below 0.3)" in sentences[0]
+    assert sentences[1].startswith("Grad-CAM fails the randomisation check in 1 of 2 models (no rank correlation")
+
+
+def test_deletion_sentence_says_why_there_is_no_verdict():
+    v = pd.DataFrame({"verdict": ["too few knees", "too few knees", "faithful"], "n": [1, 2, 6]})
+    assert deletion_sentence(v) == ["Deletion check over 3 models and methods: 2 too few knees, 1 faithful; a verdict "
+                                    "needs at least 5 knee-targets per model and these had 1–2."]
+
+
+def test_a_paired_row_needs_both_models_to_pass():
+    s = _summary()
+    s.loc[(s["mode"] == "dual") & (s["method"] == "smoothgrad") & (s["step"] == 2), "spearman"] = 0.1
+    v = randomisation_verdicts(s)
+    pairs = pd.DataFrame({"backbone": "resnet3d", "baseline": ["single_oa", "single_oa"], "method": ["smoothgrad", "gradcam"]})
+    assert mark_trust(pairs, v)["trust"].tolist() == [NOT_TRUSTWORTHY, "passes the randomisation check"]

@@ -1,0 +1,43 @@
+"""The hand-written pages state facts that live in code: each such fact is checked against its source."""
+
+from __future__ import annotations
+
+import re
+import xml.dom.minidom
+from pathlib import Path
+
+from scipy import stats
+
+from oaprobe.config import get_preset
+from oaprobe.report.saliency import RANDOMISATION_MAX_RHO
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+
+
+def test_teach_page_states_the_course_builds_seeds_and_degrees_of_freedom():
+    text = " ".join((BOOK / "teach.md").read_text().split())
+    seeds = len(get_preset("course").seeds)
+    assert f"trains {seeds} seeds per configuration" in text
+    assert f"rests on {seeds - 1} degree{'s' if seeds != 2 else ''} of freedom" in text
+    assert f"is {stats.t.ppf(0.975, seeds - 1):.1f}" in text and f"it is {stats.t.ppf(0.975, 4):.1f}" in text
+    assert not re.search(r"\d+\.\d min", text), "build times live in the README's timing table only"
+
+
+def test_teach_page_times_every_exercise_once():
+    from oaprobe.report.exercises import EXERCISES
+
+    text = (BOOK / "teach.md").read_text()
+    rows = re.findall(r"^\| (\d+)\. (.+?) \| (\d+) \|$", text, flags=re.M)
+    assert [(int(n), title) for n, title, _ in rows] == list(enumerate(EXERCISES.values(), start=1))
+
+
+def test_glossary_states_the_randomisation_threshold_the_code_uses():
+    assert f"below {RANDOMISATION_MAX_RHO:g}" in (BOOK / "glossary.md").read_text()
+
+
+def test_model_diagram_is_valid_svg_with_a_text_alternative():
+    svg = xml.dom.minidom.parse(str(BOOK / "_static" / "model.svg"))
+    root = svg.documentElement
+    assert root.tagName == "svg" and root.getAttribute("role") == "img"
+    desc = svg.getElementsByTagName("desc")[0].firstChild.data
+    assert "parallel" in desc and "stacked" in desc
