@@ -217,17 +217,16 @@ def _stored_key(path: Path) -> str | None:
 
 
 def reader_tags(tags: list[str]) -> list[str]:
-    """A code cell's tags in the rendered page: the page reads as a report, code one click away.
+    """A code cell's tags in the rendered page: the page reads as a report, its findings first.
 
-    The parameters the chapter ran with are folded (their defaults are the notebook's, not shown);
-    a cell that only shows a result loses its code (the notebook in ``notebooks/`` has it); setup
-    cells keep the fold their notebook gives them.
+    Every code cell's source is left out of the page (the notebook in ``notebooks/`` has it, and
+    the methods and rerun pages list the parameters): a result cell shows its output only, and a
+    setup cell folded in its notebook (``hide-input``) shows nothing of its code either, so no
+    "show code" bar stands above a chapter's findings.
     """
-    if "injected-parameters" in tags:
-        return sorted(set(tags) | {"hide-input"})
-    if "parameters" in tags or not tags:
-        return sorted(set(tags) | {"remove-input"})
-    return list(tags)
+    if "remove-cell" in tags:
+        return list(tags)
+    return sorted((set(tags) - {"hide-input"}) | {"remove-input"})
 
 
 def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED, notebooks: Path | None = None) -> bool:

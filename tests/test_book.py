@@ -81,12 +81,14 @@ def test_chapter_key_changes_with_each_input(notebooks):
     assert chapter_key(ch, ["a", "b"], "digest") != key
 
 
-def test_reader_tags_keep_a_setup_fold():
+def test_reader_tags_leave_no_code_on_the_page():
     from oaprobe.book import reader_tags
 
-    assert reader_tags(["hide-input"]) == ["hide-input"]
+    assert reader_tags(["hide-input"]) == ["remove-input"]  # no "show code" bar above the findings
     assert reader_tags(["remove-input"]) == ["remove-input"]
-    assert reader_tags(["hide-output"]) == ["hide-output"]
+    assert reader_tags(["hide-output"]) == ["hide-output", "remove-input"]
+    assert reader_tags(["injected-parameters"]) == ["injected-parameters", "remove-input"]
+    assert reader_tags(["remove-cell"]) == ["remove-cell"] and reader_tags([]) == ["remove-input"]
 
 
 def test_execute_chapter_runs_once_per_key(notebooks, fake_papermill, tmp_path):

@@ -262,21 +262,7 @@ def test_visible_text_scan_sees_prose_only():
 
 #: Identifiers still printed by sentences outside this test's reach, by page, each with the code that prints
 #: it (issue 24; the smoke book of 2026-12-04), by a part of the page name. Anything else fails the test.
-PENDING_IDENTIFIERS: dict[str, set[str]] = {
-    # oaprobe/analysis/convergence.py _names: modes as run ids ("resnet3d single_kl seed 0")
-    "answer": {"single_kl", "single_oa"},
-    # the same, and oaprobe/report/methods.py describe_deviations: RunConfig fields as typed
-    "methods": {"single_kl", "single_oa", "input_shape", "batch_size", "warmup_epochs", "final_near_best",
-                   "grad_clip", "dual_variant", "weight_decay", "label_smoothing", "ema_decay", "oa_weight",
-                   "class_weighting", "schedule", "lr"},
-    # oaprobe/report/sentences.py describe_seed_level, shown open (not folded) by notebooks/backbone.ipynb
-    "backbone": {"kl_qwk", "single_kl", "oa_roc_auc", "single_oa", "kl_mae", "oa_accuracy", "kl_accuracy",
-                  "kl_f1_macro", "kl_auc_macro", "oa_f1"},
-    # oaprobe/report/beyond.py: comparisons as "dual vs single_kl"
-    "beyond": {"single_kl", "single_oa"},
-    # book/architecture.md "Probabilities" list: mode names and p_oa outside code
-    "architecture": {"single_oa", "single_kl", "p_oa"},
-}
+PENDING_IDENTIFIERS: dict[str, set[str]] = {}
 
 
 def _pending(page: Path) -> set[str]:
@@ -343,8 +329,6 @@ def test_figure_titles_and_ticks_stay_clear(width: int, server: str, browser):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="pending oaprobe/book.py reader_tags: setup cells (hide-input) and the injected "
-                   "parameters to remove-input; strict: remove this mark once it passes")
 def test_findings_come_before_any_code_fold():
     """No "Show code cell source" bar (a setup cell's fold) above a chapter's findings box."""
     late = []

@@ -73,9 +73,14 @@ TARGET_COLUMNS = ("target", "value", "limit", "met", "failing")
 
 def _names(frame: pd.DataFrame, value: str | None = None) -> str:
     """``resnet3d single_oa seed 0, ...`` (or ``m3t dual 0.052, ...`` with a value column) for failing rows."""
+    from oaprobe.models.backbones import backbone_title
+    from oaprobe.report.display import MODE_NAMES
+
     parts = []
     for _, r in frame.iterrows():
-        label = " ".join(str(r[k]) for k in ("backbone", "mode") if k in r)
+        named = {"backbone": backbone_title(str(r["backbone"])) if "backbone" in r else "",
+                 "mode": MODE_NAMES.get(str(r["mode"]), str(r["mode"])) if "mode" in r else ""}
+        label = " ".join(named[k] for k in ("backbone", "mode") if k in r)
         label += f" seed {r['seed']}" if "seed" in r and value is None else ""
         parts.append(label if value is None else f"{label} {r[value]:.3f}")
     return ", ".join(parts)

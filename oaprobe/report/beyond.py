@@ -20,7 +20,7 @@ import pandas as pd
 
 from oaprobe.analysis.decision import decide_table
 from oaprobe.config import get_preset
-from oaprobe.report.display import readable_name
+from oaprobe.report.display import readable_name, readable_text
 from oaprobe.report.sentences import needed_clause, plural, rule_intervals, signed
 from oaprobe.report.study import Study, mean_sd
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, beyond_grid, preset_manifest, study_grid
@@ -125,7 +125,7 @@ def describe_comparison(row: pd.Series) -> str:
     """One sentence for a row of :meth:`BeyondStudy.comparisons` (lower is better for kl_mae)."""
     delta = float(row["delta"])
     band = f"δ = ±{delta:g}" if delta == delta else "no δ declared"
-    return (f"{row['comparison']}, {readable_name(row['metric'])}: mean paired difference over "
+    return (f"{readable_text(row['comparison'])}, {readable_name(row['metric'])}: mean paired difference over "
             f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({rule_intervals(row)}; {band}, Bonferroni over "
             f"{plural(row['m'], 'comparison')}): {row['verdict']}{needed_clause(row)}.")
 

@@ -18,6 +18,13 @@ from IPython.display import HTML
 
 #: Readable names of the metric and table columns the chapters show (one place for the whole book).
 COLUMN_NAMES: dict[str, str] = {
+    # the decision rule's columns (oaprobe.analysis.decision)
+    "eq_low": "equivalence CI low", "eq_high": "equivalence CI high", "delta": "δ", "verdict": "verdict",
+    "verdict_all": "verdict, all seeds", "verdict_unflagged": "verdict, unflagged seeds",
+    "n_flagged": "seeds with a flagged run", "mean_unflagged": "mean, unflagged seeds",
+    "seeds_needed": "seeds a verdict needs", "loo_stable": "stands without any one seed", "p_diff": "p (difference)",
+    "p_equiv": "p (equivalence, TOST)", "m": "comparisons in the family", "alpha": "α per comparison",
+    "reason": "why no verdict",
     "oa_accuracy": "OA accuracy", "oa_roc_auc": "OA AUC", "oa_f1": "OA F1",
     "kl_accuracy": "KL accuracy", "kl_f1_macro": "KL macro-F1", "kl_auc_macro": "KL macro-AUC",
     "kl_qwk": "KL QWK", "kl_mae": "KL MAE",

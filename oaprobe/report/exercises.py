@@ -349,9 +349,19 @@ class Exercises:
     # ------------------------------------------------------------------ saliency and training length
     def region_answer(self, method: str = "smoothgrad") -> Answer:
         """Exercise 11: the region of highest saliency enrichment per head, against chance (1)."""
+        from oaprobe.report.saliency import NOT_TRUSTWORTHY, RANDOMISATION_MAX_RHO, randomisation_verdicts
+
         sal = self.first.saliency()
         if sal.empty:
             return Answer("This build has no saliency results for the first backbone.", "absent")
+        checks = randomisation_verdicts(Study.sanity_summary(self.first.saliency_sanity()))
+        mine = checks[(checks["method"] == method) & (checks["mode"] == "dual")]
+        if mine.empty or not mine["passes"].all():
+            why = "; ".join(mine["reason"]) if len(mine) else "no randomisation check was run"
+            return Answer(f"The dual model's {method} maps fail the randomisation check ({why}; a map that reflects the "
+                          f"training needs a size below {RANDOMISATION_MAX_RHO:g}), so their region enrichment is "
+                          f"{NOT_TRUSTWORTHY} and answers nothing here: the maps would look much the same for a model "
+                          "that learned nothing.", "open")
         parts, statuses = [], []
         for target, head in (("oa", "OA"), ("kl", "KL")):
             enr = Study.saliency_enrichment(sal[sal["mode"] == "dual"], method=method, target=target)

@@ -115,7 +115,7 @@ def describe_deviations(deviations: pd.DataFrame) -> str:
     """One sentence on the deviations table of :func:`methods_tables`: every setting that differs from the reference."""
     if deviations.empty:
         return f"Every one of the {len(REFERENCE_PROTOCOL)} reference settings is kept."
-    parts = "; ".join(f"{r['setting']} {r['reference']} → {r['this build']}" for _, r in deviations.iterrows())
+    parts = "; ".join(f"`{r['setting']}` {r['reference']} → {r['this build']}" for _, r in deviations.iterrows())
     return f"{len(deviations)} of the {len(REFERENCE_PROTOCOL)} reference settings differ (reference → this build): {parts}."
 
 

@@ -42,9 +42,12 @@ def describe_paired(row: Mapping[str, Any], limit: str | None = None) -> str:
         verdict = f"dual is {'better' if better else 'worse'}, and the difference survives the FDR correction."
     else:
         verdict = "the difference does not survive the FDR correction (no evidence that dual-head changes it)."
+    from oaprobe.models.backbones import backbone_title
+    from oaprobe.report.display import readable_name
+
     seed = f" (seed {row['seed']})" if "seed" in row and pd.notna(row.get("seed")) else ""
     return (
-        f"{row['backbone']}{seed}, {row['metric']}: dual minus single = {signed(diff)} "
+        f"{backbone_title(str(row['backbone']))}{seed}, {readable_name(row['metric'])}: dual minus single = {signed(diff)} "
         f"(95% CI {interval_text(lo, hi)}, q = {float(row['q_bh']):.3f}): {verdict}"
     )
 
@@ -186,6 +189,9 @@ def tally(family: pd.DataFrame) -> dict[str, int]:
 
 def describe_overlap_pair(row: Mapping[str, Any], alpha: float = 0.05) -> str:
     """One sentence for a paired saliency-overlap comparison (dual vs single)."""
+    from oaprobe.models.backbones import backbone_title
+    from oaprobe.report.display import MODE_NAMES
+
     q = float(row.get("q_bh", row["p_value"]))
     verdict = (
         f"dual puts {'more' if row['mean_diff'] > 0 else 'less'} of its saliency there (q = {q:.3f})"
@@ -193,8 +199,9 @@ def describe_overlap_pair(row: Mapping[str, Any], alpha: float = 0.05) -> str:
         else f"no evidence of a difference (q = {q:.3f})"
     )
     return (
-        f"{row['backbone']} (seed {row['seed']}), {row['target']} target, {row['region']}: mass dual {row['mean_a']:.3f} "
-        f"vs {row['baseline']} {row['mean_b']:.3f} over {int(row['n'])} knees, difference {signed(float(row['mean_diff']))} "
+        f"{backbone_title(str(row['backbone']))} (seed {row['seed']}), {row['target']} target, "
+        f"{str(row['region']).replace('_', ' ')}: mass dual {row['mean_a']:.3f} "
+        f"vs {MODE_NAMES.get(str(row['baseline']), row['baseline'])} {row['mean_b']:.3f} over {int(row['n'])} knees, difference {signed(float(row['mean_diff']))} "
         f"(95% CI {signed(float(row['ci_low']))} to {signed(float(row['ci_high']))}); {verdict}."
     )
 

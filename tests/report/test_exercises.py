@@ -264,7 +264,17 @@ def test_epochs_answer_counts_from_the_histories(exercises):
     assert exercises.epochs_answer().text.startswith(f"{last} of the 6 main-grid runs (up to 1 epoch)")
 
 
-def test_region_answer_names_the_most_enriched_region(exercises):
+def test_region_answer_names_the_most_enriched_region_only_for_maps_that_pass(exercises, monkeypatch):
+    from oaprobe.report import saliency as gate
+
+    real = gate.randomisation_verdicts
+    checks = real(Study.sanity_summary(exercises.first.saliency_sanity()))
+    dual = checks[(checks["method"] == "smoothgrad") & (checks["mode"] == "dual")]
+    a = exercises.region_answer()
+    if not dual["passes"].all():  # the smoke models' maps fail the check: no enrichment is stated
+        assert "fail the randomisation check" in a.text and "not trustworthy" in a.text and a.status == "open"
+        assert "most enriched" not in a.text
+    monkeypatch.setattr(gate, "randomisation_verdicts", lambda summary: real(summary).assign(passes=True))
     sal = exercises.study.saliency()
     enr = Study.saliency_enrichment(sal[sal["mode"] == "dual"], target="oa")
     best = enr.loc[enr["enrichment"].idxmax()]
