@@ -429,6 +429,11 @@ _CPU_OVERRIDES = {**_M3T_SMALL, "nnmamba": {"lr": 3e-3}}
 #: from OA AUC seed sd up to 0.035 and one run below the majority rate to sd <= 0.023 and none: the
 #: spread was mostly the small test set's. Test knees cost inference only (1.5-5 ms a knee a core).
 _BIG_TEST = (0.24, 0.06, 0.70)
+#: knees of the saliency sanity checks in `course` and `default`: the deletion check's one-sided sign test at
+#: 0.05 needs at least 5 knee-targets for a verdict (0.5^5 < 0.05), and a single-OA model has one target per
+#: knee (oaprobe.report.saliency.min_deletion_cases); each knee cost about 2.5 s a run at 32^3 (the course
+#: preset's second knee added 22 s to its 9 runs)
+_SANITY_KNEES = 5
 _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",
@@ -446,8 +451,7 @@ _PRESETS: dict[str, Preset] = {
         name="course",
         cohort=CohortConfig(n_subjects=100, shape=(32, 32, 32), spacing=(3.0, 3.0, 3.0), seed=0),
         run=dict(width=0.25, input_shape=(32, 32, 32), epochs=5, batch_size=8, lr=1e-3, **_CONVERGING),
-        # one sanity knee, as in `default`: the second cost 22 s of the 67 s saliency stage (measured)
-        saliency=SaliencyConfig(knees=8, sanity_knees=1),
+        saliency=SaliencyConfig(knees=8, sanity_knees=_SANITY_KNEES),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1),
         noise_levels=(0.0,),
@@ -460,7 +464,7 @@ _PRESETS: dict[str, Preset] = {
         name="default",
         cohort=CohortConfig(n_subjects=600, shape=(48, 48, 48), spacing=(2.0, 2.0, 2.0), split=_BIG_TEST, seed=0),
         run=dict(width=0.25, input_shape=(32, 32, 32), epochs=8, batch_size=8, lr=1e-3, **_CONVERGING),
-        saliency=SaliencyConfig(knees=16, sanity_knees=1),
+        saliency=SaliencyConfig(knees=16, sanity_knees=_SANITY_KNEES),
         backbones=("resnet3d", "m3t", "nnmamba"),
         seeds=(0, 1, 2),
         noise_levels=(0.0, 2.0),

@@ -263,3 +263,10 @@ def test_run_id_hashes_each_volume_once(cohort, monkeypatch):
     fingerprint._open.clear()  # as in a new process
     monkeypatch.setattr(fingerprint, "file_sha256", lambda path: pytest.fail(f"{path} was hashed again"))
     assert _run_id(cohort) == first
+
+
+@pytest.mark.parametrize("name", ["course", "default", "gpu", "paper"])
+def test_the_book_presets_run_enough_sanity_knees_for_a_deletion_verdict(name):
+    from oaprobe.report.saliency import min_deletion_cases
+
+    assert get_preset(name).saliency.sanity_knees >= min_deletion_cases()  # single-OA: one target per knee
