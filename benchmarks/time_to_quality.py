@@ -32,6 +32,7 @@ from oaprobe.analysis.convergence import run_diagnostics
 from oaprobe.analysis.decision import DELTAS, seeds_needed
 from oaprobe.config import get_preset
 from oaprobe.sweep import preset_manifest, run_missing
+from oaprobe.training.runs import load_run
 
 #: the recipe of the default book before convergence work (issue 9): constant lr, last epoch kept
 OLD_RECIPE = dict(epochs=5, lr=1e-3, schedule="constant", select="final", warmup_epochs=0, ema_decay=0.0)

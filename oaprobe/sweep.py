@@ -148,14 +148,18 @@ def study_grid(
 
 def noise_grid(manifest: str | Path, preset: str, **overrides: Any) -> list[RunConfig]:
     """The label-noise chapter's runs on one relabelled cohort: first backbone, the three modes and
-    the ordinal head, every seed (at the preset's own strength the three modes are the main grid's);
-    ``overrides`` are RunConfig fields, as for :func:`study_grid`."""
-    return study_grid(manifest, preset, backbones=get_preset(preset).backbones[:1], modes=ALL_MODES, **overrides)
+    the ordinal head, the preset's first ``beyond_seeds`` seeds (at the preset's own strength the
+    three modes are the main grid's); ``overrides`` are RunConfig fields, as for :func:`study_grid`."""
+    p = get_preset(preset)
+    return study_grid(manifest, preset, backbones=p.backbones[:1], modes=ALL_MODES, seeds=p.seeds[: p.beyond_seeds],
+                      **overrides)
 
 
 def stacked_grid(manifest: str | Path, preset: str) -> list[RunConfig]:
-    """The exercises' stacked-dual runs: first backbone, dual with the OA head on the KL logits."""
-    return study_grid(manifest, preset, backbones=get_preset(preset).backbones[:1], modes=["dual"],
+    """The exercises' stacked-dual runs: first backbone, dual with the OA head on the KL logits, the
+    preset's first ``beyond_seeds`` seeds."""
+    p = get_preset(preset)
+    return study_grid(manifest, preset, backbones=p.backbones[:1], modes=["dual"], seeds=p.seeds[: p.beyond_seeds],
                       dual_variant="stacked")
 
 
