@@ -4,7 +4,7 @@ Example:
     >>> row = {"backbone": "resnet3d", "metric": "kl_qwk", "diff": 0.05, "ci_low": 0.01,
     ...        "ci_high": 0.09, "q_bh": 0.01, "significant": True}
     >>> describe_paired(row)
-    'resnet3d, kl_qwk: dual minus single = +0.050 (95% CI +0.010 to +0.090, q = 0.010): dual is better, and the difference survives the FDR correction.'
+    'ResNet3D, KL QWK: dual minus single = +0.050 (95% CI +0.010 to +0.090, q = 0.010): dual is better, and the difference survives the FDR correction.'
 """
 
 from __future__ import annotations

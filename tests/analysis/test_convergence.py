@@ -89,17 +89,17 @@ def _planted_build():
 def test_quality_targets_known_answers():
     t = _planted_build()
     flags = t.loc["runs below the OA majority rate"]
-    assert flags["value"] == 1 and not flags["met"] and flags["failing"] == "resnet3d dual seed 2"
+    assert flags["value"] == 1 and not flags["met"] and flags["failing"] == "ResNet3D dual seed 2"
     assert t.filter(like="never predicting", axis=0)["met"].all()
     assert t.loc["kept validation loss over the run's best", "value"] == pytest.approx(1.02)
     sd = t.loc["seed sd of the QWK per backbone and mode"]
     assert sd["value"] == pytest.approx(np.std([0.7, 0.8, 0.9], ddof=1)) and not sd["met"]
-    assert sd["failing"] == "resnet3d dual 0.100"  # single_kl's sd 0.02 meets the 0.05
+    assert sd["failing"] == "ResNet3D dual 0.100"  # single_kl's sd 0.02 meets the 0.05
     assert t.loc["seed sd of the OA AUC per backbone and mode", "met"]  # 0.01 and 0
     margin = t.loc["mean QWK of every KL model over the linear probe's"]
     assert margin["value"] == pytest.approx(0.10) and margin["met"]  # both cells' mean is 0.80 or more
     best = t.loc["mean QWK of the best backbone and mode"]
-    assert best["value"] == pytest.approx(0.82) and not best["met"] and best["failing"] == "resnet3d single_kl 0.820"
+    assert best["value"] == pytest.approx(0.82) and not best["met"] and best["failing"] == "ResNet3D single-KL 0.820"
 
 
 def test_quality_targets_need_two_seeds_for_a_spread():

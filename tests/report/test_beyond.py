@@ -87,5 +87,5 @@ def test_beyond_findings_state_the_key_comparisons_and_the_peak(planted):
     bullets = beyond_findings(planted.comparisons(), planted.lambda_curve())
     assert len(bullets) == len(KEY_FINDINGS) + 1
     assert bullets[0].startswith("dual vs ordinal, KL QWK") and bullets[3].startswith("dual vs ordinal, OA AUC")
-    assert bullets[2].startswith("single_kl + smoothing vs single_kl, KL QWK") and bullets[-1].startswith("Over lambda")
+    assert bullets[2].startswith("single-KL + smoothing vs single-KL, KL QWK") and bullets[-1].startswith("Over lambda")
     assert beyond_findings(pd.DataFrame(), pd.DataFrame()) == []

@@ -93,7 +93,7 @@ def test_describe_grid_and_recipe():
 def test_describe_deviations_and_cohort():
     dev = pd.DataFrame([{"setting": "epochs", "reference": "100", "this build": "8"}])
     assert describe_deviations(dev) == (f"1 of the {len(REFERENCE_PROTOCOL)} reference settings differ (reference → "
-                                        "this build): epochs 100 → 8.")
+                                        "this build): `epochs` 100 → 8.")
     assert describe_deviations(dev.iloc[:0]).startswith("Every one of the")
     table = pd.DataFrame({"subject_id": [1, 1, 2, 3], "split": ["train", "train", "test", "val"]})
     assert describe_cohort(table) == "Cohort: 4 knees of 3 subjects (2 train, 1 val, 1 test)."

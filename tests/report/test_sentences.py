@@ -43,12 +43,14 @@ def test_signed_and_direction():
 def test_describe_paired_verdicts(metric, diff, significant, verdict):
     text = describe_paired(_paired(metric, diff, significant))
     assert verdict in text
-    assert text.startswith(f"resnet3d, {metric}: dual minus single = {signed(diff)} ")
+    from oaprobe.report.display import readable_name
+
+    assert text.startswith(f"ResNet3D, {readable_name(metric)}: dual minus single = {signed(diff)} ")
     assert f"95% CI {signed(diff - 0.04)} to {signed(diff + 0.04)}" in text
 
 
 def test_describe_paired_names_the_seed_when_given():
-    assert describe_paired(_paired(seed=2)).startswith("resnet3d (seed 2), kl_qwk")
+    assert describe_paired(_paired(seed=2)).startswith("ResNet3D (seed 2), KL QWK")
     assert "(seed" not in describe_paired(_paired(seed=np.nan))
 
 
