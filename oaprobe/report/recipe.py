@@ -1,0 +1,69 @@
+"""Is the reference study's dual-head gain a property of its recipe?
+
+The first backbone trained with the reference study's optimisation (constant lr 1e-4, batch 2, the
+final epoch, no clipping or warm-up: :data:`oaprobe.config.REFERENCE_RECIPE`) at the book's sizes,
+on the main grid's first seeds, and compared with the book's recipe under the book's decision rule:
+does dual help when single-task training is optimised the reference's way, and does its gain change
+with the recipe (per seed: the reference recipe's paired gain minus the book recipe's)?
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from oaprobe.models.backbones import backbone_title
+from oaprobe.report.answer import QUESTIONS
+from oaprobe.report.display import MODE_NAMES, readable_name
+from oaprobe.report.sentences import needed_clause, plural, signed
+from oaprobe.report.study import Study
+
+
+#: the comparisons of the recipe section, in its order
+RECIPE_COMPARISONS = ("dual vs single-task, reference recipe", "change of the gain, reference minus book recipe")
+
+
+def load_recipe_study(study: Study, runs_root: str | Path) -> Study | None:
+    """The first backbone's runs with the reference study's recipe (:func:`oaprobe.sweep.recipe_grid`)
+    on ``study``'s cohort, or None where the preset has none or a manifest of one's own replaced the
+    preset's cohort and those runs were not trained."""
+    from oaprobe.sweep import recipe_grid
+
+    grid = recipe_grid(study.manifest, study.preset)
+    return Study.from_grid(study.preset, study.manifest, grid, runs_root) if grid else None
+
+
+def recipe_table(study: Study, recipe: Study, truth: str) -> pd.DataFrame:
+    """Is dual's gain a property of the recipe? Per question, on the recipe study's backbone and seeds:
+    dual vs its single-task baseline under the reference recipe, and the per-seed change of the paired
+    gain from the book's recipe to the reference one; the rule with Bonferroni over the comparisons."""
+    from oaprobe.analysis.decision import decide_table
+
+    metrics = [mt for mt, _, _ in QUESTIONS.values()]
+    ref = recipe.paired_seeds(truth, metrics)
+    book = study.paired_seeds(truth, metrics)
+    both = ref.merge(book, on=["backbone", "metric", "baseline", "seed"], suffixes=("", "_book"))
+    change = both.assign(diff=both["diff"] - both["diff_book"], flagged=both["flagged"] | both["flagged_book"])
+    frames = [ref.assign(comparison=RECIPE_COMPARISONS[0]), change.assign(comparison=RECIPE_COMPARISONS[1])]
+    diffs = pd.concat(frames, ignore_index=True)
+    table = decide_table(diffs, by=("comparison", "backbone", "metric"))
+    levels = pd.concat([ref.assign(recipe="reference"), book[book["seed"].isin(ref["seed"])].assign(recipe="book")])
+    means = levels.groupby(["recipe", "metric"])[["a", "b"]].mean().unstack("recipe")
+    means.columns = [f"{'dual' if k == 'a' else 'single'}_{r}" for k, r in means.columns]
+    return table.join(means, on="metric").assign(question=lambda t: t["metric"].map({mt: q for q, (mt, _, _) in QUESTIONS.items()}))
+
+
+def describe_recipe(row: pd.Series) -> str:
+    """One sentence per row of :func:`recipe_table`."""
+    from oaprobe.report.sentences import rule_intervals
+
+    metric, base, what = QUESTIONS[row["question"]]
+    if row["comparison"] == RECIPE_COMPARISONS[0]:
+        head = (f"Under the reference recipe, {backbone_title(row['backbone'])} on {what}: dual {row['dual_reference']:.3f} "
+                f"vs {MODE_NAMES[base]} {row['single_reference']:.3f} (the book's recipe: {row['dual_book']:.3f} vs "
+                f"{row['single_book']:.3f}); mean paired difference")
+    else:
+        head = f"The dual-minus-{MODE_NAMES[base]} gain in {readable_name(metric)}, reference recipe minus the book's, per seed"
+    return (f"{head} {signed(row['mean'])} over {plural(row['n_seeds'], 'seed')} ({rule_intervals(row)}; δ = ±{row['delta']:g}, "
+            f"Bonferroni over {plural(row['m'], 'comparison')}): **{row['verdict']}**{needed_clause(row)}.")

@@ -1,0 +1,41 @@
+"""The recipe comparison on real smoke runs: the reference recipe's paired gains and their change from the book's."""
+
+from __future__ import annotations
+
+import pytest
+
+from oaprobe.analysis.decision import DELTAS, decide
+from oaprobe.config import REFERENCE_RECIPE
+from oaprobe.report.recipe import RECIPE_COMPARISONS, describe_recipe, recipe_table
+from oaprobe.report.study import Study
+from tests.report import smoke_study_runs
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory, smoke_manifest, volume_cache) -> tuple[Study, Study]:
+    root, grid = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache)
+    _, reference = smoke_study_runs(tmp_path_factory, smoke_manifest, volume_cache, **REFERENCE_RECIPE)
+    return (Study.from_grid("smoke", smoke_manifest, grid, root), Study.from_grid("smoke", smoke_manifest, reference, root))
+
+
+def test_recipe_table_is_the_rule_on_both_comparisons(studies):
+    book, reference = studies
+    table = recipe_table(book, reference, "kl_clean").set_index(["comparison", "metric"])
+    assert set(table.index) == {(c, m) for c in RECIPE_COMPARISONS for m in ("kl_qwk", "oa_roc_auc")}
+    assert (table["m"] == 4).all()  # Bonferroni over the section's four comparisons
+    ref = reference.paired_seeds("kl_clean", ["kl_qwk"]).set_index("seed")["diff"]
+    own = book.paired_seeds("kl_clean", ["kl_qwk"]).set_index("seed")["diff"]
+    change = table.loc[(RECIPE_COMPARISONS[1], "kl_qwk")]
+    expected = decide((ref - own).to_numpy(), DELTAS["kl_qwk"], m=4)
+    assert change["mean"] == pytest.approx(expected["mean"]) and change["verdict_all"] == expected["verdict"]
+    gain = table.loc[(RECIPE_COMPARISONS[0], "kl_qwk")]
+    assert gain["mean"] == pytest.approx(ref.mean()) and gain["n_seeds"] == 2
+
+
+def test_describe_recipe_states_levels_under_both_recipes(studies):
+    book, reference = studies
+    table = recipe_table(book, reference, "kl_clean")
+    first = describe_recipe(table[table["comparison"] == RECIPE_COMPARISONS[0]].iloc[0])
+    assert first.startswith("Under the reference recipe, ResNet3D on ") and "(the book's recipe: " in first
+    change = describe_recipe(table[table["comparison"] == RECIPE_COMPARISONS[1]].iloc[0])
+    assert "reference recipe minus the book's, per seed" in change and "Bonferroni over 4 comparisons" in change
