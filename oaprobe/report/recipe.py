@@ -43,12 +43,13 @@ def recipe_table(study: Study, recipe: Study, truth: str) -> pd.DataFrame:
     metrics = [mt for mt, _, _ in QUESTIONS.values()]
     ref = recipe.paired_seeds(truth, metrics)
     book = study.paired_seeds(truth, metrics)
+    book = book[book["backbone"].isin(ref["backbone"]) & book["seed"].isin(ref["seed"])]
     both = ref.merge(book, on=["backbone", "metric", "baseline", "seed"], suffixes=("", "_book"))
     change = both.assign(diff=both["diff"] - both["diff_book"], flagged=both["flagged"] | both["flagged_book"])
     frames = [ref.assign(comparison=RECIPE_COMPARISONS[0]), change.assign(comparison=RECIPE_COMPARISONS[1])]
     diffs = pd.concat(frames, ignore_index=True)
     table = decide_table(diffs, by=("comparison", "backbone", "metric"))
-    levels = pd.concat([ref.assign(recipe="reference"), book[book["seed"].isin(ref["seed"])].assign(recipe="book")])
+    levels = pd.concat([ref.assign(recipe="reference"), book.assign(recipe="book")])
     means = levels.groupby(["recipe", "metric"])[["a", "b"]].mean().unstack("recipe")
     means.columns = [f"{'dual' if k == 'a' else 'single'}_{r}" for k, r in means.columns]
     return table.join(means, on="metric").assign(question=lambda t: t["metric"].map({mt: q for q, (mt, _, _) in QUESTIONS.items()}))

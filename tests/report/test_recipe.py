@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from oaprobe.analysis.decision import DELTAS, decide
@@ -39,3 +40,14 @@ def test_describe_recipe_states_levels_under_both_recipes(studies):
     assert first.startswith("Under the reference recipe, ResNet3D on ") and "(the book's recipe: " in first
     change = describe_recipe(table[table["comparison"] == RECIPE_COMPARISONS[1]].iloc[0])
     assert "reference recipe minus the book's, per seed" in change and "Bonferroni over 4 comparisons" in change
+
+
+def test_the_book_levels_are_the_recipe_backbones_own(studies, monkeypatch):
+    book, reference = studies
+    own = book.paired_seeds("kl_clean", ["kl_qwk", "oa_roc_auc"])
+    other = own.assign(backbone="m3t", a=own["a"] - 0.5, b=own["b"] + 0.3)  # another backbone's runs: left out
+    monkeypatch.setattr(book, "paired_seeds", lambda truth, metrics: pd.concat([own, other], ignore_index=True))
+    table = recipe_table(book, reference, "kl_clean").set_index(["comparison", "metric"])
+    row = table.loc[(RECIPE_COMPARISONS[0], "kl_qwk")]
+    qwk = own[own["metric"] == "kl_qwk"]
+    assert row["dual_book"] == pytest.approx(qwk["a"].mean()) and row["single_book"] == pytest.approx(qwk["b"].mean())
