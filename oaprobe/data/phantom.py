@@ -431,13 +431,15 @@ def _sample_pose_and_distractors(rng: np.random.Generator, s: float) -> dict:
     pathology of a seed is what it was before they existed).
 
     Planted severity links (the tests measure them): effusion height 4 + 1.2 s + N(0, 2) mm;
-    a bone-marrow lesion with probability 0.08 + 0.16 s; medial meniscus extrusion and
-    degeneration growing from KL2 on. The cartilage signal, the bias field (drawn above), the
+    a bone-marrow lesion with probability 0.08 + 0.16 s; medial meniscus extrusion
+    0.3-3 mm + N(0, 0.8) and degeneration growing from KL2 on. Measured Spearman correlations
+    with severity (uniform severities, 3000 knees): effusion 0.66, bone-marrow lesion present 0.44,
+    extrusion 0.71 (``tests/data/test_phantom.py``). The cartilage signal, the bias field (drawn above), the
     motion ghost, varus/valgus and flexion do not depend on ``s``.
     """
     varus = float(np.clip(rng.normal(0.0, 1.5), -3.0, 3.0))
     flexion = float(rng.uniform(0.0, 12.0))
-    extrusion = _interp(s, [0, 2, 5], [0.0, 0.5, 3.5]) * float(rng.uniform(0.6, 1.4))
+    extrusion = float(np.clip(_interp(s, [0, 2, 5], [0.3, 0.8, 3.0]) + rng.normal(0, 0.8), 0.0, 5.0))
     degeneration = float(np.clip(_interp(s, [0, 2, 5], [0.0, 0.1, 0.5]) + rng.normal(0, 0.05), 0.0, 0.7))
     bml = []
     if rng.random() < min(0.08 + 0.16 * s, 0.9):
