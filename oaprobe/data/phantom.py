@@ -4,9 +4,12 @@ The phantom is rendered directly on a ``(D, H, W)`` grid (``D`` sagittal slice a
 medial-lateral, ``H`` superior -> inferior, ``W`` anterior -> posterior; see
 ``book/architecture.md``) from implicit surfaces (approximate signed distances in mm) of:
 the distal femur (shaft plus medial and lateral condyles, with the intercondylar notch between
-them), the proximal tibia (plateau with intercondylar eminence), femoral and tibial cartilage
-plates in both compartments, joint fluid between and around them, and the soft tissue of the
-leg. Edges are partial-volume weighted so that downsampling behaves like a real scan.
+them), the proximal tibia (plateau with intercondylar eminence), femoral (condylar and
+trochlear) and tibial cartilage plates, the patella with its cartilage across the
+patellofemoral gap, medial and lateral menisci (dark wedges on each plate's rim), the fibular
+head, the cruciate ligaments (low-signal bands), joint fluid (capsule and suprapatellar
+pouch) and the soft tissue of the leg. The femur and patella are posed per knee (varus/valgus,
+flexion). Edges are partial-volume weighted so that downsampling behaves like a real scan.
 Contrast imitates water-excitation DESS: fluid brightest, cartilage bright, marrow
 intermediate, cortical bone dark; then a smooth multiplicative bias field and Rician noise.
 Mask labels: 1 femur, 2 femoral cartilage, 3 tibia, 4 tibial cartilage (osteophytes are bone).
@@ -21,13 +24,21 @@ cartilage thinning and focal defects, subchondral sclerosis; KL4 large osteophyt
 JSN, severe sclerosis and flattening/depression of the medial bone ends (deformity). Every
 amount is drawn around its severity-dependent mean, so grades overlap like real ones.
 
-Sizes are deliberately EXAGGERATED so that the findings survive the book's model input
-(default: 48^3 at 2 mm, resized to 32^3, i.e. 3 mm voxels): healthy cartilage is 4-4.5 mm
-thick (real 1.6-2.4 mm), the healthy medial bone-to-bone joint space is about 10 mm (real
-about 5 mm), osteophyte radii grow from about 2.5 mm (KL1) to about 8.5 mm (KL4) (real: 1-5
-mm), the subchondral cortex is 2.5 mm, and sclerosis bands reach 6 mm. The field of view is
-the cube around the joint given by ``shape * spacing`` (96 mm in the presets); anatomy is
-described in mm, so any shape/spacing renders the same knee.
+Thin sizes are real at fine spacing and EXAGGERATED on coarse grids by one factor,
+:func:`size_factor` of the voxel spacing (1 at 1 mm or finer, 2 at 2 mm or coarser, where the
+book's models see 3 mm voxels): the sampler multiplies the cartilage (real 2.25 mm femoral,
+2.0 mm tibial, 2.8 mm patellar), the fluid gap (0.75 mm; medial JSW 5 mm), the subchondral
+cortex (1.25 mm), osteophyte radii (1.25 mm at KL1 to 4.25 mm at KL4), defects and sclerosis
+bands by it. Bones, menisci, ligaments, effusion and bone-marrow lesions keep their real
+sizes. The field of view is the cube around the joint given by ``shape * spacing`` (96 mm in
+the presets; the knee sits ``KNEE_Z_OFFSET_MM`` posterior of its centre so the patella fits).
+
+Distractors vary between knees without being part of the KL definition: effusion and a
+bone-marrow-lesion-like blob (partly correlated with severity), meniscal extrusion and
+degeneration (correlated), an age-like cartilage signal, the coil bias field and a motion
+ghost (independent); see :func:`_sample_pose_and_distractors`. The evidence map marks the
+voxels whose planted change decides the grade (against the same knee's healthy geometry) and
+the distractors' voxels, for scoring saliency maps (:mod:`oaprobe.analysis.evidence`).
 
 Random sampling (:func:`sample_knee_params`) is separate from the deterministic renderer
 (:func:`render_knee`); the renderer's only randomness (texture, noise) comes from
