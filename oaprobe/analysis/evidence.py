@@ -110,7 +110,11 @@ def distractor_reliance(table: pd.DataFrame, by: tuple[str, ...] = ("mode", "met
     """Whether a model leans on a distractor: per group and distractor, the mean mass against the
     mean volume share (``enrichment``), the share of knees whose mass exceeds their region's
     volume share (``knees_above_chance``), and ``relies`` = enrichment above ``threshold`` with
-    more than half the knees above chance (a heuristic flag; the numbers are the result)."""
+    more than half the knees above chance (a heuristic flag; the numbers are the result).
+
+    Caveat: SmoothGrad x input multiplies by the image, so it favours the brightest tissue
+    (fluid): its effusion mass measures the method as much as the model. Compare a mode with
+    another under the same method, or use Grad-CAM, before calling it the model's reliance."""
     summary = evidence_summary(table[table["region"].isin(DISTRACTORS)], by)
     defined = table[table["region"].isin(DISTRACTORS) & table["mass"].notna()].copy()
     defined["above"] = defined["mass"] > defined["roi_fraction"]
@@ -119,3 +123,22 @@ def distractor_reliance(table: pd.DataFrame, by: tuple[str, ...] = ("mode", "met
     out = summary.merge(above, on=keys, how="left")
     out["relies"] = (out["enrichment"] > threshold) & (out["knees_above_chance"] > 0.5)
     return out
+
+
+def collect_evidence(run_folders, settings) -> pd.DataFrame:
+    """Every finished run's ``evidence.csv`` for ``settings``, with the run's ``mode``, ``backbone``
+    and ``seed`` (from its ``config.json``) and ``run_id``; empty when no run has one (real data)."""
+    import json
+    from pathlib import Path
+
+    from oaprobe.analysis.saliency import load_saliency
+
+    frames = []
+    for folder in map(Path, run_folders):
+        results = load_saliency(folder, settings)
+        if results is None or results.get("evidence") is None:
+            continue
+        config = json.loads((folder / "config.json").read_text())["config"]
+        frames.append(results["evidence"].assign(run_id=folder.name, mode=config["mode"], backbone=config["backbone"],
+                                                 seed=config["seed"]))  # fmt: skip
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*EVIDENCE_COLUMNS, "run_id", "mode"])

@@ -87,3 +87,36 @@ def test_summary_groups_by_mode_when_present():
     t = pd.concat([_table().assign(mode="dual"), _table().assign(mode="single_oa")])
     s = evidence_summary(t)
     assert set(s["mode"]) == {"dual", "single_oa"}
+
+
+def test_the_stage_writes_evidence_scores_that_match_its_maps(smoke_config, volume_cache, tmp_path_factory):
+    """evidence.csv beside saliency.csv, per knee, target, method and region; the kept maps'
+    scores recomputed here from saliency_maps.npz and the evidence file agree (the wiring)."""
+    from oaprobe.analysis.evidence import collect_evidence
+    from oaprobe.analysis.saliency import load_saliency, run_saliency
+    from oaprobe.config import SaliencyConfig
+    from oaprobe.data.dataset import load_masks
+    from oaprobe.data.manifest import read_manifest
+    from oaprobe.training.engine import fit
+
+    run = fit(smoke_config(), tmp_path_factory.getbasetemp() / "evidence_runs", cache_dir=volume_cache, progress=False)
+    settings = SaliencyConfig(knees=2, samples=2, sanity_knees=1, deletion_steps=3, keep_maps=1, seed=5)
+    run_saliency(run, settings, cache_dir=volume_cache, progress=False)
+    res = load_saliency(run, settings)
+    ev = res["evidence"]
+    assert ev is not None and ev["case_id"].nunique() == 2
+    n_maps = len(res["saliency"][["case_id", "target", "method"]].drop_duplicates())
+    assert len(ev) == n_maps * 8  # 5 findings + 3 distractors per map
+    cfg = res["settings"]
+    table = read_manifest(smoke_config().manifest)
+    first = table[table["case_id"] == res["maps"]["case_id"][0]]
+    evidence = load_masks(first, smoke_config().input_shape, column="evidence_path")[0]
+    target, method = res["maps"]["target"][0], res["maps"]["method"][0]
+    expected = evidence_overlap(res["maps"]["saliency"][0].astype(np.float64), evidence)
+    got = ev[(ev["case_id"] == first["case_id"].iloc[0]) & (ev["target"] == target) & (ev["method"] == method)]
+    for row in got.itertuples():
+        assert row.roi_fraction == pytest.approx(expected[row.region]["roi_fraction"])
+        if not np.isnan(row.mass):
+            assert row.mass == pytest.approx(expected[row.region]["mass"], abs=2e-3)  # float16 maps
+    collected = collect_evidence([run], settings)
+    assert len(collected) == len(ev) and set(collected["mode"]) == {smoke_config().mode} and cfg["run_id"] == run.name
