@@ -91,8 +91,9 @@ def evidence_scorer(evidence: np.ndarray, case_ids: list[str]) -> tuple[Callable
 
 
 def evidence_summary(table: pd.DataFrame, by: tuple[str, ...] = ("mode", "method", "target")) -> pd.DataFrame:
-    """Which method and mode find the evidence: per group and region, the knees with a non-empty
-    region (``n``), mean ``mass``, ``top5`` and pointing rate, the mean ``roi_fraction`` (chance)
+    """Which method and mode find the evidence: per group and region, the scored maps with a
+    non-empty region (``n``: one per knee and run, times the targets when ``by`` leaves
+    ``target`` out), mean ``mass``, ``top5`` and pointing rate, the mean ``roi_fraction`` (chance)
     and ``enrichment`` = mean mass / mean roi_fraction. ``by`` columns missing from ``table``
     are left out of the grouping."""
     keys = [c for c in by if c in table.columns] + ["region"]
