@@ -3,8 +3,7 @@
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/phantom.py [--knees N]``
 
 Prints, per grid: knees rendered per second (sampling + rendering), the share of time spent
-writing the four gzipped NIfTI files the cohort builder stores (image, mask, lesion and
-evidence maps), and the peak memory of one
+writing the three gzipped NIfTI files the cohort builder stores, and the peak memory of one
 render (tracemalloc, which sees numpy's buffers). Timings on a shared machine vary; compare
 the rows of one run, not numbers across machines.
 """
@@ -18,24 +17,23 @@ import tracemalloc
 import numpy as np
 
 from oaprobe.config import get_preset
-from oaprobe.data.cohort import _GZIP_LEVEL, FOLDERS, _nifti_bytes
-from oaprobe.data.phantom import render_knee, sample_knee_params, size_factor
+from oaprobe.data.cohort import _GZIP_LEVEL, _nifti_bytes
+from oaprobe.data.phantom import render_knee, sample_knee_params
 
 
 def measure(shape, spacing, n: int) -> dict:
     rng = np.random.default_rng(0)
     severities = rng.uniform(0, 5, n)
     t0 = time.perf_counter()
-    factor = size_factor(spacing)
-    knees = [render_knee(sample_knee_params(rng, s, "R" if i % 2 else "L", factor), shape, spacing)
-             for i, s in enumerate(severities)]  # fmt: skip
+    knees = [render_knee(sample_knee_params(rng, s, "R" if i % 2 else "L"), shape, spacing) for i, s in enumerate(severities)]
     render_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for k in knees:
-        for key in FOLDERS:
-            _nifti_bytes(getattr(k, key), spacing, _GZIP_LEVEL[key])
+        _nifti_bytes(k.image, spacing, _GZIP_LEVEL["image"])
+        _nifti_bytes(k.mask, spacing, _GZIP_LEVEL["mask"])
+        _nifti_bytes(k.lesion, spacing, _GZIP_LEVEL["lesion"])
     write_s = time.perf_counter() - t0
-    params = sample_knee_params(np.random.default_rng(1), 4.5, "R", factor)
+    params = sample_knee_params(np.random.default_rng(1), 4.5, "R")
     tracemalloc.start()
     render_knee(params, shape, spacing)
     _, peak = tracemalloc.get_traced_memory()
