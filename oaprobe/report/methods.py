@@ -9,7 +9,8 @@ import pandas as pd
 
 from oaprobe.config import PRESETS, RunConfig, get_preset
 from oaprobe.models.backbones import backbone_title
-from oaprobe.report.sentences import describe_convergence, describe_targets
+from oaprobe.report.display import MODE_NAMES, readable_text
+from oaprobe.report.sentences import describe_convergence, describe_targets, plural
 from oaprobe.report.study import Study
 
 #: The reference study's protocol, as PAPER.md describes it, for the deviations table.
@@ -55,20 +56,22 @@ def methods_tables(study: Study) -> dict[str, pd.DataFrame]:
 
     configs = [r.config.to_dict() for r in study.runs]
     fields = [f.name for f in dataclasses.fields(RunConfig) if f.name not in _PER_RUN]
-    shared = [(f, str(configs[0][f])) for f in fields if all(c[f] == configs[0][f] for c in configs)]
-    varying = [(f, ", ".join(sorted({str(c[f]) for c in configs}))) for f in fields if any(c[f] != configs[0][f] for c in configs)]
+    shared = [(f, readable_text(configs[0][f])) for f in fields if all(c[f] == configs[0][f] for c in configs)]
+    varying = [(f, ", ".join(sorted({readable_text(c[f]) for c in configs}))) for f in fields
+               if any(c[f] != configs[0][f] for c in configs)]
 
     deviations = []
     for f, ref in REFERENCE_PROTOCOL.items():
         values = used(configs, f)
         if values != [str(ref)]:
-            deviations.append({"setting": f, "reference": str(ref), "this build": ", ".join(values)})
+            deviations.append({"setting": f, "reference": readable_text(ref), "this build": ", ".join(map(readable_text, values))})
 
     backbones = []
     for bb in study.backbones:
         runs = study.select(backbone=bb)
         secs = pd.concat([r.history["seconds"] for r in runs])
-        params = ", ".join(f"{r.config.mode} {r.meta.get('n_parameters'):,}" for r in runs if r.config.seed == runs[0].config.seed)
+        params = ", ".join(f"{MODE_NAMES.get(r.config.mode, r.config.mode)} {r.meta.get('n_parameters'):,}"
+                           for r in runs if r.config.seed == runs[0].config.seed)
         backbones.append({"backbone": bb, "parameters": params,
                           "embedding dim": runs[0].meta.get("embedding_dim"), "runs": len(runs),
                           "s / epoch (mean)": round(float(secs.mean()), 2),
@@ -94,8 +97,8 @@ def describe_grid(configs: list[dict]) -> str:
     """How many runs the build read, and over which backbones, modes and seeds."""
     backbones = list(dict.fromkeys(c["backbone"] for c in configs))
     modes, seeds = used(configs, "mode"), used(configs, "seed")
-    return (f"{len(configs)} runs: {len(backbones)} backbone(s) ({', '.join(backbone_title(b) for b in backbones)}) "
-            f"× {len(modes)} modes × {len(seeds)} seed(s).")
+    return (f"{len(configs)} runs: {plural(len(backbones), 'backbone')} ({', '.join(backbone_title(b) for b in backbones)}) "
+            f"× {len(modes)} modes × {plural(len(seeds), 'seed')}.")
 
 
 def describe_recipe(configs: list[dict]) -> str:

@@ -18,7 +18,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from oaprobe.config import get_preset
 from oaprobe.report.display import MODE_NAMES, readable_name
-from oaprobe.report.sentences import describe_convergence, describe_trend, signed
+from oaprobe.report.sentences import describe_convergence, describe_trend, plural, signed
 from oaprobe.report.study import Study
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest
 
@@ -136,7 +136,7 @@ def describe_gain(gain: pd.DataFrame, metric: str) -> str | None:
     seeds = "/".join(str(int(n)) for n in sorted(set(g["n_seeds"])))
     return (f"Dual minus {MODE_NAMES[GAIN_METRICS[metric]]} on {readable_name(metric)} against the clean grade: "
             f"{_mean_sd_signed(lo['mean'], lo['sd'])} at noise {lo['label_noise']:g} and "
-            f"{_mean_sd_signed(hi['mean'], hi['sd'])} at noise {hi['label_noise']:g} (over {seeds} seed(s)).")
+            f"{_mean_sd_signed(hi['mean'], hi['sd'])} at noise {hi['label_noise']:g} (over {plural(seeds, 'seed')}).")
 
 
 def describe_noise_convergence(conv: pd.DataFrame) -> str:

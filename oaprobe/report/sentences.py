@@ -216,11 +216,13 @@ def describe_trend(row: Mapping[str, Any], alpha: float = 0.05) -> str:
         verdict = f"the dual-head gain {'grows' if grows else 'shrinks'} as the labels get noisier (p = {p:.3f})"
     else:
         verdict = f"no evidence that the gain changes with the noise (p = {p:.3f})"
+    from oaprobe.report.display import readable_text
+
     if not np.isfinite(slope):
-        return f"{row['comparison']} against the clean grade: {verdict}."
+        return f"{readable_text(row['comparison'])} against the clean grade: {verdict}."
     interval = f" (95% CI {signed(lo)} to {signed(hi)})" if np.isfinite([lo, hi]).all() else ""
     return (
-        f"{row['comparison']} against the clean grade: slope of the per-seed gain on noise "
+        f"{readable_text(row['comparison'])} against the clean grade: slope of the per-seed gain on noise "
         f"strength {signed(slope)} per unit{interval}; {verdict}."
     )
 

@@ -8,6 +8,7 @@ import pytest
 from oaprobe.config import PRESETS, get_preset
 from oaprobe.report.methods import (REFERENCE_PROTOCOL, describe_cohort, describe_deviations, describe_grid,
                                     describe_recipe, methods_findings, methods_tables, used)
+from oaprobe.report.display import MODE_NAMES
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -42,7 +43,7 @@ def test_deviations_list_exactly_the_settings_that_differ(tables):
     expected = {f for f, ref in REFERENCE_PROTOCOL.items() if str(getattr(cfg, f)) != str(ref)}
     assert set(dev.index) == expected and {"epochs", "input_shape", "width"} <= expected
     assert dev.loc["epochs", "reference"] == "100" and dev.loc["epochs", "this build"] == "1"
-    assert dev.loc["select", "this build"] == "final_near_best"  # the converging recipe departs from the final-epoch model
+    assert dev.loc["select", "this build"] == "final near best"  # the converging recipe departs from the final-epoch model
     assert "ema_decay" not in dev.index  # no weight average, as the reference
 
 
@@ -53,7 +54,7 @@ def test_backbone_table_sums_history_seconds(tables):
     assert row["backbone"] == "resnet3d" and row["runs"] == 6
     assert row["training s (all runs)"] == pytest.approx(round(secs, 1))
     for run in study.select(seed=study.runs[0].config.seed):  # one count per mode: the heads differ
-        assert f"{run.config.mode} {run.meta['n_parameters']:,}" in row["parameters"]
+        assert f"{MODE_NAMES[run.config.mode]} {run.meta['n_parameters']:,}" in row["parameters"]
 
 
 def test_presets_table_lists_every_preset(tables):
@@ -79,7 +80,7 @@ def test_used_lists_distinct_values_as_strings():
 
 def test_describe_grid_and_recipe():
     configs = _configs()
-    assert describe_grid(configs) == "12 runs: 2 backbone(s) (ResNet3D, nnMamba) × 3 modes × 2 seed(s)."
+    assert describe_grid(configs) == "12 runs: 2 backbones (ResNet3D, nnMamba) × 3 modes × 2 seeds."
     assert describe_recipe(configs) == (
         "The recipe as run: 8 epoch(s) (1 of warm-up), cosine learning-rate schedule at peak lr 0.001, batch 8, weight "
         "decay 0.0001, gradient-norm clip 5.0; the weights kept are the epoch with the lowest validation loss; "
@@ -104,7 +105,7 @@ def test_methods_findings_on_the_runs(tables):
     conv, targets = study.convergence(), study.quality_targets()
     bullets = methods_findings(study, t, conv, targets)
     assert len(bullets) == 6
-    assert bullets[0] == f"{len(study.runs)} runs: 1 backbone(s) (ResNet3D) × 3 modes × 2 seed(s)."
+    assert bullets[0] == f"{len(study.runs)} runs: 1 backbone (ResNet3D) × 3 modes × 2 seeds."
     assert bullets[1].startswith("The recipe as run: 1 epoch(s)") and f"{len(t['deviations'])} of the" in bullets[4]
     assert str(int(conv["flagged"].sum())) in bullets[2] and f"{len(study.table)} knees" in bullets[5]
     met = int(targets["met"].sum())

@@ -116,7 +116,7 @@ def test_describe_gain_at_the_weakest_and_strongest_noise(planted):
     lo, sd = y[x == 0.0].mean(), y[x == 0.0].std(ddof=1)
     text = describe_gain(gain, "oa_roc_auc")
     assert text == (f"Dual minus single-OA on OA AUC against the clean grade: +{lo:.3f} ± {sd:.3f} at noise 0 and "
-                    f"+{lo:.3f} ± {sd:.3f} at noise 2 (over 3 seed(s)).")
+                    f"+{lo:.3f} ± {sd:.3f} at noise 2 (over 3 seeds).")
     assert describe_gain(gain, "kl_f1_macro") is None
 
 
@@ -124,7 +124,7 @@ def test_noise_findings_state_fitted_trends(planted):
     bullets = noise_findings(planted.label_agreement(), planted.gain(), planted.trend())
     assert len(bullets) == 5 and bullets[0].startswith("At the strongest label noise")
     assert bullets[1].startswith("Dual minus single-KL on KL QWK") and bullets[2].startswith("Dual minus single-OA on OA AUC")
-    assert "grows as the labels get noisier" in bullets[3] and "kl_qwk" in bullets[3] and "oa_roc_auc" in bullets[4]
+    assert "grows as the labels get noisier" in bullets[3] and "KL QWK" in bullets[3] and "OA AUC" in bullets[4]
 
 
 def test_noise_findings_say_why_no_trend(planted):

@@ -118,7 +118,7 @@ def test_one_seed_and_one_noise_level_print_no_nan():
     assert "nan" not in one and "over 1 seed +0.300 (no interval: fewer than 2 seeds or no spread" in one
     trend = describe_trend({"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": np.nan,
                             "ci_low": np.nan, "ci_high": np.nan, "p": np.nan})
-    assert trend == "dual − single_kl: kl_qwk against the clean grade: too few noise levels for a trend."
+    assert trend == "dual − single-KL: KL QWK against the clean grade: too few noise levels for a trend."
 
 
 def test_saliency_findings_on_planted_tables():
