@@ -184,8 +184,8 @@ def test_the_methods_page_scores_the_convergence_targets():
 
 def test_the_results_page_says_what_the_build_can_detect():
     html = next(p for p in _pages() if p.name == "03_results.html").read_text(encoding="utf-8")
-    section = html[html.find('id="what-this-build-can-detect"'):]
-    assert 'id="what-this-build-can-detect"' in html and "<table" in section, "no detectable-difference section with its table"
+    section = html[html.find('id="what-this-build-s-test-set-can-detect"'):]
+    assert 'id="what-this-build-s-test-set-can-detect"' in html and "<table" in section, "no detectable-difference section with its table"
     assert ">detectable, knee level<" in section and "a knee-level paired test detects" in html
 
 
