@@ -24,7 +24,6 @@ COLUMN_NAMES: dict[str, str] = {
     "n_flagged": "seeds with a flagged run", "mean_unflagged": "mean, unflagged seeds",
     "seeds_needed": "seeds a verdict needs", "loo_stable": "stands without any one seed", "p_diff": "p (difference)",
     "p_equiv": "p (equivalence, TOST)", "m": "comparisons in the family", "alpha": "α per comparison",
-    "reason": "why no verdict",
     "oa_accuracy": "OA accuracy", "oa_roc_auc": "OA AUC", "oa_f1": "OA F1",
     "kl_accuracy": "KL accuracy", "kl_f1_macro": "KL macro-F1", "kl_auc_macro": "KL macro-AUC",
     "kl_qwk": "KL QWK", "kl_mae": "KL MAE",

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown
-from scipy import stats
 
 from oaprobe.analysis.decision import DELTAS, LOWER_IS_BETTER, decide, seeds_needed
 from oaprobe.config import get_preset
