@@ -3,7 +3,8 @@
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/phantom.py [--knees N]``
 
 Prints, per grid: knees rendered per second (sampling + rendering), the share of time spent
-writing the three gzipped NIfTI files the cohort builder stores, and the peak memory of one
+writing the four gzipped NIfTI files the cohort builder stores (image, mask, lesion and
+evidence maps), and the peak memory of one
 render (tracemalloc, which sees numpy's buffers). Timings on a shared machine vary; compare
 the rows of one run, not numbers across machines.
 """
@@ -17,23 +18,24 @@ import tracemalloc
 import numpy as np
 
 from oaprobe.config import get_preset
-from oaprobe.data.cohort import _GZIP_LEVEL, _nifti_bytes
-from oaprobe.data.phantom import render_knee, sample_knee_params
+from oaprobe.data.cohort import _GZIP_LEVEL, FOLDERS, _nifti_bytes
+from oaprobe.data.phantom import render_knee, sample_knee_params, size_factor
 
 
 def measure(shape, spacing, n: int) -> dict:
     rng = np.random.default_rng(0)
     severities = rng.uniform(0, 5, n)
     t0 = time.perf_counter()
-    knees = [render_knee(sample_knee_params(rng, s, "R" if i % 2 else "L"), shape, spacing) for i, s in enumerate(severities)]
+    factor = size_factor(spacing)
+    knees = [render_knee(sample_knee_params(rng, s, "R" if i % 2 else "L", factor), shape, spacing)
+             for i, s in enumerate(severities)]  # fmt: skip
     render_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for k in knees:
-        _nifti_bytes(k.image, spacing, _GZIP_LEVEL["image"])
-        _nifti_bytes(k.mask, spacing, _GZIP_LEVEL["mask"])
-        _nifti_bytes(k.lesion, spacing, _GZIP_LEVEL["lesion"])
+        for key in FOLDERS:
+            _nifti_bytes(getattr(k, key), spacing, _GZIP_LEVEL[key])
     write_s = time.perf_counter() - t0
-    params = sample_knee_params(np.random.default_rng(1), 4.5, "R")
+    params = sample_knee_params(np.random.default_rng(1), 4.5, "R", factor)
     tracemalloc.start()
     render_knee(params, shape, spacing)
     _, peak = tracemalloc.get_traced_memory()

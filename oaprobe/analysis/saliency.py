@@ -10,7 +10,9 @@ with (:func:`kept_state`) and writes its results into ``<run folder>/saliency-<s
 - ``saliency.csv``: one row per knee, target, method and region (:data:`STAGE_TABLE_COLUMNS`);
 - ``saliency_maps.npz``: the maps of the first ``keep_maps`` knees with their image and mask;
 - ``sanity.csv`` / ``deletion.csv``: cascading randomisation and deletion curves of the first
-  ``sanity_knees`` knees (:mod:`oaprobe.analysis.saliency_checks`).
+  ``sanity_knees`` knees (:mod:`oaprobe.analysis.saliency_checks`);
+- ``evidence.csv`` (when the manifest has an ``evidence`` column, i.e. a synthetic cohort): every
+  map scored against the knee's ground-truth evidence and distractors (:mod:`oaprobe.analysis.evidence`).
 
 A finished subfolder is never recomputed; one without ``DONE`` (a killed stage) is redone whole.
 Other settings add another subfolder. The maps are :mod:`oaprobe.analysis.attribution`'s, the
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from oaprobe.analysis.attribution import (  # noqa: F401 (re-exported: the stage
 from oaprobe.analysis.regions import (  # noqa: F401 (re-exported)
     REGIONS, TABLE_KS, overlap_metrics, paired_overlap, region_masks, region_overlap,
 )  # fmt: skip
+from oaprobe.analysis.evidence import evidence_scorer
 from oaprobe.analysis.saliency_checks import DELETION_COLUMNS, SANITY_COLUMNS, deletion_auc, run_sanity_checks
 from oaprobe.config import RunConfig, SaliencyConfig
 from oaprobe.errors import OaprobeError
@@ -59,7 +62,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
 STAGE_TABLE_COLUMNS: tuple[str, ...] = ("case_id", "subject_id", *TABLE_COLUMNS[1:])
 PREFIX = "saliency-"
 SETTINGS, TABLE, MAPS = "settings.json", "saliency.csv", "saliency_maps.npz"
-SANITY, DELETION = "sanity.csv", "deletion.csv"
+SANITY, DELETION, EVIDENCE = "sanity.csv", "deletion.csv", "evidence.csv"
 _ID_TYPES = {"case_id": str, "subject_id": str}
 
 
@@ -82,6 +85,7 @@ def compute_run_saliency(
     gradcam_layer: str | None = None,
     keep_maps: int = 3,
     progress: bool = True,
+    on_map: Callable[[int, str, str, np.ndarray], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Saliency maps and overlap metrics for the knees of one run.
 
@@ -99,6 +103,8 @@ def compute_run_saliency(
         gradcam_layer: dotted path inside ``model.encoder`` (default: ``model.encoder.gradcam_layer``).
         keep_maps: how many knees (the first ones) keep their maps for figures.
         progress: show a tqdm bar.
+        on_map: called as ``on_map(knee index, target, method, map)`` for every map (the
+            evidence scores, :func:`oaprobe.analysis.evidence.evidence_scorer`).
 
     Returns:
         ``(table, maps)``: the overlap table (columns :data:`TABLE_COLUMNS`, one row per knee,
@@ -130,6 +136,8 @@ def compute_run_saliency(
             for target in targets:
                 for method in methods:
                     sal = attributor(x, target, method, kl_class, knee_seed(seed, cid))
+                    if on_map is not None:
+                        on_map(i, target, method, sal)
                     for region, metrics in region_overlap(sal, regions, TABLE_KS).items():
                         rows.append({"case_id": cid, "target": target, "method": method, "region": region, **metrics})
                     if i < keep_maps:
@@ -246,6 +254,10 @@ def _compute(folder: Path, settings: SaliencyConfig, cache_dir: Path | None, pro
     if "lesion_path" in rows and rows["lesion_path"].notna().all():
         lesions = load_masks(rows, cfg.input_shape, column="lesion_path", cache_dir=cache_dir)
     ids = rows["case_id"].astype(str).tolist()
+    score, evidence_table = None, None
+    if "evidence_path" in rows and rows["evidence_path"].notna().all():
+        evidence = load_masks(rows, cfg.input_shape, column="evidence_path", cache_dir=cache_dir)
+        score, evidence_table = evidence_scorer(evidence, ids)
     k = min(settings.sanity_knees, len(ids))
     with compute_settings(dev):
         model, source = _load_model(folder, cfg, dev)
@@ -253,6 +265,7 @@ def _compute(folder: Path, settings: SaliencyConfig, cache_dir: Path | None, pro
         table, maps = compute_run_saliency(
             model, images, masks, lesions, ids, cfg.mode, n_samples=settings.samples, noise_std=settings.noise,
             seed=settings.seed, methods=settings.methods, keep_maps=settings.keep_maps, progress=progress,
+            on_map=score,
         )  # fmt: skip
         sanity, deletion = run_sanity_checks(
             model, images[:k], ids[:k], cfg.mode, settings.methods, settings.samples, settings.noise,
@@ -260,7 +273,10 @@ def _compute(folder: Path, settings: SaliencyConfig, cache_dir: Path | None, pro
         )  # fmt: skip
     table.insert(1, "subject_id", table["case_id"].map(dict(zip(ids, rows["subject_id"].astype(str)))))
     facts = {"weights": source, "n_knees": len(ids), "n_sanity_knees": k, "device": str(dev), "p_oa_max_abs_diff": gap}
-    return {TABLE: table[list(STAGE_TABLE_COLUMNS)], SANITY: sanity, DELETION: deletion, MAPS: maps}, facts
+    results = {TABLE: table[list(STAGE_TABLE_COLUMNS)], SANITY: sanity, DELETION: deletion, MAPS: maps}
+    if evidence_table is not None:
+        results[EVIDENCE] = evidence_table()
+    return results, facts
 
 
 def run_saliency(
@@ -294,8 +310,9 @@ def run_saliency(
         results, facts = _compute(folder, settings, cache_dir, progress, dev)
         runs.write_atomic_json(out / SETTINGS, {"settings": settings.to_dict(), "settings_id": settings.settings_id(),
                                                 "run_id": folder.name, "oaprobe_version": _version(), **facts})  # fmt: skip
-        for name in (TABLE, SANITY, DELETION):
-            runs.write_atomic_csv(out / name, results[name])
+        for name in (TABLE, SANITY, DELETION, EVIDENCE):
+            if name in results:
+                runs.write_atomic_csv(out / name, results[name])
         runs.write_atomic_npz(out / MAPS, **results[MAPS])
         runs.write_atomic_text(out / runs.DONE, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
     return out
@@ -320,7 +337,7 @@ def load_saliency(run_folder: Path | str, settings: SaliencyConfig) -> dict[str,
 
     Returns:
         ``{"settings": settings.json, "saliency", "sanity", "deletion", "deletion_auc":
-        DataFrames, "maps": the arrays of saliency_maps.npz}``.
+        DataFrames, "maps": the arrays of saliency_maps.npz, "evidence": evidence.csv or None}``.
     """
     out = saliency_dir(run_folder, settings)
     if not runs.is_done(out):
@@ -335,6 +352,7 @@ def load_saliency(run_folder: Path | str, settings: SaliencyConfig) -> dict[str,
         "deletion": deletion,
         "deletion_auc": deletion_auc(deletion),
         "maps": maps,
+        "evidence": pd.read_csv(out / EVIDENCE, dtype=_ID_TYPES) if (out / EVIDENCE).is_file() else None,
     }
 
 

@@ -16,7 +16,8 @@ configured KL prior. Every random quantity comes from its own seeded stream keye
 - the split is stratified by each subject's worst CLEAN grade, so every noise level of one
   recipe has the same train / val / test knees.
 
-Layout of ``root/<cohort_id>/``: ``images/``, ``masks/``, ``lesions/`` (``<case_id>.nii.gz``,
+Layout of ``root/<cohort_id>/``: ``images/``, ``masks/``, ``lesions/``, ``evidence/`` (the
+ground-truth evidence and distractor map, :func:`oaprobe.data.phantom.render_knee`) (``<case_id>.nii.gz``,
 spacing in the affine), ``manifest.csv`` (``book/architecture.md``) and ``cohort.json``
 (the recipe, the measured clean-vs-observed kappa, counts). Building the same recipe again
 skips every knee whose files exist.
@@ -55,7 +56,9 @@ from tqdm.auto import tqdm
 from oaprobe.config import CohortConfig
 from oaprobe.data.labels import expected_kappa, kl_prior, oa_from_kl, observe_kl
 from oaprobe.data.manifest import write_manifest
-from oaprobe.data.phantom import PHANTOM_VERSION, kl_from_severity, render_knee, sample_knee_params, severity_from_uniform
+from oaprobe.data.phantom import (
+    PHANTOM_VERSION, kl_from_severity, render_knee, sample_knee_params, severity_from_uniform, size_factor,
+)
 from oaprobe.data.splits import assign_splits, check_leakage
 from oaprobe.facts import KL_GRADES
 from oaprobe.io import write_atomic
@@ -63,11 +66,11 @@ from oaprobe.io import write_atomic
 #: Correlation (latent Gaussian) between the severities of a subject's two knees.
 SEVERITY_CORRELATION = 0.7
 SIDE_CODE = {"R": 0, "L": 1}
-FOLDERS = {"image": "images", "mask": "masks", "lesion": "lesions"}
+FOLDERS = {"image": "images", "mask": "masks", "lesion": "lesions", "evidence": "evidence"}
 STORE = "_volumes"
 #: float images are stored (level 0): at level 1 a 48^3 image shrank 432 -> 382 KiB for 11 ms of a
 #: knee's 35 ms render; masks and lesions compress 100x in under 1 ms
-_GZIP_LEVEL = {"image": 0, "mask": 6, "lesion": 6}
+_GZIP_LEVEL = {"image": 0, "mask": 6, "lesion": 6, "evidence": 6}
 
 
 def volume_key(cfg: CohortConfig) -> str:
@@ -144,8 +147,9 @@ def _render_case(job: tuple) -> str:
     if all(p.is_file() for p in targets.values()):
         return case_id
     rng = np.random.default_rng([seed, 1, index, SIDE_CODE[side]])
-    knee = render_knee(sample_knee_params(rng, severity, side), shape, spacing)
-    for key, array in (("image", knee.image), ("mask", knee.mask), ("lesion", knee.lesion)):
+    knee = render_knee(sample_knee_params(rng, severity, side, size_factor(spacing)), shape, spacing)
+    for key in FOLDERS:
+        array = getattr(knee, key)
         write_atomic(targets[key], _nifti_bytes(array, spacing, _GZIP_LEVEL[key]))
     return case_id
 
@@ -218,7 +222,7 @@ def build_cohort(
         if jobs > 1 and len(jobs_list) >= 2:
             pool.shutdown()
 
-    columns = ["case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa", "kl_clean", "lesion", "severity"]
+    columns = ["case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa", "kl_clean", "lesion", "evidence", "severity"]
     table = knees[columns]
     _write_manifest_if_changed(table, manifest_path)
     _write_summary(cfg, table, folder / "cohort.json")

@@ -44,9 +44,10 @@ from oaprobe.facts import CARTILAGE_LABELS, MASK_LABELS, SIDES, SPLITS
 from oaprobe.io import default_file_mode, file_sha256
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("kl_clean", "lesion", "severity", "site", "visit")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("kl_clean", "lesion", "evidence", "severity", "site", "visit")
 #: manifest column -> absolute-path column added by :func:`read_manifest`
-PATH_COLUMNS: dict[str, str] = {"image": "image_path", "mask": "mask_path", "lesion": "lesion_path"}
+PATH_COLUMNS: dict[str, str] = {"image": "image_path", "mask": "mask_path", "lesion": "lesion_path",
+                                "evidence": "evidence_path"}
 #: a mask's / lesion map's affine agrees with its image's within these (mm, and relative)
 AFFINE_ATOL_MM: float = 1e-3
 AFFINE_RTOL: float = 1e-4
@@ -332,7 +333,7 @@ def _existing_files(i: int, table: pd.DataFrame, folder: Path, check: _Check) ->
     for column in (c for c in PATH_COLUMNS if c in table.columns):
         text = table.at[i, column]
         if not text:
-            if column != "lesion":
+            if column not in ("lesion", "evidence"):
                 check.row_problem(i, f"{column} is empty; expected a NIfTI path relative to {folder}")
             continue
         file = folder / text
@@ -433,7 +434,7 @@ def _check_geometry(i: int, table: pd.DataFrame, grids: dict[str, _Grid], check:
             check.row_problem(i, f"{column} {name!r} {problem}")
         if len(shapes[column]) == 3 and problem is None:
             usable[column] = grid
-    for column in (c for c in ("mask", "lesion") if c in usable and "image" in usable):
+    for column in (c for c in ("mask", "lesion", "evidence") if c in usable and "image" in usable):
         if shapes[column] != shapes["image"]:
             check.row_problem(
                 i,
@@ -505,7 +506,7 @@ def _lesion_facts(path: str) -> dict[str, Any]:
     return {"error": None}
 
 
-_DECODERS = {"image": _image_facts, "mask": _mask_facts, "lesion": _lesion_facts}
+_DECODERS = {"image": _image_facts, "mask": _mask_facts, "lesion": _lesion_facts, "evidence": _lesion_facts}
 
 
 def _image_problems(facts: dict[str, Any]) -> list[str]:
@@ -536,7 +537,7 @@ def _mask_problems(facts: dict[str, Any]) -> list[str]:
     return problems
 
 
-_PROBLEMS = {"image": _image_problems, "mask": _mask_problems, "lesion": lambda facts: []}
+_PROBLEMS = {"image": _image_problems, "mask": _mask_problems, "lesion": lambda facts: [], "evidence": lambda facts: []}
 
 
 def _check_voxels(i: int, table: pd.DataFrame, files: dict[str, Path], facts: VolumeFacts, check: _Check) -> str | None:

@@ -4,9 +4,12 @@ The phantom is rendered directly on a ``(D, H, W)`` grid (``D`` sagittal slice a
 medial-lateral, ``H`` superior -> inferior, ``W`` anterior -> posterior; see
 ``book/architecture.md``) from implicit surfaces (approximate signed distances in mm) of:
 the distal femur (shaft plus medial and lateral condyles, with the intercondylar notch between
-them), the proximal tibia (plateau with intercondylar eminence), femoral and tibial cartilage
-plates in both compartments, joint fluid between and around them, and the soft tissue of the
-leg. Edges are partial-volume weighted so that downsampling behaves like a real scan.
+them), the proximal tibia (plateau with intercondylar eminence), femoral (condylar and
+trochlear) and tibial cartilage plates, the patella with its cartilage across the
+patellofemoral gap, medial and lateral menisci (dark wedges on each plate's rim), the fibular
+head, the cruciate ligaments (low-signal bands), joint fluid (capsule and suprapatellar
+pouch) and the soft tissue of the leg. The femur and patella are posed per knee (varus/valgus,
+flexion). Edges are partial-volume weighted so that downsampling behaves like a real scan.
 Contrast imitates water-excitation DESS: fluid brightest, cartilage bright, marrow
 intermediate, cortical bone dark; then a smooth multiplicative bias field and Rician noise.
 Mask labels: 1 femur, 2 femoral cartilage, 3 tibia, 4 tibial cartilage (osteophytes are bone).
@@ -21,13 +24,21 @@ cartilage thinning and focal defects, subchondral sclerosis; KL4 large osteophyt
 JSN, severe sclerosis and flattening/depression of the medial bone ends (deformity). Every
 amount is drawn around its severity-dependent mean, so grades overlap like real ones.
 
-Sizes are deliberately EXAGGERATED so that the findings survive the book's model input
-(default: 48^3 at 2 mm, resized to 32^3, i.e. 3 mm voxels): healthy cartilage is 4-4.5 mm
-thick (real 1.6-2.4 mm), the healthy medial bone-to-bone joint space is about 10 mm (real
-about 5 mm), osteophyte radii grow from about 2.5 mm (KL1) to about 8.5 mm (KL4) (real: 1-5
-mm), the subchondral cortex is 2.5 mm, and sclerosis bands reach 6 mm. The field of view is
-the cube around the joint given by ``shape * spacing`` (96 mm in the presets); anatomy is
-described in mm, so any shape/spacing renders the same knee.
+Thin sizes are real at fine spacing and EXAGGERATED on coarse grids by one factor,
+:func:`size_factor` of the voxel spacing (1 at 1 mm or finer, 2 at 2 mm or coarser, where the
+book's models see 3 mm voxels): the sampler multiplies the cartilage (real 2.25 mm femoral,
+2.0 mm tibial, 2.8 mm patellar), the fluid gap (0.75 mm; medial JSW 5 mm), the subchondral
+cortex (1.25 mm), osteophyte radii (1.25 mm at KL1 to 4.25 mm at KL4), defects and sclerosis
+bands by it. Bones, menisci, ligaments, effusion and bone-marrow lesions keep their real
+sizes. The field of view is the cube around the joint given by ``shape * spacing`` (96 mm in
+the presets; the knee sits ``KNEE_Z_OFFSET_MM`` posterior of its centre so the patella fits).
+
+Distractors vary between knees without being part of the KL definition: effusion and a
+bone-marrow-lesion-like blob (partly correlated with severity), meniscal extrusion and
+degeneration (correlated), an age-like cartilage signal, the coil bias field and a motion
+ghost (independent); see :func:`_sample_pose_and_distractors`. The evidence map marks the
+voxels whose planted change decides the grade (against the same knee's healthy geometry) and
+the distractors' voxels, for scoring saliency maps (:mod:`oaprobe.analysis.evidence`).
 
 Random sampling (:func:`sample_knee_params`) is separate from the deterministic renderer
 (:func:`render_knee`); the renderer's only randomness (texture, noise) comes from
@@ -56,7 +67,10 @@ import numpy as np
 #: Bumped whenever the renderer or the sampler changes what a given seed produces.
 #: "2": the bone tapers stop at ``DIAPHYSIS_MIN_MM``; this changes only fields of view reaching
 #: past about 110 mm from the joint (the presets' volumes are byte-identical to "1").
-PHANTOM_VERSION = "2"
+#: "3": patella and patellofemoral joint, menisci, fibular head, cruciate ligaments, femoral pose
+#: (varus/valgus, flexion), distractors (effusion, bone-marrow lesions, cartilage signal, motion
+#: ghost), real sizes at fine spacing (:func:`size_factor`) and the evidence map.
+PHANTOM_VERSION = "3"
 
 MAX_SEVERITY = 5.0
 
@@ -64,6 +78,18 @@ MAX_SEVERITY = 5.0
 LESION_OSTEOPHYTE = 1
 LESION_DEFECT = 2
 LESION_SCLEROSIS = 3
+
+# Codes of the evidence map (0 = none): 1-4 the planted changes that decide the grade, 5-7 the
+# distractors (varying between knees, partly with severity, but not part of the KL definition).
+EVIDENCE_OSTEOPHYTE, EVIDENCE_JSN, EVIDENCE_CARTILAGE, EVIDENCE_SCLEROSIS = 1, 2, 3, 4
+DISTRACTOR_EFFUSION, DISTRACTOR_BML, DISTRACTOR_MENISCUS = 5, 6, 7
+EVIDENCE_NAMES: dict[int, str] = {
+    EVIDENCE_OSTEOPHYTE: "osteophyte", EVIDENCE_JSN: "joint-space narrowing",
+    EVIDENCE_CARTILAGE: "cartilage loss", EVIDENCE_SCLEROSIS: "sclerosis",
+    DISTRACTOR_EFFUSION: "effusion", DISTRACTOR_BML: "bone-marrow lesion", DISTRACTOR_MENISCUS: "meniscus",
+}
+#: Codes of :attr:`Knee.anatomy` (in memory only; the mask keeps the OAI-ZIB labels 0-4).
+ANATOMY_PATELLA, ANATOMY_PATELLAR_CARTILAGE, ANATOMY_MENISCUS, ANATOMY_FIBULA, ANATOMY_LIGAMENT = 1, 2, 3, 4, 5
 
 # --- canonical anatomy of a right knee (mm; x medial(-) -> lateral(+), y inferior(-) ->
 # superior(+), z anterior(-) -> posterior(+); origin near the centre of the joint) ---
@@ -80,12 +106,48 @@ SHAFT_AX, SHAFT_AZ, SHAFT_Z, SHAFT_TAPER = 33.0, 22.0, 0.0, 0.3
 # at 13.6 mm or more, so this floor only changes larger fields of view.
 DIAPHYSIS_MIN_MM = 10.0
 CART_AX, CART_AZ = 13.0, 19.0  # tibial cartilage plate (ellipse) per compartment
-CORTEX_MM = 2.5
 LEG_AX, LEG_AZ, LEG_Z, FAT_MM = 58.0, 54.0, 4.0, 6.0
 CAPSULE = (36.0, 28.0, 2.0)  # joint capsule (fluid) x and z semi-axes, centre z
 
-# Healthy sizes (mm), exaggerated about 2x; see the module docstring.
-FEM_CART_MM, TIB_CART_MM, GAP_MM = 4.5, 4.0, 1.5
+# Published (real) thin sizes in mm; the sampler multiplies each by the exaggeration factor
+# (:func:`size_factor`, 1 at fine spacing, 2 at the coarse presets).
+REAL_FEM_CART_MM, REAL_TIB_CART_MM, REAL_GAP_MM = 2.25, 2.0, 0.75  # medial JSW 5 mm
+REAL_PAT_CART_MM = 2.8  # the patella's cartilage, the thickest in the body
+REAL_CORTEX_MM = 1.25
+MAX_EXAGGERATION = 2.0
+# The sizes at the coarse presets (exaggeration 2), kept as names for the tests and the oracle.
+FEM_CART_MM, TIB_CART_MM, GAP_MM, CORTEX_MM = (
+    MAX_EXAGGERATION * v for v in (REAL_FEM_CART_MM, REAL_TIB_CART_MM, REAL_GAP_MM, REAL_CORTEX_MM)
+)
+# Patella (ellipsoid semi-axes, mm; its centre sits above the condyles' centre), fibular head,
+# menisci (outer rim around each tibial cartilage plate, wedge width) and cruciate ligaments.
+PATELLA = (21.0, 18.0, 8.0)
+PATELLA_ABOVE_MM = 9.0
+FIBULA = (29.0, -22.0, 15.0, 8.0, 6.0)  # head centre x, y, z, head radius, shaft radius
+MENISCUS_RIM, MENISCUS_WIDTH_MM = (15.0, 21.0), 10.0
+LIGAMENT_MM = 3.5
+#: Canonical origin sits this far posterior of the field-of-view centre, so the patella fits.
+KNEE_Z_OFFSET_MM = 6.0
+
+
+def size_factor(spacing: Sequence[float]) -> float:
+    """Exaggeration of the thin structures (cartilage, joint gap, cortex, osteophytes, sclerosis,
+    defects) for a grid of voxel ``spacing`` (mm): the geometric-mean voxel size in mm, clipped to
+    [1, 2]. Real sizes at 1 mm or finer; doubled at 2 mm or coarser, where the book's models see
+    3 mm voxels and a 2 mm plate would vanish. Per preset (shape, spacing -> factor):
+
+    ======== ================= ===================== ======
+    preset   shape             spacing (mm)          factor
+    ======== ================= ===================== ======
+    smoke    24^3              4.0                   2.0
+    course   32^3              3.0                   2.0
+    default  48^3              2.0                   2.0
+    gpu      64^3              1.5                   1.5
+    paper    80 x 128 x 128    1.4 x 0.73 x 0.73     1.0
+    ======== ================= ===================== ======
+    """
+    h = float(np.prod([float(v) for v in spacing]) ** (1.0 / 3.0))
+    return float(np.clip(h, 1.0, MAX_EXAGGERATION))
 
 
 def _interp(s: float, xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -131,6 +193,17 @@ class KneeParams:
         bias: 9 coefficients of the log bias field (linear and quadratic terms).
         noise_sigma: standard deviation of the Rician noise (fluid signal is about 1).
         noise_seed: seed of the renderer's texture and noise.
+        exaggeration: the :func:`size_factor` the thin sizes were drawn with (1 = real sizes).
+        jsn_loss: (medial, lateral) fraction of the healthy joint space lost; the healthy
+            thicknesses are the drawn ones divided by ``1 - jsn_loss`` (the evidence map's reference).
+        cortex_mm: subchondral cortex thickness.
+        varus_deg: femur rotation about the anterior-posterior axis (varus > 0, valgus < 0).
+        flexion_deg: femur (and patella) rotation about the medial-lateral axis.
+        meniscus_extrusion_mm: medial meniscus displaced medially (grows with severity).
+        meniscus_signal: 0..1 intrasubstance degeneration (dark -> intermediate signal).
+        bml: bone-marrow-lesion-like blobs (centre, semi-axes, strength 0..1 towards fluid).
+        cartilage_signal: age-like multiplicative cartilage signal (severity-independent).
+        ghost: (amplitude, shift mm along W) of a motion ghost (severity-independent).
     """
 
     side: Literal["R", "L"]
@@ -153,6 +226,16 @@ class KneeParams:
     noise_sigma: float = 0.03
     noise_seed: int = 0
     texture: float = 0.05
+    exaggeration: float = MAX_EXAGGERATION
+    jsn_loss: tuple[float, float] = (0.0, 0.0)
+    cortex_mm: float = CORTEX_MM
+    varus_deg: float = 0.0
+    flexion_deg: float = 0.0
+    meniscus_extrusion_mm: float = 0.0
+    meniscus_signal: float = 0.0
+    bml: tuple[tuple[tuple[float, float, float], tuple[float, float, float], float], ...] = ()
+    cartilage_signal: float = 1.0
+    ghost: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.side not in ("R", "L"):
@@ -163,12 +246,15 @@ class KneeParams:
 
 @dataclass
 class Knee:
-    """A rendered knee: image (float32), mask (uint8 labels 0-4) and lesion map (uint8 codes)."""
+    """A rendered knee: image (float32), mask (uint8 labels 0-4), lesion map, evidence map
+    (``EVIDENCE_*`` / ``DISTRACTOR_*`` codes) and the extra anatomy (``ANATOMY_*`` codes)."""
 
     image: np.ndarray
     mask: np.ndarray
     lesion: np.ndarray
     params: KneeParams = field(repr=False)
+    evidence: np.ndarray | None = field(default=None, repr=False)
+    anatomy: np.ndarray | None = field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------- severity
@@ -235,19 +321,26 @@ def _condyle_geometry(fem, tib, gap, flattening, depression) -> tuple[list[float
     return centers, ays
 
 
-def sample_knee_params(rng: np.random.Generator, severity: float, side: Literal["R", "L"]) -> KneeParams:
-    """Draw the anatomy, pose, contrast and severity-driven pathology of one knee.
+def sample_knee_params(
+    rng: np.random.Generator, severity: float, side: Literal["R", "L"], exaggeration: float = MAX_EXAGGERATION
+) -> KneeParams:
+    """Draw the anatomy, pose, contrast, distractors and severity-driven pathology of one knee.
 
     Args:
         rng: the only source of randomness (same state -> same parameters).
         severity: latent severity in [0, 5); see :func:`severity_from_uniform`.
         side: ``"R"`` or ``"L"``.
+        exaggeration: multiplier of the thin sizes, :func:`size_factor` of the grid to render on
+            (it does not change which random numbers are drawn).
     """
     s = float(severity)
     if not 0 <= s < MAX_SEVERITY:
         raise ValueError(f"severity = {severity!r}; expected a value in [0, 5)")
     if side not in ("R", "L"):
         raise ValueError(f"side = {side!r}; expected 'R' or 'L'")
+    if not 1.0 <= exaggeration <= MAX_EXAGGERATION:
+        raise ValueError(f"exaggeration = {exaggeration!r}; expected a value in [1, {MAX_EXAGGERATION}]")
+    f = float(exaggeration)
 
     # Healthy anatomy and pose.
     scale = float(np.clip(rng.normal(1.0, 0.05), 0.88, 1.12))
@@ -260,9 +353,9 @@ def sample_knee_params(rng: np.random.Generator, severity: float, side: Literal[
     loss_med = float(np.clip(loss_med + rng.normal(0, 0.05), 0.0, 0.92))
     loss_lat = _interp(s, [0, 3, 5], [0.0, 0.04, 0.25])
     loss_lat = float(np.clip(loss_lat + rng.normal(0, 0.03), 0.0, 0.6))
-    fem = tuple(FEM_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
-    tib = tuple(TIB_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
-    gap = tuple(GAP_MM * float(np.clip(rng.normal(1.0, 0.15), 0.6, 1.4)) * (1 - l) for l in (loss_med, loss_lat))
+    fem = tuple(f * REAL_FEM_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
+    tib = tuple(f * REAL_TIB_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
+    gap = tuple(f * REAL_GAP_MM * float(np.clip(rng.normal(1.0, 0.15), 0.6, 1.4)) * (1 - l) for l in (loss_med, loss_lat))
 
     # Deformity at the top grades: medial bone-end flattening and plateau depression.
     deform = _interp(s, [0, 3.5, 5], [0.0, 0.0, 1.0]) * float(rng.uniform(0.7, 1.3))
@@ -271,7 +364,7 @@ def sample_knee_params(rng: np.random.Generator, severity: float, side: Literal[
     centers, ays = _condyle_geometry(fem, tib, gap, flattening, depression)
 
     # Subchondral sclerosis (medial), from late KL2 on.
-    sclerosis_mm = _interp(s, [0, 2.5, 3, 4, 5], [0.0, 0.0, 2.5, 4.5, 6.0]) * float(rng.uniform(0.8, 1.2))
+    sclerosis_mm = f * _interp(s, [0, 2.5, 3, 4, 5], [0.0, 0.0, 1.25, 2.25, 3.0]) * float(rng.uniform(0.8, 1.2))
     sclerosis_strength = _interp(s, [2.5, 5], [0.4, 0.75]) if sclerosis_mm > 0 else 0.0
 
     # Marginal osteophytes: number and size grow with severity; medial sites preferred.
@@ -284,7 +377,7 @@ def sample_knee_params(rng: np.random.Generator, severity: float, side: Literal[
     weights = np.array([2.0 if med else 1.0 for *_, med in sites])
     n_ost = min(n_ost, len(sites))
     chosen = rng.choice(len(sites), size=n_ost, replace=False, p=weights / weights.sum()) if n_ost else []
-    mean_r = _interp(s, [1, 2, 3, 4, 5], [2.5, 3.5, 4.5, 6.5, 8.5])
+    mean_r = f * _interp(s, [1, 2, 3, 4, 5], [1.25, 1.75, 2.25, 3.25, 4.25])
     osteophytes = []
     for i in sorted(int(c) for c in chosen):
         point, normal, bone, _ = sites[i]
@@ -305,14 +398,17 @@ def sample_knee_params(rng: np.random.Generator, severity: float, side: Literal[
             y = centers[c] - ays[c] - 0.5 * fem[c]
         else:  # tibial plate: at the cartilage surface
             y = Y_PLATEAU - depression[c] + 0.5 * tib[c]
-        defects.append(Defect((xc, y, z), float(rng.uniform(3.0, 5.0))))
+        defects.append(Defect((xc, y, z), f * float(rng.uniform(1.5, 2.5))))
 
-    effusion = float(np.clip(6.0 + 0.8 * s + rng.normal(0, 1.0), 4.0, 14.0))
+    effusion_noise = float(rng.normal(0, 1.0))
 
     # Contrast: tissue levels, gain, smooth bias field and noise.
     base = np.array([0.02, 0.12, 0.28, 1.0, 0.72, 0.42, 0.06])
     levels = base * rng.normal(1.0, 0.05, base.size) * float(rng.lognormal(0.0, 0.15))
     bias = np.concatenate([rng.normal(0, 0.15, 3), rng.normal(0, 0.08, 6)])
+    noise_sigma = float(rng.uniform(0.02, 0.05))
+    noise_seed = int(rng.integers(0, 2**31 - 1))
+    texture = float(rng.uniform(0.03, 0.07))
     return KneeParams(
         side=side,
         severity=s,
@@ -326,14 +422,49 @@ def sample_knee_params(rng: np.random.Generator, severity: float, side: Literal[
         depression_mm=depression,
         sclerosis_mm=sclerosis_mm,
         sclerosis_strength=sclerosis_strength,
-        effusion_mm=effusion,
+        effusion_mm=float(np.clip(4.0 + 1.2 * s + 2.0 * effusion_noise, 3.0, 16.0)),
         osteophytes=tuple(osteophytes),
         defects=tuple(defects),
         intensities=tuple(float(v) for v in levels),
         bias=tuple(float(v) for v in bias),
-        noise_sigma=float(rng.uniform(0.02, 0.05)),
-        noise_seed=int(rng.integers(0, 2**31 - 1)),
-        texture=float(rng.uniform(0.03, 0.07)),
+        noise_sigma=noise_sigma,
+        noise_seed=noise_seed,
+        texture=texture,
+        exaggeration=f,
+        jsn_loss=(loss_med, loss_lat),
+        cortex_mm=f * REAL_CORTEX_MM,
+        **_sample_pose_and_distractors(rng, s),
+    )
+
+
+def _sample_pose_and_distractors(rng: np.random.Generator, s: float) -> dict:
+    """Femoral pose, meniscal change and the distractors (drawn after everything else, so the
+    pathology of a seed is what it was before they existed).
+
+    Planted severity links (the tests measure them): effusion height 4 + 1.2 s + N(0, 2) mm;
+    a bone-marrow lesion with probability 0.08 + 0.16 s; medial meniscus extrusion
+    0.3-3 mm + N(0, 0.8) and degeneration growing from KL2 on. Measured Spearman correlations
+    with severity (uniform severities, 3000 knees): effusion 0.66, bone-marrow lesion present 0.44,
+    extrusion 0.71 (``tests/data/test_phantom.py``). The cartilage signal, the bias field (drawn above), the
+    motion ghost, varus/valgus and flexion do not depend on ``s``.
+    """
+    varus = float(np.clip(rng.normal(0.0, 1.5), -3.0, 3.0))
+    flexion = float(rng.uniform(0.0, 12.0))
+    extrusion = float(np.clip(_interp(s, [0, 2, 5], [0.3, 0.8, 3.0]) + rng.normal(0, 0.8), 0.0, 5.0))
+    degeneration = float(np.clip(_interp(s, [0, 2, 5], [0.0, 0.1, 0.5]) + rng.normal(0, 0.05), 0.0, 0.7))
+    bml = []
+    if rng.random() < min(0.08 + 0.16 * s, 0.9):
+        medial = rng.random() < min(0.5 + 0.08 * s, 0.9)
+        femoral = rng.random() < 0.5
+        xc = (X_MED if medial else X_LAT) + float(rng.uniform(-5, 5))
+        y = Y_PLATEAU + (12.0 if femoral else -9.0) + float(rng.uniform(-2, 2))
+        radii = (float(rng.uniform(4, 9)), float(rng.uniform(3, 6)), float(rng.uniform(4, 9)))
+        bml.append(((xc, y, FEM_Z + float(rng.uniform(-8, 8))), radii, float(rng.uniform(0.3, 0.6))))
+    cartilage_signal = float(np.clip(rng.normal(1.0, 0.1), 0.75, 1.25))
+    ghost = (float(rng.uniform(0.04, 0.15)), float(rng.uniform(8, 24))) if rng.random() < 0.35 else (0.0, 0.0)
+    return dict(
+        varus_deg=varus, flexion_deg=flexion, meniscus_extrusion_mm=extrusion, meniscus_signal=degeneration,
+        bml=tuple(bml), cartilage_signal=cartilage_signal, ghost=ghost,
     )
 
 
@@ -403,13 +534,53 @@ def _grid(shape: Sequence[int], spacing: Sequence[float], params: KneeParams):
     rel = [
         (world[0] - t[0])[:, None, None],
         (world[1] + t[1])[None, :, None],  # shift along H moves the knee inferiorly
-        (world[2] - t[2])[None, None, :],
+        (world[2] - t[2] - KNEE_Z_OFFSET_MM)[None, None, :],
     ]
     out = []
     for i in range(3):  # p_canon = R^T (p_world - t) / scale
         c = (R[0, i] * rel[0] + R[1, i] * rel[1] + R[2, i] * rel[2]) / params.scale
         out.append(np.broadcast_to(c, shp).astype(np.float32))
     return out
+
+
+def _femur_frame(x, y, z, p: KneeParams, y_pivot: float):
+    """Femur-attached coordinates: undo the femur's varus/valgus (about the anterior-posterior
+    axis) and flexion (about the medial-lateral axis) around the condyles' centre. The femur is
+    lifted so that the lower condyle still rests on its plate; the other compartment opens."""
+    a, phi = np.deg2rad(p.varus_deg), np.deg2rad(p.flexion_deg)
+    lift = X_LAT * abs(np.sin(a))
+    u, v, w = x, y - np.float32(y_pivot + lift), z - np.float32(FEM_Z)
+    ca, sa, cf, sf = (np.float32(t) for t in (np.cos(a), np.sin(a), np.cos(phi), np.sin(phi)))
+    u1, v1 = ca * u + sa * v, ca * v - sa * u
+    v2, w2 = cf * v1 + sf * w, cf * w - sf * v1
+    return u1, v2 + np.float32(y_pivot), w2 + np.float32(FEM_Z)
+
+
+def _to_tibial_frame(point, p: KneeParams, y_pivot: float) -> np.ndarray:
+    """A femur-frame point (mm) in the tibial (canonical) frame: the inverse of :func:`_femur_frame`."""
+    a, phi = np.deg2rad(p.varus_deg), np.deg2rad(p.flexion_deg)
+    u, v, w = point[0], point[1] - y_pivot, point[2] - FEM_Z
+    v1, w1 = np.cos(phi) * v - np.sin(phi) * w, np.sin(phi) * v + np.cos(phi) * w
+    u2, v2 = np.cos(a) * u - np.sin(a) * v1, np.sin(a) * u + np.cos(a) * v1
+    return np.array([u2, v2 + y_pivot + X_LAT * abs(np.sin(a)), w1 + FEM_Z])
+
+
+def _segment_sdf(x, y, z, a: np.ndarray, b: np.ndarray, r: float) -> np.ndarray:
+    """Signed distance (mm) to a capsule of radius ``r`` around the segment a-b (a ligament)."""
+    ab = b - a
+    t = ((x - a[0]) * ab[0] + (y - a[1]) * ab[1] + (z - a[2]) * ab[2]) / float(ab @ ab)
+    t = np.clip(t, 0.0, 1.0)
+    return np.sqrt((x - a[0] - t * ab[0]) ** 2 + (y - a[1] - t * ab[1]) ** 2 + (z - a[2] - t * ab[2]) ** 2) - r
+
+
+def _sphere_sdf(x, y, z, c, r) -> np.ndarray:
+    return np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) - r
+
+
+def _healthy(p: KneeParams) -> tuple[tuple, tuple, tuple]:
+    """The knee's healthy femoral cartilage, tibial cartilage and gap (before its JSN)."""
+    keep = [1.0 - l for l in p.jsn_loss]
+    return tuple(tuple(v / k for v, k in zip(pair, keep)) for pair in (p.fem_cart_mm, p.tib_cart_mm, p.gap_mm))
 
 
 def render_knee(
@@ -419,8 +590,11 @@ def render_knee(
 
     Returns:
         :class:`Knee` with ``image`` float32, ``mask`` uint8 (0 background, 1 femur, 2 femoral
-        cartilage, 3 tibia, 4 tibial cartilage) and ``lesion`` uint8 (1 osteophyte, 2
-        cartilage defect, 3 subchondral sclerosis).
+        cartilage, 3 tibia, 4 tibial cartilage; patella, fibula, menisci and ligaments are 0 as
+        in OAI-ZIB), ``lesion`` uint8 (1 osteophyte, 2 cartilage defect, 3 subchondral
+        sclerosis), ``evidence`` uint8 (``EVIDENCE_*``: the voxels whose planted change decides
+        the grade, compared with the same knee's healthy geometry; ``DISTRACTOR_*``: effusion,
+        bone-marrow lesion, meniscus) and ``anatomy`` uint8 (``ANATOMY_*``).
     """
     shape = tuple(int(n) for n in shape)
     spacing = tuple(float(v) for v in spacing)
@@ -431,51 +605,55 @@ def render_knee(
     p = params
     x, y, z = _grid(shape, spacing, p)
     h = float(np.prod(spacing) ** (1 / 3)) / p.scale  # voxel size in canonical mm
-    med = x < 0
-    pick = lambda pair: np.where(med, np.float32(pair[0]), np.float32(pair[1]))  # noqa: E731
-
-    fem_t, tib_t = pick(p.fem_cart_mm), pick(p.tib_cart_mm)
     centers, ays = _condyle_geometry(p.fem_cart_mm, p.tib_cart_mm, p.gap_mm, p.flattening, p.depression_mm)
-    xc = np.where(med, np.float32(X_MED), np.float32(X_LAT))
+    y_pivot = float(np.mean(centers))
+    xf, yf, zf = _femur_frame(x, y, z, p, y_pivot)
+    med, medf = x < 0, xf < 0
+    pick = lambda pair, m=med: np.where(m, np.float32(pair[0]), np.float32(pair[1]))  # noqa: E731
+    tib_t, fem_t = pick(p.tib_cart_mm), pick(p.fem_cart_mm, medf)
+    xc, xcf = pick((X_MED, X_LAT)), pick((X_MED, X_LAT), medf)
 
     # Tibia: tapered elliptic column cut by the plateau surface (with eminence).
-    top = pick((Y_PLATEAU - p.depression_mm[0], Y_PLATEAU - p.depression_mm[1]))
-    top = top + EMINENCE[0] * np.exp(-((x / EMINENCE[1]) ** 2) - ((z / EMINENCE[2]) ** 2))
+    eminence = EMINENCE[0] * np.exp(-((x / EMINENCE[1]) ** 2) - ((z / EMINENCE[2]) ** 2))
+    top = pick((Y_PLATEAU - p.depression_mm[0], Y_PLATEAU - p.depression_mm[1])) + eminence
     below = np.maximum(Y_PLATEAU - 4.0 - y, 0.0)
     tib_ax = np.maximum(TIB_AX - TIB_TAPER[0] * below, DIAPHYSIS_MIN_MM)
     tib_az = np.maximum(TIB_AZ - TIB_TAPER[1] * below, DIAPHYSIS_MIN_MM)
     d_side = _ellipse_sdf(x, z - TIB_Z, tib_ax, tib_az)
     d_tib = np.maximum(d_side, y - top)
 
-    # Femur: two condyle ellipsoids resting on their plates, smoothly joined to the shaft.
-    yc, ay = pick(centers), pick(ays)
-    d_cond = _ellipsoid_sdf(x - xc, y - yc, z - FEM_Z, FEM_AX, ay, FEM_AZ)
-    y_shaft = min(centers)  # the shaft reaches the lower condyle, so none detaches
-    above = np.maximum(y - y_shaft, 0.0)
-    shaft_ax = np.maximum(SHAFT_AX - SHAFT_TAPER * above, DIAPHYSIS_MIN_MM)
-    shaft_az = np.maximum(SHAFT_AZ - 0.1 * above, DIAPHYSIS_MIN_MM)
-    d_shaft = np.maximum(_ellipse_sdf(x, z - SHAFT_Z, shaft_ax, shaft_az), y_shaft - y)
+    # Femur (femur frame): two condyle ellipsoids resting on their plates, joined to the shaft.
+    yc, ay = pick(centers, medf), pick(ays, medf)
+    d_cond = _ellipsoid_sdf(xf - xcf, yf - yc, zf - FEM_Z, FEM_AX, ay, FEM_AZ)
+    d_shaft = _shaft_sdf(xf, yf, zf, min(centers))
     d_fem = _smin(d_cond, d_shaft, 4.0)
+    d_fem_plain = d_fem
 
-    # Cartilage: a shell under each condyle and a plate on each tibial compartment.
-    d_fc = np.maximum(np.maximum(-d_cond, d_cond - fem_t), y - yc)
-    d_tc = np.maximum(np.maximum(top - y, y - top - tib_t), _ellipse_sdf(x - xc, z - TIB_Z, CART_AX, CART_AZ))
+    # Cartilage: a shell under each condyle, the trochlea, a plate on each tibial compartment.
+    foot = _ellipse_sdf(x - xc, z - TIB_Z, CART_AX, CART_AZ)
+    d_fc = np.maximum(np.maximum(-d_cond, d_cond - fem_t), yf - yc)
+    troch_t = np.float32(p.fem_cart_mm[1])
+    d_troch = np.maximum.reduce([-d_fem, d_fem - troch_t, zf - (FEM_Z - 12.0), np.abs(xf) - 22.0,
+                                 min(centers) - 4.0 - yf, yf - (y_pivot + 30.0)])
+    d_fc = np.minimum(d_fc, d_troch)
+    d_tc = np.maximum(np.maximum(top - y, y - top - tib_t), foot)
+    d_pat, d_pc = _patella_sdfs(xf, yf, zf, p, y_pivot)
 
     # Lesions: osteophytes join the bone they grow from; defects carve cartilage.
     bone0 = np.minimum(d_fem, d_tib)
     d_ost = np.full(shape, np.inf, dtype=np.float32)
     for o in p.osteophytes:
-        c = o.center
-        d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) - o.radius
-        d_ost = np.minimum(d_ost, d)
-        if o.bone == 1:
+        if o.bone == 1:  # femoral osteophytes move with the femur
+            d = _sphere_sdf(xf, yf, zf, o.center, o.radius)
             d_fem = _smin(d_fem, d, 2.0)
         else:
+            d = _sphere_sdf(x, y, z, o.center, o.radius)
             d_tib = _smin(d_tib, d, 2.0)
+        d_ost = np.minimum(d_ost, d)
     d_def = np.full(shape, np.inf, dtype=np.float32)
-    for df in p.defects:
-        c = df.center
-        d_def = np.minimum(d_def, np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) - df.radius)
+    for df in p.defects:  # femoral defects (above the plateau) move with the femur
+        frame = (xf, yf, zf) if df.center[1] > Y_PLATEAU + 0.5 * p.tib_cart_mm[0] + 0.5 else (x, y, z)
+        d_def = np.minimum(d_def, _sphere_sdf(*frame, df.center, df.radius))
     cart0 = np.minimum(d_fc, d_tc)
     d_fc = np.maximum(d_fc, -d_def)
     d_tc = np.maximum(d_tc, -d_def)
@@ -484,15 +662,22 @@ def render_knee(
 
     # Sclerosis: a band under the medial subchondral cortex of both bones.
     if p.sclerosis_mm > 0:
-        depth_t = top - y
-        depth_f = -d_cond
-        band = CORTEX_MM + p.sclerosis_mm
-        in_med = np.abs(x - X_MED) < FEM_AX
-        scl_t = (depth_t > 0) & (depth_t < band) & (d_tib < 0) & in_med
-        scl_f = (depth_f > 0) & (depth_f < band) & (y < yc - 0.3 * ay) & in_med
-        sclerosis = (scl_t | scl_f) & (bone0 < -CORTEX_MM)
+        band = p.cortex_mm + p.sclerosis_mm
+        depth_t, depth_f = top - y, -d_cond
+        scl_t = (depth_t > 0) & (depth_t < band) & (d_tib < 0) & (np.abs(x - X_MED) < FEM_AX)
+        scl_f = (depth_f > 0) & (depth_f < band) & (yf < yc - 0.3 * ay) & (np.abs(xf - X_MED) < FEM_AX)
+        sclerosis = (scl_t | scl_f) & (bone0 < -p.cortex_mm)
     else:
         sclerosis = np.zeros(shape, dtype=bool)
+
+    # The structures outside the OAI-ZIB labels: fibula, menisci, cruciate ligaments.
+    d_fib = np.maximum(_fibula_sdf(x, y, z), -(d_tib + 1.0))
+    d_men = np.maximum.reduce([_meniscus_sdf(x, y, z, p, top, tib_t, xc), -d_fem, -d_fc])
+    d_lig = _ligaments_sdf(x, y, z, p, y_pivot)
+    d_bml = np.full(shape, np.inf, dtype=np.float32)
+    for c, radii, _ in p.bml:
+        d_bml = np.minimum(d_bml, _ellipsoid_sdf(x - c[0], y - c[1], z - c[2], *radii))
+    bml_w = _coverage(d_bml, h) * np.float32(p.bml[0][2] if p.bml else 0.0) * (d_bone < -p.cortex_mm)
 
     # Contrast.
     air, fat, muscle, fluid, cart, marrow, cortex = p.intensities
@@ -503,21 +688,22 @@ def render_knee(
     img = air + (muscle * (1 + p.texture * tex[0]) - air) * _coverage(leg, h)
     img = img + (fat - img) * _coverage(-(leg + FAT_MM), h) * _coverage(leg, h)
     d_caps = _ellipsoid_sdf(x, y, z - CAPSULE[2], CAPSULE[0], p.effusion_mm, CAPSULE[1])
-    img = img + (fluid - img) * np.maximum(_coverage(d_caps, h), _coverage(d_def, h))
-    img = img + (cart - img) * _coverage(d_cart, h)
+    d_pouch = _ellipsoid_sdf(xf, yf - (y_pivot + 30.0), zf - (SHAFT_Z - SHAFT_AZ - 3.0), 22.0,
+                             1.2 * p.effusion_mm, 2.0 + 0.25 * p.effusion_mm)
+    d_fluid = np.minimum(d_caps, d_pouch)
+    img = img + (fluid - img) * np.maximum(_coverage(d_fluid, h), _coverage(d_def, h))
+    img = img + (cortex - img) * _coverage(d_lig, h)
+    men_signal = cortex + (0.5 * fluid - cortex) * p.meniscus_signal
+    img = img + (men_signal - img) * _coverage(d_men, h)
+    img = img + (cart * p.cartilage_signal - img) * _coverage(np.minimum(d_cart, d_pc), h)
+    d_all_bone = np.minimum.reduce([d_bone, d_pat, d_fib])
     bone_signal = marrow * (1 + p.texture * tex[1])
     if p.sclerosis_mm > 0:
         bone_signal = np.where(sclerosis, bone_signal + (cortex - bone_signal) * p.sclerosis_strength, bone_signal)
-    bone_signal = bone_signal + (cortex - bone_signal) * _coverage(-(d_bone + CORTEX_MM), h)
-    img = img + (bone_signal - img) * _coverage(d_bone, h)
-
-    # Smooth multiplicative bias field over normalised coordinates, then Rician noise.
-    u = [np.linspace(-1, 1, n, dtype=np.float32) for n in shape]
-    U = [u[0][:, None, None], u[1][None, :, None], u[2][None, None, :]]
-    b = p.bias
-    log_bias = b[0] * U[0] + b[1] * U[1] + b[2] * U[2] + b[3] * U[0] ** 2 + b[4] * U[1] ** 2 + b[5] * U[2] ** 2
-    log_bias = log_bias + b[6] * U[0] * U[1] + b[7] * U[1] * U[2] + b[8] * U[0] * U[2]
-    img = img * np.exp(log_bias)
+    bone_signal = bone_signal + (fluid - bone_signal) * bml_w
+    bone_signal = bone_signal + (cortex - bone_signal) * _coverage(-(d_all_bone + p.cortex_mm), h)
+    img = img + (bone_signal - img) * _coverage(d_all_bone, h)
+    img = _bias_and_ghost(img, p, shape, spacing)
     n1 = rng.normal(0.0, p.noise_sigma, shape)
     n2 = rng.normal(0.0, p.noise_sigma, shape)
     image = np.sqrt((img + n1) ** 2 + n2**2).astype(np.float32)
@@ -531,7 +717,119 @@ def render_knee(
     lesion[sclerosis] = LESION_SCLEROSIS
     lesion[(d_def < 0) & (cart0 < 0) & (d_bone >= 0)] = LESION_DEFECT
     lesion[(d_ost < 0) & (bone0 >= 0) & (d_bone < 0)] = LESION_OSTEOPHYTE
+    anatomy = np.zeros(shape, dtype=np.uint8)
+    anatomy[d_lig < 0] = ANATOMY_LIGAMENT
+    anatomy[d_men < 0] = ANATOMY_MENISCUS
+    anatomy[d_pc < 0] = ANATOMY_PATELLAR_CARTILAGE
+    anatomy[d_pat < 0] = ANATOMY_PATELLA
+    anatomy[d_fib < 0] = ANATOMY_FIBULA
+    anatomy[(mask > 0) | (d_fc < 0)] = 0
+
+    evidence = np.zeros(shape, dtype=np.uint8)
+    soft = (d_all_bone >= 0) & (d_cart >= 0) & (d_men >= 0) & (d_lig >= 0) & (d_pc >= 0)
+    evidence[(d_fluid < 0) & soft] = DISTRACTOR_EFFUSION
+    evidence[d_men < 0] = DISTRACTOR_MENISCUS
+    evidence[bml_w > 0.5 * max(p.bml[0][2] if p.bml else 1.0, 1e-6)] = DISTRACTOR_BML
+    jsn, cart_loss = _joint_space_evidence(p, h, xf, yf, zf, x, y, z, eminence, d_side, foot, d_fem_plain, d_tib, d_cart)
+    evidence[cart_loss | (lesion == LESION_DEFECT)] = EVIDENCE_CARTILAGE
+    evidence[jsn] = EVIDENCE_JSN
+    evidence[sclerosis] = EVIDENCE_SCLEROSIS
+    evidence[lesion == LESION_OSTEOPHYTE] = EVIDENCE_OSTEOPHYTE
 
     if p.side == "L":  # the mirror image along the medial-lateral (D) axis
-        image, mask, lesion = (np.ascontiguousarray(a[::-1]) for a in (image, mask, lesion))
-    return Knee(image=image, mask=mask, lesion=lesion, params=p)
+        image, mask, lesion, evidence, anatomy = (
+            np.ascontiguousarray(a[::-1]) for a in (image, mask, lesion, evidence, anatomy)
+        )
+    return Knee(image=image, mask=mask, lesion=lesion, params=p, evidence=evidence, anatomy=anatomy)
+
+
+def _shaft_sdf(xf, yf, zf, y_shaft: float) -> np.ndarray:
+    """The femoral shaft above the lower condyle's centre (femur frame), tapering to the diaphysis."""
+    above = np.maximum(yf - y_shaft, 0.0)
+    shaft_ax = np.maximum(SHAFT_AX - SHAFT_TAPER * above, DIAPHYSIS_MIN_MM)
+    shaft_az = np.maximum(SHAFT_AZ - 0.1 * above, DIAPHYSIS_MIN_MM)
+    return np.maximum(_ellipse_sdf(xf, zf - SHAFT_Z, shaft_ax, shaft_az), y_shaft - yf)
+
+
+def _patella_sdfs(xf, yf, zf, p: KneeParams, y_pivot: float) -> tuple[np.ndarray, np.ndarray]:
+    """Patella and its cartilage (femur frame), anterior of the trochlea across the patellofemoral
+    gap; in flexion the patella slides distally along the trochlea."""
+    fem0 = _healthy(p)[0][1]
+    thick = fem0 / (p.exaggeration * REAL_FEM_CART_MM)
+    pat_t = p.exaggeration * REAL_PAT_CART_MM * thick
+    gap = _healthy(p)[2][1]
+    z_back = SHAFT_Z - SHAFT_AZ - p.fem_cart_mm[1] - gap - pat_t
+    center = (0.0, y_pivot + PATELLA_ABOVE_MM - 0.4 * p.flexion_deg, z_back - PATELLA[2])
+    d_pat = _ellipsoid_sdf(xf - center[0], yf - center[1], zf - center[2], *PATELLA)
+    d_pc = np.maximum.reduce([-d_pat, d_pat - np.float32(pat_t), np.float32(center[2] + 0.3 * PATELLA[2]) - zf])
+    return d_pat, d_pc
+
+
+def _fibula_sdf(x, y, z) -> np.ndarray:
+    """Fibular head (posterolateral, below the plateau) and the top of its shaft."""
+    fx, fy, fz, r_head, r_shaft = FIBULA
+    head = _sphere_sdf(x, y, z, (fx, fy, fz), r_head)
+    shaft = np.maximum(np.sqrt((x - fx) ** 2 + (z - fz) ** 2) - r_shaft, y - fy)
+    return _smin(head, shaft, 3.0)
+
+
+def _meniscus_sdf(x, y, z, p: KneeParams, top, tib_t, xc) -> np.ndarray:
+    """Medial and lateral menisci: wedges (height falling from the rim inwards) on each tibial
+    plate's periphery; the medial one extrudes medially with ``meniscus_extrusion_mm``."""
+    xm = xc - np.where(x < 0, np.float32(p.meniscus_extrusion_mm), np.float32(0.0))
+    rim = _ellipse_sdf(x - xm, z - TIB_Z, *MENISCUS_RIM)  # < 0 inside the outer rim
+    js = np.where(x < 0, np.float32(sum(pair[0] for pair in (p.fem_cart_mm, p.tib_cart_mm, p.gap_mm))),
+                  np.float32(sum(pair[1] for pair in (p.fem_cart_mm, p.tib_cart_mm, p.gap_mm))))
+    height = (js + 2.0) * np.clip(1.0 + rim / MENISCUS_WIDTH_MM, 0.0, 1.0)
+    base = top + tib_t
+    return np.maximum.reduce([rim, -MENISCUS_WIDTH_MM - rim, base - y, y - base - height])
+
+
+def _ligaments_sdf(x, y, z, p: KneeParams, y_pivot: float) -> np.ndarray:
+    """Anterior and posterior cruciate ligaments: low-signal bands across the notch, from the
+    tibia to the inner walls of the lateral (ACL) and medial (PCL) condyles."""
+    acl = (np.array([3.0, Y_PLATEAU + 2.0, TIB_Z - 8.0]), _to_tibial_frame((7.0, y_pivot - 4.0, FEM_Z + 14.0), p, y_pivot))
+    pcl = (np.array([-1.0, Y_PLATEAU - 4.0, TIB_Z + 20.0]), _to_tibial_frame((-7.0, y_pivot - 6.0, FEM_Z - 4.0), p, y_pivot))
+    return np.minimum(_segment_sdf(x, y, z, *acl, LIGAMENT_MM), _segment_sdf(x, y, z, *pcl, LIGAMENT_MM))
+
+
+def _bias_and_ghost(img: np.ndarray, p: KneeParams, shape, spacing) -> np.ndarray:
+    """Smooth multiplicative coil bias field over normalised coordinates, then a motion ghost
+    (a shifted faint copy along W, the phase-encoding direction)."""
+    u = [np.linspace(-1, 1, n, dtype=np.float32) for n in shape]
+    U = [u[0][:, None, None], u[1][None, :, None], u[2][None, None, :]]
+    b = p.bias
+    log_bias = b[0] * U[0] + b[1] * U[1] + b[2] * U[2] + b[3] * U[0] ** 2 + b[4] * U[1] ** 2 + b[5] * U[2] ** 2
+    log_bias = log_bias + b[6] * U[0] * U[1] + b[7] * U[1] * U[2] + b[8] * U[0] * U[2]
+    img = img * np.exp(log_bias)
+    amplitude, shift_mm = p.ghost
+    if amplitude > 0:
+        img = (1 - amplitude) * img + amplitude * np.roll(img, int(round(shift_mm / spacing[2])), axis=2)
+    return img
+
+
+def _joint_space_evidence(p: KneeParams, h: float, xf, yf, zf, x, y, z, eminence, d_side, foot, d_fem, d_tib, d_cart):
+    """Voxels of planted joint-space narrowing (bone where the healthy knee had none, or none
+    where it had bone: condyle descent, flattening, plateau depression) and of cartilage loss
+    (healthy cartilage that is no longer cartilage), both against this knee's healthy geometry and
+    only where the change moved more than half of a voxel's content (``h``: voxel size, mm)."""
+    fem0, tib0, gap0 = _healthy(p)
+    centers, ays = _condyle_geometry(p.fem_cart_mm, p.tib_cart_mm, p.gap_mm, p.flattening, p.depression_mm)
+    centers0, ays0 = _condyle_geometry(fem0, tib0, gap0, (0.0, 0.0), (0.0, 0.0))
+    medf = xf < 0
+    pick = lambda pair, m: np.where(m, np.float32(pair[0]), np.float32(pair[1]))  # noqa: E731
+    yc0, ay0 = pick(centers0, medf), pick(ays0, medf)
+    xcf = pick((X_MED, X_LAT), medf)
+    d_cond0 = _ellipsoid_sdf(xf - xcf, yf - yc0, zf - FEM_Z, FEM_AX, ay0, FEM_AZ)
+    d_fem0 = _smin(d_cond0, _shaft_sdf(xf, yf, zf, min(centers0)), 4.0)
+    top0 = Y_PLATEAU + eminence
+    d_tib0 = np.maximum(d_side, y - top0)
+    d_fc0 = np.maximum(np.maximum(-d_cond0, d_cond0 - pick(fem0, medf)), yf - yc0)
+    d_tc0 = np.maximum(np.maximum(top0 - y, y - top0 - pick(tib0, x < 0)), foot)
+    top_now = Y_PLATEAU - np.where(x < 0, np.float32(p.depression_mm[0]), np.float32(p.depression_mm[1]))
+    near = (foot < 2.0) & (y > top_now + eminence - 3.0 * p.cortex_mm) & (yf < yc0 - 0.6 * ay0)  # the contact zone
+    # A voxel counts when the change moved at least half of its content (partial volume).
+    bone_change = _coverage(np.minimum(d_fem, d_tib), h) - _coverage(np.minimum(d_fem0, d_tib0), h)
+    jsn = near & (np.abs(bone_change) > 0.5)
+    cart_loss = near & (_coverage(np.minimum(d_fc0, d_tc0), h) - _coverage(d_cart, h) > 0.5) & ~jsn
+    return jsn, cart_loss

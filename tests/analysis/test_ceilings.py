@@ -123,9 +123,9 @@ def test_ceilings_table_has_every_ceiling_on_a_synthetic_cohort(smoke_manifest: 
 def test_real_data_skips_oracle_and_noise_ceiling(
     smoke_manifest: Path, volume_cache: Path, tmp_path: Path
 ) -> None:
-    real = read_manifest(smoke_manifest).drop(columns=["kl_clean", "severity", "lesion"])
+    real = read_manifest(smoke_manifest).drop(columns=["kl_clean", "severity", "lesion", "evidence"])
     real["image"], real["mask"] = real["image_path"], real["mask_path"]
-    path = write_manifest(real.drop(columns=["image_path", "mask_path", "lesion_path"]), tmp_path / "real.csv")
+    path = write_manifest(real.drop(columns=["image_path", "mask_path", "lesion_path", "evidence_path"]), tmp_path / "real.csv")
     with pytest.raises(OaprobeError, match="cohort.json"):
         oracle_ceiling(path)
     with pytest.raises(OaprobeError, match="kl_clean"):

@@ -19,7 +19,7 @@ TINY = CohortConfig(n_subjects=6, shape=(16, 16, 16), spacing=(6.0, 6.0, 6.0), s
 def _volume_files(manifest):
     folder = manifest.parent
     table = pd.read_csv(manifest)
-    return [folder / p for col in ("image", "mask", "lesion") for p in table[col]]
+    return [folder / p for col in ("image", "mask", "lesion", "evidence") for p in table[col]]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,8 @@ def test_manifest_follows_the_contract(tiny):
     assert manifest == root / TINY.cohort_id() / "manifest.csv"
     table = read_manifest(manifest)  # validates files, shapes, labels, leakage, cartilage
     assert list(pd.read_csv(manifest).columns) == [
-        "case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa", "kl_clean", "lesion", "severity"
+        "case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa", "kl_clean", "lesion", "evidence",
+        "severity",
     ]
     assert (table["oa"] == (table["kl"] >= 2)).all()
     assert (table["kl_clean"] == np.floor(table["severity"]).astype(int)).all()
@@ -118,3 +119,16 @@ def test_parallel_build_matches_serial(tiny, tmp_path):
     assert serial.read_bytes() == parallel.read_bytes()
     for a, b in zip(_volume_files(serial), _volume_files(parallel)):
         assert a.read_bytes() == b.read_bytes()
+
+
+def test_evidence_maps_sit_beside_the_masks_and_real_manifests_need_none(tiny, tmp_path):
+    """The evidence column is optional: a manifest without it (real OAI-ZIB) validates unchanged."""
+    _, manifest = tiny
+    table = read_manifest(manifest)
+    evidence = nib.load(table["evidence_path"].iloc[0])
+    assert evidence.shape == TINY.shape and np.allclose(evidence.affine, nib.load(table["mask_path"].iloc[0]).affine)
+    plain = pd.read_csv(manifest).drop(columns=["lesion", "evidence", "kl_clean", "severity"])
+    (tmp_path / "images").symlink_to(manifest.parent / "images")
+    (tmp_path / "masks").symlink_to(manifest.parent / "masks")
+    plain.to_csv(tmp_path / "manifest.csv", index=False)
+    assert "evidence_path" not in read_manifest(tmp_path / "manifest.csv").columns

@@ -42,7 +42,7 @@ def test_valid_manifest_has_no_problems(make_manifest):
 
 def test_columns_follow_architecture():
     assert REQUIRED_COLUMNS == ("case_id", "subject_id", "side", "split", "image", "mask", "kl", "oa")
-    assert set(OPTIONAL_COLUMNS) == {"kl_clean", "lesion", "severity", "site", "visit"}
+    assert set(OPTIONAL_COLUMNS) == {"kl_clean", "lesion", "evidence", "severity", "site", "visit"}
 
 
 def test_missing_column(make_manifest):

@@ -236,3 +236,99 @@ def test_clean_kl_is_learnable_but_not_trivially():
     print(f"PCA(30)+logistic clean-KL QWK = {qwk:.3f}, accuracy = {np.mean(pred == y):.3f}")
     assert 0.4 < qwk < 0.95
     assert np.mean(pred == y) < 0.9
+
+
+# ----------------------------------------------------------------------------- phantom v3
+def test_size_factor_is_real_at_fine_spacing_and_doubled_at_the_coarse_presets():
+    expected = {"smoke": 2.0, "course": 2.0, "default": 2.0, "gpu": 1.5, "paper": 1.0}
+    for preset, factor in expected.items():
+        assert phantom.size_factor(get_preset(preset).cohort.spacing) == pytest.approx(factor, abs=1e-9)
+
+
+def test_thin_sizes_follow_the_exaggeration_and_nothing_else_does():
+    real = sample_knee_params(np.random.default_rng(4), 3.5, "R", exaggeration=1.0)
+    coarse = sample_knee_params(np.random.default_rng(4), 3.5, "R", exaggeration=2.0)
+    for name in ("fem_cart_mm", "tib_cart_mm", "gap_mm"):
+        assert np.allclose(np.array(getattr(coarse, name)), 2 * np.array(getattr(real, name)))
+    assert coarse.sclerosis_mm == pytest.approx(2 * real.sclerosis_mm)
+    assert [o.radius for o in coarse.osteophytes] == pytest.approx([2 * o.radius for o in real.osteophytes])
+    assert coarse.effusion_mm == real.effusion_mm and coarse.bml == real.bml and coarse.varus_deg == real.varus_deg
+    assert phantom.REAL_FEM_CART_MM + phantom.REAL_TIB_CART_MM + phantom.REAL_GAP_MM == 5.0  # medial JSW
+    with pytest.raises(ValueError, match="exaggeration"):
+        sample_knee_params(np.random.default_rng(0), 1.0, "R", exaggeration=3.0)
+
+
+def test_extra_anatomy_is_rendered_but_stays_out_of_the_mask():
+    knee = render_knee(sample_knee_params(np.random.default_rng(2), 1.2, "R"), SHAPE, SPACING)
+    counts = np.bincount(knee.anatomy.ravel(), minlength=6)
+    vox = np.prod(SPACING)
+    assert counts[phantom.ANATOMY_PATELLA] * vox > 5_000  # a bone of several cm^3
+    for code in (phantom.ANATOMY_PATELLAR_CARTILAGE, phantom.ANATOMY_MENISCUS, phantom.ANATOMY_FIBULA,
+                 phantom.ANATOMY_LIGAMENT):  # fmt: skip
+        assert counts[code] > 20, code
+    assert not ((knee.anatomy > 0) & (knee.mask > 0)).any()
+    assert set(np.unique(knee.mask).tolist()) == {0, 1, 2, 3, 4}
+    men = knee.anatomy == phantom.ANATOMY_MENISCUS
+    patellar_cart = knee.anatomy == phantom.ANATOMY_PATELLAR_CARTILAGE
+    assert np.median(knee.image[men]) < 0.5 * np.median(knee.image[patellar_cart])  # dark wedges
+
+
+def test_medial_meniscus_extrudes_with_severity():
+    def medial_edge(severity, extrusion):
+        p = dataclasses.replace(sample_knee_params(np.random.default_rng(6), severity, "R"),
+                                meniscus_extrusion_mm=extrusion, rotation_deg=(0.0, 0.0, 0.0))
+        men = render_knee(p, SHAPE, SPACING).anatomy == phantom.ANATOMY_MENISCUS
+        return np.flatnonzero(men.any(axis=(1, 2)))[0]  # most medial D index (right knee: low D)
+
+    assert medial_edge(4.9, 4.0) == medial_edge(4.9, 0.0) - 2  # 4 mm = 2 voxels further medial
+    sampled = [sample_knee_params(np.random.default_rng(i), s, "R").meniscus_extrusion_mm
+               for i in range(40) for s in (0.5, 4.5)]  # fmt: skip
+    assert np.mean(sampled[1::2]) > np.mean(sampled[::2]) + 1.5
+
+
+def test_evidence_is_empty_for_a_healthy_knee_and_grows_with_kl(graded_knees):
+    healthy = render_knee(KneeParams(side="R", severity=0.0), SHAPE, SPACING)
+    assert not np.isin(healthy.evidence, (1, 2, 3, 4)).any()
+    kl = [k for k, _, _ in graded_knees]
+    amount = [int(np.isin(knee.evidence, (1, 2, 3, 4)).sum()) for _, _, knee in graded_knees]
+    assert spearmanr(kl, amount).statistic > 0.8
+    for k, _, knee in graded_knees:
+        if k == 4:
+            assert all((knee.evidence == code).any() for code in (1, 2, 3, 4))
+        osteo = knee.evidence == phantom.EVIDENCE_OSTEOPHYTE
+        assert np.array_equal(osteo, knee.lesion == LESION_OSTEOPHYTE)
+
+
+def test_evidence_and_anatomy_mirror_with_the_knee():
+    right = sample_knee_params(np.random.default_rng(9), 3.7, "R")
+    kr, kl = render_knee(right, SHAPE, SPACING), render_knee(dataclasses.replace(right, side="L"), SHAPE, SPACING)
+    assert np.array_equal(kl.evidence, kr.evidence[::-1]) and np.array_equal(kl.anatomy, kr.anatomy[::-1])
+
+
+#: The planted distractor-severity links (Spearman, 400 knees, severity uniform on [0, 5)).
+PLANTED_CORRELATIONS = {"effusion_mm": (0.55, 0.75), "has_bml": (0.3, 0.55), "meniscus_extrusion_mm": (0.55, 0.85)}
+INDEPENDENT = ("cartilage_signal", "ghost_amplitude", "varus_deg", "flexion_deg", "bias_linear")
+
+
+def distractor_table(n: int = 400) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(11)
+    severity = rng.uniform(0, 4.999, n)
+    params = [sample_knee_params(np.random.default_rng([11, i]), s, "R") for i, s in enumerate(severity)]
+    values = {
+        "effusion_mm": [p.effusion_mm for p in params], "has_bml": [float(bool(p.bml)) for p in params],
+        "meniscus_extrusion_mm": [p.meniscus_extrusion_mm for p in params],
+        "cartilage_signal": [p.cartilage_signal for p in params], "ghost_amplitude": [p.ghost[0] for p in params],
+        "varus_deg": [p.varus_deg for p in params], "flexion_deg": [p.flexion_deg for p in params],
+        "bias_linear": [p.bias[0] for p in params],
+    }  # fmt: skip
+    return severity, {k: np.array(v) for k, v in values.items()}
+
+
+def test_distractors_correlate_with_severity_as_planted_and_the_rest_do_not():
+    severity, values = distractor_table()
+    for name, (low, high) in PLANTED_CORRELATIONS.items():
+        rho = spearmanr(severity, values[name]).statistic
+        print(f"{name}: Spearman rho with severity = {rho:.2f}")
+        assert low < rho < high, (name, rho)
+    for name in INDEPENDENT:
+        assert abs(spearmanr(severity, values[name]).statistic) < 0.15, name

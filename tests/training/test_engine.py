@@ -277,7 +277,7 @@ def _manifest_copy(smoke_manifest: Path, folder: Path, images: dict[int, str] | 
     import os
 
     table = pd.read_csv(smoke_manifest, dtype=str, keep_default_na=False)
-    for column in ("image", "mask", "lesion"):
+    for column in ("image", "mask", "lesion", "evidence"):
         table[column] = [os.path.relpath(smoke_manifest.parent / p, folder) for p in table[column]]
     for i, name in (images or {}).items():
         table.loc[i, "image"] = name
