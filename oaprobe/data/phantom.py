@@ -348,14 +348,7 @@ def sample_knee_params(
     shift = tuple(float(v) for v in np.clip(rng.normal(0.0, 2.0, 3), -4, 4))
     thick = float(np.clip(rng.normal(1.0, 0.08), 0.8, 1.2))
 
-    # Joint-space narrowing: mostly medial; doubtful at KL1, definite at KL3, marked at KL4.
-    loss_med = _interp(s, [0, 1, 2, 3, 4, 5], [0.0, 0.03, 0.12, 0.38, 0.66, 0.85])
-    loss_med = float(np.clip(loss_med + rng.normal(0, 0.05), 0.0, 0.92))
-    loss_lat = _interp(s, [0, 3, 5], [0.0, 0.04, 0.25])
-    loss_lat = float(np.clip(loss_lat + rng.normal(0, 0.03), 0.0, 0.6))
-    fem = tuple(f * REAL_FEM_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
-    tib = tuple(f * REAL_TIB_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
-    gap = tuple(f * REAL_GAP_MM * float(np.clip(rng.normal(1.0, 0.15), 0.6, 1.4)) * (1 - l) for l in (loss_med, loss_lat))
+    loss, fem, tib, gap = _sample_joint_space(rng, s, f, thick)
 
     # Deformity at the top grades: medial bone-end flattening and plateau depression.
     deform = _interp(s, [0, 3.5, 5], [0.0, 0.0, 1.0]) * float(rng.uniform(0.7, 1.3))
@@ -366,8 +359,49 @@ def sample_knee_params(
     # Subchondral sclerosis (medial), from late KL2 on.
     sclerosis_mm = f * _interp(s, [0, 2.5, 3, 4, 5], [0.0, 0.0, 1.25, 2.25, 3.0]) * float(rng.uniform(0.8, 1.2))
     sclerosis_strength = _interp(s, [2.5, 5], [0.4, 0.75]) if sclerosis_mm > 0 else 0.0
+    osteophytes = _sample_osteophytes(rng, s, f, depression, centers, ays)
+    defects = _sample_defects(rng, s, f, depression, centers, ays, fem, tib)
+    effusion_noise = float(rng.normal(0, 1.0))
+    return KneeParams(
+        side=side,
+        severity=s,
+        scale=scale,
+        rotation_deg=rotation,
+        shift_mm=shift,
+        fem_cart_mm=fem,
+        tib_cart_mm=tib,
+        gap_mm=gap,
+        flattening=flattening,
+        depression_mm=depression,
+        sclerosis_mm=sclerosis_mm,
+        sclerosis_strength=sclerosis_strength,
+        effusion_mm=float(np.clip(4.0 + 1.2 * s + 2.0 * effusion_noise, 3.0, 16.0)),
+        osteophytes=osteophytes,
+        defects=defects,
+        exaggeration=f,
+        jsn_loss=loss,
+        cortex_mm=f * REAL_CORTEX_MM,
+        **_sample_contrast(rng),
+        **_sample_pose_and_distractors(rng, s),
+    )
 
-    # Marginal osteophytes: number and size grow with severity; medial sites preferred.
+
+def _sample_joint_space(rng: np.random.Generator, s: float, f: float, thick: float):
+    """Joint-space narrowing, mostly medial (doubtful at KL1, definite at KL3, marked at KL4):
+    the (medial, lateral) lost fraction and the femoral cartilage, tibial cartilage and gap left."""
+    loss_med = _interp(s, [0, 1, 2, 3, 4, 5], [0.0, 0.03, 0.12, 0.38, 0.66, 0.85])
+    loss_med = float(np.clip(loss_med + rng.normal(0, 0.05), 0.0, 0.92))
+    loss_lat = _interp(s, [0, 3, 5], [0.0, 0.04, 0.25])
+    loss_lat = float(np.clip(loss_lat + rng.normal(0, 0.03), 0.0, 0.6))
+    fem = tuple(f * REAL_FEM_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
+    tib = tuple(f * REAL_TIB_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
+    gap = tuple(f * REAL_GAP_MM * float(np.clip(rng.normal(1.0, 0.15), 0.6, 1.4)) * (1 - l) for l in (loss_med, loss_lat))
+    return (loss_med, loss_lat), fem, tib, gap
+
+
+def _sample_osteophytes(rng: np.random.Generator, s: float, f: float, depression, centers, ays) -> tuple[Osteophyte, ...]:
+    """Marginal osteophytes: number and size grow with severity; medial sites preferred
+    (KL1 possible lipping, KL2 definite, KL3 multiple)."""
     lam = _interp(s, [0, 1, 2, 3, 4, 5], [0.0, 0.0, 1.5, 3.0, 4.5, 6.0])
     n_ost = int(rng.poisson(lam))
     n_ost = max(n_ost, 1 if s >= 2 else 0, 2 if s >= 3 else 0)  # KL2 definite, KL3 multiple
@@ -386,8 +420,11 @@ def sample_knee_params(
         n = normal / np.linalg.norm(normal)
         center = point + jitter + n * 0.35 * r
         osteophytes.append(Osteophyte(tuple(float(v) for v in center), float(r), bone))
+    return tuple(osteophytes)
 
-    # Focal cartilage defects on the weight-bearing surfaces (mostly medial).
+
+def _sample_defects(rng: np.random.Generator, s: float, f: float, depression, centers, ays, fem, tib) -> tuple[Defect, ...]:
+    """Focal cartilage defects on the weight-bearing surfaces (mostly medial), from late KL1 on."""
     n_def = int(rng.poisson(_interp(s, [0, 1.5, 3, 5], [0.0, 0.15, 1.0, 2.0])))
     defects = []
     for _ in range(n_def):
@@ -399,41 +436,20 @@ def sample_knee_params(
         else:  # tibial plate: at the cartilage surface
             y = Y_PLATEAU - depression[c] + 0.5 * tib[c]
         defects.append(Defect((xc, y, z), f * float(rng.uniform(1.5, 2.5))))
+    return tuple(defects)
 
-    effusion_noise = float(rng.normal(0, 1.0))
 
-    # Contrast: tissue levels, gain, smooth bias field and noise.
+def _sample_contrast(rng: np.random.Generator) -> dict:
+    """Tissue levels, gain, the smooth bias field, noise and texture (severity-independent)."""
     base = np.array([0.02, 0.12, 0.28, 1.0, 0.72, 0.42, 0.06])
     levels = base * rng.normal(1.0, 0.05, base.size) * float(rng.lognormal(0.0, 0.15))
     bias = np.concatenate([rng.normal(0, 0.15, 3), rng.normal(0, 0.08, 6)])
-    noise_sigma = float(rng.uniform(0.02, 0.05))
-    noise_seed = int(rng.integers(0, 2**31 - 1))
-    texture = float(rng.uniform(0.03, 0.07))
-    return KneeParams(
-        side=side,
-        severity=s,
-        scale=scale,
-        rotation_deg=rotation,
-        shift_mm=shift,
-        fem_cart_mm=fem,
-        tib_cart_mm=tib,
-        gap_mm=gap,
-        flattening=flattening,
-        depression_mm=depression,
-        sclerosis_mm=sclerosis_mm,
-        sclerosis_strength=sclerosis_strength,
-        effusion_mm=float(np.clip(4.0 + 1.2 * s + 2.0 * effusion_noise, 3.0, 16.0)),
-        osteophytes=tuple(osteophytes),
-        defects=tuple(defects),
+    return dict(
         intensities=tuple(float(v) for v in levels),
         bias=tuple(float(v) for v in bias),
-        noise_sigma=noise_sigma,
-        noise_seed=noise_seed,
-        texture=texture,
-        exaggeration=f,
-        jsn_loss=(loss_med, loss_lat),
-        cortex_mm=f * REAL_CORTEX_MM,
-        **_sample_pose_and_distractors(rng, s),
+        noise_sigma=float(rng.uniform(0.02, 0.05)),
+        noise_seed=int(rng.integers(0, 2**31 - 1)),
+        texture=float(rng.uniform(0.03, 0.07)),
     )
 
 
@@ -602,20 +618,83 @@ def render_knee(
         raise ValueError(f"shape = {shape}; expected 3 sizes >= 2")
     if len(spacing) != 3 or min(spacing) <= 0:
         raise ValueError(f"spacing = {spacing}; expected 3 positive voxel sizes in mm")
-    p = params
+    s = _surfaces(params, shape, spacing)
+    image = _contrast(s, params, shape, spacing)
+    mask, lesion, anatomy = _label_maps(s, shape)
+    evidence = _evidence_map(s, params, lesion, shape)
+    if params.side == "L":  # the mirror image along the medial-lateral (D) axis
+        image, mask, lesion, evidence, anatomy = (
+            np.ascontiguousarray(a[::-1]) for a in (image, mask, lesion, evidence, anatomy)
+        )
+    return Knee(image=image, mask=mask, lesion=lesion, params=params, evidence=evidence, anatomy=anatomy)
+
+
+@dataclass
+class _Surfaces:
+    """Signed distances (mm, < 0 inside) of one knee's structures on the grid, and the frames
+    and helper fields the contrast, label and evidence stages share."""
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    femur_frame: tuple[np.ndarray, np.ndarray, np.ndarray]
+    h: float  # voxel size in canonical mm
+    y_pivot: float
+    eminence: np.ndarray
+    d_side: np.ndarray  # the tibial column's side wall
+    foot: np.ndarray  # each tibial cartilage plate's footprint
+    d_fem_plain: np.ndarray  # the femur before its osteophytes
+    d_fem: np.ndarray
+    d_tib: np.ndarray
+    d_fc: np.ndarray
+    d_tc: np.ndarray
+    d_pat: np.ndarray
+    d_pc: np.ndarray
+    # set by the later stages (lesions, sclerosis, extra anatomy, distractors, contrast)
+    d_ost: np.ndarray | None = None
+    d_def: np.ndarray | None = None
+    bone0: np.ndarray | None = None  # bone before the osteophytes
+    cart0: np.ndarray | None = None  # cartilage before the defects
+    sclerosis: np.ndarray | None = None
+    d_fib: np.ndarray | None = None
+    d_men: np.ndarray | None = None
+    d_lig: np.ndarray | None = None
+    bml_w: np.ndarray | None = None
+    d_fluid: np.ndarray | None = None
+
+    @property
+    def d_bone(self) -> np.ndarray:
+        return np.minimum(self.d_fem, self.d_tib)
+
+    @property
+    def d_cart(self) -> np.ndarray:
+        return np.minimum(self.d_fc, self.d_tc)
+
+    @property
+    def d_all_bone(self) -> np.ndarray:
+        return np.minimum.reduce([self.d_bone, self.d_pat, self.d_fib])
+
+
+def _pick(pair, medial: np.ndarray) -> np.ndarray:
+    """The medial value of ``pair`` where ``medial``, else the lateral one (float32)."""
+    return np.where(medial, np.float32(pair[0]), np.float32(pair[1]))
+
+
+def _surfaces(p: KneeParams, shape: tuple[int, ...], spacing: tuple[float, ...]) -> _Surfaces:
+    """Every structure's signed distance: bones and cartilage posed, then the planted lesions,
+    the structures outside the OAI-ZIB labels and the distractors."""
     x, y, z = _grid(shape, spacing, p)
-    h = float(np.prod(spacing) ** (1 / 3)) / p.scale  # voxel size in canonical mm
+    h = float(np.prod(spacing) ** (1 / 3)) / p.scale
     centers, ays = _condyle_geometry(p.fem_cart_mm, p.tib_cart_mm, p.gap_mm, p.flattening, p.depression_mm)
     y_pivot = float(np.mean(centers))
     xf, yf, zf = _femur_frame(x, y, z, p, y_pivot)
     med, medf = x < 0, xf < 0
-    pick = lambda pair, m=med: np.where(m, np.float32(pair[0]), np.float32(pair[1]))  # noqa: E731
-    tib_t, fem_t = pick(p.tib_cart_mm), pick(p.fem_cart_mm, medf)
-    xc, xcf = pick((X_MED, X_LAT)), pick((X_MED, X_LAT), medf)
+    tib_t, fem_t = _pick(p.tib_cart_mm, med), _pick(p.fem_cart_mm, medf)
+    xc, xcf = _pick((X_MED, X_LAT), med), _pick((X_MED, X_LAT), medf)
 
     # Tibia: tapered elliptic column cut by the plateau surface (with eminence).
     eminence = EMINENCE[0] * np.exp(-((x / EMINENCE[1]) ** 2) - ((z / EMINENCE[2]) ** 2))
-    top = pick((Y_PLATEAU - p.depression_mm[0], Y_PLATEAU - p.depression_mm[1])) + eminence
+    top = _pick((Y_PLATEAU - p.depression_mm[0], Y_PLATEAU - p.depression_mm[1]), med) + eminence
     below = np.maximum(Y_PLATEAU - 4.0 - y, 0.0)
     tib_ax = np.maximum(TIB_AX - TIB_TAPER[0] * below, DIAPHYSIS_MIN_MM)
     tib_az = np.maximum(TIB_AZ - TIB_TAPER[1] * below, DIAPHYSIS_MIN_MM)
@@ -623,11 +702,9 @@ def render_knee(
     d_tib = np.maximum(d_side, y - top)
 
     # Femur (femur frame): two condyle ellipsoids resting on their plates, joined to the shaft.
-    yc, ay = pick(centers, medf), pick(ays, medf)
+    yc, ay = _pick(centers, medf), _pick(ays, medf)
     d_cond = _ellipsoid_sdf(xf - xcf, yf - yc, zf - FEM_Z, FEM_AX, ay, FEM_AZ)
-    d_shaft = _shaft_sdf(xf, yf, zf, min(centers))
-    d_fem = _smin(d_cond, d_shaft, 4.0)
-    d_fem_plain = d_fem
+    d_fem = _smin(d_cond, _shaft_sdf(xf, yf, zf, min(centers)), 4.0)
 
     # Cartilage: a shell under each condyle, the trochlea, a plate on each tibial compartment.
     foot = _ellipse_sdf(x - xc, z - TIB_Z, CART_AX, CART_AZ)
@@ -638,48 +715,68 @@ def render_knee(
     d_fc = np.minimum(d_fc, d_troch)
     d_tc = np.maximum(np.maximum(top - y, y - top - tib_t), foot)
     d_pat, d_pc = _patella_sdfs(xf, yf, zf, p, y_pivot)
+    s = _Surfaces(
+        x=x, y=y, z=z, femur_frame=(xf, yf, zf), h=h, y_pivot=y_pivot, eminence=eminence, d_side=d_side, foot=foot,
+        d_fem_plain=d_fem, d_fem=d_fem, d_tib=d_tib, d_fc=d_fc, d_tc=d_tc, d_pat=d_pat, d_pc=d_pc,
+    )
+    _add_lesions(s, p, shape)
+    s.sclerosis = _sclerosis(s, p, top, d_cond, yc, ay, shape)
+    # The structures outside the OAI-ZIB labels: fibula, menisci, cruciate ligaments.
+    s.d_fib = np.maximum(_fibula_sdf(x, y, z), -(s.d_tib + 1.0))
+    s.d_men = np.maximum.reduce([_meniscus_sdf(x, y, z, p, top, tib_t, xc), -s.d_fem, -s.d_fc])
+    s.d_lig = _ligaments_sdf(x, y, z, p, y_pivot)
+    s.bml_w = _bml_weight(s, p, shape)
+    return s
 
-    # Lesions: osteophytes join the bone they grow from; defects carve cartilage.
-    bone0 = np.minimum(d_fem, d_tib)
-    d_ost = np.full(shape, np.inf, dtype=np.float32)
+
+def _add_lesions(s: _Surfaces, p: KneeParams, shape: tuple[int, ...]) -> None:
+    """Osteophytes join the bone they grow from; defects carve cartilage (femoral ones, above the
+    plateau, move with the femur). Keeps the bone and cartilage from before them."""
+    xf, yf, zf = s.femur_frame
+    s.bone0 = np.minimum(s.d_fem, s.d_tib)
+    s.d_ost = np.full(shape, np.inf, dtype=np.float32)
     for o in p.osteophytes:
         if o.bone == 1:  # femoral osteophytes move with the femur
             d = _sphere_sdf(xf, yf, zf, o.center, o.radius)
-            d_fem = _smin(d_fem, d, 2.0)
+            s.d_fem = _smin(s.d_fem, d, 2.0)
         else:
-            d = _sphere_sdf(x, y, z, o.center, o.radius)
-            d_tib = _smin(d_tib, d, 2.0)
-        d_ost = np.minimum(d_ost, d)
-    d_def = np.full(shape, np.inf, dtype=np.float32)
-    for df in p.defects:  # femoral defects (above the plateau) move with the femur
-        frame = (xf, yf, zf) if df.center[1] > Y_PLATEAU + 0.5 * p.tib_cart_mm[0] + 0.5 else (x, y, z)
-        d_def = np.minimum(d_def, _sphere_sdf(*frame, df.center, df.radius))
-    cart0 = np.minimum(d_fc, d_tc)
-    d_fc = np.maximum(d_fc, -d_def)
-    d_tc = np.maximum(d_tc, -d_def)
-    d_bone = np.minimum(d_fem, d_tib)
-    d_cart = np.minimum(d_fc, d_tc)
+            d = _sphere_sdf(s.x, s.y, s.z, o.center, o.radius)
+            s.d_tib = _smin(s.d_tib, d, 2.0)
+        s.d_ost = np.minimum(s.d_ost, d)
+    s.d_def = np.full(shape, np.inf, dtype=np.float32)
+    for df in p.defects:
+        frame = s.femur_frame if df.center[1] > Y_PLATEAU + 0.5 * p.tib_cart_mm[0] + 0.5 else (s.x, s.y, s.z)
+        s.d_def = np.minimum(s.d_def, _sphere_sdf(*frame, df.center, df.radius))
+    s.cart0 = np.minimum(s.d_fc, s.d_tc)
+    s.d_fc = np.maximum(s.d_fc, -s.d_def)
+    s.d_tc = np.maximum(s.d_tc, -s.d_def)
 
-    # Sclerosis: a band under the medial subchondral cortex of both bones.
-    if p.sclerosis_mm > 0:
-        band = p.cortex_mm + p.sclerosis_mm
-        depth_t, depth_f = top - y, -d_cond
-        scl_t = (depth_t > 0) & (depth_t < band) & (d_tib < 0) & (np.abs(x - X_MED) < FEM_AX)
-        scl_f = (depth_f > 0) & (depth_f < band) & (yf < yc - 0.3 * ay) & (np.abs(xf - X_MED) < FEM_AX)
-        sclerosis = (scl_t | scl_f) & (bone0 < -p.cortex_mm)
-    else:
-        sclerosis = np.zeros(shape, dtype=bool)
 
-    # The structures outside the OAI-ZIB labels: fibula, menisci, cruciate ligaments.
-    d_fib = np.maximum(_fibula_sdf(x, y, z), -(d_tib + 1.0))
-    d_men = np.maximum.reduce([_meniscus_sdf(x, y, z, p, top, tib_t, xc), -d_fem, -d_fc])
-    d_lig = _ligaments_sdf(x, y, z, p, y_pivot)
+def _sclerosis(s: _Surfaces, p: KneeParams, top, d_cond, yc, ay, shape) -> np.ndarray:
+    """A band under the medial subchondral cortex of both bones (empty before late KL2)."""
+    if p.sclerosis_mm <= 0:
+        return np.zeros(shape, dtype=bool)
+    xf, yf, _ = s.femur_frame
+    band = p.cortex_mm + p.sclerosis_mm
+    depth_t, depth_f = top - s.y, -d_cond
+    scl_t = (depth_t > 0) & (depth_t < band) & (s.d_tib < 0) & (np.abs(s.x - X_MED) < FEM_AX)
+    scl_f = (depth_f > 0) & (depth_f < band) & (yf < yc - 0.3 * ay) & (np.abs(xf - X_MED) < FEM_AX)
+    return (scl_t | scl_f) & (s.bone0 < -p.cortex_mm)
+
+
+def _bml_weight(s: _Surfaces, p: KneeParams, shape: tuple[int, ...]) -> np.ndarray:
+    """0..strength: how far each marrow voxel's signal moves towards fluid in a bone-marrow lesion."""
     d_bml = np.full(shape, np.inf, dtype=np.float32)
     for c, radii, _ in p.bml:
-        d_bml = np.minimum(d_bml, _ellipsoid_sdf(x - c[0], y - c[1], z - c[2], *radii))
-    bml_w = _coverage(d_bml, h) * np.float32(p.bml[0][2] if p.bml else 0.0) * (d_bone < -p.cortex_mm)
+        d_bml = np.minimum(d_bml, _ellipsoid_sdf(s.x - c[0], s.y - c[1], s.z - c[2], *radii))
+    return _coverage(d_bml, s.h) * np.float32(p.bml[0][2] if p.bml else 0.0) * (s.d_bone < -p.cortex_mm)
 
-    # Contrast.
+
+def _contrast(s: _Surfaces, p: KneeParams, shape, spacing) -> np.ndarray:
+    """DESS-like signal, painted back to front (leg, fat, fluid, ligaments, menisci, cartilage,
+    bone), then the bias field, the motion ghost and Rician noise. Sets ``s.d_fluid``."""
+    x, y, z, h = s.x, s.y, s.z, s.h
+    xf, yf, zf = s.femur_frame
     air, fat, muscle, fluid, cart, marrow, cortex = p.intensities
     rng = np.random.default_rng(p.noise_seed)
     low = rng.normal(0.0, 1.0, (2, 6, 6, 6))
@@ -688,59 +785,63 @@ def render_knee(
     img = air + (muscle * (1 + p.texture * tex[0]) - air) * _coverage(leg, h)
     img = img + (fat - img) * _coverage(-(leg + FAT_MM), h) * _coverage(leg, h)
     d_caps = _ellipsoid_sdf(x, y, z - CAPSULE[2], CAPSULE[0], p.effusion_mm, CAPSULE[1])
-    d_pouch = _ellipsoid_sdf(xf, yf - (y_pivot + 30.0), zf - (SHAFT_Z - SHAFT_AZ - 3.0), 22.0,
+    d_pouch = _ellipsoid_sdf(xf, yf - (s.y_pivot + 30.0), zf - (SHAFT_Z - SHAFT_AZ - 3.0), 22.0,
                              1.2 * p.effusion_mm, 2.0 + 0.25 * p.effusion_mm)
-    d_fluid = np.minimum(d_caps, d_pouch)
-    img = img + (fluid - img) * np.maximum(_coverage(d_fluid, h), _coverage(d_def, h))
-    img = img + (cortex - img) * _coverage(d_lig, h)
+    s.d_fluid = np.minimum(d_caps, d_pouch)
+    img = img + (fluid - img) * np.maximum(_coverage(s.d_fluid, h), _coverage(s.d_def, h))
+    img = img + (cortex - img) * _coverage(s.d_lig, h)
     men_signal = cortex + (0.5 * fluid - cortex) * p.meniscus_signal
-    img = img + (men_signal - img) * _coverage(d_men, h)
-    img = img + (cart * p.cartilage_signal - img) * _coverage(np.minimum(d_cart, d_pc), h)
-    d_all_bone = np.minimum.reduce([d_bone, d_pat, d_fib])
+    img = img + (men_signal - img) * _coverage(s.d_men, h)
+    img = img + (cart * p.cartilage_signal - img) * _coverage(np.minimum(s.d_cart, s.d_pc), h)
+    d_all_bone = s.d_all_bone
     bone_signal = marrow * (1 + p.texture * tex[1])
     if p.sclerosis_mm > 0:
-        bone_signal = np.where(sclerosis, bone_signal + (cortex - bone_signal) * p.sclerosis_strength, bone_signal)
-    bone_signal = bone_signal + (fluid - bone_signal) * bml_w
+        bone_signal = np.where(s.sclerosis, bone_signal + (cortex - bone_signal) * p.sclerosis_strength, bone_signal)
+    bone_signal = bone_signal + (fluid - bone_signal) * s.bml_w
     bone_signal = bone_signal + (cortex - bone_signal) * _coverage(-(d_all_bone + p.cortex_mm), h)
     img = img + (bone_signal - img) * _coverage(d_all_bone, h)
     img = _bias_and_ghost(img, p, shape, spacing)
     n1 = rng.normal(0.0, p.noise_sigma, shape)
     n2 = rng.normal(0.0, p.noise_sigma, shape)
-    image = np.sqrt((img + n1) ** 2 + n2**2).astype(np.float32)
+    return np.sqrt((img + n1) ** 2 + n2**2).astype(np.float32)
 
+
+def _label_maps(s: _Surfaces, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The OAI-ZIB mask (labels 0-4), the lesion map and the extra anatomy (``ANATOMY_*``)."""
     mask = np.zeros(shape, dtype=np.uint8)
-    mask[d_tc < 0] = 4
-    mask[d_fc < 0] = 2
-    mask[d_tib < 0] = 3
-    mask[d_fem < 0] = 1
+    mask[s.d_tc < 0] = 4
+    mask[s.d_fc < 0] = 2
+    mask[s.d_tib < 0] = 3
+    mask[s.d_fem < 0] = 1
     lesion = np.zeros(shape, dtype=np.uint8)
-    lesion[sclerosis] = LESION_SCLEROSIS
-    lesion[(d_def < 0) & (cart0 < 0) & (d_bone >= 0)] = LESION_DEFECT
-    lesion[(d_ost < 0) & (bone0 >= 0) & (d_bone < 0)] = LESION_OSTEOPHYTE
+    lesion[s.sclerosis] = LESION_SCLEROSIS
+    lesion[(s.d_def < 0) & (s.cart0 < 0) & (s.d_bone >= 0)] = LESION_DEFECT
+    lesion[(s.d_ost < 0) & (s.bone0 >= 0) & (s.d_bone < 0)] = LESION_OSTEOPHYTE
     anatomy = np.zeros(shape, dtype=np.uint8)
-    anatomy[d_lig < 0] = ANATOMY_LIGAMENT
-    anatomy[d_men < 0] = ANATOMY_MENISCUS
-    anatomy[d_pc < 0] = ANATOMY_PATELLAR_CARTILAGE
-    anatomy[d_pat < 0] = ANATOMY_PATELLA
-    anatomy[d_fib < 0] = ANATOMY_FIBULA
-    anatomy[(mask > 0) | (d_fc < 0)] = 0
+    anatomy[s.d_lig < 0] = ANATOMY_LIGAMENT
+    anatomy[s.d_men < 0] = ANATOMY_MENISCUS
+    anatomy[s.d_pc < 0] = ANATOMY_PATELLAR_CARTILAGE
+    anatomy[s.d_pat < 0] = ANATOMY_PATELLA
+    anatomy[s.d_fib < 0] = ANATOMY_FIBULA
+    anatomy[(mask > 0) | (s.d_fc < 0)] = 0
+    return mask, lesion, anatomy
 
+
+def _evidence_map(s: _Surfaces, p: KneeParams, lesion: np.ndarray, shape) -> np.ndarray:
+    """Distractor voxels first, then the grade-deciding findings over them (``EVIDENCE_*`` win)."""
+    d_cart = s.d_cart
     evidence = np.zeros(shape, dtype=np.uint8)
-    soft = (d_all_bone >= 0) & (d_cart >= 0) & (d_men >= 0) & (d_lig >= 0) & (d_pc >= 0)
-    evidence[(d_fluid < 0) & soft] = DISTRACTOR_EFFUSION
-    evidence[d_men < 0] = DISTRACTOR_MENISCUS
-    evidence[bml_w > 0.5 * max(p.bml[0][2] if p.bml else 1.0, 1e-6)] = DISTRACTOR_BML
-    jsn, cart_loss = _joint_space_evidence(p, h, xf, yf, zf, x, y, z, eminence, d_side, foot, d_fem_plain, d_tib, d_cart)
+    soft = (s.d_all_bone >= 0) & (d_cart >= 0) & (s.d_men >= 0) & (s.d_lig >= 0) & (s.d_pc >= 0)
+    evidence[(s.d_fluid < 0) & soft] = DISTRACTOR_EFFUSION
+    evidence[s.d_men < 0] = DISTRACTOR_MENISCUS
+    evidence[s.bml_w > 0.5 * max(p.bml[0][2] if p.bml else 1.0, 1e-6)] = DISTRACTOR_BML
+    jsn, cart_loss = _joint_space_evidence(p, s.h, *s.femur_frame, s.x, s.y, s.z, s.eminence, s.d_side, s.foot,
+                                           s.d_fem_plain, s.d_tib, d_cart)
     evidence[cart_loss | (lesion == LESION_DEFECT)] = EVIDENCE_CARTILAGE
     evidence[jsn] = EVIDENCE_JSN
-    evidence[sclerosis] = EVIDENCE_SCLEROSIS
+    evidence[s.sclerosis] = EVIDENCE_SCLEROSIS
     evidence[lesion == LESION_OSTEOPHYTE] = EVIDENCE_OSTEOPHYTE
-
-    if p.side == "L":  # the mirror image along the medial-lateral (D) axis
-        image, mask, lesion, evidence, anatomy = (
-            np.ascontiguousarray(a[::-1]) for a in (image, mask, lesion, evidence, anatomy)
-        )
-    return Knee(image=image, mask=mask, lesion=lesion, params=p, evidence=evidence, anatomy=anatomy)
+    return evidence
 
 
 def _shaft_sdf(xf, yf, zf, y_shaft: float) -> np.ndarray:
