@@ -55,6 +55,8 @@ COLUMN_NAMES: dict[str, str] = {
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
 #: Readable names of the attribution methods.
 METHOD_NAMES: dict[str, str] = {"smoothgrad": "SmoothGrad × input", "gradcam": "Grad-CAM"}
+#: Readable names of the evidence map's regions whose keys are abbreviations (oaprobe.analysis.evidence).
+REGION_NAMES: dict[str, str] = {"jsn": "joint-space narrowing", "bml": "bone-marrow lesion", "meniscus": "menisci"}
 #: Metric names spelled out, for a page's first use of them (the glossary page defines each).
 SPELLED_OUT: dict[str, str] = {
     "kl_qwk": "KL quadratic weighted kappa (QWK)", "oa_roc_auc": "OA area under the ROC curve (ROC-AUC)",
@@ -83,7 +85,7 @@ def readable_text(value: object, unknown: bool = True) -> str:
     """A label with every raw identifier in it named (``"dual − single_kl: kl_qwk"`` -> ``"dual −
     single-KL: KL QWK"``): modes, methods, tests and columns by their book names, other snake_case
     words with spaces (``unknown=False`` leaves those as they are: sentences may quote a flag)."""
-    names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES}
+    names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES, **REGION_NAMES}
     if str(value) in names:
         return names[str(value)]
     return _TOKENS.sub(lambda m: names.get(m.group(0), m.group(0).replace("_", " ") if unknown else m.group(0)),

@@ -125,3 +125,45 @@ def named_methods(table: pd.DataFrame) -> pd.DataFrame:
     from oaprobe.report.display import METHOD_NAMES
 
     return table.assign(method=table["method"].map(lambda m: METHOD_NAMES.get(m, m))) if "method" in table else table
+
+
+def evidence_sentences(found: pd.DataFrame, reliance: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
+    """The evidence-map findings (phantom cohorts only), from methods that pass the randomisation check:
+    per method, where its maps find the grade-deciding evidence best and least (enrichment over the
+    region's volume share, pointing game), and which models lean on a distractor.
+
+    ``found`` and ``reliance`` are :func:`oaprobe.analysis.evidence.evidence_summary` (region
+    "evidence") and :func:`~oaprobe.analysis.evidence.distractor_reliance`, grouped by backbone, mode,
+    method and target. These are levels of the first seed's maps, not comparisons under the decision rule.
+    """
+    from oaprobe.models.backbones import backbone_title
+    from oaprobe.report.display import METHOD_NAMES, MODE_NAMES, REGION_NAMES
+
+    def model(r: pd.Series) -> str:
+        return f"{backbone_title(r['backbone'])} {MODE_NAMES.get(r['mode'], r['mode'])} ({r['target'].upper()} target)"
+
+    ok = trusted(found, verdicts)
+    if found.empty:
+        return []
+    if ok.empty:
+        return ["No saliency method passes the randomisation check in any model, so no finding is stated about "
+                "whether the maps find the planted evidence."]
+    out = []
+    for method, g in ok.groupby("method", sort=False):
+        best, least = g.loc[g["enrichment"].idxmax()], g.loc[g["enrichment"].idxmin()]
+        above = int((g["enrichment"] > 1).sum())
+        out.append(f"{METHOD_NAMES.get(method, method)} (first seed, models that pass the randomisation check): "
+                   f"{above} of {len(g)} put more of their mass on the grade-deciding evidence than its volume share; "
+                   f"most in {model(best)}, {best['enrichment']:.1f}x chance with its maximum on the evidence in "
+                   f"{best['pointing']:.0%} of knees; least in {model(least)}, {least['enrichment']:.1f}x.")
+    leaning = trusted(reliance, verdicts)
+    leaning = leaning[leaning["relies"].astype(bool)]
+    if len(leaning):
+        named = "; ".join(f"{model(r)} {METHOD_NAMES.get(r['method'], r['method'])} on the {REGION_NAMES.get(r['region'], r['region'])} "
+                          f"({r['enrichment']:.1f}x chance, {r['knees_above_chance']:.0%} of knees above it)"
+                          for _, r in leaning.iterrows())
+        out.append(f"Leaning on a distractor (over 1.5x chance in most knees): {named}.")
+    elif len(trusted(reliance, verdicts)):
+        out.append("No model whose maps pass the randomisation check leans on a distractor (effusion, bone-marrow "
+                   "lesion, menisci: over 1.5x chance in most knees).")
+    return out
