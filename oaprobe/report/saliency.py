@@ -139,7 +139,7 @@ def evidence_sentences(found: pd.DataFrame, reliance: pd.DataFrame, verdicts: pd
     from oaprobe.models.backbones import backbone_title
     from oaprobe.report.display import METHOD_NAMES, MODE_NAMES, REGION_NAMES
 
-    def model(r: pd.Series) -> str:
+    def model(r) -> str:  # a row or a dict of backbone, mode and target
         return f"{backbone_title(r['backbone'])} {MODE_NAMES.get(r['mode'], r['mode'])} ({r['target'].upper()} target)"
 
     ok = trusted(found, verdicts)
@@ -153,17 +153,26 @@ def evidence_sentences(found: pd.DataFrame, reliance: pd.DataFrame, verdicts: pd
         best, least = g.loc[g["enrichment"].idxmax()], g.loc[g["enrichment"].idxmin()]
         above = int((g["enrichment"] > 1).sum())
         out.append(f"{METHOD_NAMES.get(method, method)} (first seed, models that pass the randomisation check): "
-                   f"{above} of {len(g)} put more of their mass on the grade-deciding evidence than its volume share; "
+                   f"in {above} of {len(g)} model-target pairs the maps put more of their mass on the grade-deciding "
+                   f"evidence than its volume share; "
                    f"most in {model(best)}, {best['enrichment']:.1f}x chance with its maximum on the evidence in "
                    f"{best['pointing']:.0%} of knees; least in {model(least)}, {least['enrichment']:.1f}x.")
-    leaning = trusted(reliance, verdicts)
-    leaning = leaning[leaning["relies"].astype(bool)]
-    if len(leaning):
-        named = "; ".join(f"{model(r)} {METHOD_NAMES.get(r['method'], r['method'])} on the {REGION_NAMES.get(r['region'], r['region'])} "
-                          f"({r['enrichment']:.1f}x chance, {r['knees_above_chance']:.0%} of knees above it)"
-                          for _, r in leaning.iterrows())
-        out.append(f"Leaning on a distractor (over 1.5x chance in most knees): {named}.")
-    elif len(trusted(reliance, verdicts)):
-        out.append("No model whose maps pass the randomisation check leans on a distractor (effusion, bone-marrow "
-                   "lesion, menisci: over 1.5x chance in most knees).")
+    keys = ["backbone", "mode", "target", "method"]
+    checked = trusted(reliance, verdicts)
+    evidence_level = ok.set_index(keys)["enrichment"]
+    for method, g in checked.groupby("method", sort=False):
+        leaning = g[g["relies"].astype(bool)]
+        models = leaning.groupby(keys, sort=False)
+        n_models = g.groupby(keys).ngroups
+        if not len(leaning):
+            out.append(f"{METHOD_NAMES.get(method, method)}: in none of the {n_models} model-target pairs that pass the "
+                       "randomisation check do the maps lean on a distractor (effusion, bone-marrow lesion, menisci: over 1.5x chance in most knees).")
+            continue
+        named = "; ".join(model(dict(zip(keys, key))) + ": " + ", ".join(
+            f"{REGION_NAMES.get(r['region'], r['region'])} {r['enrichment']:.1f}x" for _, r in rows.iterrows())
+            for key, rows in models)
+        above = sum(rows["enrichment"].max() > evidence_level.get(key, float("inf")) for key, rows in models)
+        out.append(f"{METHOD_NAMES.get(method, method)} leans on a distractor (over 1.5x chance in most knees) in "
+                   f"{models.ngroups} of the {n_models} model-target pairs that pass the randomisation check: {named}; in {above} of "
+                   f"them a distractor draws more mass per voxel than the grade-deciding evidence.")
     return out
