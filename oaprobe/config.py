@@ -441,6 +441,11 @@ _SANITY_KNEES = 5
 #: for an 80% chance of a verdict were 4-17. M3T over seeds 0-5 (benchmarks/time_to_quality.py): paired
 #: QWK difference sd 0.017 with today's recipe, 0.020 with weight EMA 0.9, 0.046 at half the peak lr, so
 #: the recipe stays and seeds buy the rest. The side chapters keep 3 seeds (beyond_seeds).
+#: On phantom v3 (patella, menisci, distractors) the same 6 seeds decide 4 of the 6 clean primary questions: M3T fine
+#: (paired QWK sd 0.030, about 24 seeds planned) and nnMamba coarse (paired OA AUC sd 0.011, about 15) stay undecided and
+#: say so. Training longer did not buy a lower sd: at 12 epochs, M3T's paired sds were 0.037 (fine) and 0.013 (coarse),
+#: nnMamba's 0.028 and 0.044, against 0.030 / 0.008 and 0.021 / 0.011 at 8 (oaprobe sweep --backbones m3t,nnmamba
+#: --epochs 12, 36 runs), so the recipe keeps 8 epochs and the book states the seeds an undecided question needs.
 _DEFAULT_SEEDS = (0, 1, 2, 3, 4, 5)
 _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
