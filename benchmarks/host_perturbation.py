@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs-threads2"))
     parser.add_argument("--book-runs", type=Path, default=Path("runs"))
     args = parser.parse_args()
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by oaprobe.training.device.cpu_threads
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by oaprobe.device.cpu_threads
 
     import pandas as pd
 

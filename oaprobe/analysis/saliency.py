@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -50,6 +51,7 @@ from oaprobe.analysis.regions import (  # noqa: F401 (re-exported)
 from oaprobe.analysis.evidence import evidence_scorer
 from oaprobe.analysis.saliency_checks import DELETION_COLUMNS, SANITY_COLUMNS, deletion_auc, run_sanity_checks
 from oaprobe.config import RunConfig, SaliencyConfig
+from oaprobe.device import compute_settings, eval_mode, resolve_device
 from oaprobe.errors import OaprobeError
 from oaprobe.facts import MODES  # noqa: F401 (re-exported)
 from oaprobe.training import runs
@@ -64,6 +66,7 @@ PREFIX = "saliency-"
 SETTINGS, TABLE, MAPS = "settings.json", "saliency.csv", "saliency_maps.npz"
 SANITY, DELETION, EVIDENCE = "sanity.csv", "deletion.csv", "evidence.csv"
 _ID_TYPES = {"case_id": str, "subject_id": str}
+_MAP_KEYS = ("case_id", "target", "method", "saliency", "image", "mask")
 
 
 class SaliencyStageError(OaprobeError):
@@ -78,9 +81,7 @@ def compute_run_saliency(
     lesions: np.ndarray | None,
     case_ids: list[str],
     mode: str,
-    n_samples: int = 8,
-    noise_std: float = 0.05,
-    seed: int = 0,
+    n_samples: int = 8, noise_std: float = 0.05, seed: int = 0,  # fmt: skip
     methods: Sequence[str] = METHODS,
     gradcam_layer: str | None = None,
     keep_maps: int = 3,
@@ -92,10 +93,8 @@ def compute_run_saliency(
     Args:
         model: a HierarchicalProbe (``forward(x) -> {"oa", "kl", "embedding"}``); the model is
             used in eval mode on the device of its parameters and its mode is restored after.
-        images: (N, 1, D, H, W) model inputs.
-        masks: (N, D, H, W) label maps on the input grid.
-        lesions: (N, D, H, W) lesion masks (synthetic cohort) or None.
-        case_ids: N knee ids.
+        images, masks, lesions, case_ids: (N, 1, D, H, W) model inputs, (N, D, H, W) label maps
+            and lesion masks (synthetic cohort; else None) on the input grid, N knee ids.
         mode: ``single_oa`` / ``single_kl`` / ``dual`` (sets the targets, see :func:`targets_for_mode`).
         n_samples, noise_std, seed: SmoothGrad settings; each knee's noise is seeded from
             ``seed`` and its case id (:func:`knee_seed`).
@@ -114,6 +113,31 @@ def compute_run_saliency(
     """
     targets = targets_for_mode(mode)
     images = as_batch(images)
+    masks = _checked_masks(images, masks, lesions, case_ids)
+    attributor = ProbeAttributor(model, targets, methods, n_samples, noise_std, gradcam_layer)
+    device = next(model.parameters()).device
+    rows: list[dict[str, Any]] = []
+    kept: list[tuple[Any, ...]] = []
+    with eval_mode(model):
+        for i in tqdm(range(len(case_ids)), desc="saliency", disable=not progress):
+            cid, x = str(case_ids[i]), images[i : i + 1].to(device)
+            kl_class = predicted_kl(model, x)
+            regions = region_masks(masks[i], None if lesions is None else np.asarray(lesions)[i])
+            for target, method in itertools.product(targets, methods):
+                sal = attributor(x, target, method, kl_class, knee_seed(seed, cid))
+                if on_map is not None:
+                    on_map(i, target, method, sal)
+                rows += [{"case_id": cid, "target": target, "method": method, "region": region, **metrics}
+                         for region, metrics in region_overlap(sal, regions, TABLE_KS).items()]  # fmt: skip
+                if i < keep_maps:
+                    kept.append((cid, target, method, sal.astype(np.float16),
+                                 images[i, 0].detach().cpu().numpy().astype(np.float16), masks[i].astype(np.uint8)))
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS)), _stacked_maps(kept, tuple(images.shape[2:]))
+
+
+def _checked_masks(images: torch.Tensor, masks: np.ndarray, lesions: np.ndarray | None,
+                   case_ids: Sequence[str]) -> np.ndarray:  # fmt: skip
+    """``masks`` as an array, once it, ``lesions`` and ``case_ids`` match ``images`` knee for knee."""
     n, spatial = images.shape[0], tuple(images.shape[2:])
     masks = np.asarray(masks)
     if masks.shape != (n, *spatial):
@@ -122,36 +146,17 @@ def compute_run_saliency(
         raise ValueError(f"lesions: expected shape {(n, *spatial)}, got {np.asarray(lesions).shape}")
     if len(case_ids) != n:
         raise ValueError(f"case_ids: {len(case_ids)} ids for {n} images")
-    attributor = ProbeAttributor(model, targets, methods, n_samples, noise_std, gradcam_layer)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    rows: list[dict[str, Any]] = []
-    kept: dict[str, list[Any]] = {k: [] for k in ("case_id", "target", "method", "saliency", "image", "mask")}
-    try:
-        for i in tqdm(range(n), desc="saliency", disable=not progress):
-            cid, x = str(case_ids[i]), images[i : i + 1].to(device)
-            kl_class = predicted_kl(model, x)
-            regions = region_masks(masks[i], None if lesions is None else np.asarray(lesions)[i])
-            for target in targets:
-                for method in methods:
-                    sal = attributor(x, target, method, kl_class, knee_seed(seed, cid))
-                    if on_map is not None:
-                        on_map(i, target, method, sal)
-                    for region, metrics in region_overlap(sal, regions, TABLE_KS).items():
-                        rows.append({"case_id": cid, "target": target, "method": method, "region": region, **metrics})
-                    if i < keep_maps:
-                        for key, value in (("case_id", cid), ("target", target), ("method", method),
-                                           ("saliency", sal.astype(np.float16)),
-                                           ("image", images[i, 0].detach().cpu().numpy().astype(np.float16)),
-                                           ("mask", masks[i].astype(np.uint8))):  # fmt: skip
-                            kept[key].append(value)
-    finally:
-        model.train(was_training)
-    maps = {key: np.array(kept[key], dtype=str) for key in ("case_id", "target", "method")}
+    return masks
+
+
+def _stacked_maps(kept: list[tuple[Any, ...]], spatial: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The kept ``(case_id, target, method, saliency, image, mask)`` rows as the arrays of
+    ``saliency_maps.npz`` (empty arrays of the right shape when none were kept)."""
+    columns = dict(zip(_MAP_KEYS, zip(*kept))) if kept else {key: () for key in _MAP_KEYS}
+    maps = {key: np.array(columns[key], dtype=str) for key in ("case_id", "target", "method")}
     for key, dtype in (("saliency", np.float16), ("image", np.float16), ("mask", np.uint8)):
-        maps[key] = np.stack(kept[key]) if kept[key] else np.zeros((0, *spatial), dtype=dtype)
-    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS)), maps
+        maps[key] = np.stack(columns[key]) if kept else np.zeros((0, *spatial), dtype=dtype)
+    return maps
 
 
 # --------------------------------------------------------------------------- reading a run
@@ -244,7 +249,6 @@ def _compute(folder: Path, settings: SaliencyConfig, cache_dir: Path | None, pro
              dev: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
     """The stage's tables and maps for one run, and the facts settings.json records."""
     from oaprobe.data.dataset import load_masks, load_volumes
-    from oaprobe.training.device import compute_settings
 
     cfg, meta = _run_config(folder)
     rows = _knees(cfg, meta, folder, settings.knees)
@@ -293,8 +297,6 @@ def run_saliency(
     deterministic algorithms (the caller's torch settings are restored), so the same settings
     write the same bytes. A run folder without ``DONE`` raises :class:`SaliencyStageError`.
     """
-    from oaprobe.training.device import resolve_device
-
     folder = Path(run_folder)
     out = saliency_dir(folder, settings)
     _check_finished(folder)

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from oaprobe.analysis.attribution import ProbeAttributor, knee_seed, predicted_kl, target_logit, targets_for_mode
 from oaprobe.analysis.regions import top_voxels
+from oaprobe.device import eval_mode
 
 SANITY_COLUMNS: tuple[str, ...] = (
     "case_id", "target", "method", "step", "layer", "spearman", "top10_overlap", "input_spearman",
@@ -266,16 +267,12 @@ def run_sanity_checks(
     targets = targets_for_mode(mode)
     fractions = deletion_fractions(deletion_steps)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     sanity, deletion = [], []
-    try:
+    with eval_mode(model):
         attributor = ProbeAttributor(model, targets, methods, n_samples, noise_std, gradcam_layer)
         for i in tqdm(range(images.shape[0]), desc="saliency checks", disable=not progress):
             x, cid = images[i : i + 1].to(device), str(case_ids[i])
             sanity += cascading_randomisation(model, x, cid, targets, methods, n_samples, noise_std, seed,
                                               gradcam_layer)
             deletion += knee_deletion(attributor, x, cid, targets, methods, fractions, seed)
-    finally:
-        model.train(was_training)
     return pd.DataFrame(sanity, columns=list(SANITY_COLUMNS)), pd.DataFrame(deletion, columns=list(DELETION_COLUMNS))

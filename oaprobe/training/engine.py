@@ -51,7 +51,7 @@ from oaprobe.config import ConfigError, RunConfig, data_sha256, file_sha256
 from oaprobe.facts import N_KL, NEAR_BEST_LOSS, SPLITS
 from oaprobe.training.batches import Volumes, augment_batch, class_weights  # noqa: F401 (public names)
 from oaprobe.training.checks import check_folder, validate
-from oaprobe.training.device import compute_settings, cpu_threads, epoch_seed, resolve_device, seed_everything  # noqa: F401
+from oaprobe.device import compute_settings, epoch_seed, resolve_device, seed_everything
 from oaprobe.training.evaluation import evaluate, predict, prediction_table
 from oaprobe.training.loop import make_ema, make_optimizer, make_scheduler, train_epoch
 from oaprobe.training.runs import (

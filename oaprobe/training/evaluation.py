@@ -13,7 +13,7 @@ from torch import nn
 
 from oaprobe.facts import KL_GRADES, N_KL
 from oaprobe.training.batches import Volumes
-from oaprobe.training.device import autocast
+from oaprobe.device import autocast, eval_mode
 from oaprobe.training.runs import PREDICTION_COLUMNS
 
 
@@ -27,17 +27,15 @@ def predict(model: nn.Module, images: torch.Tensor | Volumes, batch_size: int,
     """
     device = torch.device(device)
     volumes = images if isinstance(images, Volumes) else Volumes(images, device, channels_last=False)
-    was_training = model.training
-    model.eval()
     outs: dict[str, list[torch.Tensor]] = {"oa": [], "kl": [], "embedding": []}
     n = len(volumes)
-    for start in range(0, n, batch_size):
-        with autocast(volumes.device):
-            out = model(volumes.batch(torch.arange(start, min(start + batch_size, n))))
-        for key in outs:
-            if out.get(key) is not None:
-                outs[key].append(out[key].float().cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, n, batch_size):
+            with autocast(volumes.device):
+                out = model(volumes.batch(torch.arange(start, min(start + batch_size, n))))
+            for key in outs:
+                if out.get(key) is not None:
+                    outs[key].append(out[key].float().cpu())
     if not outs["embedding"]:  # no knees
         dim = getattr(model.encoder, "out_dim", 0)
         return {"embedding": np.zeros((0, dim), np.float32), "oa_logits": None, "kl_logits": None,

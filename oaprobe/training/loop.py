@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from oaprobe.config import RunConfig
 from oaprobe.training.batches import Volumes, augment_batch
-from oaprobe.training.device import autocast
+from oaprobe.device import autocast
 from oaprobe.training.evaluation import loss_value
 
 

@@ -12,7 +12,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from oaprobe.config import ConfigError
 from oaprobe.training import engine, runs
-from oaprobe.training.engine import augment_batch, class_weights, epoch_seed, fit
+from oaprobe.training.engine import augment_batch, class_weights, fit
 from oaprobe.training.runs import is_done, load_run
 
 MODES = [("single_oa", "parallel"), ("single_kl", "parallel"), ("dual", "parallel"), ("dual", "stacked")]
@@ -370,18 +370,6 @@ def test_augment_is_reproducible_from_the_generator():
     a = augment_batch(x, torch.Generator().manual_seed(5))
     b = augment_batch(x, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
-
-
-def test_epoch_seed_is_a_pure_function():
-    assert epoch_seed(0, 1) == epoch_seed(0, 1)
-    assert len({epoch_seed(s, e) for s in range(3) for e in range(3)}) == 9
-
-
-def test_cpu_threads_respects_omp(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert engine.cpu_threads() == 3
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert 1 <= engine.cpu_threads() <= 2
 
 
 @pytest.mark.gpu

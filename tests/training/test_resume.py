@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from oaprobe.training.engine import cpu_threads, fit
+from oaprobe.device import cpu_threads
+from oaprobe.training.engine import fit
 from oaprobe.training.runs import is_done
 
 

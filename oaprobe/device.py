@@ -1,4 +1,4 @@
-"""Where and how a run computes: device choice, CPU threads, seeds, deterministic settings.
+"""Where and how a model computes: device choice, CPU threads, seeds, deterministic settings, eval mode.
 
 Example:
     >>> epoch_seed(0, 3) == epoch_seed(0, 3) != epoch_seed(0, 4)
@@ -70,6 +70,17 @@ def compute_settings(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
         torch.backends.cudnn.benchmark = old_benchmark
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode inside the block, back in the mode it had after (even on error)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:

@@ -1,0 +1,44 @@
+"""Device, threads and seeds: the facts both training and the saliency stage compute with."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oaprobe.config import ConfigError
+from oaprobe.device import compute_settings, cpu_threads, epoch_seed, eval_mode, resolve_device
+
+
+def test_epoch_seed_is_a_pure_function():
+    assert epoch_seed(0, 1) == epoch_seed(0, 1)
+    assert len({epoch_seed(s, e) for s in range(3) for e in range(3)}) == 9
+
+
+def test_cpu_threads_respects_omp(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert 1 <= cpu_threads() <= 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_resolve_device_names_the_missing_cuda():
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="'cuda'.*not available"):
+        resolve_device("cuda")
+
+
+def test_compute_settings_restores_the_callers_torch_settings():
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    with compute_settings(torch.device("cpu")):
+        assert torch.are_deterministic_algorithms_enabled()
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_restores_the_models_mode_even_on_error(training):
+    model = torch.nn.Dropout().train(training)
+    with pytest.raises(RuntimeError), eval_mode(model):
+        assert not model.training
+        raise RuntimeError("inside the block")
+    assert model.training is training
