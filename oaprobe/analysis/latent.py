@@ -41,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from oaprobe.facts import KL_GRADES
+from oaprobe.facts import KL_GRADES, OA_THRESHOLD
 
 Method = Literal["pca", "lda"]
 METHODS: tuple[str, ...] = ("pca", "lda")
@@ -284,18 +284,8 @@ def severity_axis(
     axis = SeverityAxis.fit(x_tr, y_tr, method=method, seed=seed)
     pc1_tr = axis.transform(x_tr, "train_emb")[:, 0]
     pc1_te = axis.transform(x_te, "test_emb")[:, 0]
-    oa_tr, oa_te = (y_tr >= 2).astype(int), (y_te >= 2).astype(int)
-
-    rho_kl, rho_oa = _spearman(pc1_te, y_te), _spearman(pc1_te, oa_te)
-    auc_te = auc_tr = float("nan")
-    probe = None
-    if len(np.unique(oa_tr)) == 2:
-        probe = LogisticRegression(max_iter=2000).fit(pc1_tr.reshape(-1, 1), oa_tr)
-        auc_tr = _auroc(oa_tr, probe.predict_proba(pc1_tr.reshape(-1, 1))[:, 1])
-        auc_te = _auroc(oa_te, probe.predict_proba(pc1_te.reshape(-1, 1))[:, 1])
-    else:
-        warnings.warn("train_kl: only one OA class among the train knees; OA probe AUROC is NaN", stacklevel=2)
-
+    oa_tr = (y_tr >= OA_THRESHOLD).astype(int)
+    probe = _oa_probe(pc1_tr, oa_tr)
     out: dict[str, Any] = {
         "method": method,
         "solver": axis.solver,
@@ -303,27 +293,43 @@ def severity_axis(
         "n_test": int(x_te.shape[0]),
         "D": int(x_tr.shape[1]),
         "EVR_PC1": axis.evr1,
-        "spearman_PC1_KL_signed": rho_kl,
-        "abs_spearman_PC1_KL": abs(rho_kl),
-        "spearman_PC1_OA_signed": rho_oa,
-        "abs_spearman_PC1_OA": abs(rho_oa),
-        "OA_probe_AUROC_test": auc_te,
-        "OA_probe_AUROC_train": auc_tr,
+        **_axis_columns(pc1_te, y_te, probe),
+        "OA_probe_AUROC_train": _probe_auroc(probe, pc1_tr, oa_tr),
     }
     out.update(grade_ordering(pc1_te, y_te))
     if test_kl_clean is not None:
         y_cl = _as_grades(test_kl_clean, x_te.shape[0], "test_kl_clean")
-        oa_cl = (y_cl >= 2).astype(int)
-        rho_klc, rho_oac = _spearman(pc1_te, y_cl), _spearman(pc1_te, oa_cl)
-        out["spearman_PC1_KLclean_signed"] = rho_klc
-        out["abs_spearman_PC1_KLclean"] = abs(rho_klc)
-        out["spearman_PC1_OAclean_signed"] = rho_oac
-        out["abs_spearman_PC1_OAclean"] = abs(rho_oac)
-        out["OA_probe_AUROC_test_clean"] = (
-            _auroc(oa_cl, probe.predict_proba(pc1_te.reshape(-1, 1))[:, 1]) if probe is not None else float("nan")
-        )
+        out.update(_axis_columns(pc1_te, y_cl, probe, grade="KLclean", label="OAclean", suffix="_clean"))
         out.update(grade_ordering(pc1_te, y_cl, suffix="_clean"))
     return out
+
+
+def _oa_probe(pc1: np.ndarray, oa: np.ndarray) -> LogisticRegression | None:
+    """A logistic OA probe on the axis coordinate, or None (with a warning) if ``oa`` has one class."""
+    if len(np.unique(oa)) == 2:
+        return LogisticRegression(max_iter=2000).fit(pc1.reshape(-1, 1), oa)
+    warnings.warn("train_kl: only one OA class among the train knees; OA probe AUROC is NaN", stacklevel=3)
+    return None
+
+
+def _probe_auroc(probe: LogisticRegression | None, pc1: np.ndarray, oa: np.ndarray) -> float:
+    """The OA probe's AUROC on ``(pc1, oa)``; NaN without a probe."""
+    return float("nan") if probe is None else _auroc(oa, probe.predict_proba(pc1.reshape(-1, 1))[:, 1])
+
+
+def _axis_columns(pc1: np.ndarray, kl: np.ndarray, probe: LogisticRegression | None, grade: str = "KL",
+                  label: str = "OA", suffix: str = "") -> dict[str, float]:  # fmt: skip
+    """Spearman of the axis with the grade and the OA label (signed and absolute), and the probe's
+    test AUROC, under the reference's column names (``grade``/``label``/``suffix`` name the truth)."""
+    oa = (kl >= OA_THRESHOLD).astype(int)
+    rho_kl, rho_oa = _spearman(pc1, kl), _spearman(pc1, oa)
+    return {
+        f"spearman_PC1_{grade}_signed": rho_kl,
+        f"abs_spearman_PC1_{grade}": abs(rho_kl),
+        f"spearman_PC1_{label}_signed": rho_oa,
+        f"abs_spearman_PC1_{label}": abs(rho_oa),
+        f"OA_probe_AUROC_test{suffix}": _probe_auroc(probe, pc1, oa),
+    }
 
 
 # --------------------------------------------------------------------------- run folders
