@@ -172,13 +172,7 @@ def compare_pair(
     ci_high, p, p_bootstrap, statistic, discordant, a_only, b_only, mcnemar_table, n,
     n_subjects, B, n_valid, level``.
     """
-    for name, df in (("pred_dual", pred_dual), ("pred_single", pred_single)):
-        if groups not in df.columns:
-            raise MetricsError(f"compare_pair: groups column {groups!r} not in {name}")
-    if groups != "subject_id":
-        pred_dual = pred_dual.assign(subject_id=pred_dual[groups])
-        pred_single = pred_single.assign(subject_id=pred_single[groups])
-    a, b = align(pred_dual, pred_single, split, truth)
+    a, b = _aligned_by(pred_dual, pred_single, split, truth, groups)
     metrics = list(metrics)
     for m in metrics:
         check_metric(m)
@@ -187,10 +181,9 @@ def compare_pair(
     rows = []
     all_rows = np.arange(a.y_oa.size)
     for m in metrics:
-        est_a, est_b = metric_on_rows(m, a, all_rows, threshold), metric_on_rows(m, b, all_rows,
-                                                                                  threshold)
+        est_a, est_b = metric_on_rows(m, a, all_rows, threshold), metric_on_rows(m, b, all_rows, threshold)
         dist = bootstrap_distribution([a, b], [m], B, rng, threshold=threshold, method=method,
-                                      progress=progress)[m]
+                                      progress=progress)[m]  # fmt: skip
         d = dist[:, 0] - dist[:, 1]
         d = d[np.isfinite(d)]
         lo, hi = np.percentile(d, q) if d.size else (np.nan, np.nan)
@@ -202,11 +195,23 @@ def compare_pair(
             "statistic": np.nan, "discordant": np.nan, "a_only": np.nan, "b_only": np.nan,
             "mcnemar_table": "", "n": int(a.y_oa.size), "n_subjects": a.n_subjects, "B": B,
             "n_valid": int(d.size), "level": level,
-        }
+        }  # fmt: skip
         if m in mcnemar_metrics:
             row.update(_mcnemar_row(m, a, b, threshold))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _aligned_by(pred_dual: pd.DataFrame, pred_single: pd.DataFrame, split: str | None, truth: str,
+                groups: str) -> tuple[PredArrays, PredArrays]:  # fmt: skip
+    """The two runs' knees aligned (:func:`align`), resampling units taken from column ``groups``."""
+    for name, df in (("pred_dual", pred_dual), ("pred_single", pred_single)):
+        if groups not in df.columns:
+            raise MetricsError(f"compare_pair: groups column {groups!r} not in {name}")
+    if groups != "subject_id":
+        pred_dual = pred_dual.assign(subject_id=pred_dual[groups])
+        pred_single = pred_single.assign(subject_id=pred_single[groups])
+    return align(pred_dual, pred_single, split, truth)
 
 
 def _correct(metric: str, x: PredArrays, threshold: float) -> np.ndarray:
