@@ -321,6 +321,16 @@ def _condyle_geometry(fem, tib, gap, flattening, depression) -> tuple[list[float
     return centers, ays
 
 
+def _check_knee_args(severity: float, side: str, exaggeration: float) -> None:
+    """A ValueError naming the argument unless severity, side and exaggeration are in range."""
+    if not 0 <= float(severity) < MAX_SEVERITY:
+        raise ValueError(f"severity = {severity!r}; expected a value in [0, 5)")
+    if side not in ("R", "L"):
+        raise ValueError(f"side = {side!r}; expected 'R' or 'L'")
+    if not 1.0 <= exaggeration <= MAX_EXAGGERATION:
+        raise ValueError(f"exaggeration = {exaggeration!r}; expected a value in [1, {MAX_EXAGGERATION}]")
+
+
 def sample_knee_params(
     rng: np.random.Generator, severity: float, side: Literal["R", "L"], exaggeration: float = MAX_EXAGGERATION
 ) -> KneeParams:
@@ -333,14 +343,8 @@ def sample_knee_params(
         exaggeration: multiplier of the thin sizes, :func:`size_factor` of the grid to render on
             (it does not change which random numbers are drawn).
     """
-    s = float(severity)
-    if not 0 <= s < MAX_SEVERITY:
-        raise ValueError(f"severity = {severity!r}; expected a value in [0, 5)")
-    if side not in ("R", "L"):
-        raise ValueError(f"side = {side!r}; expected 'R' or 'L'")
-    if not 1.0 <= exaggeration <= MAX_EXAGGERATION:
-        raise ValueError(f"exaggeration = {exaggeration!r}; expected a value in [1, {MAX_EXAGGERATION}]")
-    f = float(exaggeration)
+    _check_knee_args(severity, side, exaggeration)
+    s, f = float(severity), float(exaggeration)
 
     # Healthy anatomy and pose.
     scale = float(np.clip(rng.normal(1.0, 0.05), 0.88, 1.12))
