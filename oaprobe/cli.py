@@ -271,16 +271,30 @@ def _cmd_chapter(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS
-
+    """The ``oaprobe`` command line: one subcommand per stage, its flags from the typed configs."""
     parser = argparse.ArgumentParser(prog="oaprobe", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"oaprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     parser.set_defaults(subcommands=sub.choices)  # main() reports a bad flag with its subcommand's usage
-    preset_help = "the named study size whose settings every other flag overrides (default: %(default)s)"
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    _add_saliency_command(sub)
+    _add_book_commands(sub)
+    for name in ("cohort", "train", "sweep", "saliency", "book"):
+        sub.choices[name].add_argument("--no-progress", action="store_true",
+                                       help="no progress bars (they are off anyway without a terminal or with NO_COLOR)")
+    return parser
+
+
+_PRESET_HELP = "the named study size whose settings every other flag overrides (default: %(default)s)"
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """``cohort``, ``validate`` and ``import-oai``: the commands that make or check a manifest."""
+    from oaprobe.sweep import DEFAULT_COHORTS
 
     p = sub.add_parser("cohort", help="build (or reuse) a synthetic cohort; prints the manifest path", allow_abbrev=False)
-    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=preset_help)
+    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=_PRESET_HELP)
     p.add_argument("--root", type=Path, default=DEFAULT_COHORTS, help="parent folder of the cohorts (default: %(default)s)")
     _add_fields(p, CohortConfig, get_preset(DEFAULT_PRESET).cohort.to_dict())
     p.set_defaults(func=_cmd_cohort)
@@ -299,13 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default: %(default)s)")
     p.set_defaults(func=_cmd_import_oai)
 
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """``train`` and ``sweep``: one run, or every missing run of a grid."""
+    from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS
+
     run_defaults, run_notes = _run_defaults()
     for name, func, helptext in (
         ("train", _cmd_train, "train one run (or return the finished one); prints the run folder"),
         ("sweep", _cmd_sweep, "train every missing run of a grid; prints the run folders"),
     ):
         p = sub.add_parser(name, help=helptext, allow_abbrev=False)
-        p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=preset_help)
+        p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=_PRESET_HELP)
         p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="parent folder of the run folders (default: %(default)s)")
         p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS, help="parent folder of the cohorts (default: %(default)s)")
         p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="disk cache of preprocessed volumes (default: %(default)s)")
@@ -320,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
             _add_fields(p, RunConfig, run_defaults, notes=run_notes)
         p.set_defaults(func=func)
 
+
+def _add_saliency_command(sub: argparse._SubParsersAction) -> None:
+    """``saliency``: the saliency stage over every finished run."""
+    from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_RUNS
+
     p = sub.add_parser("saliency", allow_abbrev=False,
                        help="the saliency stage: maps, overlap and sanity checks for every finished run that lacks them")
     p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
@@ -331,8 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fields(p, SaliencyConfig, get_preset(DEFAULT_PRESET).saliency.to_dict())
     p.set_defaults(func=_cmd_saliency)
 
+
+def _add_book_commands(sub: argparse._SubParsersAction) -> None:
+    """``book`` (the whole book) and ``chapter`` (one chapter again with new parameters)."""
+    from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS
+
     p = sub.add_parser("book", help="build the whole book: cohort, sweep, notebooks, jupyter-book", allow_abbrev=False)
-    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=preset_help)
+    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=_PRESET_HELP)
     p.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (default: %(default)s)")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="parent folder of the run folders (default: %(default)s)")
     p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS, help="parent folder of the cohorts (default: %(default)s)")
@@ -349,10 +378,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", nargs=2, action="append", metavar=("KEY", "VALUE"), help="a parameter (JSON or text), repeatable")
     p.add_argument("--out", type=Path, default=Path("_build/chapters"), help="folder of the notebook and page (default: %(default)s)")
     p.set_defaults(func=_cmd_chapter)
-    for name in ("cohort", "train", "sweep", "saliency", "book"):
-        sub.choices[name].add_argument("--no-progress", action="store_true",
-                                       help="no progress bars (they are off anyway without a terminal or with NO_COLOR)")
-    return parser
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 (warnings' signature)
