@@ -223,6 +223,14 @@ SNAKE = re.compile(r"(?<![\w./-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w/-])")
 RUN_HASH = re.compile(r"(?<![0-9a-f])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{12}(?![0-9a-f])")
 
 
+@functools.cache
+def backbone_names() -> re.Pattern:
+    """A backbone's registry name (``resnet3d``) where prose should carry its title (``ResNet3D``)."""
+    from oaprobe.models.backbones import list_backbones
+
+    return re.compile(r"(?<![\w./-])(?:" + "|".join(map(re.escape, list_backbones())) + r")(?![\w/-])")
+
+
 class _VisibleText(HTMLParser):
     """The text of a page a reader sees as prose (see HIDDEN_TAGS and HIDDEN_CLASSES)."""
 
@@ -257,6 +265,7 @@ def test_visible_text_scan_sees_prose_only():
             '<details class="oaprobe-provenance"><summary>Provenance</summary><p>Runs: abcdef123456.</p></details>')
     text = visible_text(html)
     assert SNAKE.findall(text) == ["single_kl"] and RUN_HASH.findall(text) == ["0123456789ab"]
+    assert backbone_names().findall("M3T and m3t, --backbone resnet3d, runs/nnmamba-x") == ["m3t", "resnet3d"]
     assert "oa_weight" not in text and "abcdef123456" not in text and "ok x" in text
 
 
@@ -270,12 +279,13 @@ def _pending(page: Path) -> set[str]:
 
 
 def test_no_raw_identifiers_in_visible_text():
-    """No snake_case field or metric name, and no 12-hex run hash outside the provenance folds, in any
-    page's visible text (code, cell sources and provenance notes excepted; see PENDING_IDENTIFIERS)."""
+    """No snake_case field or metric name, no backbone registry name (its title instead) and no 12-hex
+    run hash outside the provenance folds, in any page's visible text (code, cell sources and
+    provenance notes excepted; see PENDING_IDENTIFIERS)."""
     found = []
     for page in _pages():
         text = visible_text(page.read_text(encoding="utf-8"))
-        for kind, pattern in (("identifier", SNAKE), ("run hash", RUN_HASH)):
+        for kind, pattern in (("identifier", SNAKE), ("run hash", RUN_HASH), ("backbone name", backbone_names())):
             hits = sorted(set(pattern.findall(text)) - (_pending(page) if kind == "identifier" else set()))
             if hits:
                 found.append(f"{page.relative_to(HTML)}: {kind}s {', '.join(hits[:12])}")

@@ -9,6 +9,7 @@ extra files and a download is exactly the table the page shows, unrounded).
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import re
 from collections.abc import Sequence
@@ -62,9 +63,9 @@ SPELLED_OUT: dict[str, str] = {
     "kl_qwk": "KL quadratic weighted kappa (QWK)", "oa_roc_auc": "OA area under the ROC curve (ROC-AUC)",
     "kl_mae": "KL mean absolute error (MAE)", "kl_f1_macro": "KL macro-averaged F1",
 }
-#: Table columns whose values are identifiers (modes, metrics, methods) that a table shows named.
-NAMED_VALUES: tuple[str, ...] = ("mode", "mode_a", "mode_b", "baseline", "metric", "method", "comparison", "target",
-                                 "region", "ceiling", "variant", "truth", "test", "setting", "field")
+#: Table columns whose values are identifiers (backbones, modes, metrics, methods) that a table shows named.
+NAMED_VALUES: tuple[str, ...] = ("backbone", "mode", "mode_a", "mode_b", "baseline", "metric", "method", "comparison",
+                                 "target", "region", "ceiling", "variant", "truth", "test", "setting", "field")
 #: Columns a shown table leaves out (its CSV keeps them): run hashes belong in the provenance folds.
 HIDDEN_COLUMNS: tuple[str, ...] = ("run_id",)
 _TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b(?:smoothgrad|gradcam)\b")
@@ -81,11 +82,21 @@ def spelled_out(metric: str) -> str:
     return SPELLED_OUT.get(metric, readable_name(metric))
 
 
+@functools.cache
+def _backbone_titles() -> dict[str, str]:
+    """Backbone names as the registry titles them (``resnet3d`` -> ``ResNet3D``)."""
+    from oaprobe.models.backbones import backbone_title, list_backbones
+
+    return {name: backbone_title(name) for name in list_backbones()}
+
+
 def readable_text(value: object, unknown: bool = True) -> str:
     """A label with every raw identifier in it named (``"dual − single_kl: kl_qwk"`` -> ``"dual −
-    single-KL: KL QWK"``): modes, methods, tests and columns by their book names, other snake_case
-    words with spaces (``unknown=False`` leaves those as they are: sentences may quote a flag)."""
-    names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES, **REGION_NAMES}
+    single-KL: KL QWK"``): modes, methods, tests and columns by their book names, a backbone given as
+    the whole value by its title (``resnet3d`` -> ``ResNet3D``; inside a sentence it may be a flag's
+    value), other snake_case words with spaces (``unknown=False`` leaves those as they are: sentences
+    may quote a flag)."""
+    names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES, **REGION_NAMES, **_backbone_titles()}
     if str(value) in names:
         return names[str(value)]
     return _TOKENS.sub(lambda m: names.get(m.group(0), m.group(0).replace("_", " ") if unknown else m.group(0)),

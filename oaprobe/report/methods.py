@@ -82,7 +82,8 @@ def methods_tables(study: Study) -> dict[str, pd.DataFrame]:
         p = get_preset(name)
         presets.append({"preset": name, "subjects": p.cohort.n_subjects, "volume": "x".join(map(str, p.cohort.shape)),
                         "input": "x".join(map(str, p.run.get("input_shape", ()))), "epochs": p.run.get("epochs"),
-                        "width": p.run.get("width"), "backbones": ", ".join(p.backbones), "seeds": len(p.seeds),
+                        "width": p.run.get("width"), "backbones": ", ".join(map(backbone_title, p.backbones)),
+                        "seeds": len(p.seeds),
                         "noise levels": ", ".join(map(str, p.label_noise_levels))})
     return {
         "cohort": pd.DataFrame(cohort_rows, columns=["setting", "value"]),

@@ -57,13 +57,16 @@ def test_readable_text_names_every_raw_identifier_in_a_label():
     assert readable_text("dual − single_kl: kl_qwk") == "dual − single-KL: KL QWK"
     assert readable_text("smoothgrad, new_thing") == "SmoothGrad × input, new thing"
     assert readable_text("dual") == "dual"
+    assert readable_text("resnet3d") == "ResNet3D" and readable_text("nnmamba") == "nnMamba"
+    assert readable_text("train --backbone m3t", unknown=False) == "train --backbone m3t"  # a command stays one
     assert spelled_out("kl_qwk") == "KL quadratic weighted kappa (QWK)" and spelled_out("oa_f1") == "OA F1"
 
 
 def test_readable_names_identifier_values_but_leaves_knee_ids():
     t = pd.DataFrame({"metric": ["kl_qwk", "oa_roc_auc"], "method": ["smoothgrad", "gradcam"], "case_id": ["S0001_L", "a_b"],
-                      "baseline": ["single_kl", "single_oa"]})
+                      "baseline": ["single_kl", "single_oa"], "backbone": ["m3t", "my_net"]})
     out = readable(t)
+    assert out["backbone"].tolist() == ["M3T", "my net"]
     assert out["metric"].tolist() == ["KL QWK", "OA AUC"] and out["method"].tolist() == ["SmoothGrad × input", "Grad-CAM"]
     assert out["knee"].tolist() == ["S0001_L", "a_b"] and out["baseline"].tolist() == ["single-KL", "single-OA"]
 
