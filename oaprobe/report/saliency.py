@@ -20,6 +20,8 @@ import math
 import pandas as pd
 from scipy.stats import binomtest
 
+from oaprobe.facts import ALL_MODES
+
 #: A method passes the randomisation check when the mean rank correlation (Spearman, over knees and
 #: targets) between the trained model's map and the fully randomised model's map is below this.
 #: Why 0.3: below it the two maps share under 9% of their rank variance (rho^2), the usual bound of
@@ -127,6 +129,11 @@ def named_methods(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(method=table["method"].map(lambda m: METHOD_NAMES.get(m, m))) if "method" in table else table
 
 
+def _mode_order(mode: str) -> int:
+    """A mode's place in the book's order of modes (unknown modes last)."""
+    return ALL_MODES.index(mode) if mode in ALL_MODES else len(ALL_MODES)
+
+
 def evidence_sentences(found: pd.DataFrame, reliance: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
     """The evidence-map findings (phantom cohorts only), from methods that pass the randomisation check:
     per method, where its maps find the grade-deciding evidence best and least (enrichment over the
@@ -152,11 +159,14 @@ def evidence_sentences(found: pd.DataFrame, reliance: pd.DataFrame, verdicts: pd
     for method, g in ok.groupby("method", sort=False):
         best, least = g.loc[g["enrichment"].idxmax()], g.loc[g["enrichment"].idxmin()]
         above = int((g["enrichment"] > 1).sum())
+        by_mode = g.groupby("mode")["enrichment"].mean()
+        modes = ", ".join(f"{MODE_NAMES.get(m, m)} {by_mode[m]:.1f}x" for m in sorted(by_mode.index, key=_mode_order))
         out.append(f"{METHOD_NAMES.get(method, method)} (first seed, models that pass the randomisation check): "
                    f"in {above} of {len(g)} model-target pairs the maps put more of their mass on the grade-deciding "
                    f"evidence than its volume share; "
                    f"most in {model(best)}, {best['enrichment']:.1f}x chance with its maximum on the evidence in "
-                   f"{best['pointing']:.0%} of knees; least in {model(least)}, {least['enrichment']:.1f}x.")
+                   f"{best['pointing']:.0%} of knees; least in {model(least)}, {least['enrichment']:.1f}x; "
+                   f"by training mode (mean over backbones and targets): {modes}.")
     keys = ["backbone", "mode", "target", "method"]
     checked = trusted(reliance, verdicts)
     evidence_level = ok.set_index(keys)["enrichment"]

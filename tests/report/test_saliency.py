@@ -111,6 +111,7 @@ def test_evidence_sentences_name_the_best_and_least_model_and_the_distractor_the
     assert "in 2 of 2 model-target pairs the maps put more of their mass on the grade-deciding evidence" in text
     assert "most in ResNet3D dual (OA target), 6.0x chance" in text and "50% of knees" in text
     assert "least in ResNet3D single-OA (OA target), 2.0x" in text
+    assert "by training mode (mean over backbones and targets): single-OA 2.0x, dual 6.0x." in text
     assert "leans on a distractor (over 1.5x chance in most knees) in 1 of the 2 model-target pairs" in text
     assert "ResNet3D single-OA (OA target): effusion 4.0x; in 1 of them a distractor draws more" in text
     assert "SmoothGrad" not in text and "18.0x" not in text  # the failing method states nothing
