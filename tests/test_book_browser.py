@@ -303,6 +303,17 @@ def test_every_figure_has_a_text_alternative():
     assert not missing, "figures without a text alternative:\n" + "\n".join(missing)
 
 
+def test_every_image_has_a_text_alternative():
+    """Each <img> (the model diagram, the phantom montage) has an alt text that describes it, not a file name."""
+    missing = []
+    for page in _pages():
+        for tag in re.findall(r"<img\b[^>]*>", page.read_text(encoding="utf-8")):
+            alt = re.search(r'\balt="([^"]*)"', tag)
+            if alt is None or len(alt.group(1)) < 12 or re.search(r"\.(png|svg|jpe?g|gif)$", alt.group(1)):
+                missing.append(f"{page.name}: {tag[:120]}")
+    assert not missing, "images without a text alternative:\n" + "\n".join(missing)
+
+
 #: In the page: for every plotly figure, its title's box against the toolbar's, and every pair of tick labels
 #: (of all its panels) that overlap; returns text lines, one per problem.
 _LAYOUT_JS = """
