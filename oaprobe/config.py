@@ -435,7 +435,7 @@ _BIG_TEST = (0.24, 0.06, 0.70)
 #: knee (oaprobe.report.saliency.min_deletion_cases); each knee cost about 2.5 s a run at 32^3 (the course
 #: preset's second knee added 22 s to its 9 runs)
 _SANITY_KNEES = 5
-#: `default` trains every main-grid configuration on 6 paired seeds, sized by the decision rule's power
+#: `default` trains every main-grid configuration on paired seeds sized by the decision rule's power
 #: (oaprobe.analysis.decision.seeds_needed): at 3 seeds the clean-grade paired differences had seed sds of
 #: 0.009-0.026 QWK and 0.006-0.012 OA AUC, and 2 of the 6 primary questions were decided; the planned seeds
 #: for an 80% chance of a verdict were 4-17. M3T over seeds 0-5 (benchmarks/time_to_quality.py): paired
@@ -446,7 +446,18 @@ _SANITY_KNEES = 5
 #: say so. Training longer did not buy a lower sd: at 12 epochs, M3T's paired sds were 0.037 (fine) and 0.013 (coarse),
 #: nnMamba's 0.028 and 0.044, against 0.030 / 0.008 and 0.021 / 0.011 at 8 (oaprobe sweep --backbones m3t,nnmamba
 #: --epochs 12, 36 runs), so the recipe keeps 8 epochs and the book states the seeds an undecided question needs.
-_DEFAULT_SEEDS = (0, 1, 2, 3, 4, 5)
+#: Those sds were an AMD host's. On an Intel AVX-512 host (2026-12-07, fresh-clone default books of both
+#: phantoms) the 6 seeds decide 4 of 6 on v3 too, but not the same 4 (M3T coarse, paired AUC sd 0.011, and
+#: nnMamba coarse, sd 0.020, undecided; M3T fine sd 0.019 decided), and only 2 of 6 on phantom v2 (3 degenerate
+#: dual runs; M3T fine sd 0.050): which questions 6 seeds decide depends on the host's rounding. So `default`
+#: trains 12: there seeds 0-11 decide all 6 clean primary questions, each verdict standing without any one
+#: seed (seeds 0-8 decided 5; at 12 the rule plans 7-13 seeds per question), for 54 more runs (13.7 min on
+#: that host). A host with a larger spread (M3T fine sd 0.030 plans about 24) can still leave a question
+#: undecided, and the book then says how many seeds it needs.
+_DEFAULT_SEEDS = tuple(range(12))
+#: The reference-recipe runs (answer page) stay at 6 seeds: at their spread the recipe comparison needs over
+#: 100 seeds for a verdict, so 6 more would add 18 slow batch-2 runs without deciding anything.
+_RECIPE_SEEDS = 6
 _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",
@@ -483,7 +494,7 @@ _PRESETS: dict[str, Preset] = {
         noise_levels=(0.0, 2.0),
         backbone_overrides=_CPU_OVERRIDES,
         lambdas=(0.25, 4.0),
-        recipe_seeds=len(_DEFAULT_SEEDS),
+        recipe_seeds=_RECIPE_SEEDS,
     ),
     # The book at the quality the data allows, on one GPU (bf16 autocast). UNMEASURED on a GPU: sized
     # from the CPU time-to-quality runs (more knees and a larger input raise the clean-grade QWK;
