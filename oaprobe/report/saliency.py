@@ -134,6 +134,22 @@ def _mode_order(mode: str) -> int:
     return ALL_MODES.index(mode) if mode in ALL_MODES else len(ALL_MODES)
 
 
+def evidence_figures(evidence: pd.DataFrame, verdicts: pd.DataFrame) -> list[tuple[str, int, pd.DataFrame]]:
+    """What the chapter plots of the evidence maps: for each method that passes the randomisation check
+    in at least one model, ``(method, models where it fails, enrichment table)``, the table per backbone,
+    mode and region (the grade-deciding evidence and each distractor; OA target, every mode has it) as
+    :meth:`Study.saliency_enrichment` gives it (mean and 95% t-interval over knees). Empty on real data."""
+    from oaprobe.analysis.evidence import DISTRACTORS
+    from oaprobe.report.study import Study
+
+    if evidence.empty:
+        return []
+    regions = evidence[evidence["region"].isin(["evidence", *DISTRACTORS])]
+    return [(method, int((~verdicts.loc[verdicts["method"] == method, "passes"]).sum()),
+             Study.saliency_enrichment(regions, method=method, target="oa"))
+            for method in verdicts.loc[verdicts["passes"], "method"].unique()]
+
+
 def evidence_sentences(found: pd.DataFrame, reliance: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
     """The evidence-map findings (phantom cohorts only), from methods that pass the randomisation check:
     per method, where its maps find the grade-deciding evidence best and least (enrichment over the

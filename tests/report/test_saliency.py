@@ -127,3 +127,18 @@ def test_evidence_sentences_state_nothing_when_no_method_passes_and_say_so():
     out = evidence_sentences(found[found["region"] == "evidence"], distractor_reliance(table, by), failing)
     assert len(out) == 1 and "No saliency method passes the randomisation check" in out[0]
     assert evidence_sentences(found.iloc[:0], distractor_reliance(table, by), failing) == []
+
+
+def test_evidence_figures_plot_methods_that_pass_somewhere_with_their_failing_count():
+    from oaprobe.report.saliency import evidence_figures
+
+    verdicts = pd.DataFrame({"backbone": "resnet3d", "mode": ["dual", "single_oa", "dual", "single_oa"],
+                             "method": ["gradcam", "gradcam", "smoothgrad", "smoothgrad"], "passes": [True, False, False, False]})
+    out = evidence_figures(_evidence_table(), verdicts)
+    assert [(m, n) for m, n, _ in out] == [("gradcam", 1)]  # SmoothGrad passes nowhere: no figure
+    table = out[0][2].set_index(["mode", "region"])
+    assert set(table.index.get_level_values("region")) == {"evidence", "effusion", "bml"}
+    assert table.loc[("dual", "evidence"), "enrichment"] == pytest.approx(6.0)
+    assert table.loc[("single_oa", "effusion"), "enrichment"] == pytest.approx(4.0)
+    assert table.loc[("dual", "bml"), "enrichment"] == 0.0  # a distractor the maps miss reads 0, not absent
+    assert evidence_figures(_evidence_table().iloc[:0], verdicts) == []
