@@ -329,7 +329,29 @@ def _axis_columns(pc1: np.ndarray, kl: np.ndarray, probe: LogisticRegression | N
         f"spearman_PC1_{label}_signed": rho_oa,
         f"abs_spearman_PC1_{label}": abs(rho_oa),
         f"OA_probe_AUROC_test{suffix}": _probe_auroc(probe, pc1, oa),
+        f"within_class_spearman_{grade}": within_class_order(pc1, kl),
     }
+
+
+def within_class_order(axis: np.ndarray, grades: np.ndarray) -> float:
+    """How well the fine grades are ordered INSIDE each coarse class along an oriented axis: the mean
+    of the signed Spearman correlations of the axis with the grade among the no-OA knees (KL 0-1) and
+    among the OA knees (KL 2-4), each class counted once (NaN where neither class has two grades).
+
+    A coarse-to-fine organisation keeps this high: an axis that only separates OA from no-OA (grades
+    collapsed inside each class) scores about 0 here however high its overall |Spearman| is, and an
+    order reversed inside a class scores below 0 (the axis is oriented on the train knees).
+
+    Example:
+        >>> kl = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+        >>> within_class_order(kl + 0.0, kl)
+        1.0
+        >>> round(within_class_order((kl >= 2) + 0.0, kl), 3)  # coarse only: nan inside each class
+        nan
+    """
+    rhos = [_spearman(axis[inside], grades[inside]) for inside in (grades < OA_THRESHOLD, grades >= OA_THRESHOLD)]
+    rhos = [r for r in rhos if np.isfinite(r)]
+    return float(np.mean(rhos)) if rhos else float("nan")
 
 
 # --------------------------------------------------------------------------- run folders

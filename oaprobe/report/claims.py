@@ -1,0 +1,263 @@
+"""The study's three claims, each decided by the book's one rule over paired seeds.
+
+The reference study claims that dual (coarse + fine) supervision (1) improves KL-related metrics
+for some backbones, (2) gives a more ordered coarse-to-fine latent organisation and (3) aligns
+saliency more strongly with cartilage. Each claim is asked here as questions declared before any
+result (:data:`QUESTIONS`): per backbone, dual against a single-task baseline of the same seed,
+one metric with its smallest effect of interest ``delta``, decided by
+:func:`oaprobe.analysis.decision.decide_with_flags` with Bonferroni over the claim's primary
+questions. :func:`verdict_table` gives every verdict as one table (the answer page's
+``verdicts.csv``).
+
+Example:
+    >>> [q.metric for q in QUESTIONS if q.claim == "latent"]
+    ['latent_order', 'within_class_order', 'extreme_absorption', 'latent_order', 'within_class_order', 'extreme_absorption']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from oaprobe.analysis.decision import decide, decide_with_flags
+from oaprobe.facts import KL_GRADES
+
+#: claim -> what the reference study claims (the answer page's headings)
+CLAIMS: dict[str, str] = {
+    "metrics": "Dual supervision improves the coarse and fine metrics",
+    "latent": "Dual supervision orders the latent space from coarse to fine",
+    "saliency": "Dual supervision aligns saliency with cartilage",
+}
+#: columns of :func:`verdict_table` (and of ``verdicts.csv``), in order
+VERDICT_COLUMNS = (
+    "claim", "role", "backbone", "metric", "baseline", "truth", "method", "n", "mean", "sd",
+    "ci90_low", "ci90_high", "ci95_low", "ci95_high", "delta", "m", "alpha", "test_low", "test_high",
+    "eq_low", "eq_high", "verdict", "verdict_all", "verdict_without_flagged", "n_flagged", "seeds_needed",
+    "loo_stable", "reference_diff", "reference_in_ci95",
+)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One comparison of a claim: ``metric`` of dual minus ``baseline`` per seed, per backbone.
+
+    ``role``: ``primary`` questions decide the claim (Bonferroni over the claim's primary ones);
+    ``secondary`` ones explain it (Bonferroni over their own family). ``delta``: the smallest
+    effect of interest, in the metric's units, with ``why``.
+    """
+
+    claim: str
+    metric: str
+    baseline: str
+    role: str
+    delta: float
+    why: str
+
+
+_RHO_WHY = ("a rank correlation 0.03 apart is under the smallest dual-minus-single difference the reference "
+            "reported (0.04) and about the sampling error of one model's Spearman on 643 test knees")
+_SAL_WHY = ("a tenth of the chance level: a map that puts 10% more (relative to chance) of its mass on the region; "
+            "the spread of one model's enrichment over 8 knees is several times larger")
+_ABSORB_WHY = "three knees in a hundred of the extreme grades moved to their neighbour"
+
+QUESTIONS: tuple[Question, ...] = (
+    Question("metrics", "oa_roc_auc", "single_oa", "primary", 0.015,
+             "see oaprobe.analysis.decision.DELTAS (a difference under 0.015 no test set of the reference's size sees)"),
+    Question("metrics", "kl_qwk", "single_kl", "primary", 0.03, "see oaprobe.analysis.decision.DELTAS"),
+    *(q for base in ("single_kl", "single_oa") for q in (
+        Question("latent", "latent_order", base, "primary", 0.03, _RHO_WHY),
+        Question("latent", "within_class_order", base, "secondary", 0.03, _RHO_WHY),
+        Question("latent", "extreme_absorption", base, "secondary", 0.03, _ABSORB_WHY),
+    )),
+    *(q for base in ("single_kl", "single_oa") for q in (
+        Question("saliency", "enrichment_cartilage", base, "primary", 0.1, _SAL_WHY),
+        Question("saliency", "enrichment_evidence", base, "secondary", 0.1, _SAL_WHY),
+    )),
+)
+#: metrics where lower is better (dual "helps" when it lowers them)
+LOWER_IS_BETTER = frozenset({"extreme_absorption"})
+
+#: The reference study's own dual-minus-single differences on its 98 test knees (one run each;
+#: observed labels): OA ROC-AUC from its metric rows, |Spearman(PC1, KL)| from its
+#: severity-axis summary (Zhang 2026, arXiv:2605.00718, code release results/). It reports no
+#: QWK, no within-class order and no saliency numbers.
+REFERENCE_LEVELS: dict[tuple[str, str], dict[str, float]] = {
+    ("resnet3d", "single_oa"): {"oa_roc_auc": 0.8807, "latent_order": 0.8016},
+    ("resnet3d", "single_kl"): {"latent_order": 0.6665},
+    ("resnet3d", "dual"): {"oa_roc_auc": 0.8657, "latent_order": 0.7526},
+    ("m3t", "single_oa"): {"oa_roc_auc": 0.7922, "latent_order": 0.6474},
+    ("m3t", "single_kl"): {"latent_order": 0.6833},
+    ("m3t", "dual"): {"oa_roc_auc": 0.9170, "latent_order": 0.7220},
+    ("nnmamba", "single_oa"): {"oa_roc_auc": 0.8500, "latent_order": 0.6277},
+    ("nnmamba", "single_kl"): {"latent_order": 0.7813},
+    ("nnmamba", "dual"): {"oa_roc_auc": 0.8190, "latent_order": 0.6893},
+}
+
+
+def reference_diff(backbone: str, metric: str, baseline: str) -> float:
+    """The reference's dual-minus-``baseline`` difference in ``metric`` (NaN where it reports none)."""
+    dual = REFERENCE_LEVELS.get((backbone, "dual"), {}).get(metric)
+    single = REFERENCE_LEVELS.get((backbone, baseline), {}).get(metric)
+    return float(dual - single) if dual is not None and single is not None else float("nan")
+
+
+# --------------------------------------------------------------------------- per-run values
+def extreme_absorption(true: np.ndarray, pred: np.ndarray) -> float:
+    """Share of the extreme-grade knees (KL 0 and KL 4) predicted as their neighbour inside the same
+    coarse class (KL 1, KL 3), averaged over the two grades present: how much a model compresses the
+    fine grades inside each coarse class (the pattern of the runs flagged "degenerate").
+
+    Example:
+        >>> extreme_absorption(np.array([0, 0, 4, 4, 2]), np.array([1, 0, 3, 3, 2]))
+        0.75
+    """
+    shares = [float(np.mean(pred[true == g] == n)) for g, n in ((KL_GRADES[0], KL_GRADES[1]),
+                                                               (KL_GRADES[-1], KL_GRADES[-2])) if np.any(true == g)]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def latent_values(latent: pd.DataFrame, predictions: dict[str, pd.DataFrame], truth: str) -> pd.DataFrame:
+    """Claim 2's per-run values against ``truth`` (``kl`` or ``kl_clean``), long form: run_id,
+    backbone, mode, seed, metric, value. ``latent``: :meth:`Study.latent` rows of the PCA axis;
+    ``predictions``: run id -> test predictions (for :func:`extreme_absorption`)."""
+    grade = "KLclean" if truth == "kl_clean" else "KL"
+    pca = latent[latent["method"] == "pca"]
+    columns = {"latent_order": f"abs_spearman_PC1_{grade}", "within_class_order": f"within_class_spearman_{grade}"}
+    rows = []
+    for _, r in pca.iterrows():
+        keys = {k: r[k] for k in ("run_id", "backbone", "mode", "seed")}
+        rows += [{**keys, "metric": m, "value": float(r[c])} for m, c in columns.items() if c in r]
+        p = predictions[r["run_id"]]
+        if "pred_kl" in p and p["pred_kl"].notna().all() and truth in p:
+            value = extreme_absorption(p[truth].to_numpy(int), p["pred_kl"].to_numpy(int))
+            rows.append({**keys, "metric": "extreme_absorption", "value": value})
+    return pd.DataFrame(rows, columns=["run_id", "backbone", "mode", "seed", "metric", "value"])
+
+
+def saliency_values(table: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Claim 3's per-run values from :func:`oaprobe.report.saliency.saliency_run_table` for one
+    ``method``, long form with a ``target`` column and ``trusted`` (the map passed its checks):
+    ``enrichment_<region>`` per run and target."""
+    t = table[table["method"] == method]
+    return pd.DataFrame({
+        "run_id": t["run_id"], "backbone": t["backbone"], "mode": t["mode"], "seed": t["seed"],
+        "target": t["target"], "metric": "enrichment_" + t["region"].astype(str), "value": t["enrichment"].astype(float),
+        "trusted": t["trusted"].astype(bool),
+    })
+
+
+# --------------------------------------------------------------------------- pairing and the rule
+def pair_seeds(values: pd.DataFrame, baseline: str, failed: pd.Series) -> pd.DataFrame:
+    """Dual (``a``) and ``baseline`` (``b``) of each backbone, metric and seed: ``diff = a - b`` and
+    ``flagged`` when either run failed (``failed``: run id -> bool) or either map is untrusted.
+
+    Saliency values carry a ``target``: dual's map for the baseline's target (OA for single-OA,
+    KL for single-KL) is compared with the baseline's map for the same target.
+    """
+    v = values
+    if "target" in v:
+        v = v[v["target"] == ("oa" if baseline == "single_oa" else "kl")]
+    bad = v["run_id"].map(failed).fillna(False).astype(bool)
+    if "trusted" in v:
+        bad |= ~v["trusted"].astype(bool)
+    v = v.assign(bad=bad)
+    keys = ["backbone", "metric", "seed"]
+    a = v[v["mode"] == "dual"].set_index(keys)[["value", "bad"]]
+    b = v[v["mode"] == baseline].set_index(keys)[["value", "bad"]]
+    both = a.join(b, lsuffix="_a", rsuffix="_b", how="inner").dropna(subset=["value_a", "value_b"]).reset_index()
+    return pd.DataFrame({
+        "backbone": both["backbone"], "metric": both["metric"], "baseline": baseline, "seed": both["seed"].astype(int),
+        "a": both["value_a"], "b": both["value_b"], "diff": both["value_a"] - both["value_b"],
+        "flagged": both["bad_a"].astype(bool) | both["bad_b"].astype(bool),
+    })
+
+
+def _nominal(diffs: np.ndarray, delta: float) -> dict[str, float]:
+    """The plain 90% and 95% t-intervals of the mean difference (no multiplicity correction)."""
+    plain = decide(diffs, delta)
+    return {"ci90_low": plain["eq_low"], "ci90_high": plain["eq_high"],
+            "ci95_low": plain["ci_low"], "ci95_high": plain["ci_high"]}
+
+
+def family_size(claim: str, role: str, n_backbones: int) -> int:
+    """Bonferroni's ``m`` of a question: claim 1's primary questions are each tested on their own
+    (as the book declared them first); every other family is the role's questions x backbones."""
+    if claim == "metrics" and role == "primary":
+        return 1
+    return sum(1 for q in QUESTIONS if q.claim == claim and q.role == role) * max(n_backbones, 1)
+
+
+def decide_claim(pairs: pd.DataFrame, claim: str, truth: str = "", method: str = "") -> pd.DataFrame:
+    """The rule on every question of ``claim`` found in ``pairs`` (rows of :func:`pair_seeds` for
+    every baseline), Bonferroni within each role (:func:`family_size`)."""
+    rows = []
+    asked = [q for q in QUESTIONS if q.claim == claim]
+    backbones = list(dict.fromkeys(pairs["backbone"])) if len(pairs) else []
+    for q in asked:
+        m = family_size(claim, q.role, len(backbones))
+        for bb in backbones:
+            g = pairs[(pairs["backbone"] == bb) & (pairs["metric"] == q.metric) & (pairs["baseline"] == q.baseline)]
+            if g.empty:
+                continue
+            d = g["diff"].to_numpy(float)
+            out = decide_with_flags(d, g["flagged"].to_numpy(bool), q.delta, m=m,
+                                    lower_is_better=q.metric in LOWER_IS_BETTER)
+            ref = reference_diff(bb, q.metric, q.baseline) if truth != "kl_clean" else float("nan")
+            rows.append({
+                "claim": claim, "role": q.role, "backbone": bb, "metric": q.metric, "baseline": q.baseline,
+                "truth": truth, "method": method, "n": out["n_seeds"], **_nominal(d, q.delta),
+                "test_low": out["ci_low"], "test_high": out["ci_high"],
+                "verdict_without_flagged": out["verdict_unflagged"], "reference_diff": ref,
+                **{k: out[k] for k in ("mean", "sd", "delta", "m", "alpha", "eq_low", "eq_high", "verdict",
+                                       "verdict_all", "n_flagged", "seeds_needed", "loo_stable")},
+            })
+    out = pd.DataFrame(rows, columns=[c for c in VERDICT_COLUMNS if c != "reference_in_ci95"])
+    inside = (out["ci95_low"] <= out["reference_diff"]) & (out["reference_diff"] <= out["ci95_high"])
+    return out.assign(reference_in_ci95=inside.where(out["reference_diff"].notna()))
+
+
+def stack_verdicts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One table of every claim's verdicts, in :data:`VERDICT_COLUMNS` order."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(VERDICT_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(VERDICT_COLUMNS)]
+
+
+
+# --------------------------------------------------------------------------- the study's verdicts
+def failed_runs(convergence: pd.DataFrame) -> pd.Series:
+    """Run id -> whether the run failed to train (diverged or below the OA majority rate): the flags
+    that keep a seed from deciding a verdict alone (:func:`oaprobe.analysis.convergence.run_diagnostics`)."""
+    return convergence.set_index("run_id")["flagged"].astype(bool)
+
+
+def metric_verdicts(study, truth: str) -> pd.DataFrame:
+    """Claim 1 against ``truth``: the answer page's primary questions, one row per backbone and question."""
+    metrics = [q.metric for q in QUESTIONS if q.claim == "metrics"]
+    return decide_claim(study.paired_seeds(truth=truth, metrics=metrics), "metrics", truth)
+
+
+def latent_verdicts(study, truth: str, latent: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Claim 2 against ``truth`` on the train-fitted PCA axis (``latent``: :meth:`Study.latent` rows,
+    computed when not given)."""
+    latent = study.latent(methods=("pca",)) if latent is None else latent
+    preds = {r.run_id: r.predictions[r.predictions["split"] == "test"] for r in study.runs}
+    values = latent_values(latent, preds, truth)
+    failed = failed_runs(study.convergence())
+    pairs = pd.concat([pair_seeds(values, base, failed) for base in ("single_kl", "single_oa")], ignore_index=True)
+    return decide_claim(pairs, "latent", truth)
+
+
+def saliency_verdicts(study, table: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Claim 3 with ``method``'s maps (``table``: :func:`oaprobe.report.saliency.saliency_run_table`);
+    a run whose map fails its checks counts as flagged."""
+    values = saliency_values(table, method)
+    if values.empty:
+        return decide_claim(values.assign(baseline="", diff=np.nan, flagged=False), "saliency", method=method)
+    failed = failed_runs(study.convergence())
+    pairs = pd.concat([pair_seeds(values, base, failed) for base in ("single_kl", "single_oa")], ignore_index=True)
+    return decide_claim(pairs, "saliency", method=method)
