@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,18 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
         extra_grid=extra_grid(preset, manifest, noise),
         chapters=chapters,
     )
+
+
+#: chapters that write files for the reader to download beside their page (a ``downloads`` parameter)
+DOWNLOADS = ("answer.ipynb",)
+
+
+def with_downloads(chapter: Chapter, generated: Path) -> Chapter:
+    """``chapter`` with its ``downloads`` folder set to the executed pages' folder, where the site
+    serves its files from (only the chapters of :data:`DOWNLOADS` take one)."""
+    if chapter.source not in DOWNLOADS:
+        return chapter
+    return replace(chapter, parameters={**chapter.parameters, "downloads": _relative(generated)})
 
 
 def _relative(path: Path) -> str:
@@ -403,8 +415,9 @@ def _build_staged(plan: BookPlan, site: Path, t0: float, work: dict[str, Any], r
     print(f"[book] saliency of {len(salient)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     run_ids = [c.run_id() for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
     digest = _source_digest()
-    keys = {c.output: chapter_key(c, run_ids, digest) for c in plan.chapters}
-    execute_chapters(plan.chapters, keys, generated, work["jobs"], work["progress"])
+    chapters = [with_downloads(c, generated) for c in plan.chapters]
+    keys = {c.output: chapter_key(c, run_ids, digest) for c in chapters}
+    execute_chapters(chapters, keys, generated, work["jobs"], work["progress"])
     stale = {c.output for c in plan.chapters}
     for old in generated.glob("*.ipynb"):
         if old.name not in stale:

@@ -9,6 +9,13 @@ untrustworthy, so a bad run is visible in the book instead of averaged in:
 - ``below_majority``: test OA accuracy below the majority-class rate of the test split;
 - ``degenerate``: a KL grade holding at least ``grade_share`` of the test knees is never predicted.
 
+``flagged`` (a seed with such a run cannot decide a verdict alone) is set by the training failures
+only (:data:`FAILURE_FLAGS`). ``degenerate`` is reported, not set aside: which grades a model
+predicts is an outcome that the training mode under comparison may cause (dual supervision can
+absorb an extreme grade into its neighbour inside the same coarse class), and setting runs aside
+by an outcome of the treatment biases the comparison; the answer page measures it instead
+(extreme-grade absorption, :mod:`oaprobe.report.claims`).
+
 Example:
     >>> history = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [1.0, 0.8, 2.0], "kept": [0, 0, 1]})
     >>> history_diagnostics(history)["kept_over_best"]
@@ -26,6 +33,10 @@ from oaprobe.facts import KL_GRADES, NEAR_BEST_LOSS, OA_THRESHOLD
 LOSS_RATIO = NEAR_BEST_LOSS
 #: a never-predicted grade holding at least this share of the test knees makes a run degenerate
 GRADE_SHARE = 0.10
+#: the flags that make a run a training failure (they set ``flagged``)
+FAILURE_FLAGS = ("unstable", "below_majority")
+#: the flags that make a run a training failure (they set ``flagged``)
+FAILURE_FLAGS = ("unstable", "below_majority")
 COLUMNS = ("kept_epoch", "epochs", "best_epoch", "best_val_loss", "kept_val_loss", "final_val_loss",
            "kept_over_best", "test_oa_accuracy", "majority_rate", "missing_grades",
            "unstable", "below_majority", "degenerate", "flagged")
@@ -59,9 +70,9 @@ def prediction_diagnostics(test: pd.DataFrame, truth: str = "kl", grade_share: f
 
 
 def run_diagnostics(history: pd.DataFrame, predictions: pd.DataFrame, truth: str = "kl") -> dict[str, object]:
-    """Every diagnostic of one run (see the module docstring); ``flagged`` if any flag is set."""
+    """Every diagnostic of one run (see the module docstring); ``flagged`` if a failure flag is set."""
     row = {**history_diagnostics(history), **prediction_diagnostics(predictions[predictions["split"] == "test"], truth)}
-    row["flagged"] = bool(row["unstable"] or row["below_majority"] or row["degenerate"])
+    row["flagged"] = any(bool(row[f]) for f in FAILURE_FLAGS)
     return {k: row[k] for k in COLUMNS}
 
 

@@ -14,10 +14,14 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from oaprobe.analysis.decision import ALPHA, DELTAS, POWER
+from oaprobe.io import write_atomic
 from oaprobe.models.backbones import backbone_title
+from oaprobe.report.claims import CLAIMS
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.sentences import needed_clause, plural, signed
 from oaprobe.report.study import Study, mean_sd
@@ -146,17 +150,20 @@ def flag_definition() -> str:
     """When a run carries a convergence flag, from the thresholds that set it."""
     from oaprobe.analysis.convergence import GRADE_SHARE, LOSS_RATIO
 
-    return (f"A run carries a convergence flag when the validation loss of its kept weights is above {LOSS_RATIO:g}x its "
-            f"best epoch's (diverged), when it never predicts a grade that holds at least {GRADE_SHARE:.0%} of the test "
-            "knees (degenerate), or when its OA accuracy is below the majority rate.")
+    return (f"A run failed to train when the validation loss of its kept weights is above {LOSS_RATIO:g}x its "
+            "best epoch's (diverged) or its OA accuracy is below the majority rate; a seed with such a run cannot "
+            f"decide a verdict alone. A run that never predicts a grade holding at least {GRADE_SHARE:.0%} of the test "
+            "knees is degenerate: an outcome the compared mode may cause, so it is measured, not set aside.")
 
 
 def describe_flag_rates(rates: pd.DataFrame) -> str:
     """One sentence: how many runs of each mode carry a convergence flag."""
-    parts = [f"{MODE_NAMES.get(r['mode'], r['mode'])} {int(r['flagged'])} of {int(r['runs'])}" for _, r in rates.iterrows()]
+    failed = ", ".join(f"{MODE_NAMES.get(r['mode'], r['mode'])} {int(r['flagged'])} of {int(r['runs'])}"
+                       for _, r in rates.iterrows())
+    degenerate = ", ".join(f"{MODE_NAMES.get(r['mode'], r['mode'])} {int(r['degenerate'])}" for _, r in rates.iterrows())
     total = int(rates["flagged"].sum())
-    lead = "No run carries a convergence flag" if total == 0 else f"{plural(total, 'run')} carry a convergence flag"
-    return f"{lead} (diverged, degenerate or below the OA majority rate): " + ", ".join(parts) + "."
+    lead = "No run failed to train" if total == 0 else f"{plural(total, 'run')} failed to train"
+    return f"{lead} (diverged or below the OA majority rate): {failed}. Degenerate runs: {degenerate}."
 
 
 def ceilings_text(has_clean: bool) -> str:
@@ -226,3 +233,57 @@ def differences_for_figure(study: Study, answer: pd.DataFrame, truth: str) -> tu
     seeds = seeds.assign(question=seeds["metric"].map(metrics), backbone=seeds["backbone"].map(backbone_title))
     summary = answer[answer["truth"] == truth].assign(backbone=lambda t: t["backbone"].map(backbone_title))
     return seeds, summary
+
+
+# --------------------------------------------------------------------------- the three claims
+def _verdict_words(row: pd.Series) -> str:
+    """The verdict, saying when "equivalent" rests on a real difference smaller than delta."""
+    verdict = str(row["verdict"])
+    if verdict == "equivalent" and (row["test_low"] > 0 or row["test_high"] < 0):
+        return "equivalent (a real difference, smaller than δ)"
+    return verdict
+
+
+def describe_verdict(row: pd.Series) -> str:
+    """One row of :func:`oaprobe.report.claims.decide_claim` in one sentence of under 40 words."""
+    truth = f", {TRUTHS[row['truth']]}" if row["truth"] in TRUTHS else ""
+    return (f"{backbone_title(row['backbone'])}, {readable_name(row['metric'])} vs {MODE_NAMES[row['baseline']]}"
+            f"{truth}, {plural(row['n'], 'seed')}: {signed(row['mean'])} (90% CI {signed(row['ci90_low'])} to "
+            f"{signed(row['ci90_high'])}; δ ±{row['delta']:g}): {_verdict_words(row)}.")
+
+
+def claim_findings(verdicts: pd.DataFrame) -> list[str]:
+    """One bullet per claim and truth: how many primary questions are decided, and each verdict."""
+    out = []
+    prim = verdicts[verdicts["role"] == "primary"]
+    for (claim, truth), g in prim.groupby(["claim", "truth"], sort=False):
+        decided = int((g["verdict"] != "inconclusive").sum())
+        parts = "; ".join(f"{backbone_title(r['backbone'])} vs {MODE_NAMES[r['baseline']]} **{r['verdict']}** "
+                          f"({signed(r['mean'])})" for _, r in g.iterrows())
+        against = f" against the {TRUTHS[truth]}" if truth in TRUTHS else ""
+        out.append(f"{CLAIMS[claim]}{against}: {decided} of {len(g)} decided. {parts}.")
+    return out
+
+
+def claim_figure_inputs(pairs: pd.DataFrame, verdicts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """:func:`oaprobe.figures.seed_differences`' inputs for one claim's primary questions: per-seed
+    differences, the rule's summary (its own, Bonferroni-wide intervals) and the panel titles."""
+    prim = verdicts[verdicts["role"] == "primary"]
+    key = lambda t: t["metric"] + " vs " + t["baseline"]  # noqa: E731
+    asked = set(key(prim))
+    seeds = pairs.assign(question=key(pairs)).loc[lambda t: t["question"].isin(asked)]
+    seeds = seeds.assign(backbone=seeds["backbone"].map(backbone_title))
+    summary = prim.assign(question=key(prim), backbone=prim["backbone"].map(backbone_title),
+                          ci_low=prim["test_low"], ci_high=prim["test_high"])
+    panels = {q: f"{readable_name(m)} vs {MODE_NAMES[b]}" for q, m, b in
+              dict.fromkeys(zip(summary["question"], summary["metric"], summary["baseline"]))}
+    return seeds, summary, panels
+
+
+def write_verdicts(verdicts: pd.DataFrame, folder: str) -> str:
+    """Write ``verdicts.csv`` (every verdict, unrounded) into ``folder`` atomically; return the MyST
+    download link to it (the page sits in the same folder), or "" without a folder."""
+    if not folder:
+        return ""
+    write_atomic(Path(folder) / "verdicts.csv", verdicts.to_csv(index=False).encode())
+    return "{download}`Every verdict as verdicts.csv <verdicts.csv>`"

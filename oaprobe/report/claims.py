@@ -190,9 +190,11 @@ def family_size(claim: str, role: str, n_backbones: int) -> int:
     return sum(1 for q in QUESTIONS if q.claim == claim and q.role == role) * max(n_backbones, 1)
 
 
-def decide_claim(pairs: pd.DataFrame, claim: str, truth: str = "", method: str = "") -> pd.DataFrame:
+def decide_claim(pairs: pd.DataFrame, claim: str, truth: str = "", method: str = "",
+                 limit: str | None = None) -> pd.DataFrame:
     """The rule on every question of ``claim`` found in ``pairs`` (rows of :func:`pair_seeds` for
-    every baseline), Bonferroni within each role (:func:`family_size`)."""
+    every baseline), Bonferroni within each role (:func:`family_size`); ``limit``: why the test set
+    carries no finding (:func:`oaprobe.report.guards.finding_limit`), making every verdict inconclusive."""
     rows = []
     asked = [q for q in QUESTIONS if q.claim == claim]
     backbones = list(dict.fromkeys(pairs["backbone"])) if len(pairs) else []
@@ -204,7 +206,7 @@ def decide_claim(pairs: pd.DataFrame, claim: str, truth: str = "", method: str =
                 continue
             d = g["diff"].to_numpy(float)
             out = decide_with_flags(d, g["flagged"].to_numpy(bool), q.delta, m=m,
-                                    lower_is_better=q.metric in LOWER_IS_BETTER)
+                                    lower_is_better=q.metric in LOWER_IS_BETTER, limit=limit)
             ref = reference_diff(bb, q.metric, q.baseline) if truth != "kl_clean" else float("nan")
             rows.append({
                 "claim": claim, "role": q.role, "backbone": bb, "metric": q.metric, "baseline": q.baseline,
@@ -235,29 +237,75 @@ def failed_runs(convergence: pd.DataFrame) -> pd.Series:
     return convergence.set_index("run_id")["flagged"].astype(bool)
 
 
-def metric_verdicts(study, truth: str) -> pd.DataFrame:
-    """Claim 1 against ``truth``: the answer page's primary questions, one row per backbone and question."""
-    metrics = [q.metric for q in QUESTIONS if q.claim == "metrics"]
-    return decide_claim(study.paired_seeds(truth=truth, metrics=metrics), "metrics", truth)
+def metric_pairs(study, truth: str) -> pd.DataFrame:
+    """Claim 1's per-seed pairs against ``truth``: the answer page's primary metrics (OA ROC-AUC vs
+    single-OA, KL QWK vs single-KL), flagged as the rest of the book flags them."""
+    return study.paired_seeds(truth=truth, metrics=[q.metric for q in QUESTIONS if q.claim == "metrics"])
 
 
-def latent_verdicts(study, truth: str, latent: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Claim 2 against ``truth`` on the train-fitted PCA axis (``latent``: :meth:`Study.latent` rows,
-    computed when not given)."""
+def latent_pairs(study, truth: str, latent: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Claim 2's per-seed pairs against ``truth`` on the train-fitted PCA axis (``latent``:
+    :meth:`Study.latent` rows, computed when not given), for both baselines."""
     latent = study.latent(methods=("pca",)) if latent is None else latent
     preds = {r.run_id: r.predictions[r.predictions["split"] == "test"] for r in study.runs}
     values = latent_values(latent, preds, truth)
     failed = failed_runs(study.convergence())
-    pairs = pd.concat([pair_seeds(values, base, failed) for base in ("single_kl", "single_oa")], ignore_index=True)
-    return decide_claim(pairs, "latent", truth)
+    return pd.concat([pair_seeds(values, base, failed) for base in ("single_kl", "single_oa")], ignore_index=True)
+
+
+def saliency_pairs(study, table: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Claim 3's per-seed pairs with ``method``'s maps (``table``:
+    :func:`oaprobe.report.saliency.saliency_run_table`); a map that fails its checks is flagged."""
+    values = saliency_values(table, method)
+    if values.empty:
+        return pd.DataFrame(columns=["backbone", "metric", "baseline", "seed", "a", "b", "diff", "flagged"])
+    failed = failed_runs(study.convergence())
+    return pd.concat([pair_seeds(values, base, failed) for base in ("single_kl", "single_oa")], ignore_index=True)
+
+
+def metric_verdicts(study, truth: str) -> pd.DataFrame:
+    """Claim 1 against ``truth``: one row per backbone and primary question."""
+    return decide_claim(metric_pairs(study, truth), "metrics", truth)
+
+
+def latent_verdicts(study, truth: str, latent: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Claim 2 against ``truth``: one row per backbone, question and baseline."""
+    return decide_claim(latent_pairs(study, truth, latent), "latent", truth)
 
 
 def saliency_verdicts(study, table: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Claim 3 with ``method``'s maps (``table``: :func:`oaprobe.report.saliency.saliency_run_table`);
-    a run whose map fails its checks counts as flagged."""
-    values = saliency_values(table, method)
-    if values.empty:
-        return decide_claim(values.assign(baseline="", diff=np.nan, flagged=False), "saliency", method=method)
-    failed = failed_runs(study.convergence())
-    pairs = pd.concat([pair_seeds(values, base, failed) for base in ("single_kl", "single_oa")], ignore_index=True)
-    return decide_claim(pairs, "saliency", method=method)
+    """Claim 3 with ``method``'s maps: one row per backbone, question and baseline."""
+    return decide_claim(saliency_pairs(study, table, method), "saliency", method=method)
+
+
+def study_verdicts(study, saliency_table: pd.DataFrame | None = None,
+                   method: str | None = None) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
+    """Every claim's verdicts on ``study`` (claims 1 and 2 against the main truth, then the observed
+    labels where they differ; claim 3 with ``method``'s maps when given) and each claim's per-seed
+    pairs, keyed by (claim, truth), for the figures."""
+    from oaprobe.report.guards import finding_limit
+
+    truths = list(dict.fromkeys([study.main_truth, "kl"]))
+    latent = study.latent(methods=("pca",))
+    frames, pairs = [], {}
+    for truth in truths:
+        limit = finding_limit(study.table, truth=truth)
+        for claim, p in (("metrics", metric_pairs(study, truth)), ("latent", latent_pairs(study, truth, latent))):
+            pairs[(claim, truth)] = p
+            frames.append(decide_claim(p, claim, truth, limit=limit))
+    if saliency_table is not None and method:
+        p = saliency_pairs(study, saliency_table, method)
+        pairs[("saliency", "")] = p
+        frames.append(decide_claim(p, "saliency", method=method, limit=finding_limit(study.table)))
+    return stack_verdicts(frames), pairs
+
+
+def decisive_method(table: pd.DataFrame) -> str | None:
+    """The saliency method whose maps decide claim 3: the one trusted (passing its checks) in the most
+    runs, if that is more than half of them; None when no method is trusted in most runs (the claim is
+    then not testable with trustworthy maps). Chosen by the checks, never by the answer."""
+    if table is None or table.empty:
+        return None
+    per_run = table.groupby(["method", "run_id"])["trusted"].all().groupby("method").agg(["sum", "size"])
+    best = per_run.assign(share=per_run["sum"] / per_run["size"]).sort_values("share", ascending=False)
+    return str(best.index[0]) if best["share"].iloc[0] > 0.5 else None

@@ -49,6 +49,15 @@ COLUMN_NAMES: dict[str, str] = {
     "salient_faster": "salient faster", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
     "p_sign": "p (sign test)", "faster": "salient faster", "passes": "passes", "verdict": "verdict", "reason": "reason",
     "trust": "trust", "spearman_randomised": "rank correlation, fully randomised",
+    # the claims' questions and verdict table (oaprobe.report.claims)
+    "latent_order": "latent order |ρ(PC1, grade)|", "within_class_order": "order inside each coarse class",
+    "extreme_absorption": "extreme-grade absorption", "enrichment_cartilage": "saliency enrichment on cartilage",
+    "enrichment_evidence": "saliency enrichment on the planted evidence", "claim": "claim", "role": "role",
+    "ci90_low": "90% CI low", "ci90_high": "90% CI high", "ci95_low": "95% CI low", "ci95_high": "95% CI high",
+    "test_low": "rule's CI low", "test_high": "rule's CI high", "verdict_without_flagged": "verdict without flagged seeds",
+    "reference_diff": "reference study's difference", "reference_in_ci95": "reference inside our 95% CI",
+    "kl0_as_kl1": "KL0 predicted KL1", "kl4_as_kl3": "KL4 predicted KL3", "kl0_vs_kl1_on_axis": "KL0 vs KL1 on the axis (AUC)",
+    "kl3_vs_kl4_on_axis": "KL3 vs KL4 on the axis (AUC)", "oa_weight": "λ", "degenerate": "degenerate", "runs": "runs",
     # tests
     "paired_bootstrap": "paired bootstrap", "mcnemar_exact": "exact McNemar", "delong": "DeLong",
 }

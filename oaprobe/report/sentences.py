@@ -136,7 +136,7 @@ def describe_convergence(conv: pd.DataFrame) -> str:
     flags = {"unstable": "kept weights far from their best validation loss", "below_majority": "below the OA majority rate",
              "degenerate": "a frequent grade never predicted"}
     parts = [f"{int(conv[k].sum())} {text}" for k, text in flags.items() if conv[k].any()]
-    n = int(conv["flagged"].sum())
+    n = int(conv[list(flags)].any(axis=1).sum())
     if not n:
         return f"All {len(conv)} runs converged without a flag (kept epoch within 1.2x of the best validation loss, above the majority rate, every frequent grade predicted)."
     return f"{n} of {len(conv)} runs are flagged: " + "; ".join(parts) + "."
