@@ -6,7 +6,11 @@ the summation order of the convolutions' reductions the same way (a smoke M3T ru
 probabilities differ in the third decimal after two epochs at 1 vs 2 threads), so it stands in for
 another host here. This script trains the preset's main grid at ``--threads`` threads, one run at
 a time, into its own runs folder, and prints beside the book's runs (``--book-runs``, trained at 1
-thread a run): the convergence flags per mode and every primary question's verdict.
+thread a run): the convergence flags per mode and, for every question of the three claims
+(:func:`oaprobe.report.claims.study_verdicts`; claim 3 where both runs folders have the saliency
+stage's results), the verdict on both and whether it is the same. The perturbed verdicts are written
+to ``<book runs>/verdicts-perturbed.csv`` (with the package's source digest), where the answer page
+reads them and marks the verdicts the perturbation flips.
 
     python benchmarks/host_perturbation.py --preset default --threads 2 --runs runs-threads2
 
@@ -35,7 +39,9 @@ def main() -> None:
     import pandas as pd
 
     from oaprobe.config import get_preset
-    from oaprobe.report.answer import answer_table, flag_rates
+    from oaprobe.report.answer import flag_rates
+    from oaprobe.report.claims import compare_verdicts, decisive_method, study_verdicts, write_perturbed
+    from oaprobe.report.saliency import saliency_run_table
     from oaprobe.report.study import Study
     from oaprobe.sweep import preset_manifest, run_missing, study_grid
 
@@ -46,16 +52,19 @@ def main() -> None:
     tic = time.perf_counter()
     run_missing(grid, args.runs, jobs=1, progress=sys.stderr.isatty())
     print(f"main grid at {args.threads} threads: {len(grid)} runs ready in {time.perf_counter() - tic:.0f} s")
-    columns = ["backbone", "question", "truth", "n_seeds", "mean", "eq_low", "eq_high", "ci_low", "ci_high", "verdict"]
-    pd.set_option("display.width", 200)
-    for name, root in ((f"{args.threads} threads", args.runs), ("book (1 thread)", args.book_runs)):
-        try:
-            study = Study.from_grid(args.preset, manifest, grid, root)
-        except Exception as err:  # noqa: BLE001 (a missing book folder is reported, not fatal)
-            print(f"\n{name}: {err}")
-            continue
+    pd.set_option("display.width", 220)
+    tables = {}
+    for name, root in (("book (1 thread)", args.book_runs), (f"{args.threads} threads", args.runs)):
+        study = Study.from_grid(args.preset, manifest, grid, root)
         print(f"\n{name}: convergence flags per mode\n{flag_rates(study).to_string(index=False)}")
-        print(f"\n{name}: primary questions\n{answer_table(study)[columns].round(4).to_string(index=False)}")
+        saliency = saliency_run_table(study)
+        tables[name], _ = study_verdicts(study, saliency, decisive_method(saliency))
+    book, other = tables.values()
+    both = compare_verdicts(book, other)
+    primary = both[both["role"] == "primary"]
+    print(f"\nverdicts, book vs {args.threads} threads (primary questions: {int(primary['same'].sum())} of "
+          f"{len(primary)} the same)\n{both.round(4).to_string(index=False)}")
+    write_perturbed(other, args.book_runs)
 
 
 if __name__ == "__main__":

@@ -247,9 +247,28 @@ def _verdict_words(row: pd.Series) -> str:
 def describe_verdict(row: pd.Series) -> str:
     """One row of :func:`oaprobe.report.claims.decide_claim` in one sentence of under 40 words."""
     truth = f", {TRUTHS[row['truth']]}" if row["truth"] in TRUTHS else ""
+    flip = ""
+    if row.get("same_under_perturbation") is False or row.get("same_under_perturbation") == 0:
+        flip = f" Under the host perturbation: {row['verdict_perturbed']}."
     return (f"{backbone_title(row['backbone'])}, {readable_name(row['metric'])} vs {MODE_NAMES[row['baseline']]}"
             f"{truth}, {plural(row['n'], 'seed')}: {signed(row['mean'])} (90% CI {signed(row['ci90_low'])} to "
-            f"{signed(row['ci90_high'])}; δ ±{row['delta']:g}): {_verdict_words(row)}.")
+            f"{signed(row['ci90_high'])}; δ ±{row['delta']:g}): {_verdict_words(row)}.{flip}")
+
+
+def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
+    """How many primary verdicts are the same when the main grid is retrained under the host
+    perturbation, and which flip (or why there is no comparison)."""
+    prim = verdicts[(verdicts["role"] == "primary") & verdicts["same_under_perturbation"].notna()]
+    if prim.empty:
+        return f"Host perturbation: not compared on this build ({note})."
+    flips = prim[~prim["same_under_perturbation"].astype(bool)]
+    text = (f"Retrained under the host perturbation, {len(prim) - len(flips)} of {len(prim)} primary verdicts are "
+            "the same")
+    if len(flips):
+        text += ("; flipped: " + "; ".join(f"{backbone_title(r['backbone'])} {readable_name(r['metric'])} vs "
+                                           f"{MODE_NAMES[r['baseline']]} ({r['verdict']} → {r['verdict_perturbed']})"
+                                           for _, r in flips.iterrows()))
+    return text + "."
 
 
 def claim_findings(verdicts: pd.DataFrame) -> list[str]:

@@ -16,14 +16,17 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from oaprobe.analysis.decision import decide, decide_with_flags
 from oaprobe.facts import KL_GRADES
+from oaprobe.io import write_atomic
 
 #: claim -> what the reference study claims (the answer page's headings)
 CLAIMS: dict[str, str] = {
@@ -309,3 +312,61 @@ def decisive_method(table: pd.DataFrame) -> str | None:
     per_run = table.groupby(["method", "run_id"])["trusted"].all().groupby("method").agg(["sum", "size"])
     best = per_run.assign(share=per_run["sum"] / per_run["size"]).sort_values("share", ascending=False)
     return str(best.index[0]) if best["share"].iloc[0] > 0.5 else None
+
+
+#: the columns that name one question of :func:`verdict_table`'s rows
+QUESTION_KEYS = ("claim", "role", "backbone", "metric", "baseline", "truth", "method")
+
+
+def compare_verdicts(book: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """Each question's verdict in ``book`` beside ``other``'s (e.g. the main grid retrained under the
+    host perturbation): ``mean``, ``verdict``, ``other_mean``, ``other_verdict`` and ``same`` (NaN
+    where ``other`` did not ask the question)."""
+    keys = list(QUESTION_KEYS)
+    a = book[keys + ["n", "mean", "verdict"]]
+    b = other[keys + ["n", "mean", "verdict"]].rename(columns={"n": "other_n", "mean": "other_mean",
+                                                               "verdict": "other_verdict"})
+    both = a.merge(b, on=keys, how="left")
+    same = (both["verdict"] == both["other_verdict"]).where(both["other_verdict"].notna())
+    return both.assign(same=same)
+
+
+#: where the host-perturbation benchmark leaves its verdicts, inside the book's runs folder
+PERTURBED_VERDICTS = "verdicts-perturbed.csv"
+
+
+def write_perturbed(verdicts: pd.DataFrame, runs_root: str | Path) -> Path:
+    """Write the perturbed grid's verdicts into ``runs_root`` with the package source they came from."""
+    out = Path(runs_root) / PERTURBED_VERDICTS
+    write_atomic(out, verdicts.assign(source=source_digest()).to_csv(index=False).encode())
+    return out
+
+
+def read_perturbed(runs_root: str | Path) -> tuple[pd.DataFrame | None, str]:
+    """The host-perturbation verdicts of ``runs_root`` and a note on them: None with the reason when
+    there are none, or when another version of the package computed them (they could disagree for
+    that reason alone)."""
+    path = Path(runs_root) / PERTURBED_VERDICTS
+    if not path.is_file():
+        return None, f"no host-perturbation verdicts ({path} is written by benchmarks/host_perturbation.py)"
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if set(table["source"].astype(str)) != {source_digest()}:
+        return None, f"the host-perturbation verdicts in {path} came from another version of the package"
+    return table.drop(columns="source").fillna({"truth": "", "method": ""}), f"host-perturbation verdicts: {path}"
+
+
+def source_digest() -> str:
+    """A short hash of the package's source files (a verdict computed by other code is not comparable)."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def mark_perturbed(verdicts: pd.DataFrame, perturbed: pd.DataFrame | None) -> pd.DataFrame:
+    """``verdicts`` with ``verdict_perturbed`` and ``same_under_perturbation`` (NaN without perturbed verdicts)."""
+    if perturbed is None:
+        return verdicts.assign(verdict_perturbed=np.nan, same_under_perturbation=np.nan)
+    both = compare_verdicts(verdicts, perturbed)
+    return verdicts.assign(verdict_perturbed=both["other_verdict"].to_numpy(), same_under_perturbation=both["same"].to_numpy())

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from oaprobe.analysis.latent import within_class_order
-from oaprobe.report.claims import (QUESTIONS, VERDICT_COLUMNS, decide_claim, extreme_absorption, family_size,
+from oaprobe.report.claims import (QUESTIONS, VERDICT_COLUMNS, compare_verdicts, decide_claim, extreme_absorption, family_size,
                                    latent_verdicts, metric_verdicts, pair_seeds, reference_diff, saliency_verdicts,
                                    stack_verdicts)
 from oaprobe.report.study import Study
@@ -144,3 +144,14 @@ def test_metric_verdicts_match_the_answer_table(study):
 def test_questions_are_declared_once_each():
     keys = [(q.claim, q.metric, q.baseline) for q in QUESTIONS]
     assert len(keys) == len(set(keys)) and {q.claim for q in QUESTIONS} == {"metrics", "latent", "saliency"}
+
+
+def test_compare_verdicts_marks_flips_and_missing_questions():
+    base = {"claim": "latent", "role": "primary", "metric": "latent_order", "baseline": "single_kl", "truth": "kl",
+            "method": "", "n": 12}
+    book = pd.DataFrame([{**base, "backbone": b, "mean": 0.1, "verdict": v}
+                         for b, v in (("resnet3d", "helps"), ("m3t", "equivalent"), ("nnmamba", "helps"))])
+    other = book.iloc[:2].assign(verdict=["helps", "inconclusive"])
+    out = compare_verdicts(book, other).set_index("backbone")
+    assert out.loc["resnet3d", "same"] == True and out.loc["m3t", "same"] == False  # noqa: E712
+    assert pd.isna(out.loc["nnmamba", "same"])
