@@ -22,7 +22,6 @@ from oaprobe import __version__
 from oaprobe.config import RunConfig, get_preset
 from oaprobe.errors import OaprobeError
 from oaprobe.facts import CARTILAGE_LABELS, MODES
-from oaprobe.models.backbones import backbone_title
 from oaprobe.report.display import MODE_NAMES
 from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, preset_manifest, study_grid
 from oaprobe.training.runs import Run, field_matches, is_done, load_run, run_dir
@@ -404,44 +403,6 @@ class Study:
         g = t.groupby(["backbone", "mode"], sort=False)[cols]
         mean, sd = g.mean(), g.std()
         return pd.DataFrame({c: [mean_sd(m, s) for m, s in zip(mean[c], sd[c])] for c in cols}, index=mean.index)
-
-    @staticmethod
-    def latent_best(lat: pd.DataFrame, method: str = "pca") -> list[str]:
-        """Per backbone: which mode orders the axis best by |Spearman(PC1, KL)|, and dual vs single per seed."""
-        out = []
-        t = lat[lat["method"] == method]
-        for bb, g in t.groupby("backbone", sort=False):
-            means = g.groupby("mode")["abs_spearman_PC1_KL"].mean().sort_values(ascending=False)
-            text = (f"{backbone_title(bb)}: the highest mean |Spearman(PC1, KL)| is {means.iloc[0]:.3f} "
-                    f"({MODE_NAMES.get(means.index[0], means.index[0])})")
-            wide = g.pivot_table(index="seed", columns="mode", values="abs_spearman_PC1_KL")
-            for base in ("single_oa", "single_kl"):
-                if "dual" in wide and base in wide:
-                    wins = int((wide["dual"] > wide[base]).sum())
-                    text += f"; dual exceeds {MODE_NAMES[base]} in {wins} of {len(wide)} seeds"
-            out.append(text + ".")
-        return out
-
-    @staticmethod
-    def latent_findings(lat: pd.DataFrame) -> list[str]:
-        """The latent chapter's opening bullets: :meth:`latent_best` per backbone, then each mode's mean
-        over backbones and seeds against the clean grade (PCA) and on the supervised LDA axis."""
-        if not len(lat):
-            return []
-
-        def by_mode(t: pd.DataFrame, col: str) -> str:
-            means = t.groupby("mode", sort=False)[col].mean()
-            return ", ".join(f"{MODE_NAMES.get(m, m)} {v:.3f}" for m, v in means.items())
-
-        findings = Study.latent_best(lat, method="pca")
-        pca, lda = (lat[lat["method"] == m] for m in ("pca", "lda"))
-        if len(pca) and "abs_spearman_PC1_KLclean" in pca:
-            findings.append("Against the clean grade, the mean |Spearman(PC1, clean KL)| over backbones and seeds is "
-                            f"{by_mode(pca, 'abs_spearman_PC1_KLclean')}.")
-        if len(lda):
-            findings.append("On the supervised LDA axis (fitted on the train grades), the mean |Spearman(axis 1, KL)| "
-                            f"over backbones and seeds is {by_mode(lda, 'abs_spearman_PC1_KL')}.")
-        return findings
 
     def _embedding_splits(self, run: Run):
         from oaprobe.analysis.latent import embedding_set
