@@ -241,6 +241,9 @@ def _verdict_words(row: pd.Series) -> str:
     verdict = str(row["verdict"])
     if verdict == "equivalent" and (row["test_low"] > 0 or row["test_high"] < 0):
         return "equivalent (a real difference, smaller than δ)"
+    needed = row.get("seeds_needed")
+    if verdict == "inconclusive" and not row.get("reason") and needed == needed and needed is not None:
+        return f"inconclusive (about {int(needed)} seeds would decide it)"
     return verdict
 
 
