@@ -66,17 +66,47 @@ def test_gradient_reaches_stem_and_tokens():
         assert p.grad is not None and p.grad.norm() > 0
 
 
-def _reference_forward(net: M3T, x: torch.Tensor) -> torch.Tensor:
-    """The pre-speed-up forward (issue 32): planes through the slice encoder one at a time, torch's transformer."""
+def _reference_forward(net: M3T, x: torch.Tensor, batched: bool = False) -> torch.Tensor:
+    """The pre-speed-up forward (issue 32): planes through the slice encoder one at a time, torch's
+    transformer; ``batched``: the three planes' slices as one batch (the new training grouping)."""
     feat = net.stem(x)
     b, c = feat.shape[:2]
+    moved = [feat.movedim(axis + 2, 1) for axis in (2, 0, 1)]
+    slices = [m.reshape(b * m.shape[1], c, *m.shape[3:]) for m in moved]
+    if batched:
+        vectors = net.project(net.slice_encoder(torch.cat(slices))).split([len(s) for s in slices])
+    else:
+        vectors = [net.project(net.slice_encoder(s)) for s in slices]
     parts = [net.cls_token.expand(b, 1, -1)]
-    for axis in (2, 0, 1):
-        moved = feat.movedim(axis + 2, 1)
-        slices = moved.reshape(b * moved.shape[1], c, *moved.shape[3:])
-        parts += [net.project(net.slice_encoder(slices)).reshape(b, moved.shape[1], -1), net.sep_token.expand(b, 1, -1)]
+    for v, m in zip(vectors, moved):
+        parts += [v.reshape(b, m.shape[1], -1), net.sep_token.expand(b, 1, -1)]
     tokens = torch.cat(parts, dim=1) + net.pos_embed + net.plane_embed(net.plane_ids)
     return net.norm(net.transformer(tokens)[:, 0])
+
+
+def _outputs_and_grads(net, forward, x, w):
+    net.zero_grad()
+    out = forward(x)
+    (out * w).sum().backward()
+    return out.detach(), [p.grad.clone() for p in net.parameters()]
+
+
+def _assert_same(got, want):
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    for new, old in zip(got[1], want[1]):
+        torch.testing.assert_close(new, old, rtol=1e-4, atol=1e-5)
+
+
+def test_training_forward_and_gradient_equal_the_reference_computed_with_batched_planes():
+    # training mode, no dropout: the written-out transformer and batched planes against torch's layers
+    g = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = M3T((8, 8, 8), width=0.25, dropout=0.0).train().double()  # float64: train-mode batch norm's
+    x = torch.randn(3, 1, 8, 8, 8, generator=g, dtype=torch.float64)  # gradients amplify float32 rounding
+    w = torch.randn(3, net.out_dim, generator=g, dtype=torch.float64)
+    got = _outputs_and_grads(net, net, x, w)
+    _assert_same(got, _outputs_and_grads(net, lambda v: _reference_forward(net, v, batched=True), x, w))
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 8), (8, 12, 16)])
@@ -92,15 +122,7 @@ def test_eval_forward_and_gradient_equal_the_reference(shape):
             m.running_var.uniform_(0.5, 2.0, generator=g)
     net.eval()
     x, w = torch.randn(3, 1, *shape, generator=g), torch.randn(3, net.out_dim, generator=g)
-    grads = []
-    for forward in (net, lambda v: _reference_forward(net, v)):
-        net.zero_grad()
-        out = forward(x)
-        (out * w).sum().backward()
-        grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
-    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-5)
-    for new, old in zip(grads[0][1], grads[1][1]):
-        torch.testing.assert_close(new, old, rtol=1e-4, atol=1e-5)
+    _assert_same(_outputs_and_grads(net, net, x, w), _outputs_and_grads(net, lambda v: _reference_forward(net, v), x, w))
 
 
 def test_training_batches_the_planes_through_one_batch_norm_call():
@@ -110,6 +132,9 @@ def test_training_batches_the_planes_through_one_batch_norm_call():
     net.slice_encoder.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     net(torch.randn(2, 1, 8, 8, 8))
     assert calls == [3 * 2 * 8]
+    calls.clear()
+    net.eval()(torch.randn(2, 1, 8, 8, 8))  # eval: one plane at a time (faster there; the same outputs)
+    assert calls == [2 * 8] * 3
     calls.clear()
     odd = M3T((8, 12, 16), width=0.25).train()  # planes of different slice shapes: one call each
     odd.slice_encoder.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
