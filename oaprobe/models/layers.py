@@ -5,6 +5,7 @@ encoders), in the style of MONAI's layer factories, so one residual block serves
 the 3D ResNet-18s and nnMamba's stages. Activations are never in place, so any layer can be
 hooked for Grad-CAM. Convolutions skip the kernel taps that can only read zero padding
 (:class:`Conv3d`, :class:`Conv2d`), which is most of the work of a dilated conv on a small map.
+:class:`PolyphaseConv3d` runs a few-channel 5^3 convolution over 2x2x2 phases (M3T's stem).
 This module imports no backbone.
 
 Example:
@@ -76,6 +77,67 @@ class Conv2d(_SkipPaddingTaps, nn.Conv2d):
 
 class Conv3d(_SkipPaddingTaps, nn.Conv3d):
     """``nn.Conv3d`` that skips the kernel taps reading only zero padding (:class:`_SkipPaddingTaps`)."""
+
+
+def _phase_taps(kernel: int, padding: int) -> torch.Tensor:
+    """Kernel index of tap ``u`` (-1, 0, 1) from input phase ``ri`` to output phase ``ro``, shape
+    (ro, ri, u) = (2, 2, 3); ``kernel`` marks a tap outside the kernel (a zero weight)."""
+    return torch.tensor([[[j if 0 <= (j := 2 * u + ri - ro + padding) < kernel else kernel for u in (-1, 0, 1)]
+                          for ri in (0, 1)] for ro in (0, 1)])
+
+
+def space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, 2a, 2b, ...) -> (N, C * 2^dims, a, b, ...): channel ``c * 2^dims + phase`` (phase bits in axis order)."""
+    n, c, *size = x.shape
+    dims = len(size)
+    v = x.reshape(n, c, *(s for m in size for s in (m // 2, 2)))
+    return v.permute(0, 1, *(3 + 2 * a for a in range(dims)), *(2 + 2 * a for a in range(dims))).reshape(
+        n, c * 2**dims, *(m // 2 for m in size))
+
+
+def depth_to_space(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`space_to_depth`."""
+    n, c_phases, *half = y.shape
+    dims = len(half)
+    v = y.reshape(n, c_phases // 2**dims, *([2] * dims), *half)
+    order = [0, 1, *(x for a in range(dims) for x in (2 + dims + a, 2 + a))]
+    return v.permute(order).reshape(n, c_phases // 2**dims, *(2 * m for m in half))
+
+
+def polyphase_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The 3-wide kernel over :func:`space_to_depth` maps equal to ``weight`` (odd width <= 5, "same" padding)
+    over the full maps: ``out[2m + ro] = sum_j w[j] x[2m + ro + j - p]`` reads input phase ``ri`` at
+    ``m + u`` with ``j = 2u + ri - ro + p``."""
+    dims, (co, ci, k) = weight.dim() - 2, weight.shape[:3]
+    taps = _phase_taps(k, k // 2).reshape(-1)
+    w = F.pad(weight, (0, 1) * dims)  # index k: the zero tap
+    for a in range(dims):
+        w = w.index_select(2 + 3 * a, taps).unflatten(2 + 3 * a, (2, 2, 3))
+    ro = [2 + 3 * a for a in range(dims)]  # (co, ci, ro, ri, u per axis) -> (co, ro..., ci, ri..., u...)
+    return w.permute(0, *ro, 1, *(r + 1 for r in ro), *(r + 2 for r in ro)).reshape(
+        co * 2**dims, ci * 2**dims, *([3] * dims))
+
+
+class PolyphaseConv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs a stride-1 "same" 5^3 (or 3^3) convolution on maps of even sides as a
+    3^3 convolution over their 2x2x2 phases (:func:`space_to_depth`): the same sums, with 8x the
+    channels on 1/8 of the voxels. For few channels that is much faster on CPU (M3T's 4-channel
+    5^3 stem conv: 1.7x, forward and backward), though it multiplies 1.7x more terms for 5^3
+    (3.7x for 3^3, so it is not used there). Any other setting runs ``nn.Conv3d`` as is;
+    parameters and state dicts are ``nn.Conv3d``'s.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        k = self.kernel_size[0]
+        if (self.padding_mode != "zeros" or self.groups != 1 or any(s != 1 for s in self.stride)
+                or any(d != 1 for d in self.dilation) or set(self.kernel_size) != {k} or k not in (3, 5)
+                or self.padding != (k // 2,) * 3 or any(s % 2 for s in input.shape[2:])):
+            return super()._conv_forward(input, weight, bias)
+        cl = torch.channels_last_3d
+        out = F.conv3d(space_to_depth(input).contiguous(memory_format=cl),
+                       polyphase_weight(weight).contiguous(memory_format=cl), padding=1)
+        out = depth_to_space(out).contiguous(memory_format=cl)
+        return out if bias is None else out + bias.view(1, -1, 1, 1, 1)
 
 
 _LAYERS: dict[str, tuple[type[nn.Module], type[nn.Module], type[nn.Module]]] = {
