@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from oaprobe.models.layers import (PolyphaseConv3d, ResidualBlock, conv_norm_act, depth_to_space, layer_type,
+from oaprobe.models.layers import (PolyphaseConv3d, ResidualBlock, StridedConv2d, conv_norm_act, depth_to_space, layer_type,
                                    residual_stage, scale_channels, space_to_depth)
 
 
@@ -185,3 +185,28 @@ def test_space_to_depth_round_trips():
     assert phased.shape == (2, 24, 2, 3, 1)
     assert phased[0, 1, 0, 0, 0] == x[0, 0, 0, 0, 1]  # channel 0, phase (0, 0, 1)
     assert torch.equal(depth_to_space(phased), x)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, size", [(7, 2, 3, (12, 12)), (7, 2, 3, (11, 9)), (3, 2, 1, (8, 7)),
+                                                            (5, 3, 2, (9, 10)), (1, 2, 0, (6, 6))])
+def test_strided_conv_equals_torch_conv_forward_and_gradients(kernel, stride, padding, size):
+    g = torch.Generator().manual_seed(0)
+    conv = StridedConv2d(3, 5, kernel, stride=stride, padding=padding, bias=False).double()
+    ref = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding, bias=False).double()
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, *size, generator=g, dtype=torch.float64, requires_grad=True)
+    got, want = conv(x), ref(x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    w = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    grads = [torch.autograd.grad((y * w).sum(), [x, m.weight]) for y, m in ((got, conv), (want, ref))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_strided_conv_falls_back_with_a_bias_or_stride_one():
+    g = torch.Generator().manual_seed(1)
+    for kwargs in ({"stride": 2, "padding": 1, "bias": True}, {"stride": 1, "padding": 1, "bias": False}):
+        conv, ref = StridedConv2d(2, 2, 3, **kwargs), nn.Conv2d(2, 2, 3, **kwargs)
+        ref.load_state_dict(conv.state_dict())
+        x = torch.randn(1, 2, 8, 8, generator=g)
+        torch.testing.assert_close(conv(x), ref(x))
