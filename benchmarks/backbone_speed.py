@@ -16,20 +16,36 @@ the engine's (fused) AdamW. Printed side by side, all measured in this one proce
   and of the gradient (relative L2 over all parameters, and cosine), beside the fp32 gradient's
   own drift from float64 as the yardstick.
 
+With ``--before REV`` it instead times this tree's backbones against git revision ``REV``'s
+(issue 32: before/after in one run): ``REV``'s ``oaprobe`` is extracted with ``git archive``
+as a package ``oaprobe_before`` and loaded beside this one; the before step, the after step
+and the matmul alternate (so a shared host's load falls on all alike); printed are ms/step,
+each step's ratio to the matmul rate (both with the model's FLOPs as ``REV`` counts them) and
+the speed-up.
+
 Usage (one thread; the machine is shared, so medians of several repetitions):
     OMP_NUM_THREADS=1 python benchmarks/backbone_speed.py --repeats 7
+    OMP_NUM_THREADS=1 python benchmarks/backbone_speed.py --before 9f9e634 --repeats 9
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib
+import re
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
+from pathlib import Path
+
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -174,6 +190,57 @@ def measure(backbone: str, width: float, batch: int, repeats: int, matmul_rate: 
     }
 
 
+def package_of(rev: str, into: Path) -> str:
+    """Extract revision ``rev``'s ``oaprobe`` into ``into`` as the package ``oaprobe_before`` (its own
+    imports renamed), so both versions load in this one process; returns the package name."""
+    repo = Path(__file__).resolve().parents[1]
+    archive = into / "before.tar"
+    with archive.open("wb") as out:
+        subprocess.run(["git", "-C", str(repo), "archive", rev, "oaprobe"], stdout=out, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    (into / "oaprobe").rename(into / "oaprobe_before")
+    for source in (into / "oaprobe_before").rglob("*.py"):
+        source.write_text(re.sub(r"\boaprobe(?=[.\s])", "oaprobe_before", source.read_text()))
+    sys.path.insert(0, str(into))
+    return "oaprobe_before"
+
+
+def before_after(args: argparse.Namespace) -> None:
+    """Print each backbone's step before (``args.before``) and after (this tree), timed alternately in this process."""
+    with tempfile.TemporaryDirectory(prefix="oaprobe-before-") as tmp:
+        old = importlib.import_module(package_of(args.before, Path(tmp)) + ".models.backbones")
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); before = {args.before}, after = this"
+              f" tree; the two steps alternate, {args.repeats} each, medians", flush=True)
+        for name in args.backbones.split(","):
+            shape = book_shape(name)
+            steps, flops = {}, {}
+            for label, build in (("before", old.build_backbone), ("after", build_backbone)):
+                torch.manual_seed(0)
+                net = build(name, shape, width=args.width)
+                flops[label] = step_flops(Step(copy.deepcopy(net), shape, args.batch, bf16=False))
+                steps[label] = Step(net, shape, args.batch, bf16=False)
+            times: dict[str, list[float]] = {"before": [], "after": [], "matmul": []}
+            side = args.matmul
+            a = torch.randn(side, side, generator=torch.Generator().manual_seed(0))
+            for label in ("before", "after"):  # warm-up
+                steps[label]()
+            for _ in range(args.repeats):
+                for label, fn in (("before", steps["before"]), ("after", steps["after"]), ("matmul", lambda: a @ a)):
+                    tic = time.perf_counter()
+                    fn()
+                    times[label].append(time.perf_counter() - tic)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            rate = 2 * side**3 / med["matmul"] / 1e9
+            # both against the model's own arithmetic (the before's count): a faster formulation that
+            # multiplies more terms (M3T's phase-split stem conv) must not look better by its extra FLOPs
+            ratio = {k: flops["before"] / med[k] / 1e9 / rate for k in ("before", "after")}
+            print(f"{name:9s} {'x'.join(map(str, shape)):8s} before {1e3 * med['before']:7.1f} ms/step (ratio"
+                  f" {ratio['before']:.2f}) | after {1e3 * med['after']:7.1f} ms/step (ratio {ratio['after']:.2f})"
+                  f" | speed-up x{med['before'] / med['after']:.2f} | model GFLOP/step {flops['before'] / 1e9:.2f}"
+                  f" (after's formulation counts {flops['after'] / 1e9:.2f}), matmul {rate:.0f} GFLOP/s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbones", default=",".join(PAPER_BACKBONES))
@@ -181,7 +248,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--matmul", type=int, default=2048, help="side of the square fp32 matmul")
+    parser.add_argument("--before", default=None, help="git revision to time against, side by side")
     args = parser.parse_args()
+    if args.before:
+        before_after(args)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     rows = []
     for name in args.backbones.split(","):

@@ -5,6 +5,7 @@ encoders), in the style of MONAI's layer factories, so one residual block serves
 the 3D ResNet-18s and nnMamba's stages. Activations are never in place, so any layer can be
 hooked for Grad-CAM. Convolutions skip the kernel taps that can only read zero padding
 (:class:`Conv3d`, :class:`Conv2d`), which is most of the work of a dilated conv on a small map.
+:class:`PolyphaseConv3d` runs a few-channel 5^3 convolution over 2x2x2 phases (M3T's stem).
 This module imports no backbone.
 
 Example:
@@ -76,6 +77,133 @@ class Conv2d(_SkipPaddingTaps, nn.Conv2d):
 
 class Conv3d(_SkipPaddingTaps, nn.Conv3d):
     """``nn.Conv3d`` that skips the kernel taps reading only zero padding (:class:`_SkipPaddingTaps`)."""
+
+
+def _phase_taps(kernel: int, padding: int) -> torch.Tensor:
+    """Kernel index of tap ``u`` (-1, 0, 1) from input phase ``ri`` to output phase ``ro``, shape
+    (ro, ri, u) = (2, 2, 3); ``kernel`` marks a tap outside the kernel (a zero weight)."""
+    return torch.tensor([[[j if 0 <= (j := 2 * u + ri - ro + padding) < kernel else kernel for u in (-1, 0, 1)]
+                          for ri in (0, 1)] for ro in (0, 1)])
+
+
+def space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, 2a, 2b, ...) -> (N, C * 2^dims, a, b, ...): channel ``c * 2^dims + phase`` (phase bits in axis order)."""
+    n, c, *size = x.shape
+    dims = len(size)
+    v = x.reshape(n, c, *(s for m in size for s in (m // 2, 2)))
+    return v.permute(0, 1, *(3 + 2 * a for a in range(dims)), *(2 + 2 * a for a in range(dims))).reshape(
+        n, c * 2**dims, *(m // 2 for m in size))
+
+
+def depth_to_space(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`space_to_depth`."""
+    n, c_phases, *half = y.shape
+    dims = len(half)
+    v = y.reshape(n, c_phases // 2**dims, *([2] * dims), *half)
+    order = [0, 1, *(x for a in range(dims) for x in (2 + dims + a, 2 + a))]
+    return v.permute(order).reshape(n, c_phases // 2**dims, *(2 * m for m in half))
+
+
+def polyphase_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The 3-wide kernel over :func:`space_to_depth` maps equal to ``weight`` (odd width <= 5, "same" padding)
+    over the full maps: ``out[2m + ro] = sum_j w[j] x[2m + ro + j - p]`` reads input phase ``ri`` at
+    ``m + u`` with ``j = 2u + ri - ro + p``."""
+    dims, (co, ci, k) = weight.dim() - 2, weight.shape[:3]
+    taps = _phase_taps(k, k // 2).reshape(-1)
+    w = F.pad(weight, (0, 1) * dims)  # index k: the zero tap
+    for a in range(dims):
+        w = w.index_select(2 + 3 * a, taps).unflatten(2 + 3 * a, (2, 2, 3))
+    ro = [2 + 3 * a for a in range(dims)]  # (co, ci, ro, ri, u per axis) -> (co, ro..., ci, ri..., u...)
+    return w.permute(0, *ro, 1, *(r + 1 for r in ro), *(r + 2 for r in ro)).reshape(
+        co * 2**dims, ci * 2**dims, *([3] * dims))
+
+
+class PolyphaseConv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs a stride-1 "same" 5^3 (or 3^3) convolution on maps of even sides as a
+    3^3 convolution over their 2x2x2 phases (:func:`space_to_depth`): the same sums, with 8x the
+    channels on 1/8 of the voxels. For few channels that is much faster on CPU (M3T's 4-channel
+    5^3 stem conv: 1.7x, forward and backward), though it multiplies 1.7x more terms for 5^3
+    (3.7x for 3^3, so it is not used there). Any other setting runs ``nn.Conv3d`` as is;
+    parameters and state dicts are ``nn.Conv3d``'s.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        k = self.kernel_size[0]
+        if (self.padding_mode != "zeros" or self.groups != 1 or any(s != 1 for s in self.stride)
+                or any(d != 1 for d in self.dilation) or set(self.kernel_size) != {k} or k not in (3, 5)
+                or self.padding != (k // 2,) * 3 or any(s % 2 for s in input.shape[2:])):
+            return super()._conv_forward(input, weight, bias)
+        cl = torch.channels_last_3d
+        out = F.conv3d(space_to_depth(input).contiguous(memory_format=cl),
+                       polyphase_weight(weight).contiguous(memory_format=cl), padding=1)
+        out = depth_to_space(out).contiguous(memory_format=cl)
+        return out if bias is None else out + bias.view(1, -1, 1, 1, 1)
+
+
+def _phase_plan(size: int, out: int, kernel: int, stride: int, padding: int) -> tuple[torch.Tensor, int, int]:
+    """One axis of :func:`strided_input_grad`: the kernel index of tap ``t`` for input phase ``r``
+    (``kernel``: no tap, a zero weight), shape (stride, taps), and the output gradient's left and
+    right padding."""
+    q_lo = min(-((r + padding) // stride) for r in range(stride))
+    q_hi = max((kernel - 1 - r - padding) // stride for r in range(stride))
+    table = [[j if 0 <= (j := stride * (q_hi - t) + r + padding) < kernel else kernel for t in range(q_hi - q_lo + 1)]
+             for r in range(stride)]
+    return torch.tensor(table), q_hi, -(-size // stride) - q_lo - out
+
+
+def strided_input_grad(grad: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
+                       size: tuple[int, ...]) -> torch.Tensor:
+    """Input gradient of a 2D convolution of ``stride`` and ``padding`` (undilated, one group) as one
+    stride-1 convolution of ``grad`` giving every input phase's channels, then :func:`depth_to_space`-
+    like interleaving: ``dx[s m + r] = sum_q w[s q + r + p] grad[m - q]``. For M3T's 7x7 stride-2
+    slice stem (4 input channels) 1.7x faster than torch's own backward here."""
+    co, ci = weight.shape[:2]
+    plans = [_phase_plan(n, o, k, stride, padding) for n, o, k in zip(size, grad.shape[2:], weight.shape[2:])]
+    w = F.pad(weight, (0, 1, 0, 1))  # index k: the zero tap
+    for a, (table, _, _) in enumerate(plans):
+        w = w.index_select(2 + 2 * a, table.reshape(-1)).unflatten(2 + 2 * a, table.shape)
+    taps = [len(p[0][0]) for p in plans]  # w: (co, ci, r1, t1, r2, t2) -> (ci, r1, r2, co, t1, t2)
+    w = w.permute(1, 2, 4, 0, 3, 5).reshape(ci * stride**2, co, *taps)
+    pads = [v for p in reversed(plans) for v in p[1:]]
+    phased = F.conv2d(F.pad(grad, pads), w.contiguous(memory_format=torch.channels_last))
+    n, (mh, mw) = grad.shape[0], phased.shape[2:]
+    full = phased.view(n, ci, stride, stride, mh, mw).permute(0, 1, 4, 2, 5, 3).reshape(n, ci, mh * stride, mw * stride)
+    return full[:, :, : size[0], : size[1]]
+
+
+class _StridedConv2d(torch.autograd.Function):
+    """``F.conv2d`` (no bias) whose input gradient is :func:`strided_input_grad`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        return F.conv2d(x, weight, None, stride, padding)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: D102
+        x, weight = ctx.saved_tensors
+        s, p = ctx.stride, ctx.padding
+        dx = strided_input_grad(grad, weight, s, p, tuple(x.shape[2:])) if ctx.needs_input_grad[0] else None
+        dw = None
+        if ctx.needs_input_grad[1]:
+            dw = torch.ops.aten.convolution_backward(grad, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0], 1,
+                                                     [False, True, False])[1]
+        return dx, dw, None, None
+
+
+class StridedConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose strided, bias-free, square form (equal stride and padding on both axes,
+    zero padding, undilated, one group) back-propagates to its input with :func:`strided_input_grad`;
+    anything else is ``nn.Conv2d`` as is. Same parameters and state dict."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        (sh, sw), (ph, pw) = self.stride, self.padding if not isinstance(self.padding, str) else (None, None)
+        if (bias is not None or self.padding_mode != "zeros" or self.groups != 1 or self.dilation != (1, 1)
+                or sh == 1 or sh != sw or ph is None or ph != pw):
+            return super()._conv_forward(input, weight, bias)
+        return _StridedConv2d.apply(input, weight, sh, ph)
 
 
 _LAYERS: dict[str, tuple[type[nn.Module], type[nn.Module], type[nn.Module]]] = {

@@ -7,6 +7,12 @@ width ``128 * width``. The token sequence is ``CLS, coronal..., SEP, sagittal...
 axial..., SEP`` plus a plane embedding and a learned position embedding (its length follows the
 input shape), through a 4-layer pre-norm transformer encoder. The CLS output is the embedding.
 
+Speed (issue 32): for a cubic input the three planes' slices pass the slice encoder as one
+batch in training (the reference code's grouping, so batch norm pools the planes); the
+transformer keeps torch's ``nn.TransformerEncoder`` modules (and state-dict keys) but its
+training forward is written out in :func:`encoder_layer` with a cheaper dropout mask
+(:func:`dropout`). Eval mode runs the planes one at a time and torch's own transformer forward.
+
 Example:
     >>> import torch
     >>> net = M3T(input_shape=(16, 16, 16), width=0.25)
@@ -17,9 +23,10 @@ Example:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from oaprobe.models.layers import conv_norm_act, residual_stage, scale_channels
+from oaprobe.models.layers import PolyphaseConv3d, StridedConv2d, conv_norm_act, residual_stage, scale_channels
 
 
 class ResNet2D18(nn.Module):
@@ -29,6 +36,7 @@ class ResNet2D18(nn.Module):
         super().__init__()
         c = [scale_channels(n, width) for n in (64, 128, 256, 512)]
         self.stem = nn.Sequential(*conv_norm_act(2, in_channels, c[0], 7, stride=2), nn.MaxPool2d(3, stride=2, padding=1))
+        self.stem[0].__class__ = StridedConv2d  # its input gradient 1.7x faster over the input's phases
         ins, strides = [c[0], *c[:-1]], (1, 2, 2, 2)
         self.stages = nn.Sequential(*(residual_stage(2, i, o, stride=s) for i, o, s in zip(ins, c, strides)))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -53,6 +61,41 @@ class _ContiguousGrad(torch.autograd.Function):
 def _heads_for(dim: int, wanted: int = 8) -> int:
     """Largest head count <= ``wanted`` that divides ``dim``."""
     return max(h for h in range(1, wanted + 1) if dim % h == 0)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout (``F.dropout``'s distribution) from one uniform draw per element.
+
+    ``F.dropout`` draws its mask with ``bernoulli_``, about 6x slower on this CPU than
+    ``rand_like``; the masks differ, the distribution (keep with probability ``1 - p``, scale
+    by ``1 / (1 - p)``) is the same.
+    """
+    if not training or p == 0.0:
+        return x
+    return x * torch.rand_like(x).ge_(p).div_(1.0 - p)
+
+
+def encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, training: bool) -> torch.Tensor:
+    """``layer``'s pre-norm forward (``norm_first=True``, batch first) with its own parameters, written out.
+
+    The same maths as torch's ``TransformerEncoderLayer`` (attention scaled by ``1/sqrt(head
+    width)``, dropout on the attention weights, after attention, inside and after the
+    feed-forward), without its per-call mask checks, its ``_safe_softmax`` (an ``all`` and a
+    ``where`` per call) or ``bernoulli_`` masks: the 4-layer transformer over 76 tokens of width
+    32 was 30% of an M3T step; this one makes the training step about 1.07x faster. Used in
+    training only (in eval mode torch's fused inference path is faster). Tested against torch's
+    forward in ``tests/models/test_m3t.py``.
+    """
+    b, n, d = x.shape
+    attn = layer.self_attn
+    heads = attn.num_heads
+    qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, n, d/heads)
+    weights = torch.softmax((q * (d // heads) ** -0.5) @ k.transpose(-1, -2), dim=-1)
+    mixed = (dropout(weights, attn.dropout, training) @ v).transpose(1, 2).reshape(b, n, d)
+    x = x + dropout(attn.out_proj(mixed), layer.dropout1.p, training)
+    hidden = dropout(layer.activation(layer.linear1(layer.norm2(x))), layer.dropout.p, training)
+    return x + dropout(layer.linear2(hidden), layer.dropout2.p, training)
 
 
 class M3T(nn.Module):
@@ -80,8 +123,10 @@ class M3T(nn.Module):
         d_size, h_size, w_size = self.input_shape
         stem_ch = scale_channels(16, width)
         self.stem = nn.Sequential(*conv_norm_act(3, 1, stem_ch, 5), *conv_norm_act(3, stem_ch, stem_ch, 5))
+        self.stem[3].__class__ = PolyphaseConv3d  # its few channels: 1.7x faster over 2x2x2 phases
         # channels-last weights: about 3x (3D) and 1.5x (2D) faster conv backward on CPU here.
         self.stem.to(memory_format=torch.channels_last_3d)
+        self.stem[0].to(memory_format=torch.contiguous_format)  # one input channel: 1.03x a step this way
         self.slice_encoder = ResNet2D18(stem_ch, width).to(memory_format=torch.channels_last)
         dim = scale_channels(128, width, minimum=8)
         self.project = nn.Linear(self.slice_encoder.out_dim, dim)
@@ -104,13 +149,26 @@ class M3T(nn.Module):
         self.out_dim: int = dim
         self.gradcam_layer = "stem"
 
-    def _plane_tokens(self, feat: torch.Tensor, axis: int) -> torch.Tensor:
-        """All slices of ``feat`` (B, C, D, H, W) along spatial ``axis`` -> tokens (B, n, dim)."""
+    def _slice_tokens(self, feat: torch.Tensor) -> list[torch.Tensor]:
+        """Tokens (B, n, dim) of all coronal, sagittal and axial slices of ``feat`` (B, C, D, H, W).
+
+        In training, when the three planes' slices have one shape (a cubic input), they pass the
+        shared slice encoder as one batch, as the reference M3T concatenates them before its 2D
+        ResNet-18 (its batch-norm statistics then pool the three planes); about 1.05x faster a
+        step here. In eval mode (running statistics: the same outputs) one plane at a time is
+        faster: a 3x larger batch ran 1.15x slower.
+        """
         b, c = feat.shape[:2]
-        moved = feat.movedim(axis + 2, 1)  # (B, n, C, a, b)
-        n = moved.shape[1]
-        slices = moved.reshape(b * n, c, *moved.shape[3:]).contiguous(memory_format=torch.channels_last)
-        return self.project(self.slice_encoder(slices)).reshape(b, n, -1)
+        planes = [feat.movedim(axis + 2, 1) for axis in (2, 0, 1)]  # coronal (W), sagittal (D), axial (H)
+        slices = [p.reshape(b * p.shape[1], c, *p.shape[3:]) for p in planes]
+        if not self.training or len({s.shape[2:] for s in slices}) > 1:
+            return [self._encode(s).reshape(b, p.shape[1], -1) for s, p in zip(slices, planes)]
+        vectors = self._encode(torch.cat(slices)).split([len(s) for s in slices])
+        return [v.reshape(b, p.shape[1], -1) for v, p in zip(vectors, planes)]
+
+    def _encode(self, slices: torch.Tensor) -> torch.Tensor:
+        """Slices (N, C, a, b) -> projected vectors (N, dim)."""
+        return self.project(self.slice_encoder(slices.contiguous(memory_format=torch.channels_last)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[2:]) != self.input_shape:
@@ -119,7 +177,11 @@ class M3T(nn.Module):
         b = feat.shape[0]
         sep = self.sep_token.expand(b, 1, -1)
         parts = [self.cls_token.expand(b, 1, -1)]
-        for axis in (2, 0, 1):  # coronal (W), sagittal (D), axial (H)
-            parts += [self._plane_tokens(feat, axis), sep]
+        for plane in self._slice_tokens(feat):
+            parts += [plane, sep]
         tokens = torch.cat(parts, dim=1) + self.pos_embed + self.plane_embed(self.plane_ids)
-        return self.norm(self.transformer(tokens)[:, 0])
+        if not self.training:  # torch's own forward: its fused inference path where grad is off
+            return self.norm(self.transformer(tokens)[:, 0])
+        for layer in self.transformer.layers:
+            tokens = encoder_layer(layer, tokens, training=True)
+        return self.norm(tokens[:, 0])

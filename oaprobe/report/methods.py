@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from oaprobe.config import PRESETS, RunConfig, get_preset
+from oaprobe.config import PRESETS, REFERENCE_RECIPE, RunConfig, get_preset
+from oaprobe.facts import MODES
 from oaprobe.models.backbones import backbone_title
 from oaprobe.report.display import MODE_NAMES, readable_text
 from oaprobe.report.sentences import describe_convergence, describe_targets, plural
@@ -163,3 +166,91 @@ def pairing_sentences(study: Study) -> list[str]:
         "per seed (Bouthillier et al., 2021) would also measure how the dual-minus-single difference moves with the "
         "training sample; this build does not, so its verdicts are about this cohort's training set.",
     ]
+
+
+# ---------------------------------------------------------------------------- where the build's time went
+#: the cost table's chapter grids, in its order (``saliency`` is the stage after training)
+COST_GRIDS = ("main", "recipe", "label noise", "variants", "saliency")
+
+
+def run_grid(config: dict[str, Any], main_manifest: str) -> str:
+    """The chapter grid a run config belongs to: ``recipe`` (the reference recipe's settings),
+    ``label noise`` (another cohort than ``main_manifest``), ``variants`` (ordinal head, label
+    smoothing, another lambda or the stacked dual) or ``main``."""
+    if all(config.get(k) == v for k, v in REFERENCE_RECIPE.items()):
+        return "recipe"
+    if config["manifest"] != main_manifest:
+        return "label noise"
+    if (config["mode"] not in MODES or config.get("label_smoothing", 0.0) != 0.0 or config.get("oa_weight", 1.0) != 1.0
+            or config.get("dual_variant") == "stacked"):
+        return "variants"
+    return "main"
+
+
+def run_costs(runs_root: str | Path) -> pd.DataFrame:
+    """One row per finished run folder under ``runs_root`` and per finished saliency folder in it.
+
+    A run's ``seconds`` is its ``DONE`` minus its ``config.json`` modification time (written once
+    the volumes are loaded and the model is built), split into ``epochs`` (the sum of
+    ``history.csv``'s epoch seconds) and ``final`` (the rest: the final evaluation and embedding
+    pass and the writes). A saliency folder's ``seconds`` is its ``settings.json``'s
+    ``seconds`` when recorded, else missing; ``done`` (the ``DONE`` time) is always given.
+    """
+    rows = []
+    for folder in sorted(p for p in Path(runs_root).iterdir() if p.is_dir()):
+        done, cfg_file = folder / "DONE", folder / "config.json"
+        if not (done.is_file() and cfg_file.is_file()):
+            continue
+        config = json.loads(cfg_file.read_text())["config"]
+        seconds = done.stat().st_mtime - cfg_file.stat().st_mtime
+        epochs = min(float(pd.read_csv(folder / "history.csv")["seconds"].sum()), seconds)
+        base = {"backbone": config["backbone"], "epochs_n": config["epochs"], "width": config["width"]}
+        rows.append({**base, "folder": folder.name, "config": config, "seconds": seconds, "epochs": epochs,
+                     "final": seconds - epochs, "done": done.stat().st_mtime})
+        for sal in sorted(folder.glob("saliency-*")):
+            if (sal / "DONE").is_file():
+                meta = json.loads((sal / "settings.json").read_text()) if (sal / "settings.json").is_file() else {}
+                rows.append({**base, "folder": f"{folder.name}/{sal.name}", "config": None,
+                             "seconds": float(meta.get("seconds", float("nan"))), "epochs": 0.0, "final": 0.0,
+                             "done": (sal / "DONE").stat().st_mtime})
+    return pd.DataFrame(rows, columns=["backbone", "epochs_n", "width", "folder", "config", "seconds", "epochs",
+                                       "final", "done"])
+
+
+def cost_table(runs_root: str | Path, epochs: int | None = None, width: float | None = None) -> pd.DataFrame:
+    """Where a built book's time went, by backbone and chapter grid: runs, seconds per run, its split
+    into epochs and final pass, core minutes and share of all run time (issue 32).
+
+    ``epochs`` and ``width`` keep only runs of those settings (a runs folder shared by presets).
+    Saliency rows sum the folders' recorded seconds; where none are recorded, the stage's wall time
+    (its last ``DONE`` minus the last training run's ``DONE``) stands in, marked in ``note``.
+    Raises ValueError naming ``runs_root`` when it holds no finished run.
+    """
+    costs = run_costs(runs_root)
+    if epochs is not None:
+        costs = costs[costs["epochs_n"] == epochs]
+    if width is not None:
+        costs = costs[costs["width"] == width]
+    trained = costs[costs["config"].notna()]
+    if trained.empty:
+        raise ValueError(f"runs_root = {str(runs_root)!r}: no finished run folder (DONE and config.json) there")
+    main_manifest = trained["config"].map(lambda c: c["manifest"]).mode().iloc[0]
+    grid = trained["config"].map(lambda c: run_grid(c, main_manifest))
+    rows = [_cost_row(backbone_title(bb), g, part) for (bb, g), part in trained.groupby([trained["backbone"], grid])]
+    saliency = costs[costs["config"].isna()]
+    if len(saliency):
+        recorded = saliency["seconds"].notna().all()
+        total = saliency["seconds"].sum() if recorded else max(saliency["done"].max() - trained["done"].max(), 0.0)
+        rows.append({"backbone": "all", "grid": "saliency", "runs": len(saliency), "s / run": total / len(saliency),
+                     "epochs s / run": float("nan"), "final s / run": float("nan"), "core min": total / 60,
+                     "note": "" if recorded else "wall time of the stage (no per-folder seconds recorded)"})
+    table = pd.DataFrame(rows)
+    table["share"] = table["core min"] / table["core min"].sum()
+    table["grid"] = pd.Categorical(table["grid"], COST_GRIDS, ordered=True)
+    return table.sort_values(["grid", "core min"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _cost_row(backbone: str, grid: str, part: pd.DataFrame) -> dict[str, Any]:
+    return {"backbone": backbone, "grid": grid, "runs": len(part), "s / run": part["seconds"].mean(),
+            "epochs s / run": part["epochs"].mean(), "final s / run": part["final"].mean(),
+            "core min": part["seconds"].sum() / 60, "note": ""}

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from oaprobe.models.layers import ResidualBlock, conv_norm_act, layer_type, residual_stage, scale_channels
+from oaprobe.models.layers import (PolyphaseConv3d, ResidualBlock, StridedConv2d, conv_norm_act, depth_to_space, layer_type,
+                                   residual_stage, scale_channels, space_to_depth)
 
 
 def _x(spatial_dims: int, channels: int, side: int, seed: int = 0) -> torch.Tensor:
@@ -149,3 +150,63 @@ def test_stage_first_block_strides_and_changes_channels():
 def test_stage_shares_dilation():
     stage = residual_stage(3, 4, 8, dilation=2)
     assert all(b.conv1.dilation == (2, 2, 2) and b.conv2.dilation == (2, 2, 2) for b in stage)
+
+
+@pytest.mark.parametrize("kernel, in_ch, size", [(5, 4, (8, 8, 8)), (5, 1, (6, 10, 4)), (3, 3, (4, 6, 8))])
+def test_polyphase_conv_equals_torch_conv_forward_and_gradients(kernel, in_ch, size):
+    g = torch.Generator().manual_seed(0)
+    conv = PolyphaseConv3d(in_ch, 3, kernel, padding=kernel // 2, bias=True).double()
+    ref = nn.Conv3d(in_ch, 3, kernel, padding=kernel // 2, bias=True).double()
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(2, in_ch, *size, generator=g, dtype=torch.float64, requires_grad=True)
+    got, want = conv(x), ref(x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    w = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    grads = [torch.autograd.grad((y * w).sum(), [x, m.weight, m.bias]) for y, m in ((got, conv), (want, ref))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_polyphase_conv_falls_back_where_phases_do_not_apply():
+    # odd sides, a stride, a 7-wide kernel: plain nn.Conv3d, the same result
+    g = torch.Generator().manual_seed(1)
+    for kwargs, size in (({"kernel_size": 5, "padding": 2}, (7, 8, 8)), ({"kernel_size": 5, "padding": 2, "stride": 2}, (8, 8, 8)),
+                         ({"kernel_size": 7, "padding": 3}, (8, 8, 8))):
+        conv = PolyphaseConv3d(2, 2, **kwargs)
+        ref = nn.Conv3d(2, 2, **kwargs)
+        ref.load_state_dict(conv.state_dict())
+        x = torch.randn(1, 2, *size, generator=g)
+        torch.testing.assert_close(conv(x), ref(x))
+
+
+def test_space_to_depth_round_trips():
+    x = torch.arange(2 * 3 * 4 * 6 * 2, dtype=torch.float32).reshape(2, 3, 4, 6, 2)
+    phased = space_to_depth(x)
+    assert phased.shape == (2, 24, 2, 3, 1)
+    assert phased[0, 1, 0, 0, 0] == x[0, 0, 0, 0, 1]  # channel 0, phase (0, 0, 1)
+    assert torch.equal(depth_to_space(phased), x)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, size", [(7, 2, 3, (12, 12)), (7, 2, 3, (11, 9)), (3, 2, 1, (8, 7)),
+                                                            (5, 3, 2, (9, 10)), (1, 2, 0, (6, 6))])
+def test_strided_conv_equals_torch_conv_forward_and_gradients(kernel, stride, padding, size):
+    g = torch.Generator().manual_seed(0)
+    conv = StridedConv2d(3, 5, kernel, stride=stride, padding=padding, bias=False).double()
+    ref = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding, bias=False).double()
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, *size, generator=g, dtype=torch.float64, requires_grad=True)
+    got, want = conv(x), ref(x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    w = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    grads = [torch.autograd.grad((y * w).sum(), [x, m.weight]) for y, m in ((got, conv), (want, ref))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_strided_conv_falls_back_with_a_bias_or_stride_one():
+    g = torch.Generator().manual_seed(1)
+    for kwargs in ({"stride": 2, "padding": 1, "bias": True}, {"stride": 1, "padding": 1, "bias": False}):
+        conv, ref = StridedConv2d(2, 2, 3, **kwargs), nn.Conv2d(2, 2, 3, **kwargs)
+        ref.load_state_dict(conv.state_dict())
+        x = torch.randn(1, 2, 8, 8, generator=g)
+        torch.testing.assert_close(conv(x), ref(x))

@@ -123,3 +123,62 @@ def test_pairing_sentences_verify_every_seed_group(tmp_path_factory, smoke_manif
     groups = len({(c.backbone, c.seed) for c in grid})
     assert checked.startswith(f"Pairing, checked on this build: in {groups} of {groups} (backbone, seed) groups")
     assert "not resampled per seed" in sampling
+
+
+def _plant_run(root, name, start, seconds, epoch_seconds, **config):
+    """A finished run folder whose config.json is dated ``start`` and DONE ``start + seconds``."""
+    import json
+    import os
+
+    folder = root / name
+    folder.mkdir()
+    base = {"backbone": "resnet3d", "mode": "dual", "manifest": "main.csv", "epochs": 2, "width": 0.25,
+            "label_smoothing": 0.0, "oa_weight": 1.0, "dual_variant": "parallel", "schedule": "cosine",
+            "lr": 1e-3, "batch_size": 8, "select": "final_near_best", "grad_clip": 5.0, "warmup_epochs": 1}
+    (folder / "config.json").write_text(json.dumps({"config": {**base, **config}}))
+    pd.DataFrame({"seconds": epoch_seconds}).to_csv(folder / "history.csv", index=False)
+    (folder / "DONE").write_text("x")
+    os.utime(folder / "config.json", (start, start))
+    os.utime(folder / "DONE", (start + seconds, start + seconds))
+    return folder
+
+
+def test_cost_table_on_planted_folders(tmp_path):
+    import os
+
+    from oaprobe.config import REFERENCE_RECIPE
+    from oaprobe.report.methods import cost_table
+
+    t0 = 1_000_000.0
+    _plant_run(tmp_path, "a", t0, 100, [40, 40], backbone="m3t")
+    _plant_run(tmp_path, "b", t0, 60, [20, 20], backbone="m3t", mode="single_oa")
+    _plant_run(tmp_path, "c", t0, 30, [12, 12])
+    _plant_run(tmp_path, "d", t0, 50, [20, 20], **REFERENCE_RECIPE)
+    _plant_run(tmp_path, "e", t0, 20, [8, 8], manifest="noisy.csv")
+    _plant_run(tmp_path, "f", t0, 10, [4, 4], mode="ordinal")
+    _plant_run(tmp_path, "g", t0, 10, [4, 4], oa_weight=2.0)
+    _plant_run(tmp_path, "h", t0, 999, [9, 9], epochs=5)  # another preset's run: filtered out
+    (tmp_path / "unfinished").mkdir()
+    sal = tmp_path / "a" / "saliency-x"
+    sal.mkdir()
+    (sal / "DONE").write_text("x")
+    os.utime(sal / "DONE", (t0 + 100 + 30, t0 + 130))  # 30 s after the last run's DONE
+    table = cost_table(tmp_path, epochs=2).set_index(["backbone", "grid"])
+    m3t = table.loc[("M3T", "main")]
+    assert m3t["runs"] == 2 and m3t["s / run"] == pytest.approx(80)
+    assert m3t["epochs s / run"] == pytest.approx(60) and m3t["final s / run"] == pytest.approx(20)
+    assert table.loc[("ResNet3D", "recipe"), "core min"] == pytest.approx(50 / 60)
+    assert table.loc[("ResNet3D", "label noise"), "runs"] == 1
+    assert table.loc[("ResNet3D", "variants"), "runs"] == 2
+    assert table.loc[("ResNet3D", "main"), "s / run"] == pytest.approx(30)
+    assert table.loc[("all", "saliency"), "core min"] == pytest.approx(30 / 60)
+    total = (100 + 60 + 30 + 50 + 20 + 10 + 10 + 30) / 60
+    assert table["share"].sum() == pytest.approx(1) and m3t["share"] == pytest.approx(160 / 60 / total)
+    assert list(table.index.get_level_values("grid").unique()) == ["main", "recipe", "label noise", "variants", "saliency"]
+
+
+def test_cost_table_names_an_empty_runs_folder(tmp_path):
+    from oaprobe.report.methods import cost_table
+
+    with pytest.raises(ValueError, match="no finished run folder"):
+        cost_table(tmp_path)

@@ -172,6 +172,15 @@ def test_same_config_and_seed_give_identical_predictions(smoke_config, volume_ca
     assert (other / "predictions.csv").read_bytes() != (a / "predictions.csv").read_bytes()
 
 
+@pytest.mark.parametrize("backbone", ["m3t", "nnmamba"])
+def test_sped_up_backbones_train_deterministically(backbone, smoke_config, volume_cache, tmp_path):
+    # issue 32: M3T's batched planes and rand_like dropout masks, nnMamba's scan: same config+seed, same bytes
+    cfg = smoke_config(backbone=backbone, mode="dual")
+    a = _fit(cfg, tmp_path / "a", volume_cache)
+    b = _fit(cfg, tmp_path / "b", volume_cache)
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+
+
 def test_crash_while_writing_leaves_no_done_and_resumes(smoke_config, volume_cache, tmp_path, monkeypatch):
     cfg = smoke_config()
     reference = _fit(cfg, tmp_path / "ref", volume_cache)
