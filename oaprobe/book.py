@@ -106,21 +106,29 @@ def validation_manifest(manifest: Path, cohorts_root: Path, seed: int = 0, fract
     """``manifest`` itself when it has validation knees; else a copy whose validation split is
     ``fraction`` of its training subjects (:func:`oaprobe.data.splits.carve_validation`, seeded).
 
-    The copy lives in ``cohorts_root/with-val/`` (paths rewritten relative to it), named after the
-    source's content hash, with a JSON sidecar saying where it came from: the runs record the copy
-    as their manifest, so the split is part of every run's record. Written atomically and only once.
+    The copy lives in ``cohorts_root/with-val/`` (paths rewritten relative to it), named after what
+    it was derived from: the source's bytes AND the folder its relative paths resolve against (two
+    copies of one dataset with identical manifest text but other volumes get two copies, each
+    pointing at its own volumes; a moved source gets a new one). A JSON sidecar says where it came
+    from: the runs record the copy as their manifest, so the split is part of every run's record.
+    Written atomically and only once; a copy whose sidecar names another source is refused.
     """
     from oaprobe.data.manifest import PATH_COLUMNS, manifest_hash, read_manifest, write_manifest
-    from oaprobe.data.splits import carve_validation, check_leakage, split_note_path
+    from oaprobe.data.splits import carve_validation, check_leakage, read_split_note, split_note_path
     from oaprobe.io import write_atomic
 
     table = read_manifest(manifest, check_volumes=False)
     if (table["split"] == "val").any():
         return Path(manifest)
-    source_hash = manifest_hash(manifest)
+    source, source_hash = Path(manifest).resolve(), manifest_hash(manifest)
+    key = hashlib.sha256(f"{source_hash}\n{source.parent}".encode()).hexdigest()
     folder = Path(cohorts_root) / "with-val"
-    out = folder / f"{Path(manifest).stem}-val{int(round(fraction * 100))}-seed{seed}-{source_hash[:12]}.csv"
+    out = folder / f"{source.stem}-val{int(round(fraction * 100))}-seed{seed}-{key[:12]}.csv"
     if out.is_file():
+        note = read_split_note(out) or {}
+        if note.get("source") != str(source) or note.get("source_sha256") != source_hash:
+            raise OaprobeError(f"{out}: derived from {note.get('source')!r} (sha256 {note.get('source_sha256')!r}), "
+                               f"not from {str(source)!r}; expected its own copy: delete {out} and its .json note")
         return out
     table["split"] = carve_validation(table, fraction, seed)
     check_leakage(table)
@@ -129,7 +137,7 @@ def validation_manifest(manifest: Path, cohorts_root: Path, seed: int = 0, fract
         if absolute in table.columns:
             table[column] = [Path(os.path.relpath(p, folder.resolve())).as_posix() if p else "" for p in table[absolute]]
     moved = int((table["split"] == "val").sum())
-    note = {"note": VAL_SPLIT_NOTE, "source": str(Path(manifest).resolve()), "source_sha256": source_hash,
+    note = {"note": VAL_SPLIT_NOTE, "source": str(source), "source_sha256": source_hash,
             "fraction_of_train_subjects": fraction, "seed": seed, "val_knees": moved,
             "val_subjects": int(table.loc[table["split"] == "val", "subject_id"].nunique()),
             "stratified_by": "largest KL grade of the subject"}
