@@ -38,16 +38,17 @@ class ChapterCommandError(OaprobeError):
 
 def parse_parameters(pairs: list[list[str]] | None, known: dict[str, Any], chapter: str) -> dict[str, Any]:
     """``-p key value`` pairs as papermill parameters: values read as JSON when they parse
-    (``3``, ``true``, ``{"width": 0.5}``), else as text; every key must be the chapter's own."""
+    (``3``, ``true``, ``{"width": 0.5}``), else as text; every key must be the chapter's own and
+    every value one it accepts (:mod:`oaprobe.parameters`)."""
+    from oaprobe.parameters import check_parameters
+
     out: dict[str, Any] = {}
     for key, text in pairs or []:
-        if key not in known:
-            raise ChapterCommandError(f"chapter {chapter}: no parameter {key!r}; expected one of {', '.join(known)}")
         try:
             out[key] = json.loads(text)
         except json.JSONDecodeError:
             out[key] = text
-    return out
+    return check_parameters(chapter, out, known)
 
 
 def notebook_parameters(name: str, notebooks: Path) -> dict[str, Any]:

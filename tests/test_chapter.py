@@ -8,6 +8,7 @@ import pytest
 
 from oaprobe import chapter
 from oaprobe.chapter import ChapterCommandError, fill_glue, glue_values, parse_parameters, render_html
+from oaprobe.parameters import ParameterError
 
 
 def _notebook() -> nbformat.NotebookNode:
@@ -26,7 +27,7 @@ def test_parameters_are_json_or_text_and_must_be_the_chapters_own():
     known = {"preset": '"default"', "run": "{}"}
     assert parse_parameters([["preset", "course"], ["run", '{"width": 0.5}']], known, "results") == \
         {"preset": "course", "run": {"width": 0.5}}
-    with pytest.raises(ChapterCommandError, match="chapter results: no parameter 'presets'; expected one of preset, run"):
+    with pytest.raises(ParameterError, match="chapter results: no parameter 'presets'; expected one of preset, run"):
         parse_parameters([["presets", "x"]], known, "results")
 
 
