@@ -237,8 +237,29 @@ def reader_tags(tags: list[str]) -> list[str]:
     return sorted((set(tags) - {"hide-input"}) | {"remove-input"})
 
 
-def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED, notebooks: Path | None = None) -> bool:
-    """Execute one chapter with papermill unless its cached copy has ``key``; True if executed."""
+_QUIET_MANAGER: list[type] = []
+
+
+def _quiet_kernel_manager() -> type:
+    """A kernel manager whose kernel writes its own log (stderr) to a file beside its sockets, not the
+    terminal: on Ctrl-C the kernel's sockets close under it and ipykernel would print a ZMQError
+    traceback after the command's one line. A cell's error still reaches papermill as a message."""
+    if not _QUIET_MANAGER:
+        from jupyter_client.manager import AsyncKernelManager
+
+        class QuietKernelManager(AsyncKernelManager):
+            async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+                with open(Path(self.ip).parent / "kernel-stderr.log", "ab") as log:
+                    return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": log})
+
+        _QUIET_MANAGER.append(QuietKernelManager)
+    return _QUIET_MANAGER[0]
+
+
+def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED, notebooks: Path | None = None,
+                    progress: bool = False) -> bool:
+    """Execute one chapter with papermill unless its cached copy has ``key``; True if executed.
+    ``progress``: papermill's bar of cells (for a person at a terminal; a log gets none)."""
     import nbformat
     import papermill
     from traitlets.config import Config
@@ -258,9 +279,10 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
             parameters=chapter.parameters,
             kernel_name="python3",
             cwd=str(ROOT),
-            progress_bar=False,
+            progress_bar=progress,
             # the kernel talks over local sockets, not TCP (ipykernel warns on unencrypted TCP)
             config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}),
+            kernel_manager_class=_quiet_kernel_manager(),
         )
         nb = nbformat.read(tmp, as_version=4)
         nb.metadata[CACHE_KEY] = key

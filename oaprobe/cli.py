@@ -331,7 +331,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _cmd_chapter(args: argparse.Namespace) -> int:
     from oaprobe.chapter import run_chapter
 
-    print(run_chapter(args.name, args.p, args.out))
+    print(run_chapter(args.name, args.p, args.out, progress=progress_wanted(args.no_progress)))
     return 0
 
 
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_saliency_command(sub)
     _add_compare_command(sub)
     _add_book_commands(sub)
-    for name in ("cohort", "train", "sweep", "saliency", "compare", "book"):
+    for name in ("cohort", "train", "sweep", "saliency", "compare", "book", "chapter"):
         sub.choices[name].add_argument("--no-progress", action="store_true",
                                        help="no progress bars (they are off anyway without a terminal or with NO_COLOR)")
     return parser

@@ -54,8 +54,7 @@ def _seeds(v: Any) -> bool:
 
 
 def _modes(v: Any) -> bool:
-    return (isinstance(v, list) and "dual" in v and len(v) >= 2 and all(m in MODES for m in v)
-            and len(set(v)) == len(v))
+    return isinstance(v, list) and len(v) == len(MODES) and set(v) == set(MODES)
 
 
 #: parameter -> (accepts the value?, what is expected); the run dict is checked by RunConfig too
@@ -65,8 +64,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cohorts_root": (_text, "a folder of cohorts (text)"),
     "manifest": (_text, "\"\" (the preset's synthetic cohort) or a manifest path (text)"),
     "backbone": (_backbone, "a backbone name (oaprobe train --help lists them)"),
-    "modes": (_modes, 'a JSON list of distinct modes holding "dual" and at least one of "single_oa", "single_kl", '
-                      'e.g. ["single_kl", "dual"]'),
+    "modes": (_modes, f"all of {', '.join(MODES)} in any order (the chapter compares dual with both single-task "
+                      "baselines; to compare two procedures of your choice use oaprobe compare)"),
     "seeds": (_seeds, "null (the preset's seeds) or a JSON list of at least 2 distinct integers >= 0, e.g. [0, 1, 2]"),
     "bootstrap_B": (lambda v: _int(v, 100), "an integer >= 100 (bootstrap resamples)"),
     "umap_seed": (lambda v: _int(v, 0), "an integer >= 0"),

@@ -368,6 +368,11 @@ class Study:
             settings = get_preset(self.preset).saliency
             found = {r.run_id: load_saliency(r.path, settings) for r in self.runs}
             self._saliency = {k: v for k, v in found.items() if v is not None}
+        if self.runs and not self._saliency:  # e.g. a rerun with other run settings: say how to compute them
+            root = self.runs[0].path.parent
+            raise RunsMissingError(f"none of the {len(self.runs)} runs in {root} has saliency results at the "
+                                   f"{self.preset} preset's settings; compute them with "
+                                   f"`oaprobe saliency --preset {self.preset} --runs {root}`")
         return self._saliency
 
     def _saliency_frame(self, key: str) -> pd.DataFrame:
