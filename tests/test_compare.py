@@ -145,3 +145,26 @@ def test_cli_refuses_in_one_line(argv, expected, smoke_manifest, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err
     assert re.search(expected, err), err
+
+
+def test_the_exercises_compare_commands_ask_the_comparison_they_name(smoke_manifest, monkeypatch):
+    """Each `oaprobe compare` line of the exercises parses and builds two different configurations;
+    exercise 1's is stacked minus parallel dual (not stacked vs single-task)."""
+    import json
+    import shlex
+
+    from oaprobe import sweep
+    from oaprobe.book import NOTEBOOKS
+    from oaprobe.cli import _comparison, build_parser
+
+    monkeypatch.setattr(sweep, "preset_manifest", lambda *a, **k: smoke_manifest)  # no course cohort built
+    text = "".join("".join(c["source"]) for c in json.loads((NOTEBOOKS / "exercises.ipynb").read_text())["cells"])
+    commands = re.findall(r"`(oaprobe compare [^`]*)`", text)
+    assert len(commands) >= 6
+    built = {}
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        built[command] = _comparison(args)
+    first = next(c for cmd, c in built.items() if "--dual-variant stacked" in cmd)
+    assert (first.variant.mode, first.baseline.mode) == ("dual", "dual")
+    assert (first.variant.dual_variant, first.baseline.dual_variant) == ("stacked", "parallel")
