@@ -106,21 +106,29 @@ def validation_manifest(manifest: Path, cohorts_root: Path, seed: int = 0, fract
     """``manifest`` itself when it has validation knees; else a copy whose validation split is
     ``fraction`` of its training subjects (:func:`oaprobe.data.splits.carve_validation`, seeded).
 
-    The copy lives in ``cohorts_root/with-val/`` (paths rewritten relative to it), named after the
-    source's content hash, with a JSON sidecar saying where it came from: the runs record the copy
-    as their manifest, so the split is part of every run's record. Written atomically and only once.
+    The copy lives in ``cohorts_root/with-val/`` (paths rewritten relative to it), named after what
+    it was derived from: the source's bytes AND the folder its relative paths resolve against (two
+    copies of one dataset with identical manifest text but other volumes get two copies, each
+    pointing at its own volumes; a moved source gets a new one). A JSON sidecar says where it came
+    from: the runs record the copy as their manifest, so the split is part of every run's record.
+    Written atomically and only once; a copy whose sidecar names another source is refused.
     """
     from oaprobe.data.manifest import PATH_COLUMNS, manifest_hash, read_manifest, write_manifest
-    from oaprobe.data.splits import carve_validation, check_leakage, split_note_path
+    from oaprobe.data.splits import carve_validation, check_leakage, read_split_note, split_note_path
     from oaprobe.io import write_atomic
 
     table = read_manifest(manifest, check_volumes=False)
     if (table["split"] == "val").any():
         return Path(manifest)
-    source_hash = manifest_hash(manifest)
+    source, source_hash = Path(manifest).resolve(), manifest_hash(manifest)
+    key = hashlib.sha256(f"{source_hash}\n{source.parent}".encode()).hexdigest()
     folder = Path(cohorts_root) / "with-val"
-    out = folder / f"{Path(manifest).stem}-val{int(round(fraction * 100))}-seed{seed}-{source_hash[:12]}.csv"
+    out = folder / f"{source.stem}-val{int(round(fraction * 100))}-seed{seed}-{key[:12]}.csv"
     if out.is_file():
+        note = read_split_note(out) or {}
+        if note.get("source") != str(source) or note.get("source_sha256") != source_hash:
+            raise OaprobeError(f"{out}: derived from {note.get('source')!r} (sha256 {note.get('source_sha256')!r}), "
+                               f"not from {str(source)!r}; expected its own copy: delete {out} and its .json note")
         return out
     table["split"] = carve_validation(table, fraction, seed)
     check_leakage(table)
@@ -129,7 +137,7 @@ def validation_manifest(manifest: Path, cohorts_root: Path, seed: int = 0, fract
         if absolute in table.columns:
             table[column] = [Path(os.path.relpath(p, folder.resolve())).as_posix() if p else "" for p in table[absolute]]
     moved = int((table["split"] == "val").sum())
-    note = {"note": VAL_SPLIT_NOTE, "source": str(Path(manifest).resolve()), "source_sha256": source_hash,
+    note = {"note": VAL_SPLIT_NOTE, "source": str(source), "source_sha256": source_hash,
             "fraction_of_train_subjects": fraction, "seed": seed, "val_knees": moved,
             "val_subjects": int(table.loc[table["split"] == "val", "subject_id"].nunique()),
             "stratified_by": "largest KL grade of the subject"}
@@ -241,8 +249,29 @@ def reader_tags(tags: list[str]) -> list[str]:
     return sorted((set(tags) - {"hide-input"}) | {"remove-input"})
 
 
-def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED, notebooks: Path | None = None) -> bool:
-    """Execute one chapter with papermill unless its cached copy has ``key``; True if executed."""
+_QUIET_MANAGER: list[type] = []
+
+
+def _quiet_kernel_manager() -> type:
+    """A kernel manager whose kernel writes its own log (stderr) to a file beside its sockets, not the
+    terminal: on Ctrl-C the kernel's sockets close under it and ipykernel would print a ZMQError
+    traceback after the command's one line. A cell's error still reaches papermill as a message."""
+    if not _QUIET_MANAGER:
+        from jupyter_client.manager import AsyncKernelManager
+
+        class QuietKernelManager(AsyncKernelManager):
+            async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+                with open(Path(self.ip).parent / "kernel-stderr.log", "ab") as log:
+                    return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": log})
+
+        _QUIET_MANAGER.append(QuietKernelManager)
+    return _QUIET_MANAGER[0]
+
+
+def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED, notebooks: Path | None = None,
+                    progress: bool = False) -> bool:
+    """Execute one chapter with papermill unless its cached copy has ``key``; True if executed.
+    ``progress``: papermill's bar of cells (for a person at a terminal; a log gets none)."""
     import nbformat
     import papermill
     from traitlets.config import Config
@@ -262,9 +291,10 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
             parameters=chapter.parameters,
             kernel_name="python3",
             cwd=str(ROOT),
-            progress_bar=False,
+            progress_bar=progress,
             # the kernel talks over local sockets, not TCP (ipykernel warns on unencrypted TCP)
             config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}),
+            kernel_manager_class=_quiet_kernel_manager(),
         )
         nb = nbformat.read(tmp, as_version=4)
         nb.metadata[CACHE_KEY] = key

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 import re
@@ -28,6 +29,8 @@ CHAPTERS: tuple[str, ...] = ("answer", "cohort", "backbone", "results", "latent"
                              "methods", "exercises", "beyond")
 GLUE_PREFIX = "application/papermill.record/"
 _GLUE_ROLE = re.compile(r"\{glue(?::(text|md|any))?\}`([^`:]+)(?::([^`]*))?`")
+#: a link to another page of the book: a standalone page has no other pages, so only its text is kept
+_RELATIVE_LINK = re.compile(r'<a href="(?![a-z]+:|#)[^"]*">(.*?)</a>', re.S)
 #: A MyST admonition fence (the chapters' findings boxes): title, options, body.
 _ADMONITION = re.compile(r"^:::\{admonition\}[ \t]*([^\n]*)\n((?::\w+:[^\n]*\n)*)(.*?)^:::[ \t]*$", re.M | re.S)
 
@@ -38,16 +41,17 @@ class ChapterCommandError(OaprobeError):
 
 def parse_parameters(pairs: list[list[str]] | None, known: dict[str, Any], chapter: str) -> dict[str, Any]:
     """``-p key value`` pairs as papermill parameters: values read as JSON when they parse
-    (``3``, ``true``, ``{"width": 0.5}``), else as text; every key must be the chapter's own."""
+    (``3``, ``true``, ``{"width": 0.5}``), else as text; every key must be the chapter's own and
+    every value one it accepts (:mod:`oaprobe.parameters`)."""
+    from oaprobe.parameters import check_parameters
+
     out: dict[str, Any] = {}
     for key, text in pairs or []:
-        if key not in known:
-            raise ChapterCommandError(f"chapter {chapter}: no parameter {key!r}; expected one of {', '.join(known)}")
         try:
             out[key] = json.loads(text)
         except json.JSONDecodeError:
             out[key] = text
-    return out
+    return check_parameters(chapter, out, known)
 
 
 def notebook_parameters(name: str, notebooks: Path) -> dict[str, Any]:
@@ -125,7 +129,8 @@ def _output_html(output: dict, md: Any) -> str:
 
 
 def render_html(nb: Any, title: str, assets: dict[str, str]) -> str:
-    """A standalone page of an executed chapter: markdown with its glue filled, every output, no code.
+    """A standalone page of an executed chapter: markdown with its glue filled, every output, no code,
+    and links to other pages of the book reduced to their text (there are no other pages beside it).
 
     ``assets``: ``{"plotly": plotly.js source, "css": the book's stylesheet}``, both inlined.
     """
@@ -139,12 +144,13 @@ def render_html(nb: Any, title: str, assets: dict[str, str]) -> str:
             body.append(render_markdown(fill_glue(cell.source, values), md))
         elif cell.cell_type == "code" and "remove-output" not in cell.get("metadata", {}).get("tags", []):
             body += [_output_html(o, md) for o in cell.get("outputs", [])]
+    main = _RELATIVE_LINK.sub(r"\1", "".join(body))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}</title>"
             f"<style>body{{max-width:60rem;margin:2rem auto;padding:0 1rem;font-family:sans-serif;line-height:1.5}}"
             f".admonition{{border-left:4px solid #009E73;padding:.2rem 1rem;margin:1rem 0;background:#f3faf7}}"
             f".admonition-title{{font-weight:600}}{assets.get('css', '')}</style><script>{assets.get('plotly', '')}</script></head>"
-            f"<body><main>{''.join(body)}</main></body></html>\n")
+            f"<body><main>{main}</main></body></html>\n")
 
 
 def _assets() -> dict[str, str]:
@@ -156,24 +162,58 @@ def _assets() -> dict[str, str]:
     return {"plotly": get_plotlyjs(), "css": css.read_text(encoding="utf-8") if css.is_file() else ""}
 
 
-def run_chapter(name: str, pairs: list[list[str]] | None, out_dir: Path) -> Path:
+def _literal(text: Any) -> Any:
+    """A parameters-cell default (papermill gives its source text) as a value."""
+    try:
+        return ast.literal_eval(text) if isinstance(text, str) else text
+    except (ValueError, SyntaxError):
+        return text
+
+
+def rerun_changes(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The parameters whose value differs from the book's (the notebook's defaults)."""
+    return {k: v for k, v in params.items() if v != _literal(defaults.get(k))}
+
+
+def mark_rerun(nb: Any, changes: dict[str, Any]) -> str:
+    """Say on the page what was rerun: the first heading gets the changed parameters, and a note below it
+    lists them (a saved page is never mistaken for the book's); returns the new title."""
+    first = next(c for c in nb.cells if c.cell_type == "markdown")
+    lines = first.source.splitlines()
+    heading = lines[0].lstrip("#").strip() if lines and lines[0].startswith("#") else "Chapter"
+    shown = ", ".join(f"{k} = {json.dumps(v)}" for k, v in changes.items())
+    title = f"{heading} (rerun: {shown})" if changes else f"{heading} (rerun with the book's parameters)"
+    note = (f"**A rerun, not the book's page.** Parameters that differ from the book's: "
+            + "; ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in changes.items())
+            + ". Every number below comes from these settings." if changes else
+            "**A rerun with the book's parameters.**")
+    first.source = "\n".join([f"# {title}", "", note, *lines[1:]])
+    return title
+
+
+def run_chapter(name: str, pairs: list[list[str]] | None, out_dir: Path, progress: bool = False) -> Path:
     """Execute chapter ``name`` with the ``-p`` parameters into ``out_dir/NAME.ipynb`` and render it to
-    ``out_dir/NAME.html`` (both written whole or not at all); return the HTML page."""
+    ``out_dir/NAME.html`` (both written whole or not at all); return the HTML page. The page's title
+    and first lines name every parameter that differs from the book's; ``progress``: a bar of cells."""
     import nbformat
 
     from oaprobe.book import NOTEBOOKS, Chapter, execute_chapter
     from oaprobe.io import write_atomic
 
-    params = parse_parameters(pairs, notebook_parameters(name, NOTEBOOKS), name)
+    defaults = notebook_parameters(name, NOTEBOOKS)
+    params = parse_parameters(pairs, defaults, name)
     out_dir = Path(out_dir).resolve()
     try:  # a fresh cache key: the command always executes
-        execute_chapter(Chapter(f"{name}.ipynb", f"{name}.ipynb", params), uuid.uuid4().hex, out_dir, NOTEBOOKS)
+        execute_chapter(Chapter(f"{name}.ipynb", f"{name}.ipynb", params), uuid.uuid4().hex, out_dir, NOTEBOOKS,
+                        progress)
     except Exception as err:  # papermill's errors: the failing cell's exception, as one line
         if isinstance(err, OaprobeError):
             raise
         first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise ChapterCommandError(f"chapter {name} failed ({out_dir / (name + '.ipynb')} not updated): {first}") from None
     nb = nbformat.read(out_dir / f"{name}.ipynb", as_version=4)
+    title = mark_rerun(nb, rerun_changes(params, defaults))
+    write_atomic(out_dir / f"{name}.ipynb", nbformat.writes(nb).encode("utf-8"))
     page = out_dir / f"{name}.html"
-    write_atomic(page, render_html(nb, f"oaprobe: {name}", _assets()).encode("utf-8"))
+    write_atomic(page, render_html(nb, f"oaprobe: {title}", _assets()).encode("utf-8"))
     return page

@@ -1,4 +1,4 @@
-"""Command line: ``oaprobe cohort | validate | import-oai | train | sweep | saliency | book | chapter``.
+"""Command line: ``oaprobe cohort | validate | import-oai | train | sweep | saliency | compare | book | chapter``.
 
 Every field of the config a command reads is a flag (RunConfig for ``train`` and ``sweep``,
 CohortConfig for ``cohort``, SaliencyConfig for ``saliency``: ``--input-shape 32,32,32``,
@@ -251,6 +251,71 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
         raise ConfigError(f"{flag} = {text!r}; expected comma-separated integers, e.g. 0,1,2") from None
 
 
+def _baseline_fields(pairs: list[str] | None) -> dict[str, Any]:
+    """``--baseline FIELD=VALUE`` pairs as RunConfig fields (typed as their flags are)."""
+    names = {f.name for f in dataclasses.fields(RunConfig)} - {"manifest", "seed"}
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in names:
+            raise ConfigError(f"--baseline {pair!r}; expected FIELD=VALUE with FIELD a RunConfig field "
+                              f"({', '.join(sorted(names))})")
+        out[name] = _parse_value(RunConfig, name, text.strip())
+    return out
+
+
+def _comparison(args: argparse.Namespace):
+    """The baseline (the preset's dual, changed by ``--baseline``) and the variant (changed by the flags) of
+    ``compare``; ``--backbone`` and ``--manifest`` apply to both sides."""
+    from oaprobe.book import validation_manifest
+    from oaprobe.compare import METRICS, PRIMARY, Comparison
+    from oaprobe.data.manifest import read_manifest
+    from oaprobe.sweep import preset_manifest
+
+    preset = get_preset(args.preset)
+    variant = _overrides(RunConfig, args)
+    manifest = variant.pop("manifest", None)
+    common = {"mode": "dual", "backbone": variant.pop("backbone", preset.backbones[0])}
+    baseline = {**common, **_baseline_fields(args.baseline)}
+    variant = {**common, **variant}
+    metrics = {"primary": PRIMARY, "all": METRICS}.get(args.metric) or tuple(args.metric.split(","))
+    _check_backbones([preset.run_config(manifest or "", **side) for side in (baseline, variant)])  # before any work
+    if manifest:
+        read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
+        manifest = validation_manifest(Path(manifest), args.cohorts)  # as the book does: the same runs
+    else:
+        manifest = preset_manifest(args.preset, args.cohorts, progress=progress_wanted(args.no_progress))
+    return Comparison(preset.run_config(manifest, **baseline), preset.run_config(manifest, **variant), metrics)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from oaprobe.compare import describe, run_comparison
+    from oaprobe.estimate import describe_estimate, estimate_seconds
+    from oaprobe.sweep import run_missing
+
+    jobs = _positive_jobs(args.jobs)
+    comparison = _comparison(args)
+    seeds = _int_list("--seeds", args.seeds) or list(get_preset(args.preset).seeds)
+    if args.until_decided and args.max_seeds is None:
+        raise ConfigError("--until-decided needs --max-seeds N (the looks are planned before any result is seen)")
+    progress = progress_wanted(args.no_progress)
+
+    def train(todo: list[RunConfig]) -> None:
+        print(f"[compare] training {len(todo)} run(s), {describe_estimate(estimate_seconds(todo, args.runs, jobs), jobs)}",
+              file=sys.stderr, flush=True)
+        run_missing(todo, args.runs, jobs=jobs, cache_dir=args.cache, progress=progress, executor=_executor(args))
+
+    def on_look(n: int, table) -> None:
+        verdicts = ", ".join(f"{m} {v}" for m, v in zip(table["metric"], table["verdict"]))
+        print(f"[compare] {n} paired seeds: {verdicts}", file=sys.stderr, flush=True)
+
+    result = run_comparison(comparison, seeds, args.runs, train, args.max_seeds if args.until_decided else None,
+                            args.step, on_look if args.until_decided else None)
+    print("\n".join(describe(result)))
+    return 0
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from oaprobe.book import build_book
 
@@ -266,7 +331,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _cmd_chapter(args: argparse.Namespace) -> int:
     from oaprobe.chapter import run_chapter
 
-    print(run_chapter(args.name, args.p, args.out))
+    print(run_chapter(args.name, args.p, args.out, progress=progress_wanted(args.no_progress)))
     return 0
 
 
@@ -279,8 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_run_commands(sub)
     _add_saliency_command(sub)
+    _add_compare_command(sub)
     _add_book_commands(sub)
-    for name in ("cohort", "train", "sweep", "saliency", "book"):
+    for name in ("cohort", "train", "sweep", "saliency", "compare", "book", "chapter"):
         sub.choices[name].add_argument("--no-progress", action="store_true",
                                        help="no progress bars (they are off anyway without a terminal or with NO_COLOR)")
     return parser
@@ -356,6 +422,35 @@ def _add_saliency_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_saliency)
 
 
+def _add_compare_command(sub: argparse._SubParsersAction) -> None:
+    """``compare``: a variant against a baseline on paired seeds, under the book's decision rule."""
+    from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS
+
+    run_defaults, run_notes = _run_defaults()
+    p = sub.add_parser("compare", allow_abbrev=False,
+                       help="a variant (RunConfig flags) against a baseline (default: the preset's dual) on paired "
+                            "seeds: trains what is missing, prints the decision rule's verdict")
+    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=_PRESET_HELP)
+    p.add_argument("--baseline", action="append", metavar="FIELD=VALUE",
+                   help="a RunConfig field of the baseline, repeatable (default: the preset's dual; "
+                        "e.g. mode=single_kl, dual_variant=stacked, backbone=m3t)")
+    p.add_argument("--metric", default="primary",
+                   help="comma-separated metrics, 'primary' (OA ROC-AUC and KL QWK, each at alpha) or 'all' "
+                        "(the other metrics share alpha) (default: %(default)s)")
+    p.add_argument("--seeds", default=None, help="comma-separated paired seeds (default: the preset's)")
+    p.add_argument("--until-decided", action="store_true",
+                   help="add paired seeds until every metric is decided, each look at alpha / looks (needs --max-seeds)")
+    p.add_argument("--max-seeds", type=int, default=None, help="the last planned look's number of paired seeds")
+    p.add_argument("--step", type=int, default=2, help="paired seeds added per look (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each (default: %(default)s)")
+    p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="parent folder of the run folders (default: %(default)s)")
+    p.add_argument("--cohorts", type=Path, default=DEFAULT_COHORTS, help="parent folder of the cohorts (default: %(default)s)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="disk cache of preprocessed volumes (default: %(default)s)")
+    _add_executor(p)
+    _add_fields(p, RunConfig, run_defaults, skip=("seed",), notes=run_notes)
+    p.set_defaults(func=_cmd_compare)
+
+
 def _add_book_commands(sub: argparse._SubParsersAction) -> None:
     """``book`` (the whole book) and ``chapter`` (one chapter again with new parameters)."""
     from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS
@@ -385,6 +480,15 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:  #
     return f"warning: {message}\n"
 
 
+#: the one line Ctrl-C ends a command with (exit 130), by command: what is kept
+_INTERRUPTED = {
+    "train": "interrupted: finished runs are kept; unfinished ones resume next time\n",
+    "chapter": "interrupted: chapter {args.name} not updated (its earlier page, if any, is kept)\n",
+    "validate": "interrupted\n",
+    "import-oai": "interrupted: no manifest written\n",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the package's own errors end as one line on stderr with exit code 2."""
     parser = build_parser()
@@ -397,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     except OaprobeError as err:
         parser.exit(2, f"oaprobe {args.command}: error: {err}\n")
     except KeyboardInterrupt:
-        parser.exit(130, "interrupted: finished runs are kept; unfinished ones resume next time\n")
+        parser.exit(130, _INTERRUPTED.get(args.command, _INTERRUPTED["train"]).format(args=args))
     return 0
 
 

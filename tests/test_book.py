@@ -286,6 +286,78 @@ def test_plan_on_an_import_without_val_knees_carves_a_recorded_val_split(importe
     assert again.manifest == plan.manifest and plan.manifest.stat().st_mtime_ns == stamp  # written once
 
 
+def two_copies(tmp_path: Path) -> tuple[Path, Path]:
+    """Two imports of one release layout (identical manifest text: the paths are relative) whose
+    image volumes differ, as a raw and an N4-corrected copy would."""
+    import numpy as np
+
+    from tests.data.conftest import write_nifti
+
+    first, second = import_fake_copy(tmp_path / "raw"), import_fake_copy(tmp_path / "n4")
+    assert first.read_bytes() == second.read_bytes()
+    rng = np.random.default_rng(1)
+    for image in sorted((tmp_path / "n4" / "OAIZIB-CM").glob("images*/*.nii.gz")):
+        write_nifti(image, rng.standard_normal((8, 8, 8)).astype(np.float32) + 3)
+    return first, second
+
+
+def test_two_copies_with_one_manifest_text_each_read_their_own_volumes(tmp_path):
+    """Issue 33: the derived (validation-split) manifest is keyed by the source's text AND where its
+    paths resolve, so the second copy's book is not handed the first copy's volumes."""
+    import torch
+
+    from oaprobe.data.dataset import load_volumes
+    from oaprobe.data.manifest import read_manifest
+
+    copies = two_copies(tmp_path)
+    plans = [plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts", manifest=m) for m in copies]
+    assert plans[0].manifest != plans[1].manifest
+    volumes = []
+    for copy, plan in zip(copies, plans):
+        derived, own = read_manifest(plan.manifest), read_manifest(copy)
+        assert all(Path(p).resolve().is_relative_to(copy.parent.parent) for p in derived["image_path"])
+        got = load_volumes(derived, (8, 8, 8), cache_dir=tmp_path / "cache", progress=False)
+        assert torch.equal(got, load_volumes(own, (8, 8, 8), progress=False))
+        volumes.append(got)
+    assert not torch.equal(volumes[0], volumes[1])
+    assert not {c.run_id() for c in plans[0].grid} & {c.run_id() for c in plans[1].grid}
+
+
+def test_a_derived_manifest_made_from_another_source_is_refused(tmp_path):
+    from oaprobe.book import validation_manifest
+    from oaprobe.data.splits import split_note_path
+
+    first, second = two_copies(tmp_path)
+    derived = validation_manifest(second, tmp_path / "cohorts")
+    note = json.loads(split_note_path(derived).read_text())
+    split_note_path(derived).write_text(json.dumps({**note, "source": str(first.resolve())}))
+    with pytest.raises(OaprobeError, match="not from .*n4"):
+        validation_manifest(second, tmp_path / "cohorts")
+
+
+@pytest.mark.slow
+def test_smoke_books_on_two_copies_train_on_their_own_volumes(tmp_path):
+    """Both books (one runs folder, one cohorts folder, one volume cache) train every run on the
+    volumes of their own copy."""
+    from oaprobe.book import build_book
+    from oaprobe.data.manifest import data_hash, read_manifest
+    from oaprobe.training.runs import load_config
+
+    copies = two_copies(tmp_path)
+    for copy in copies:
+        build_book("smoke", jobs=1, runs_root=tmp_path / "runs", cohorts_root=tmp_path / "cohorts",
+                   cache_dir=tmp_path / "cache", site=tmp_path / copy.parent.parent.name, manifest=copy,
+                   html=False, progress=False)
+    trained_on: dict[Path, set[str]] = {}
+    for folder in (tmp_path / "runs").iterdir():
+        cfg = load_config(folder)
+        images = read_manifest(cfg.manifest, check_volumes=False)["image_path"]
+        copy = next(c for c in copies if Path(images[0]).resolve().is_relative_to(c.parent.parent))
+        assert all(Path(p).resolve().is_relative_to(copy.parent.parent) for p in images)
+        trained_on.setdefault(copy, set()).add(data_hash(cfg.manifest))
+    assert set(trained_on) == set(copies) and not trained_on[copies[0]] & trained_on[copies[1]]
+
+
 def test_chapters_on_an_imported_copy_request_only_runs_of_the_plan(imported_copy, tmp_path, monkeypatch):
     plan = plan_book("smoke", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
     requested = {}
@@ -354,10 +426,14 @@ def test_a_chapters_missing_runs_command_works_as_printed_on_an_imported_copy(im
                 _run_chapter_loading(chapter)
                 break
             except RunsMissingError as err:
-                line = re.search(r"`(oaprobe sweep [^`]*)`", str(err)).group(1)
+                line, missing = re.search(r"`(oaprobe sweep [^`]*)`", str(err)).group(1), err.missing
             commands[chapter.output] += 1
             assert commands[chapter.output] <= 8, f"{chapter.output}: still missing runs after 8 commands"
-            assert cli.main(shlex.split(line)[1:]) == 0
+            before = set(trained)
+            for one in line.split(" && "):
+                assert cli.main(shlex.split(one)[1:]) == 0
+            exactly = {c.run_id() for c in missing}
+            assert set(trained) - before == exactly  # what the command trains is exactly what was missing
     assert commands["01_cohort.ipynb"] == 0
     assert {n for n, k in commands.items() if k == 1} >= {"03_results.ipynb", "04_latent.ipynb",
                                                           "05_saliency.ipynb", "07_methods.ipynb"}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 
+import json
+
 import nbformat
 import pytest
 
 from oaprobe import chapter
 from oaprobe.chapter import ChapterCommandError, fill_glue, glue_values, parse_parameters, render_html
+from oaprobe.parameters import ParameterError
 
 
 def _notebook() -> nbformat.NotebookNode:
@@ -26,7 +29,7 @@ def test_parameters_are_json_or_text_and_must_be_the_chapters_own():
     known = {"preset": '"default"', "run": "{}"}
     assert parse_parameters([["preset", "course"], ["run", '{"width": 0.5}']], known, "results") == \
         {"preset": "course", "run": {"width": 0.5}}
-    with pytest.raises(ChapterCommandError, match="chapter results: no parameter 'presets'; expected one of preset, run"):
+    with pytest.raises(ParameterError, match="chapter results: no parameter 'presets'; expected one of preset, run"):
         parse_parameters([["presets", "x"]], known, "results")
 
 
@@ -104,3 +107,41 @@ def test_a_failing_chapter_is_one_line_and_writes_no_page(tmp_path, monkeypatch)
         chapter.run_chapter("answer", None, tmp_path / "out")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out" / "answer.html").exists() and not (tmp_path / "out" / "answer.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_every_chapter_runs_with_every_documented_parameter_changed(tmp_path, capsys):
+    """Each chapter once with every parameter it has at a value other than the book's, on smoke runs
+    trained by exactly the commands its missing-runs errors print; each page names what changed."""
+    import re
+    import shlex
+
+    from oaprobe.book import NOTEBOOKS
+    from oaprobe.cli import main
+    from oaprobe.sweep import preset_manifest
+
+    runs, cohorts = tmp_path / "runs", tmp_path / "cohorts"
+    values = {"preset": "smoke", "runs_root": str(runs), "cohorts_root": str(cohorts),
+              "manifest": str(preset_manifest("smoke", cohorts, progress=False)), "run": {"ema_decay": 0.5},
+              "backbone": "nnmamba", "modes": ["dual", "single_kl", "single_oa"], "seeds": [0, 1],
+              "bootstrap_B": 200, "umap_seed": 1}
+    for name in chapter.CHAPTERS:
+        known = chapter.notebook_parameters(name, NOTEBOOKS)
+        assert set(known) <= set(values), f"{name}: give the new parameter a test value"
+        pairs = [[k, v if isinstance(v, str) else json.dumps(v)] for k, v in values.items() if k in known]
+        for _ in range(6):
+            try:
+                page = chapter.run_chapter(name, pairs, tmp_path / "pages")
+                break
+            except ChapterCommandError as err:
+                found = re.search(r"`(oaprobe (?:sweep|saliency) [^`]*)`", str(err))
+                assert found, f"{name}: {err}"
+                for line in found.group(1).split(" && "):
+                    assert main([*shlex.split(line)[1:], "--no-progress"]) == 0
+        else:
+            pytest.fail(f"{name}: still missing runs after 6 commands")
+        text = page.read_text()
+        title = re.search(r"<title>(.*?)</title>", text).group(1)
+        assert all(k in title for k in known if k != "cohorts_root" or values[k] != "data/cohorts"), (name, title)
+        assert "A rerun, not the book&#x27;s page" in text or "A rerun, not the book's page" in text
+    capsys.readouterr()

@@ -203,8 +203,10 @@ def _run_config(folder: Path) -> tuple[RunConfig, dict[str, Any]]:
 
 
 def _knees(cfg: RunConfig, meta: dict[str, Any], folder: Path, n_knees: int) -> pd.DataFrame:
-    """The first ``n_knees`` test knees of the run's manifest (0 = all), which must be unchanged."""
-    from oaprobe.data.manifest import read_manifest
+    """The first ``n_knees`` test knees of the run's manifest (0 = all), which must be unchanged: its
+    bytes and every volume it names (a run shared by two copies of one dataset is read from the copy
+    it was trained on, so that copy must still hold the same data)."""
+    from oaprobe.data.manifest import data_hash, read_manifest
     from oaprobe.io import file_sha256
 
     manifest = Path(cfg.manifest)
@@ -212,6 +214,9 @@ def _knees(cfg: RunConfig, meta: dict[str, Any], folder: Path, n_knees: int) -> 
         raise SaliencyStageError(f"run folder {str(folder)!r}: its manifest {str(manifest)!r} does not exist")
     if meta.get("manifest_sha256") not in (None, file_sha256(manifest)):
         raise SaliencyStageError(f"manifest {str(manifest)!r} changed since run {str(folder)!r} was trained")
+    if meta.get("data_sha256") not in (None, data_hash(manifest)):
+        raise SaliencyStageError(f"the volumes of manifest {str(manifest)!r} changed since run {str(folder)!r} "
+                                 "was trained; expected the data it was trained on")
     table = read_manifest(manifest, check_volumes=False)
     test = table[table["split"] == "test"].reset_index(drop=True)
     if test.empty:

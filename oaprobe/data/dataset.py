@@ -4,7 +4,7 @@ Preprocessing follows the reference protocol: load the NIfTI (nibabel), put the 
 (left-right) axis first so arrays are ``(D, H, W)``, z-score each volume, then resize
 trilinearly to the run's ``input_shape`` (label maps: nearest neighbour). Decoding NIfTI is
 the slow part, so :func:`load_volumes` keeps an in-memory cache per process and, given a
-``cache_dir``, one ``.npy`` per knee on disk keyed by the image's path, size, mtime, the target
+``cache_dir``, one ``.npy`` per knee on disk keyed by the image's resolved path, size, mtime, inode, the target
 shape and the preprocessing version: runs after the first never decode NIfTI again, and an
 edited file is re-read.
 
@@ -112,13 +112,14 @@ def _remember(key: tuple, array: np.ndarray) -> None:
 
 
 def _cache_key(kind: str, path: str | Path, input_shape: Sequence[int]) -> tuple:
-    """Identity of one preprocessed volume: the file (path, size, mtime), shape and version."""
+    """Identity of one preprocessed volume: the file (resolved path, size, mtime, inode), shape and
+    version: two copies of a dataset never share an entry, and a file replaced in place is re-read."""
     file = Path(path).resolve()
     try:
         stat = file.stat()
     except FileNotFoundError:
         raise FileNotFoundError(f"{kind} file {str(file)!r} not found") from None
-    return (kind, str(file), stat.st_size, stat.st_mtime_ns, tuple(int(s) for s in input_shape), PREPROCESS_VERSION)
+    return (kind, str(file), stat.st_size, stat.st_mtime_ns, stat.st_ino, tuple(int(s) for s in input_shape), PREPROCESS_VERSION)
 
 
 def _disk_file(cache_dir: Path, key: tuple) -> Path:

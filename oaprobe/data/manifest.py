@@ -725,8 +725,9 @@ _data_seen: dict[str, tuple[list, str]] = {}
 
 def _path_cells(path: Path, manifest_sha: str) -> list[tuple[str, str, str]]:
     """``(column, cell, absolute file)`` of every non-empty path cell, row by row (remembered per
-    manifest content: a run id asks for them many times)."""
-    key = os.path.abspath(path)
+    manifest content and resolved location: a run id asks for them many times; a symlink retargeted
+    to another copy with the same text resolves elsewhere, so it is not served the old cells)."""
+    key = str(path.resolve())
     seen = _cells_seen.get(key)
     if seen is not None and seen[0] == manifest_sha:
         return seen[1]
@@ -756,7 +757,7 @@ def data_hash(path: str | Path) -> str:
     manifest_sha = file_sha256(path)
     cells = _path_cells(path, manifest_sha)
     stamps = [manifest_sha, *(file_stamp(file) for _, _, file in cells)]
-    seen = _data_seen.get(os.path.abspath(path))
+    seen = _data_seen.get(str(path.resolve()))
     if seen is not None and seen[0] == stamps:
         return seen[1]
     facts = facts_for(path.resolve().parent)
@@ -764,7 +765,7 @@ def data_hash(path: str | Path) -> str:
     facts.save()
     text = json.dumps({"manifest": manifest_sha, "volumes": volumes}, separators=(",", ":"))
     digest = hashlib.sha256(text.encode()).hexdigest()
-    _data_seen[os.path.abspath(path)] = (stamps, digest)
+    _data_seen[str(path.resolve())] = (stamps, digest)
     return digest
 
 

@@ -36,21 +36,69 @@ LATENT_COLUMNS = (
 
 
 class RunsMissingError(OaprobeError):
-    """Runs a chapter reads are not trained; the message gives the command that trains them."""
+    """Runs a chapter reads are not trained; the message gives the command that trains them, and
+    ``missing`` holds their configs."""
+
+    def __init__(self, message: str, missing: Sequence[RunConfig] = ()):
+        super().__init__(message)
+        self.missing = list(missing)
+
+    def __reduce__(self):  # picklable with its runs (worker processes)
+        return type(self), (str(self), self.missing)
 
 
-def sweep_command(missing: Sequence[RunConfig], preset: str, runs_root: str | Path) -> str:
-    """The ``oaprobe sweep`` line that trains ``missing`` (the fields that differ from the preset as flags)."""
-    p = get_preset(preset)
-    parts = [f"oaprobe sweep --preset {preset} --runs {runs_root} --manifest {missing[0].manifest}"]
-    for flag, axis in (("--backbones", "backbone"), ("--modes", "mode"), ("--seeds", "seed")):
-        parts.append(f"{flag} {','.join(str(v) for v in dict.fromkeys(getattr(c, axis) for c in missing))}")
-    usual = p.run_config(missing[0].manifest, backbone=missing[0].backbone, mode=missing[0].mode)
-    for name, value in missing[0].to_dict().items():
-        if name not in ("manifest", "backbone", "mode", "seed") and value != usual.to_dict()[name]:
+#: RunConfig fields a sweep command sets as axes (the others are the settings shared by one command)
+_AXES = ("backbone", "mode", "seed")
+
+
+def _settings_flags(cfg: RunConfig, preset: str) -> list[str]:
+    """``--field value`` for every field of ``cfg`` (but the axes and the manifest) that differs from the preset."""
+    usual = get_preset(preset).run_config(cfg.manifest, backbone=cfg.backbone, mode=cfg.mode).to_dict()
+    flags = []
+    for name, value in cfg.to_dict().items():
+        if name not in ("manifest", *_AXES) and value != usual[name]:
             shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value).lower()
-            parts.append(f"--{name.replace('_', '-')} {shown}")
-    return " ".join(parts)
+            flags.append(f"--{name.replace('_', '-')} {shown}")
+    return flags
+
+
+def sweep_commands(missing: Sequence[RunConfig], preset: str, runs_root: str | Path, jobs: int = 1) -> list[str]:
+    """The ``oaprobe sweep`` lines that train exactly ``missing``: a sweep trains backbones x modes x
+    seeds on one set of settings, so runs are grouped by settings and seeds, and a group whose
+    backbones x modes are not all missing gets one line per backbone."""
+    seeds_of: dict[tuple, list[int]] = {}
+    for c in missing:
+        seeds_of.setdefault((c.manifest, tuple(_settings_flags(c, preset)), c.backbone, c.mode), []).append(c.seed)
+    cells: dict[tuple, list[tuple[str, str]]] = {}
+    for (manifest, flags, backbone, mode), seeds in seeds_of.items():
+        cells.setdefault((manifest, flags, tuple(sorted(set(seeds)))), []).append((backbone, mode))
+    lines = []
+    for (manifest, flags, seeds), pairs in cells.items():
+        backbones, modes = list(dict.fromkeys(b for b, _ in pairs)), list(dict.fromkeys(m for _, m in pairs))
+        parts = ([(backbones, modes)] if len(pairs) == len(backbones) * len(modes)
+                 else [([b], [m for bb, m in pairs if bb == b]) for b in backbones])
+        lines += [" ".join([f"oaprobe sweep --preset {preset} --runs {runs_root} --manifest {manifest}",
+                            f"--backbones {','.join(bs)} --modes {','.join(ms)} --seeds {','.join(map(str, seeds))}",
+                            *flags, f"--jobs {jobs}"]) for bs, ms in parts]
+    return lines
+
+
+def sweep_command(missing: Sequence[RunConfig], preset: str, runs_root: str | Path, jobs: int | None = None) -> str:
+    """The command(s) that train exactly ``missing`` (joined by `` && ``), ``jobs`` workers (default:
+    :func:`oaprobe.estimate.suggested_jobs`)."""
+    from oaprobe.estimate import suggested_jobs
+
+    return " && ".join(sweep_commands(missing, preset, runs_root, jobs or suggested_jobs(len(missing))))
+
+
+def missing_message(missing: Sequence[RunConfig], n_asked: int, preset: str, runs_root: str | Path) -> str:
+    """What a chapter says when runs it reads are not trained: how many, the command, how long."""
+    from oaprobe.estimate import describe_estimate, estimate_seconds, suggested_jobs
+
+    jobs = suggested_jobs(len(missing))
+    return (f"{len(missing)} of the {n_asked} runs this analysis reads are not trained in {runs_root}; "
+            f"train them with `{sweep_command(missing, preset, runs_root, jobs)}` "
+            f"({describe_estimate(estimate_seconds(missing, runs_root, jobs), jobs)})")
 
 
 @dataclass
@@ -101,11 +149,7 @@ class Study:
         folders = [run_dir(c, runs_root) for c in grid]
         missing = [c for c, f in zip(grid, folders) if not is_done(f)]
         if missing:
-            raise RunsMissingError(
-                f"{len(missing)} of the {len(grid)} runs this analysis reads are not trained in {runs_root}; "
-                f"train them with `{sweep_command(missing, preset, runs_root)}` (or build the book: "
-                f"`oaprobe book --preset {preset}`)"
-            )
+            raise RunsMissingError(missing_message(missing, len(grid), preset, runs_root), missing)
         table = read_manifest(manifest, check_volumes=False)
         return cls(preset, Path(manifest), table, [load_run(f) for f in folders])
 
@@ -323,6 +367,11 @@ class Study:
             settings = get_preset(self.preset).saliency
             found = {r.run_id: load_saliency(r.path, settings) for r in self.runs}
             self._saliency = {k: v for k, v in found.items() if v is not None}
+        if self.runs and not self._saliency:  # e.g. a rerun with other run settings: say how to compute them
+            root = self.runs[0].path.parent
+            raise RunsMissingError(f"none of the {len(self.runs)} runs in {root} has saliency results at the "
+                                   f"{self.preset} preset's settings; compute them with "
+                                   f"`oaprobe saliency --preset {self.preset} --runs {root}`")
         return self._saliency
 
     def _saliency_frame(self, key: str) -> pd.DataFrame:

@@ -191,3 +191,15 @@ def test_an_unfinished_run_is_refused_by_name(tmp_path):
     assert saliency_missing([folder, tmp_path / "nope"], SaliencyConfig()) == []  # not results: nothing to do
     assert load_saliency(folder, SaliencyConfig()) is None
     assert not any(p.name.startswith(stage.PREFIX) for p in folder.iterdir())
+
+
+def test_a_run_whose_volumes_changed_since_training_is_refused(smoke_config, tmp_path):
+    """A run shared by two copies of one dataset is read from the copy it was trained on: when that
+    copy's volumes no longer hash as they did, the stage refuses instead of reading other data."""
+    from oaprobe.data.manifest import data_hash
+
+    cfg = smoke_config()
+    same = {"data_sha256": data_hash(cfg.manifest)}
+    assert len(stage._knees(cfg, same, tmp_path, 2)) == 2
+    with pytest.raises(SaliencyStageError, match="the volumes of manifest .* changed since run"):
+        stage._knees(cfg, {"data_sha256": "0" * 64}, tmp_path, 2)

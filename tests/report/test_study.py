@@ -83,6 +83,38 @@ def test_a_missing_run_is_an_error_naming_the_command_never_training(study, tmp_
     assert "--epochs 1" in text and "--input-shape" not in text
 
 
+def test_missing_runs_guidance_trains_exactly_what_is_missing_with_jobs_and_an_estimate(study, tmp_path_factory,
+                                                                                         smoke_manifest):
+    """A missing set that is not a full backbones x modes x seeds product gets one line per group, and
+    each line's grid is exactly its part of the missing runs; the estimate comes from the finished runs."""
+    from oaprobe.cli import _parse_value
+    from oaprobe.config import RunConfig
+    from oaprobe.report.study import RunsMissingError, sweep_commands
+    from oaprobe.sweep import study_grid
+
+    root = tmp_path_factory.getbasetemp() / "report_runs"
+    on = dict(epochs=1)
+    missing = (study_grid(smoke_manifest, "smoke", ["resnet3d"], ["dual"], [5, 6], **on)
+               + study_grid(smoke_manifest, "smoke", ["resnet3d"], ["single_kl"], [7], **on)
+               + study_grid(smoke_manifest, "smoke", ["resnet3d"], ["dual"], [5], **on, ema_decay=0.99))
+    lines = sweep_commands(missing, "smoke", root, jobs=2)
+    assert len(lines) == 3 and all(line.endswith("--jobs 2") and f"--runs {root}" in line for line in lines)
+    covered = []
+    for line in lines:
+        words = line.split()
+        flags = dict(zip(words[2::2], words[3::2]))
+        fields = {k[2:].replace("-", "_"): _parse_value(RunConfig, k[2:].replace("-", "_"), v) for k, v in flags.items()
+                  if k not in ("--preset", "--runs", "--manifest", "--backbones", "--modes", "--seeds", "--jobs")}
+        covered += study_grid(flags["--manifest"], flags["--preset"], flags["--backbones"].split(","),
+                              flags["--modes"].split(","), [int(x) for x in flags["--seeds"].split(",")], **fields)
+    assert sorted(c.run_id() for c in covered) == sorted(c.run_id() for c in missing)
+    with pytest.raises(RunsMissingError) as err:
+        Study.from_grid("smoke", smoke_manifest, missing, root)
+    text = str(err.value)
+    assert "build the book" not in text and "--jobs" in text and "with --jobs" in text and text.count("oaprobe sweep") == 3
+    assert err.value.missing == missing
+
+
 def test_point_metrics_against_sklearn(study):
     pm = study.point_metrics()
     for r in study.runs:
