@@ -69,6 +69,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seeds": (_seeds, "null (the preset's seeds) or a JSON list of at least 2 distinct integers >= 0, e.g. [0, 1, 2]"),
     "bootstrap_B": (lambda v: _int(v, 100), "an integer >= 100 (bootstrap resamples)"),
     "umap_seed": (lambda v: _int(v, 0), "an integer >= 0"),
+    "downloads": (_text, "\"\" (no file) or a folder for the page's downloadable files (text)"),
     "run": (lambda v: isinstance(v, dict), 'a JSON object of RunConfig fields, e.g. {"ema_decay": 0.99}'),
 }
 #: RunConfig fields a chapter sets itself: ``run`` cannot hold them
