@@ -323,8 +323,8 @@ def run_saliency(
 ) -> Path:
     """Compute a finished run's saliency results for ``settings`` unless done; return their folder.
 
-    Knees: the first ``settings.knees`` test knees of the run's manifest (0 or more than there
-    are: all). The run's files are only read. On CPU the computation is float32 with
+    Knees: the manifest's :func:`fixed_knees` (``settings.knees`` of its test knees, 0 or more than
+    there are: all), the same in every run of the manifest. The run's files are only read. On CPU the computation is float32 with
     deterministic algorithms (the caller's torch settings are restored), so the same settings
     write the same bytes. A run folder without ``DONE`` raises :class:`SaliencyStageError`.
     """

@@ -185,6 +185,7 @@ def claim3_statement(table: pd.DataFrame) -> str:
     if not verdicts:
         return "No saliency results: claim 3 (saliency alignment with cartilage) was not computed."
     said = "; ".join(f"{METHOD_NAMES.get(m, m)}: {v}" for m, v in verdicts.items())
+    said = said[:1].upper() + said[1:]
     if any(v.startswith("may decide") for v in verdicts.values()):
         return f"Claim 3 is decided from the methods whose maps pass their checks in most runs. {said}."
     return f"Claim 3 is not testable with trustworthy maps: no method passes its checks in most runs. {said}."

@@ -501,14 +501,15 @@ class Study:
         out = sanity.groupby(keys, sort=False)["spearman"].agg(spearman="mean", sd="std", n="count").reset_index()
         return out
 
-    def saliency_slices(self, backbone: str, seed: int, methods: Sequence[str] = ("smoothgrad", "gradcam"),
+    def saliency_slices(self, backbone: str, seed: int, methods: Sequence[str] | None = None,
                         max_knees: int = 1) -> dict[str, Any]:
         """Coronal slices of the saved maps through the middle of the first knees: per mode and target
-        a row, per knee and method a column (so Grad-CAM sits beside SmoothGrad), with the cartilage,
-        the synthetic cohort's lesion codes (None on real data) and each knee's grade in its title."""
+        a row, per knee and method (default: the preset's) a column, with the cartilage, the
+        synthetic cohort's lesion codes (None on real data) and each knee's grade in its title."""
         from oaprobe.data.dataset import load_masks
         from oaprobe.report.display import METHOD_NAMES
 
+        methods = get_preset(self.preset).saliency.methods if methods is None else methods
         out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "saliency": [], "lesion": [], "n_cols": 0}
         runs = {r.config.mode: r for r in self.select(backbone=backbone, seed=seed)}
         results = self.saliency_results()

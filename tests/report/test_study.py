@@ -171,18 +171,18 @@ def test_saliency_views(study):
 
     table = saliency_run_table(study)
     assert list(table.columns) == list(RUN_TABLE_COLUMNS) and set(table["run_id"]) == set(sal["run_id"])
-    row = table[(table["mode"] == "dual") & (table["target"] == "oa") & (table["method"] == "smoothgrad")
+    row = table[(table["mode"] == "dual") & (table["target"] == "oa") & (table["method"] == "ig")
                 & (table["region"] == "cartilage")].iloc[0]
-    knees = sal[(sal["run_id"] == row["run_id"]) & (sal["target"] == "oa") & (sal["method"] == "smoothgrad")
+    knees = sal[(sal["run_id"] == row["run_id"]) & (sal["target"] == "oa") & (sal["method"] == "ig")
                 & (sal["region"] == "cartilage")]
     assert row["enrichment"] == pytest.approx(knees["enrichment"].mean()) and row["n_knees"] == len(knees)
     assert set(table["region"]) == {"cartilage", "evidence"}  # the smoke cohort is a phantom with evidence maps
-    slices = study.saliency_slices("resnet3d", seed=0, max_knees=1)
-    assert slices["n_cols"] == 2  # one knee, SmoothGrad and Grad-CAM side by side
+    slices = study.saliency_slices("resnet3d", seed=0, methods=("ig", "occlusion"), max_knees=1)
+    assert slices["n_cols"] == 2  # one knee, the smoke preset's two methods side by side
     panels = [["single-OA", "OA target"], ["single-KL", "OA target"], ["single-KL", "KL target"], ["dual", "OA target"],
               ["dual", "KL target"]]
     assert [t.split(" · ")[:2] for t in slices["titles"]] == [p for p in panels for _ in range(2)]
-    assert [t.split(" · ")[2].split("<br>")[0] for t in slices["titles"][:2]] == ["SmoothGrad × input", "Grad-CAM"]
+    assert [t.split(" · ")[2].split("<br>")[0] for t in slices["titles"][:2]] == ["integrated gradients", "occlusion"]
     case = sal["case_id"].iloc[0]
     grade = int(study.table.set_index("case_id").loc[case, "kl_clean"])
     assert slices["titles"][0].endswith(f"<br>{case}, clean KL{grade}")
