@@ -226,3 +226,16 @@ def test_an_unfinished_run_is_refused_by_name(tmp_path):
     assert saliency_missing([folder, tmp_path / "nope"], SaliencyConfig()) == []  # not results: nothing to do
     assert load_saliency(folder, SaliencyConfig()) is None
     assert not any(p.name.startswith(stage.PREFIX) for p in folder.iterdir())
+
+
+def test_a_planted_map_has_its_known_enrichment():
+    from tests.analysis.saliency_models import LinearProbe
+
+    cartilage = np.isin(label_map(), (2, 4))  # 2 of 8 rows: a quarter of the volume
+    probe = LinearProbe(torch.from_numpy(cartilage.astype(np.float32))).eval()  # the score reads cartilage only
+    images = torch.ones(1, 1, S, S, S)
+    table, _ = compute_run_saliency(probe, images, label_map()[None], None, ["k0"], "single_oa", n_samples=2,
+                                    methods=("ig",), keep_maps=0, progress=False)  # fmt: skip
+    row = table.set_index("region").loc["cartilage"]
+    assert row["roi_fraction"] == 0.25 and row["mass"] == pytest.approx(1.0) and row["enrichment"] == pytest.approx(4.0)
+    assert table.set_index("region").loc["bone_margin", "enrichment"] == pytest.approx(0.0)
