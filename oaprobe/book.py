@@ -80,10 +80,9 @@ class BookPlan:
 
     @property
     def saliency_grid(self) -> list[RunConfig]:
-        """The runs the saliency stage reads: the main grid at the preset's first seed (maps are
-        compared between modes over the same knees; the stage costs more per run than training)."""
-        first = get_preset(self.preset).seeds[0]
-        return [c for c in self.main_grid if c.seed == first]
+        """The runs the saliency stage reads: every main-grid run, every seed (claim 3 pairs dual
+        with single-task runs by seed; every run explains the same fixed knees)."""
+        return list(self.main_grid)
 
 
 def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) -> list[RunConfig]:

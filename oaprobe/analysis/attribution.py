@@ -1,4 +1,5 @@
-"""Attribution maps of a probe's targets: SmoothGrad x input and Grad-CAM (MONAI), in [0, 1].
+"""Attribution maps of a probe's targets, in [0, 1]: SmoothGrad (with and without the input
+product), integrated gradients, occlusion sensitivity and Grad-CAM (MONAI).
 
 Why: the saliency stage explains the scores a probe's predictions come from, and its sanity
 checks recompute the same maps on perturbed models and inputs; both use this module.
@@ -20,6 +21,16 @@ Conventions (the reference protocol, with the choices it leaves open made explic
   needs ``l_0..l_k``: the steps passed and the one stopped at), and the log-odds, unlike
   ``log p_k``, does not flatten when the model is sure. The predicted grade is the argmax of
   ``p_kl``, as ``pred_kl`` in the run folder. Both are computed in log space from the chain.
+- SmoothGrad without the input product (``"gradient"``): ``|mean_i grad f(x_i)|``, the same
+  noisy copies, no multiplication by the image (so a map cannot show the image by construction).
+- Integrated gradients (``"ig"``): ``x * mean_a grad f(a x)`` over ``n_samples`` midpoints ``a``
+  of the straight path from the all-zero (the z-scored mean) baseline; these sum to about
+  ``f(x) - f(0)``, so the map keeps the part that moves the score from its baseline value
+  towards the knee's: ``max(0, sign(f(x) - f(0)) * attribution)``.
+- Occlusion sensitivity (``"occlusion"``): each non-overlapping cube of ``OCCLUSION_PATCH``
+  voxels is set to 0 (the z-scored mean) in turn; the drop ``f(x) - f(x occluded)`` is painted
+  on the cube, oriented as integrated gradients' (``max(0, sign(f(x) - f(0)) * drop)``: the
+  cubes whose removal moves the score towards its baseline value). Forward passes only.
 - Grad-CAM: MONAI's ``GradCAM`` on a deep copy of the model wrapped to return the one target
   score; the map is upsampled to the input grid and min-max scaled to [0, 1] (MONAI's default
   normaliser flips the scale, so it is replaced).
@@ -46,8 +57,12 @@ from torch import nn
 from oaprobe.facts import ALL_MODES, N_KL, OA_THRESHOLD
 from oaprobe.models.probe import corn_log_proba
 
+from oaprobe.config import SALIENCY_METHODS
+
 TARGETS: tuple[str, ...] = ("oa", "kl")
-METHODS: tuple[str, ...] = ("smoothgrad", "gradcam")
+METHODS: tuple[str, ...] = SALIENCY_METHODS
+#: occlusion cube edge in voxels (8 at a 32^3 input: 64 occluded copies a knee and target)
+OCCLUSION_PATCH: int = 8
 
 
 # --------------------------------------------------------------------------- targets
@@ -149,8 +164,11 @@ def smoothgrad_x_input(
     n_samples: int = 8,
     noise_std: float = 0.05,
     seed: int = 0,
+    times_input: bool = True,
 ) -> np.ndarray:
     """SmoothGrad x input: ``|mean_i grad f(x_i) * x_i|`` with ``x_i = x + noise``, min-max to [0, 1].
+
+    ``times_input=False`` gives plain SmoothGrad, ``|mean_i grad f(x_i)|``.
 
     Args:
         model_fn: maps (B, 1, D, H, W) to (B,) target scores; must treat knees independently
@@ -179,9 +197,68 @@ def smoothgrad_x_input(
             if score.shape != (x.shape[0],):
                 raise ValueError(f"model_fn: expected scores of shape ({x.shape[0]},), got {tuple(score.shape)}")
             (grad,) = torch.autograd.grad(score.sum(), xi)
-            acc += (grad * xi).detach()
+            acc += (grad * xi).detach() if times_input else grad.detach()
     sal = (acc / passes).abs()[:, 0]
     return _minmax(sal).cpu().numpy().astype(np.float32)
+
+
+def _towards_knee(model_fn: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor, attribution: torch.Tensor,
+                  clean: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """``max(0, sign(f(x) - f(0)) * attribution)`` for one knee ``xb`` (1, D, H, W): the part of
+    an additive attribution that moves the score from the all-zero input's towards the knee's."""
+    with torch.no_grad():
+        clean = model_fn(xb.unsqueeze(0))[0] if clean is None else clean
+        sign = torch.sign(clean - model_fn(torch.zeros_like(xb).unsqueeze(0))[0])
+    return torch.clamp(sign * attribution, min=0.0)
+
+
+def integrated_gradients(model_fn: Callable[[torch.Tensor], torch.Tensor], x: Any, steps: int = 8) -> np.ndarray:
+    """Integrated gradients from the all-zero baseline, ``x * mean_a grad f(a x)`` over the
+    ``steps`` midpoints ``a = (j + 1/2) / steps`` (one batched pass a knee), oriented towards the
+    knee's score (:func:`_towards_knee`), min-max to [0, 1].
+
+    Returns (B, D, H, W) float32 maps; knees are attributed one at a time.
+    """
+    if steps < 1:
+        raise ValueError(f"steps = {steps}; expected >= 1")
+    x = as_batch(x).detach()
+    alphas = ((torch.arange(steps, dtype=x.dtype) + 0.5) / steps).to(x.device).view(-1, 1, 1, 1, 1)
+    maps = []
+    with torch.enable_grad():
+        for xb in x:
+            path = (alphas * xb.unsqueeze(0)).requires_grad_(True)
+            (grad,) = torch.autograd.grad(model_fn(path).sum(), path)
+            maps.append(_towards_knee(model_fn, xb, (xb * grad.mean(dim=0)).detach())[0])
+    return _minmax(torch.stack(maps)).detach().cpu().numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def occlusion(model_fn: Callable[[torch.Tensor], torch.Tensor], x: Any, patch: int = OCCLUSION_PATCH,
+              batch_size: int = 16) -> np.ndarray:  # fmt: skip
+    """Occlusion sensitivity: ``f(x) - f(x with one cube set to 0)`` painted on the cube, for
+    every non-overlapping cube of edge ``patch`` (the last cube of an axis may be smaller),
+    oriented towards the knee's score (:func:`_towards_knee`), min-max to [0, 1].
+    Returns (B, D, H, W) float32 maps."""
+    if patch < 1:
+        raise ValueError(f"patch = {patch}; expected >= 1")
+    x = as_batch(x).detach()
+    spatial = x.shape[2:]
+    cubes = [tuple(slice(i * patch, (i + 1) * patch) for i in index)
+             for index in np.ndindex(*[-(-n // patch) for n in spatial])]  # fmt: skip
+    maps = []
+    for xb in x:
+        clean = model_fn(xb.unsqueeze(0))[0]
+        sal = torch.zeros(spatial, dtype=x.dtype, device=x.device)
+        for start in range(0, len(cubes), batch_size):
+            chunk = cubes[start : start + batch_size]
+            batch = xb.unsqueeze(0).repeat(len(chunk), 1, 1, 1, 1)
+            for j, cube in enumerate(chunk):
+                batch[(j, 0, *cube)] = 0.0
+            drops = clean - model_fn(batch)
+            for j, cube in enumerate(chunk):
+                sal[cube] = drops[j]
+        maps.append(_towards_knee(model_fn, xb, sal.unsqueeze(0), clean)[0])
+    return _minmax(torch.stack(maps)).cpu().numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------- Grad-CAM
@@ -303,15 +380,22 @@ class ProbeAttributor:
             self.runners = {t: GradCamRunner(model, t, layer) for t in targets}
 
     def score_fn(self, target: str, kl_class: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``x -> target score (B,)`` of the model, the KL class fixed to ``kl_class``."""
-        return lambda xb: target_logit(self.model(xb), target, kl_class)
+        """``x -> target score (B,)`` of the model, the KL class fixed to ``kl_class`` (one class
+        for every copy of a knee in the batch: occlusion and integrated gradients batch copies)."""
+        return lambda xb: target_logit(self.model(xb), target,
+                                       None if kl_class is None else kl_class.expand(xb.shape[0]))  # fmt: skip
 
     def __call__(self, x: torch.Tensor, target: str, method: str, kl_class: torch.Tensor | None,
                  seed: int) -> np.ndarray:  # fmt: skip
         """(D, H, W) map of one knee ``x`` (1, 1, D, H, W) for ``target`` by ``method``."""
-        if method == "smoothgrad":
-            fn = self.score_fn(target, kl_class)
-            return smoothgrad_x_input(fn, x, n_samples=self.n_samples, noise_std=self.noise_std, seed=seed)[0]
+        fn = self.score_fn(target, kl_class)
+        if method in ("smoothgrad", "gradient"):
+            return smoothgrad_x_input(fn, x, n_samples=self.n_samples, noise_std=self.noise_std, seed=seed,
+                                      times_input=method == "smoothgrad")[0]  # fmt: skip
+        if method == "ig":
+            return integrated_gradients(fn, x, steps=self.n_samples)[0]
+        if method == "occlusion":
+            return occlusion(fn, x)[0]
         if method != "gradcam" or target not in self.runners:
             raise ValueError(f"method = {method!r}, target = {target!r}: not among this attributor's")
         return self.runners[target](x, kl_class)[0]

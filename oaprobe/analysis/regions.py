@@ -184,7 +184,11 @@ def paired_overlap(
     ci: float = 0.95,
     subjects: Mapping[str, str] | pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Paired comparison of one overlap metric over the same knees (e.g. dual vs single).
+    """Paired comparison of one overlap metric over the same knees (e.g. dual vs single): the
+    reference study's knee-level protocol, kept to reproduce it. It is not a comparison under the
+    book's decision rule (knees inside one model pair are not independent replications of the
+    training); claim 3 pairs run-level enrichment by seed
+    (:func:`oaprobe.report.saliency.saliency_run_table`).
 
     Knees are matched by ``case_id``; knees with a NaN in either table are dropped. The
     difference ``a - b`` is averaged over knees. Its percentile bootstrap CI resamples

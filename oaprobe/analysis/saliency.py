@@ -7,10 +7,12 @@ with (:func:`kept_state`) and writes its results into ``<run folder>/saliency-<s
 
 - ``settings.json``: the settings, the run id, the weights used and a prediction check (the
   largest difference between the p_oa recomputed here and ``predictions.csv``'s);
-- ``saliency.csv``: one row per knee, target, method and region (:data:`STAGE_TABLE_COLUMNS`);
+- ``saliency.csv``: one row per knee, target, method and region (:data:`STAGE_TABLE_COLUMNS`),
+  over the manifest's :func:`fixed_knees` (the same knees in every run, so runs pair by seed);
 - ``saliency_maps.npz``: the maps of the first ``keep_maps`` knees with their image and mask;
-- ``sanity.csv`` / ``deletion.csv``: cascading randomisation and deletion curves of the first
-  ``sanity_knees`` knees (:mod:`oaprobe.analysis.saliency_checks`);
+- ``sanity.csv`` / ``deletion.csv``: the randomisation check (the trained maps against the fully
+  randomised model's: the cascade's last step) and deletion curves of the first
+  ``sanity_knees`` knees, from the same trained maps (:mod:`oaprobe.analysis.saliency_checks`);
 - ``evidence.csv`` (when the manifest has an ``evidence`` column, i.e. a synthetic cohort): every
   map scored against the knee's ground-truth evidence and distractors (:mod:`oaprobe.analysis.evidence`).
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -202,10 +205,30 @@ def _run_config(folder: Path) -> tuple[RunConfig, dict[str, Any]]:
         raise SaliencyStageError(f"run folder {str(folder)!r}: cannot read {runs.CONFIG}: {err}") from err
 
 
+def fixed_knees(test: pd.DataFrame, n_knees: int) -> pd.DataFrame:
+    """The saliency stage's knees: ``n_knees`` of the test knees ``test`` (0 or more than there are:
+    all), the same for every run of a manifest, whatever its backbone, mode or seed.
+
+    Why: dual and single-task maps pair by seed only when every run explains the same knees.
+    Stratified by grade (``kl_clean`` where the manifest has it, else ``kl``): the grades take
+    turns, lowest first, and within a grade knees are taken in the order of a hash of their case
+    id (CRC-32), so the set depends on the manifest's test knees alone, not on the run or its row
+    order. Returned in that order (the first knees of the set are its grades' first).
+    """
+    if n_knees == 0 or n_knees >= len(test):
+        n_knees = len(test)
+    grade = "kl_clean" if "kl_clean" in test and test["kl_clean"].notna().all() else "kl"
+    order = test.assign(_hash=[zlib.crc32(str(c).encode()) for c in test["case_id"]], _case=test["case_id"].astype(str))
+    order = order.sort_values([grade, "_hash", "_case"], kind="stable")
+    order["_turn"] = order.groupby(grade).cumcount()
+    order = order.sort_values(["_turn", grade], kind="stable")
+    return order.drop(columns=["_hash", "_case", "_turn"]).head(n_knees).reset_index(drop=True)
+
+
 def _knees(cfg: RunConfig, meta: dict[str, Any], folder: Path, n_knees: int) -> pd.DataFrame:
-    """The first ``n_knees`` test knees of the run's manifest (0 = all), which must be unchanged: its
-    bytes and every volume it names (a run shared by two copies of one dataset is read from the copy
-    it was trained on, so that copy must still hold the same data)."""
+    """The run's :func:`fixed_knees` of its manifest's test split, which must be unchanged: its bytes
+    and every volume it names (a run shared by two copies of one dataset is read from the copy it was
+    trained on, so that copy must still hold the same data)."""
     from oaprobe.data.manifest import data_hash, read_manifest
     from oaprobe.io import file_sha256
 
@@ -221,7 +244,7 @@ def _knees(cfg: RunConfig, meta: dict[str, Any], folder: Path, n_knees: int) -> 
     test = table[table["split"] == "test"].reset_index(drop=True)
     if test.empty:
         raise SaliencyStageError(f"manifest {str(manifest)!r} of run {str(folder)!r} has no test knees")
-    return test if n_knees == 0 else test.iloc[:n_knees]
+    return fixed_knees(test, n_knees)
 
 
 def _load_model(folder: Path, cfg: RunConfig, device: torch.device) -> tuple[nn.Module, str]:
@@ -268,17 +291,25 @@ def _compute(folder: Path, settings: SaliencyConfig, cache_dir: Path | None, pro
         evidence = load_masks(rows, cfg.input_shape, column="evidence_path", cache_dir=cache_dir)
         score, evidence_table = evidence_scorer(evidence, ids)
     k = min(settings.sanity_knees, len(ids))
+    checked: dict[tuple[int, str, str], np.ndarray] = {}
+
+    def on_map(i: int, target: str, method: str, sal: np.ndarray) -> None:
+        if score is not None:
+            score(i, target, method, sal)
+        if i < k:  # the checks reuse the trained maps of their knees
+            checked[i, target, method] = sal
+
     with compute_settings(dev):
         model, source = _load_model(folder, cfg, dev)
         gap = _prediction_gap(model, images, rows, folder)
         table, maps = compute_run_saliency(
             model, images, masks, lesions, ids, cfg.mode, n_samples=settings.samples, noise_std=settings.noise,
             seed=settings.seed, methods=settings.methods, keep_maps=settings.keep_maps, progress=progress,
-            on_map=score,
+            on_map=on_map,
         )  # fmt: skip
         sanity, deletion = run_sanity_checks(
             model, images[:k], ids[:k], cfg.mode, settings.methods, settings.samples, settings.noise,
-            settings.seed, settings.deletion_steps, progress=progress,
+            settings.seed, settings.deletion_steps, progress=progress, last_only=True, maps=checked,
         )  # fmt: skip
     table.insert(1, "subject_id", table["case_id"].map(dict(zip(ids, rows["subject_id"].astype(str)))))
     facts = {"weights": source, "n_knees": len(ids), "n_sanity_knees": k, "device": str(dev), "p_oa_max_abs_diff": gap}
@@ -297,8 +328,8 @@ def run_saliency(
 ) -> Path:
     """Compute a finished run's saliency results for ``settings`` unless done; return their folder.
 
-    Knees: the first ``settings.knees`` test knees of the run's manifest (0 or more than there
-    are: all). The run's files are only read. On CPU the computation is float32 with
+    Knees: the manifest's :func:`fixed_knees` (``settings.knees`` of its test knees, 0 or more than
+    there are: all), the same in every run of the manifest. The run's files are only read. On CPU the computation is float32 with
     deterministic algorithms (the caller's torch settings are restored), so the same settings
     write the same bytes. A run folder without ``DONE`` raises :class:`SaliencyStageError`.
     """

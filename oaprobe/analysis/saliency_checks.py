@@ -131,6 +131,7 @@ def step_seed(seed: int, step: int) -> int:
 def cascading_randomisation(
     model: nn.Module, x: torch.Tensor, case_id: str, targets: Sequence[str], methods: Sequence[str],
     n_samples: int = 8, noise_std: float = 0.05, seed: int = 0, gradcam_layer: str | None = None,
+    last_only: bool = False, reference: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Rows of ``sanity.csv`` for one knee ``x`` (1, 1, D, H, W): one per step, target and method.
 
@@ -139,12 +140,18 @@ def cascading_randomisation(
     input maps keep it after every step, which is why the randomised maps stay correlated).
     ``model`` (eval mode) is left unchanged: the cascade runs on a deep copy. The KL target keeps
     the class the trained model predicts; the SmoothGrad noise is the knee's own at every step.
+
+    ``last_only``: maps are recomputed only once every step is applied (the fully randomised
+    model, the step the randomisation verdict reads), at a fraction of the cost; rows for step 0
+    and the last step (layer ``"all"``). ``reference``: the trained maps by (target, method),
+    when the caller already has them (else they are computed here).
     """
     kl_class = predicted_kl(model, x)
     noise_seed = knee_seed(seed, case_id)
     magnitude = x[0, 0].abs().detach().cpu().numpy()
-    trained = ProbeAttributor(model, targets, methods, n_samples, noise_std, gradcam_layer)
-    reference = {(t, m): trained(x, t, m, kl_class, noise_seed) for t in targets for m in methods}
+    if reference is None:
+        trained = ProbeAttributor(model, targets, methods, n_samples, noise_std, gradcam_layer)
+        reference = {(t, m): trained(x, t, m, kl_class, noise_seed) for t in targets for m in methods}
 
     def row(step: int, layer: str, target: str, method: str, sal: np.ndarray) -> dict[str, Any]:
         return {"case_id": case_id, "target": target, "method": method, "step": step, "layer": layer,
@@ -153,10 +160,14 @@ def cascading_randomisation(
 
     rows = [row(0, "none", t, m, sal) for (t, m), sal in reference.items()]
     net = copy.deepcopy(model).eval()
-    for step, (layer, modules) in enumerate(randomisation_steps(net), start=1):
+    steps = randomisation_steps(net)
+    for step, (layer, modules) in enumerate(steps, start=1):
         reinitialise_(modules, step_seed(seed, step))
+        if last_only and step < len(steps):
+            continue
         attributor = ProbeAttributor(net, targets, methods, n_samples, noise_std, gradcam_layer)
-        rows += [row(step, layer, t, m, attributor(x, t, m, kl_class, noise_seed)) for t, m in reference]
+        rows += [row(step, "all" if last_only else layer, t, m, attributor(x, t, m, kl_class, noise_seed))
+                 for t, m in reference]  # fmt: skip
     return rows
 
 
@@ -231,9 +242,10 @@ def deletion_auc(table: pd.DataFrame, flat_tol: float = 1e-6) -> pd.DataFrame:
 
 def knee_deletion(
     attributor: ProbeAttributor, x: torch.Tensor, case_id: str, targets: Sequence[str], methods: Sequence[str],
-    fractions: Sequence[float], seed: int = 0,
+    fractions: Sequence[float], seed: int = 0, maps: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Rows of ``deletion.csv`` for one knee: each target and method, both orders, every fraction."""
+    """Rows of ``deletion.csv`` for one knee: each target and method, both orders, every fraction
+    (the maps: ``maps[target, method]`` when given, else computed by ``attributor``)."""
     model = attributor.model
     kl_class = predicted_kl(model, x)
     noise_seed = knee_seed(seed, case_id)
@@ -244,7 +256,7 @@ def knee_deletion(
             return target_logit(model(xb), t, None if kl_class is None else kl_class.expand(xb.shape[0]))
 
         for method in methods:
-            sal = attributor(x, target, method, kl_class, noise_seed)
+            sal = maps[target, method] if maps is not None else attributor(x, target, method, kl_class, noise_seed)
             for order, logits in deletion_curve(score, x, sal, fractions, order_seed).items():
                 rows += [{"case_id": case_id, "target": target, "method": method, "order": order,
                           "fraction": float(f), "logit": float(v)} for f, v in zip(fractions, logits)]  # fmt: skip
@@ -255,12 +267,15 @@ def knee_deletion(
 def run_sanity_checks(
     model: nn.Module, images: torch.Tensor, case_ids: Sequence[str], mode: str, methods: Sequence[str],
     n_samples: int = 8, noise_std: float = 0.05, seed: int = 0, deletion_steps: int = 10,
-    gradcam_layer: str | None = None, progress: bool = True,
+    gradcam_layer: str | None = None, progress: bool = True, last_only: bool = False,
+    maps: dict[tuple[int, str, str], np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """``(sanity.csv, deletion.csv)`` tables for the knees ``images`` (N, 1, D, H, W) of one run.
 
     ``model`` is used in eval mode on its parameters' device and left as it was (mode and
-    weights). Columns: :data:`SANITY_COLUMNS` and :data:`DELETION_COLUMNS`.
+    weights). ``last_only``: see :func:`cascading_randomisation`. ``maps``: the trained maps
+    by (knee index, target, method), reused instead of recomputed. Columns:
+    :data:`SANITY_COLUMNS` and :data:`DELETION_COLUMNS`.
     """
     if len(case_ids) != images.shape[0]:
         raise ValueError(f"case_ids: {len(case_ids)} ids for {images.shape[0]} images")
@@ -272,7 +287,8 @@ def run_sanity_checks(
         attributor = ProbeAttributor(model, targets, methods, n_samples, noise_std, gradcam_layer)
         for i in tqdm(range(images.shape[0]), desc="saliency checks", disable=not progress):
             x, cid = images[i : i + 1].to(device), str(case_ids[i])
+            known = None if maps is None else {(t, m): maps[i, t, m] for t in targets for m in methods}
             sanity += cascading_randomisation(model, x, cid, targets, methods, n_samples, noise_std, seed,
-                                              gradcam_layer)
-            deletion += knee_deletion(attributor, x, cid, targets, methods, fractions, seed)
+                                              gradcam_layer, last_only=last_only, reference=known)
+            deletion += knee_deletion(attributor, x, cid, targets, methods, fractions, seed, maps=known)
     return pd.DataFrame(sanity, columns=list(SANITY_COLUMNS)), pd.DataFrame(deletion, columns=list(DELETION_COLUMNS))

@@ -64,7 +64,8 @@ COLUMN_NAMES: dict[str, str] = {
 #: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
 #: Readable names of the attribution methods.
-METHOD_NAMES: dict[str, str] = {"smoothgrad": "SmoothGrad × input", "gradcam": "Grad-CAM"}
+METHOD_NAMES: dict[str, str] = {"smoothgrad": "SmoothGrad × input", "gradcam": "Grad-CAM", "gradient": "SmoothGrad",
+                                "ig": "integrated gradients", "occlusion": "occlusion"}
 #: Readable names of the evidence map's regions whose keys are abbreviations (oaprobe.analysis.evidence).
 REGION_NAMES: dict[str, str] = {"jsn": "joint-space narrowing", "bml": "bone-marrow lesion", "meniscus": "menisci"}
 #: Metric names spelled out, for a page's first use of them (the glossary page defines each).

@@ -346,7 +346,7 @@ class Exercises:
                       + "; ".join(parts) + ".", combine(statuses))
 
     # ------------------------------------------------------------------ saliency and training length
-    def region_answer(self, method: str = "smoothgrad") -> Answer:
+    def region_answer(self, method: str = "ig") -> Answer:
         """Exercise 11: the region of highest saliency enrichment per head, against chance (1)."""
         from oaprobe.report.saliency import NOT_TRUSTWORTHY, RANDOMISATION_MAX_RHO, randomisation_verdicts
 

@@ -1,9 +1,14 @@
-"""Which saliency maps the book may state findings from: the randomisation and deletion verdicts.
+"""Which saliency maps may decide claim 3 (saliency alignment with cartilage), and its per-run data.
 
 Why: a map that barely changes when the model's weights are replaced by random ones shows the
-input, not what the model learned (Adebayo et al. 2018), so its overlap with the cartilage is
-no finding about the model. The chapter shows such a method's overlap numbers marked "not
-trustworthy" and states findings only from methods that pass.
+input, not what the model learned (Adebayo et al. 2018), and a map whose most salient voxels do
+not move the score when removed does not say what drives it; neither is a finding about the
+model. The saliency stage runs both checks on every run; :func:`saliency_run_table` gives, per
+run, target, method and region, the enrichment over the run's fixed knees and whether the run's
+maps pass (``trusted``); :func:`claim3_methods` says which methods pass in most runs and so may
+decide claim 3's verdicts (paired by seed on the answer page, under the book's one decision
+rule), and :func:`claim3_statement` says so, or that the claim is not testable with trustworthy
+maps, with the counts.
 
 Example:
     >>> import pandas as pd
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 from scipy.stats import binomtest
 
 from oaprobe.facts import ALL_MODES
@@ -57,148 +64,155 @@ def randomisation_verdicts(summary: pd.DataFrame, max_rho: float = RANDOMISATION
     return out[columns]
 
 
-def deletion_verdicts(auc: pd.DataFrame, alpha: float = DELETION_ALPHA) -> pd.DataFrame:
-    """Per backbone, mode and method (rows of :meth:`Study.saliency_deletion`): knee-targets, how
-    many deleted salient-first fall faster, the sign test's p and a verdict ("faithful", "not
-    shown faithful", or "too few knees" below :func:`min_deletion_cases`)."""
-    rows = []
-    for (bb, mode, method), g in auc.dropna(subset=["auc_gap"]).groupby(["backbone", "mode", "method"], sort=False):
-        n, k = len(g), int((g["auc_gap"] > 0).sum())
-        p = float(binomtest(k, n, 0.5, alternative="greater").pvalue)
-        verdict = "too few knees" if n < min_deletion_cases(alpha) else ("faithful" if p < alpha else "not shown faithful")
-        rows.append({"backbone": bb, "mode": mode, "method": method, "n": n, "faster": k, "p_sign": p, "verdict": verdict})
-    return pd.DataFrame(rows, columns=["backbone", "mode", "method", "n", "faster", "p_sign", "verdict"])
-
-
-def mark_trust(table: pd.DataFrame, verdicts: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
-    """``table`` with a ``trust`` column: "not trustworthy" on rows whose backbone, mode and method
-    (``method`` when the table has none) fail the randomisation check or were never checked. A
-    dual-vs-``baseline`` row (no ``mode`` column, as :meth:`Study.saliency_pairs`) needs both models to pass."""
-    if table.empty:
-        return table.assign(trust=pd.Series(dtype=object))
-    t = table if "method" in table else table.assign(method=method)
-    passed = {tuple(r) for r in verdicts.loc[verdicts["passes"], ["backbone", "mode", "method"]].itertuples(index=False)}
-    models = ([[m] for m in t["mode"]] if "mode" in t else [["dual", b] for b in t["baseline"]])
-    trust = [("passes the randomisation check" if all((bb, m, me) in passed for m in ms) else NOT_TRUSTWORTHY)
-             for bb, ms, me in zip(t["backbone"], models, t["method"])]
-    return table.assign(trust=trust)
-
-
-def trusted(table: pd.DataFrame, verdicts: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
-    """The rows of ``table`` the chapter may state findings from (see :func:`mark_trust`)."""
-    marked = mark_trust(table, verdicts, method)
-    return table[(marked["trust"] != NOT_TRUSTWORTHY).to_numpy()] if len(table) else table
-
-
-def gate_sentences(verdicts: pd.DataFrame) -> list[str]:
-    """One sentence per method that fails the randomisation check in some model: its numbers are no finding."""
-    from oaprobe.report.display import METHOD_NAMES, readable_text
-
-    out = []
-    for method, g in verdicts.groupby("method", sort=False):
-        failed = g[~g["passes"]]
-        if failed.empty:
-            continue
-        which = "every model" if len(failed) == len(g) else f"{len(failed)} of {len(g)} models"
-        rho = failed["spearman_randomised"].dropna()
-        span = ("" if rho.empty else f"{rho.min():+.2f}" if rho.min() == rho.max() else f"{rho.min():+.2f} to {rho.max():+.2f}")
-        why = f"rank correlation with the fully randomised model {span}, not below {RANDOMISATION_MAX_RHO:g}" if span \
-            else "no rank correlation: constant maps"
-        out.append(f"{METHOD_NAMES.get(method, readable_text(method))} fails the randomisation check in {which} "
-                   f"({why}): its overlap numbers there are shown as {NOT_TRUSTWORTHY} and are not findings about "
-                   f"the models.")
-    return out
-
-
-def deletion_sentence(verdicts: pd.DataFrame) -> list[str]:
-    """The deletion check's verdicts in one sentence, saying when there were too few knees for one."""
-    if verdicts.empty:
-        return []
-    counts = verdicts["verdict"].value_counts()
-    parts = [f"{n} {v}" for v, n in counts.items()]
-    few = verdicts[verdicts["verdict"] == "too few knees"]
-    note = (f"; a verdict needs at least {min_deletion_cases()} knee-targets per model and these had "
-            f"{few['n'].min()}–{few['n'].max()}" if len(few) else "")
-    return [f"Deletion check over {len(verdicts)} models and methods: {', '.join(parts)}{note}."]
-
-
-def named_methods(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its ``method`` values as readers name them (SmoothGrad × input, Grad-CAM)."""
-    from oaprobe.report.display import METHOD_NAMES
-
-    return table.assign(method=table["method"].map(lambda m: METHOD_NAMES.get(m, m))) if "method" in table else table
-
-
 def _mode_order(mode: str) -> int:
     """A mode's place in the book's order of modes (unknown modes last)."""
     return ALL_MODES.index(mode) if mode in ALL_MODES else len(ALL_MODES)
 
 
-def evidence_figures(evidence: pd.DataFrame, verdicts: pd.DataFrame) -> list[tuple[str, int, pd.DataFrame]]:
-    """What the chapter plots of the evidence maps: for each method that passes the randomisation check
-    in at least one model, ``(method, models where it fails, enrichment table)``, the table per backbone,
-    mode and region (the grade-deciding evidence and each distractor; OA target, every mode has it) as
-    :meth:`Study.saliency_enrichment` gives it (mean and 95% t-interval over knees). Empty on real data."""
-    from oaprobe.analysis.evidence import DISTRACTORS
-    from oaprobe.report.study import Study
-
-    if evidence.empty:
-        return []
-    regions = evidence[evidence["region"].isin(["evidence", *DISTRACTORS])]
-    return [(method, int((~verdicts.loc[verdicts["method"] == method, "passes"]).sum()),
-             Study.saliency_enrichment(regions, method=method, target="oa"))
-            for method in verdicts.loc[verdicts["passes"], "method"].unique()]
+# --------------------------------------------------------------------------- claim 3: per-run table
+#: the regions claim 3 reads: the reference's ROI (cartilage, labels 2 + 4) and the phantom's ground truth
+CLAIM3_REGIONS: tuple[str, ...] = ("cartilage", "evidence")
+RUN_TABLE_COLUMNS: tuple[str, ...] = (
+    "run_id", "backbone", "mode", "seed", "target", "method", "region", "enrichment", "n_knees",
+    "randomisation_passed", "deletion_passed", "trusted",
+)  # fmt: skip
+_RUN_KEYS = ["run_id", "backbone", "mode", "seed"]
 
 
-def evidence_sentences(found: pd.DataFrame, reliance: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
-    """The evidence-map findings (phantom cohorts only), from methods that pass the randomisation check:
-    per method, where its maps find the grade-deciding evidence best and least (enrichment over the
-    region's volume share, pointing game), and which models lean on a distractor.
+def run_checks(sanity: pd.DataFrame, auc: pd.DataFrame, max_rho: float = RANDOMISATION_MAX_RHO,
+               alpha: float = DELETION_ALPHA) -> pd.DataFrame:  # fmt: skip
+    """Both checks per run and method, over the run's checked knees and its targets.
 
-    ``found`` and ``reliance`` are :func:`oaprobe.analysis.evidence.evidence_summary` (region
-    "evidence") and :func:`~oaprobe.analysis.evidence.distractor_reliance`, grouped by backbone, mode,
-    method and target. These are levels of the first seed's maps, not comparisons under the decision rule.
+    ``sanity`` (``Study.saliency_sanity``) and ``auc`` (``Study.saliency_deletion``) carry the run
+    columns. Randomisation: the mean rank correlation between the trained and the fully randomised
+    model's maps (the last step) must be below ``max_rho`` in size (a constant map, NaN, fails).
+    Deletion: the one-sided sign test of salient-first against random deletion at ``alpha``; NaN
+    (no verdict) with fewer than :func:`min_deletion_cases` knee-targets or no deletion curves.
+    Columns: run keys, ``method``, ``rho_randomised``, ``randomisation_passed``, ``n_deletion``,
+    ``faster``, ``p_sign``, ``deletion_passed`` (object: True, False or NaN).
     """
-    from oaprobe.models.backbones import backbone_title
-    from oaprobe.report.display import METHOD_NAMES, MODE_NAMES, REGION_NAMES
-
-    def model(r) -> str:  # a row or a dict of backbone, mode and target
-        return f"{backbone_title(r['backbone'])} {MODE_NAMES.get(r['mode'], r['mode'])} ({r['target'].upper()} target)"
-
-    ok = trusted(found, verdicts)
-    if found.empty:
-        return []
-    if ok.empty:
-        return ["No saliency method passes the randomisation check in any model, so no finding is stated about "
-                "whether the maps find the planted evidence."]
-    out = []
-    for method, g in ok.groupby("method", sort=False):
-        best, least = g.loc[g["enrichment"].idxmax()], g.loc[g["enrichment"].idxmin()]
-        above = int((g["enrichment"] > 1).sum())
-        by_mode = g.groupby("mode")["enrichment"].mean()
-        modes = ", ".join(f"{MODE_NAMES.get(m, m)} {by_mode[m]:.1f}x" for m in sorted(by_mode.index, key=_mode_order))
-        out.append(f"{METHOD_NAMES.get(method, method)} (first seed, models that pass the randomisation check): "
-                   f"in {above} of {len(g)} model-target pairs the maps put more of their mass on the grade-deciding "
-                   f"evidence than its volume share; "
-                   f"most in {model(best)}, {best['enrichment']:.1f}x chance with its maximum on the evidence in "
-                   f"{best['pointing']:.0%} of knees; least in {model(least)}, {least['enrichment']:.1f}x; "
-                   f"by training mode (mean over backbones and targets): {modes}.")
-    keys = ["backbone", "mode", "target", "method"]
-    checked = trusted(reliance, verdicts)
-    evidence_level = ok.set_index(keys)["enrichment"]
-    for method, g in checked.groupby("method", sort=False):
-        leaning = g[g["relies"].astype(bool)]
-        models = leaning.groupby(keys, sort=False)
-        n_models = g.groupby(keys).ngroups
-        if not len(leaning):
-            out.append(f"{METHOD_NAMES.get(method, method)}: in none of the {n_models} model-target pairs that pass the "
-                       "randomisation check do the maps lean on a distractor (effusion, bone-marrow lesion, menisci: over 1.5x chance in most knees).")
-            continue
-        named = "; ".join(model(dict(zip(keys, key))) + ": " + ", ".join(
-            f"{REGION_NAMES.get(r['region'], r['region'])} {r['enrichment']:.1f}x" for _, r in rows.iterrows())
-            for key, rows in models)
-        above = sum(rows["enrichment"].max() > evidence_level.get(key, float("inf")) for key, rows in models)
-        out.append(f"{METHOD_NAMES.get(method, method)} leans on a distractor (over 1.5x chance in most knees) in "
-                   f"{models.ngroups} of the {n_models} model-target pairs that pass the randomisation check: {named}; in {above} of "
-                   f"them a distractor draws more mass per voxel than the grade-deciding evidence.")
+    keys = [*_RUN_KEYS, "method"]
+    if sanity.empty:
+        return pd.DataFrame(columns=[*keys, "rho_randomised", "randomisation_passed", "n_deletion", "faster",
+                                     "p_sign", "deletion_passed"])  # fmt: skip
+    last = sanity[sanity["step"] == sanity.groupby(keys)["step"].transform("max")]
+    out = last.groupby(keys, sort=False)["spearman"].mean().rename("rho_randomised").reset_index()
+    out["randomisation_passed"] = out["rho_randomised"].abs() < max_rho  # NaN compares False
+    rows = []
+    done = auc.dropna(subset=["auc_gap"]) if len(auc) else pd.DataFrame(columns=[*keys, "auc_gap"])
+    for key, g in done.groupby(keys, sort=False):
+        n, k = len(g), int((g["auc_gap"] > 0).sum())
+        p = float(binomtest(k, n, 0.5, alternative="greater").pvalue)
+        rows.append((*key, n, k, p, (p < alpha) if n >= min_deletion_cases(alpha) else float("nan")))
+    deletion = pd.DataFrame(rows, columns=[*keys, "n_deletion", "faster", "p_sign", "deletion_passed"])
+    out = out.merge(deletion, on=keys, how="left")
+    out["n_deletion"] = out["n_deletion"].fillna(0).astype(int)
+    out["deletion_passed"] = out["deletion_passed"].astype(object).where(out["deletion_passed"].notna(), float("nan"))
     return out
+
+
+def run_enrichment(saliency: pd.DataFrame, evidence: pd.DataFrame | None) -> pd.DataFrame:
+    """Mean enrichment over a run's knees per target, method and claim-3 region (cartilage from
+    ``saliency``, the planted evidence from ``evidence``; knees with an empty region or an
+    all-zero map are left out), with ``n_knees`` the knees averaged."""
+    keys = [*_RUN_KEYS, "target", "method", "region"]
+    parts = [t[t["region"] == r] for t, r in ((saliency, "cartilage"), (evidence, "evidence"))
+             if t is not None and len(t)]  # fmt: skip
+    if not parts:
+        return pd.DataFrame(columns=[*keys, "enrichment", "n_knees"])
+    both = pd.concat(parts, ignore_index=True).dropna(subset=["enrichment"])
+    return both.groupby(keys, sort=False)["enrichment"].agg(enrichment="mean", n_knees="count").reset_index()
+
+
+def build_run_table(saliency: pd.DataFrame, evidence: pd.DataFrame | None, sanity: pd.DataFrame,
+                    auc: pd.DataFrame) -> pd.DataFrame:  # fmt: skip
+    """:func:`saliency_run_table` from the study's frames (see there); split out to test on planted frames."""
+    levels = run_enrichment(saliency, evidence)
+    checks = run_checks(sanity, auc)[[*_RUN_KEYS, "method", "randomisation_passed", "deletion_passed"]]
+    out = levels.merge(checks, on=[*_RUN_KEYS, "method"], how="left")
+    out["randomisation_passed"] = out["randomisation_passed"].astype("boolean").fillna(False).astype(bool)
+    out["deletion_passed"] = out["deletion_passed"].astype(object).where(out["deletion_passed"].notna(), float("nan"))
+    out["trusted"] = out["randomisation_passed"] & (out["deletion_passed"] != False)  # noqa: E712 (NaN: no verdict)
+    order = {m: i for i, m in enumerate(ALL_MODES)}
+    out = out.sort_values(["backbone", "mode", "seed", "method", "target", "region"],
+                          key=lambda c: c.map(order) if c.name == "mode" else c, kind="stable")  # fmt: skip
+    return out[list(RUN_TABLE_COLUMNS)].reset_index(drop=True)
+
+
+def saliency_run_table(study) -> pd.DataFrame:
+    """Claim 3's data: one row per run, target, method and region (cartilage, the planted evidence).
+
+    Columns :data:`RUN_TABLE_COLUMNS`: ``enrichment`` is the mean over the run's fixed knees
+    (the same knees in every run, so runs pair by seed) of mass share / volume share;
+    ``randomisation_passed`` and ``deletion_passed`` are the run's checks for that method
+    (:func:`run_checks`; ``deletion_passed`` NaN where the run had too few knee-targets for a
+    verdict); ``trusted`` = the randomisation check passed and the deletion check did not fail.
+    A run whose map is not trusted is flagged for that method: it cannot decide a verdict alone.
+    Empty (with the columns) when no run has saliency results.
+    """
+    sal = study.saliency()
+    if sal.empty:
+        return pd.DataFrame(columns=list(RUN_TABLE_COLUMNS))
+    return build_run_table(sal, study.saliency_evidence(), study.saliency_sanity(), study.saliency_deletion())
+
+
+def claim3_methods(table: pd.DataFrame) -> dict[str, str]:
+    """For each method of :func:`saliency_run_table`'s ``table``: whether its maps may decide claim 3's
+    verdicts, with the counts: trusted in more than half of the runs it was computed on ("may decide
+    verdicts: trusted in k of n runs"), else why not (how many runs fail each check)."""
+    out = {}
+    per_run = table.drop_duplicates(["run_id", "method"])
+    for method, g in per_run.groupby("method", sort=False):
+        n, k = len(g), int(g["trusted"].sum())
+        rand_fail = int((~g["randomisation_passed"].astype(bool)).sum())
+        del_fail = int((g["deletion_passed"] == False).sum())  # noqa: E712 (NaN: no verdict)
+        no_del = int(g["deletion_passed"].isna().sum())
+        if 2 * k > n:
+            out[method] = f"may decide verdicts: trusted in {k} of {n} runs"
+        else:
+            out[method] = (f"no verdict: trusted in only {k} of {n} runs (randomisation check failed in {rand_fail}, "
+                           f"deletion check failed in {del_fail}" + (f", no deletion verdict in {no_del}" if no_del else "")
+                           + ")")  # fmt: skip
+    return out
+
+
+def claim3_statement(table: pd.DataFrame) -> str:
+    """One sentence: which methods may decide claim 3, or that it is not testable with trustworthy
+    maps, with :func:`claim3_methods`' counts as the evidence."""
+    from oaprobe.report.display import METHOD_NAMES
+
+    verdicts = claim3_methods(table)
+    if not verdicts:
+        return "No saliency results: claim 3 (saliency alignment with cartilage) was not computed."
+    said = "; ".join(f"{METHOD_NAMES.get(m, m)}: {v}" for m, v in verdicts.items())
+    said = said[:1].upper() + said[1:]
+    if any(v.startswith("may decide") for v in verdicts.values()):
+        return f"Claim 3 is decided from the methods whose maps pass their checks in most runs. {said}."
+    return f"Claim 3 is not testable with trustworthy maps: no method passes its checks in most runs. {said}."
+
+
+def check_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method, backbone and mode of :func:`saliency_run_table`'s ``table``: runs, and how many pass
+    the randomisation check, pass / fail the deletion check or have no deletion verdict, and are trusted."""
+    per_run = table.drop_duplicates(["run_id", "method"])
+    d = per_run["deletion_passed"]
+    counted = per_run.assign(deletion_passed=d == True, deletion_failed=d == False, no_deletion_verdict=d.isna())  # noqa: E712
+    out = counted.groupby(["method", "backbone", "mode"], sort=False).agg(
+        runs=("run_id", "size"), randomisation_passed=("randomisation_passed", "sum"),
+        deletion_passed=("deletion_passed", "sum"), deletion_failed=("deletion_failed", "sum"),
+        no_deletion_verdict=("no_deletion_verdict", "sum"), trusted=("trusted", "sum"),
+    ).reset_index()  # fmt: skip
+    return out.sort_values(["method", "backbone", "mode"], key=lambda c: c.map(_mode_order) if c.name == "mode" else c,
+                           kind="stable").reset_index(drop=True)  # fmt: skip
+
+
+def enrichment_levels(table: pd.DataFrame) -> pd.DataFrame:
+    """Levels, not comparisons: per backbone, mode, target, method and region the mean over runs (seeds)
+    of the run-level enrichment, its 95% t-interval over runs, the runs and how many are trusted."""
+    rows = []
+    for key, g in table.groupby(["backbone", "mode", "target", "method", "region"], sort=False):
+        x = g["enrichment"].dropna().to_numpy(float)
+        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan
+        rows.append((*key, x.mean() if len(x) else np.nan, x.mean() - half, x.mean() + half, len(x), int(g["trusted"].sum())))
+    return pd.DataFrame(rows, columns=["backbone", "mode", "target", "method", "region", "enrichment", "ci_low", "ci_high",
+                                       "runs", "trusted_runs"])  # fmt: skip

@@ -359,8 +359,8 @@ class Study:
 
     def saliency_results(self) -> dict[str, dict[str, Any]]:
         """Run id -> the saliency stage's results (:func:`oaprobe.analysis.saliency.load_saliency`)
-        at the preset's saliency settings, for the runs that have them (the book computes them at
-        the first seed)."""
+        at the preset's saliency settings, for the runs that have them (the book computes them for
+        every main-grid run, on the same fixed knees)."""
         from oaprobe.analysis.saliency import load_saliency
 
         if self._saliency is None:
@@ -379,13 +379,17 @@ class Study:
         frames = [
             res[key].assign(run_id=rid, backbone=runs[rid].config.backbone, mode=runs[rid].config.mode,
                             seed=runs[rid].config.seed)
-            for rid, res in self.saliency_results().items() if len(res[key])
+            for rid, res in self.saliency_results().items() if res.get(key) is not None and len(res[key])
         ]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def saliency(self) -> pd.DataFrame:
         """Every saliency table (one row per knee, target, method, region) with backbone, mode, seed, run_id."""
         return self._saliency_frame("saliency")
+
+    def saliency_evidence(self) -> pd.DataFrame:
+        """Every map scored against the phantom's evidence and distractors, with the run columns (empty on real data)."""
+        return self._saliency_frame("evidence")
 
     def saliency_sanity(self) -> pd.DataFrame:
         """Cascading randomisation: rank correlation of trained vs randomised maps per step (should fall to 0)."""
@@ -486,15 +490,6 @@ class Study:
 
     # ------------------------------------------------------------------ saliency views
     @staticmethod
-    def saliency_summary(sal: pd.DataFrame) -> pd.DataFrame:
-        """Mean chance level, mass, enrichment, top-5% share and Dice by backbone, mode, target, method, region."""
-        if sal.empty:
-            return pd.DataFrame()
-        keys = ["backbone", "mode", "target", "method", "region"]
-        cols = ["roi_fraction", "mass", "enrichment", "top5", "dice5"]
-        return sal.groupby(keys, sort=False)[cols].mean()
-
-    @staticmethod
     def saliency_enrichment(sal: pd.DataFrame, method: str = "smoothgrad", target: str = "oa") -> pd.DataFrame:
         """Mean enrichment over chance with a 95% t-interval over knees, per backbone, mode and region."""
         t = sal[(sal["method"] == method) & (sal["target"] == target)].dropna(subset=["enrichment"])
@@ -506,29 +501,6 @@ class Study:
                          "ci_low": x.mean() - half, "ci_high": x.mean() + half, "n": len(x)})
         return pd.DataFrame(rows)
 
-    def saliency_pairs(self, sal: pd.DataFrame, method: str = "smoothgrad", regions: Sequence[str] = ("cartilage", "lesion"),
-                       n_boot: int = 2000) -> pd.DataFrame:
-        """Dual vs single saliency mass over the same knees (OA target vs single-OA, KL vs single-KL), BH over rows."""
-        from oaprobe.analysis.paired import bh
-        from oaprobe.analysis.saliency import paired_overlap
-
-        rows = []
-        for (bb, seed), g in sal.groupby(["backbone", "seed"], sort=False):
-            for target, base in (("oa", "single_oa"), ("kl", "single_kl")):
-                a, b = g[g["mode"] == "dual"], g[g["mode"] == base]
-                if a.empty or b.empty:
-                    continue
-                for region in regions:
-                    if region not in set(a["region"]):
-                        continue
-                    r = paired_overlap(a, b, "mass", region, target, method, n_boot=n_boot, seed=0)
-                    rows.append(r.assign(backbone=bb, seed=seed, baseline=base))
-        if not rows:
-            return pd.DataFrame()
-        out = pd.concat(rows, ignore_index=True)
-        out["q_bh"] = bh(out["p_value"].to_numpy(float))
-        return out
-
     @staticmethod
     def sanity_summary(sanity: pd.DataFrame) -> pd.DataFrame:
         """Mean and sd over knees and targets of the trained-vs-randomised rank correlation, per
@@ -539,25 +511,15 @@ class Study:
         out = sanity.groupby(keys, sort=False)["spearman"].agg(spearman="mean", sd="std", n="count").reset_index()
         return out
 
-    @staticmethod
-    def deletion_summary(auc: pd.DataFrame) -> pd.DataFrame:
-        """Per backbone, mode and method: mean area under the deletion curve removing the most
-        salient voxels first vs random voxels, and the share of knee-targets where salient-first
-        falls faster (a faithful map: well above 1/2)."""
-        if auc.empty:
-            return pd.DataFrame()
-        g = auc.dropna(subset=["auc_gap"]).groupby(["backbone", "mode", "method"], sort=False)
-        return g.agg(auc_salient=("auc_salient", "mean"), auc_random=("auc_random", "mean"),
-                     salient_faster=("auc_gap", lambda x: float((x > 0).mean())), n=("auc_gap", "count")).reset_index()
-
-    def saliency_slices(self, backbone: str, seed: int, methods: Sequence[str] = ("smoothgrad", "gradcam"),
+    def saliency_slices(self, backbone: str, seed: int, methods: Sequence[str] | None = None,
                         max_knees: int = 1) -> dict[str, Any]:
         """Coronal slices of the saved maps through the middle of the first knees: per mode and target
-        a row, per knee and method a column (so Grad-CAM sits beside SmoothGrad), with the cartilage,
-        the synthetic cohort's lesion codes (None on real data) and each knee's grade in its title."""
+        a row, per knee and method (default: the preset's) a column, with the cartilage, the
+        synthetic cohort's lesion codes (None on real data) and each knee's grade in its title."""
         from oaprobe.data.dataset import load_masks
         from oaprobe.report.display import METHOD_NAMES
 
+        methods = get_preset(self.preset).saliency.methods if methods is None else methods
         out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "saliency": [], "lesion": [], "n_cols": 0}
         runs = {r.config.mode: r for r in self.select(backbone=backbone, seed=seed)}
         results = self.saliency_results()

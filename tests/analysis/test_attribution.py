@@ -179,3 +179,57 @@ def test_ordinal_probe_maps_for_both_targets_and_methods():
     for sal in maps.values():
         assert sal.shape == (S, S, S) and np.isfinite(sal).all() and 0.0 <= sal.min() <= sal.max() <= 1.0
     assert not np.array_equal(maps["kl", "smoothgrad"], maps["oa", "smoothgrad"])
+
+
+# --------------------------------------------------------------------------- gradient, IG, occlusion
+def _linear(seed: int = 3):
+    """A positive linear score ``sum(w * x)`` and a positive input: every contribution ``w * x > 0``."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.rand(1, 1, S, S, S, generator=gen) + 0.1
+    x = torch.rand(1, 1, S, S, S, generator=gen) + 0.1
+    return w, x, (lambda t: (w * t).sum(dim=(1, 2, 3, 4)))
+
+
+def _scaled(a: np.ndarray) -> np.ndarray:
+    return (a - a.min()) / (a.max() - a.min())
+
+
+def test_smoothgrad_without_the_input_product_is_the_weights():
+    w, x, fn = _linear()
+    sal = smoothgrad_x_input(fn, x, n_samples=2, noise_std=0.0, times_input=False)[0]
+    np.testing.assert_allclose(sal, _scaled(w[0, 0].numpy()), atol=1e-6)
+
+
+def test_integrated_gradients_of_a_linear_score_is_w_times_x_oriented_to_the_score():
+    from oaprobe.analysis.attribution import integrated_gradients
+
+    w, x, fn = _linear()
+    np.testing.assert_allclose(integrated_gradients(fn, x, steps=4)[0], _scaled((w * x)[0, 0].numpy()), atol=1e-5)
+    # a negative score (f(x) < f(0)): the contributions that lower it are the ones kept
+    neg = integrated_gradients(lambda t: -fn(t), x, steps=4)[0]
+    np.testing.assert_allclose(neg, _scaled((w * x)[0, 0].numpy()), atol=1e-5)
+    with pytest.raises(ValueError, match="steps"):
+        integrated_gradients(fn, x, steps=0)
+
+
+def test_occlusion_paints_each_cube_with_its_contribution():
+    from oaprobe.analysis.attribution import occlusion
+
+    w, x, fn = _linear()
+    sal = occlusion(fn, x, patch=4, batch_size=3)[0]  # 8 cubes of 4^3, in batches of 3
+    contrib = (w * x)[0, 0].numpy()
+    cubes = contrib.reshape(2, 4, 2, 4, 2, 4).sum(axis=(1, 3, 5))  # a cube's drop = its summed contribution
+    expected = _scaled(np.kron(cubes, np.ones((4, 4, 4))))
+    np.testing.assert_allclose(sal, expected, atol=1e-5)
+    uneven = occlusion(fn, x, patch=3)[0]  # 3 + 3 + 2 voxels an axis: the last cubes are smaller
+    assert uneven.shape == (S, S, S) and uneven.max() == 1.0
+
+
+@pytest.mark.parametrize("method", ["gradient", "ig", "occlusion"])
+def test_probe_attributor_runs_the_new_methods_on_both_targets(method):
+    probe = TinyProbe("dual").eval()
+    x = torch.randn(1, 1, S, S, S, generator=torch.Generator().manual_seed(0))
+    attributor = ProbeAttributor(probe, ("oa", "kl"), (method,), n_samples=2, noise_std=0.05)
+    for target in ("oa", "kl"):
+        sal = attributor(x, target, method, probe(x)["kl"].argmax(dim=1), seed=0)
+        assert sal.shape == (S, S, S) and 0.0 <= sal.min() and sal.max() <= 1.0

@@ -29,7 +29,7 @@ from oaprobe.errors import OaprobeError
 from tests.analysis.saliency_models import S, TinyProbe, label_map
 
 torch.set_num_threads(1)
-FAST = dict(knees=2, samples=2, keep_maps=1, sanity_knees=1, deletion_steps=3)
+FAST = dict(knees=2, samples=2, keep_maps=1, sanity_knees=1, deletion_steps=3, methods=("smoothgrad", "gradcam"))
 
 
 # --------------------------------------------------------------------------- per-run computation
@@ -47,11 +47,11 @@ def test_compute_run_saliency_table_and_maps(mode, targets):
     probe = TinyProbe(mode).train()
     table, maps = compute_run_saliency(probe, images, masks, lesions, ids, mode, n_samples=2, keep_maps=1, progress=False)
     assert list(table.columns) == list(TABLE_COLUMNS)
-    assert set(table["target"]) == targets and set(table["method"]) == {"smoothgrad", "gradcam"}
-    assert len(table) == 2 * len(targets) * 2 * 5  # knees x targets x methods x regions
+    assert set(table["target"]) == targets and set(table["method"]) == set(stage.METHODS)
+    assert len(table) == 2 * len(targets) * len(stage.METHODS) * 5  # knees x targets x methods x regions
     assert probe.training  # mode restored
     assert not probe.encoder.features[2]._forward_hooks  # Grad-CAM hooks live on a copy
-    k = len(targets) * 2
+    k = len(targets) * len(stage.METHODS)
     assert maps["saliency"].shape == (k, S, S, S) and maps["saliency"].dtype == np.float16
     assert maps["image"].shape == maps["mask"].shape == (k, S, S, S)
     assert set(maps["case_id"]) == {"k0"}
@@ -85,7 +85,8 @@ def test_with_the_real_probe():
     lesions = (masks == 4).astype(np.uint8)
     enc = build_backbone("resnet3d", shape, 0.25)
     probe = HierarchicalProbe(enc, "dual", "parallel")
-    table, _ = compute_run_saliency(probe, images, masks, lesions, ids, "dual", n_samples=1, keep_maps=0, progress=False)
+    table, _ = compute_run_saliency(probe, images, masks, lesions, ids, "dual", n_samples=1, keep_maps=0,
+                                    methods=("smoothgrad", "gradcam"), progress=False)  # fmt: skip
     assert set(table["method"]) == {"smoothgrad", "gradcam"}
     assert table["roi_fraction"].notna().all()
     # SmoothGrad is always defined; Grad-CAM of an untrained net at a 1-2 voxel layer may be flat (NaN)
@@ -137,9 +138,10 @@ def test_stage_writes_its_subfolder_and_never_the_model_files(trained_run, volum
     assert list(sal.columns) == list(STAGE_TABLE_COLUMNS)
     pred = pd.read_csv(trained_run / "predictions.csv", dtype={"case_id": str, "subject_id": str})
     test = pred[pred["split"] == "test"]
-    assert sal["case_id"].unique().tolist() == test["case_id"].tolist()[:2]  # the first test knees, in order
+    assert sal["case_id"].unique().tolist() == _fixed(trained_run, 2)  # the fixed knees, in their order
     assert (sal["subject_id"] == sal["case_id"].map(dict(zip(test["case_id"], test["subject_id"])))).all()
-    assert set(res["sanity"]["case_id"]) == {test["case_id"].iloc[0]} and res["sanity"]["layer"].iloc[0] == "none"
+    assert set(res["sanity"]["case_id"]) == {_fixed(trained_run, 1)[0]}  # the checks' knees: the set's first
+    assert res["sanity"]["layer"].tolist()[:2] == ["none", "none"] and set(res["sanity"]["layer"]) == {"none", "all"}
     assert sorted(res["deletion"]["fraction"].unique()) == pytest.approx([0, 1 / 3, 2 / 3, 1])
     assert len(res["deletion_auc"]) == len(res["deletion"]) // 8  # one row per (knee, target, method)
     assert len(res["maps"]["saliency"]) == len(set(sal["target"])) * 2  # first knee, each target and method
@@ -147,6 +149,39 @@ def test_stage_writes_its_subfolder_and_never_the_model_files(trained_run, volum
     monkeypatch.setattr(stage, "_load_model", lambda *a: pytest.fail("recomputed a finished subfolder"))
     assert run_saliency(trained_run, settings, cache_dir=volume_cache, progress=False) == out
     assert saliency_missing([trained_run], settings) == []
+
+
+def _fixed(run: Path, n: int) -> list[str]:
+    """The case ids of the fixed knee set of a run's manifest (what every run's stage explains)."""
+    import json
+
+    from oaprobe.data.manifest import read_manifest
+
+    manifest = read_manifest(json.loads((run / "config.json").read_text())["config"]["manifest"], check_volumes=False)
+    return stage.fixed_knees(manifest[manifest["split"] == "test"], n)["case_id"].astype(str).tolist()
+
+
+def test_every_run_explains_the_same_fixed_knees(trained_run, smoke_config, volume_cache, tmp_path_factory):
+    from oaprobe.training.engine import fit
+
+    other = fit(smoke_config(mode="single_oa", seed=1, backbone="nnmamba"), tmp_path_factory.getbasetemp() / "saliency_runs",
+                cache_dir=volume_cache, progress=False)  # fmt: skip
+    settings = SaliencyConfig(**{**FAST, "methods": ("gradcam",), "knees": 3, "sanity_knees": 0}, seed=41)
+    knees = [load_saliency(run_saliency(r, settings, cache_dir=volume_cache, progress=False).parent, settings)
+             ["saliency"]["case_id"].unique().tolist() for r in (trained_run, other)]  # fmt: skip
+    assert knees[0] == knees[1] == _fixed(trained_run, 3)
+
+
+def test_fixed_knees_take_grades_in_turn_whatever_the_row_order():
+    test = pd.DataFrame({"case_id": [f"c{i:02d}" for i in range(20)], "kl": [0] * 8 + [1] * 2 + [2] * 6 + [4] * 4})
+    chosen = stage.fixed_knees(test, 7)
+    assert chosen["kl"].tolist() == [0, 1, 2, 4, 0, 1, 2]  # the grades take turns, lowest first
+    shuffled = stage.fixed_knees(test.sample(frac=1.0, random_state=3), 7)
+    assert shuffled["case_id"].tolist() == chosen["case_id"].tolist()  # a function of the knees, not their order
+    assert stage.fixed_knees(test, 0)["case_id"].tolist() == stage.fixed_knees(test, 99)["case_id"].tolist()
+    assert sorted(stage.fixed_knees(test, 0)["case_id"]) == test["case_id"].tolist()  # 0 or too many: every knee
+    clean = test.assign(kl_clean=[4] * 10 + [0] * 10)  # the clean grade decides where the manifest has it
+    assert stage.fixed_knees(clean, 2)["kl_clean"].tolist() == [0, 4]
 
 
 def test_other_settings_add_a_subfolder(trained_run, volume_cache):
@@ -203,3 +238,16 @@ def test_a_run_whose_volumes_changed_since_training_is_refused(smoke_config, tmp
     assert len(stage._knees(cfg, same, tmp_path, 2)) == 2
     with pytest.raises(SaliencyStageError, match="the volumes of manifest .* changed since run"):
         stage._knees(cfg, {"data_sha256": "0" * 64}, tmp_path, 2)
+
+
+def test_a_planted_map_has_its_known_enrichment():
+    from tests.analysis.saliency_models import LinearProbe
+
+    cartilage = np.isin(label_map(), (2, 4))  # 2 of 8 rows: a quarter of the volume
+    probe = LinearProbe(torch.from_numpy(cartilage.astype(np.float32))).eval()  # the score reads cartilage only
+    images = torch.ones(1, 1, S, S, S)
+    table, _ = compute_run_saliency(probe, images, label_map()[None], None, ["k0"], "single_oa", n_samples=2,
+                                    methods=("ig",), keep_maps=0, progress=False)  # fmt: skip
+    row = table.set_index("region").loc["cartilage"]
+    assert row["roi_fraction"] == 0.25 and row["mass"] == pytest.approx(1.0) and row["enrichment"] == pytest.approx(4.0)
+    assert table.set_index("region").loc["bone_margin", "enrichment"] == pytest.approx(0.0)

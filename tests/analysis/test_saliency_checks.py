@@ -186,3 +186,16 @@ def test_run_sanity_checks_tables_and_the_model_left_alone():
     pd.testing.assert_frame_equal(sanity, again)
     with pytest.raises(ValueError, match="case_ids"):
         run_sanity_checks(probe, images, **{**args, "case_ids": ["k0"]})
+
+
+def test_randomisation_last_step_only_and_given_trained_maps():
+    model, _, _ = _planted()
+    x = torch.ones(1, 1, S, S, S)
+    full = cascading_randomisation(model, x, "k0", ("oa",), ("smoothgrad",), n_samples=1, noise_std=0.0)
+    last = cascading_randomisation(model, x, "k0", ("oa",), ("smoothgrad",), n_samples=1, noise_std=0.0, last_only=True)
+    assert [(r["step"], r["layer"]) for r in last] == [(0, "none"), (2, "all")]
+    assert last[1]["spearman"] == pytest.approx(full[-1]["spearman"])  # the cascade's end, the same re-inits
+    planted = {("oa", "smoothgrad"): np.arange(S**3, dtype=float).reshape(S, S, S)}
+    given = cascading_randomisation(model, x, "k0", ("oa",), ("smoothgrad",), n_samples=1, noise_std=0.0,
+                                    last_only=True, reference=planted)  # fmt: skip
+    assert given[0]["spearman"] == pytest.approx(1.0) and given[1]["spearman"] != pytest.approx(last[1]["spearman"])

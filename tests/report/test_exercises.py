@@ -269,17 +269,17 @@ def test_region_answer_names_the_most_enriched_region_only_for_maps_that_pass(ex
 
     real = gate.randomisation_verdicts
     checks = real(Study.sanity_summary(exercises.first.saliency_sanity()))
-    dual = checks[(checks["method"] == "smoothgrad") & (checks["mode"] == "dual")]
+    dual = checks[(checks["method"] == "ig") & (checks["mode"] == "dual")]
     a = exercises.region_answer()
     if not dual["passes"].all():  # the smoke models' maps fail the check: no enrichment is stated
         assert "fail the randomisation check" in a.text and "not trustworthy" in a.text and a.status == "open"
         assert "most enriched" not in a.text
     monkeypatch.setattr(gate, "randomisation_verdicts", lambda summary: real(summary).assign(passes=True))
     sal = exercises.study.saliency()
-    enr = Study.saliency_enrichment(sal[sal["mode"] == "dual"], target="oa")
+    enr = Study.saliency_enrichment(sal[sal["mode"] == "dual"], method="ig", target="oa")
     best = enr.loc[enr["enrichment"].idxmax()]
     a = exercises.region_answer()
-    assert f"For the OA head, the dual model's smoothgrad saliency is most enriched in the {best['region'].replace('_', ' ')}: " in a.text
+    assert f"For the OA head, the dual model's ig saliency is most enriched in the {best['region'].replace('_', ' ')}: " in a.text
     assert f"mean {best['enrichment']:.2f} over {int(best['n'])} knees" in a.text
 
 

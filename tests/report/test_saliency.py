@@ -1,10 +1,9 @@
-"""The saliency gate: randomisation pass criterion, deletion sign test, trust marks and sentences."""
+"""Which saliency maps may decide claim 3: the checks per run, the per-run table and the method verdicts."""
 
 import pandas as pd
 import pytest
 
-from oaprobe.report.saliency import (NOT_TRUSTWORTHY, deletion_sentence, deletion_verdicts, gate_sentences, mark_trust,
-                                     min_deletion_cases, randomisation_verdicts, trusted)
+from oaprobe.report.saliency import min_deletion_cases, randomisation_verdicts
 
 
 def _summary() -> pd.DataFrame:
@@ -27,118 +26,97 @@ def test_randomisation_verdict_reads_the_last_step_only():
     assert "not below 0.3" in by.loc[("dual", "smoothgrad"), "reason"]
 
 
+def test_the_deletion_check_needs_five_knee_targets():
+    assert min_deletion_cases(0.05) == 5 and min_deletion_cases(0.01) == 7
+
+
 def test_a_strongly_negative_correlation_fails_too():
     s = _summary()
     s.loc[(s["method"] == "gradcam") & (s["step"] == 2), "spearman"] = -0.5
     assert not randomisation_verdicts(s)["passes"].any()
 
 
-def test_deletion_verdicts_need_five_knee_targets_and_a_sign_test():
-    assert min_deletion_cases(0.05) == 5 and min_deletion_cases(0.01) == 7
-    rows = [("a", [0.1] * 5), ("b", [0.1] * 4), ("c", [0.1, -0.1] * 3)]
-    auc = pd.DataFrame([{"backbone": "r", "mode": m, "method": "gradcam", "case_id": f"k{i}", "auc_gap": g}
-                        for m, gaps in rows for i, g in enumerate(gaps)])
-    v = deletion_verdicts(auc).set_index("mode")
-    assert v.loc["a", "verdict"] == "faithful" and v.loc["a", "p_sign"] == pytest.approx(0.5 ** 5)
-    assert v.loc["b", "verdict"] == "too few knees"  # 4 of 4 faster: p = 0.0625, no verdict possible
-    assert v.loc["c", "verdict"] == "not shown faithful" and v.loc["c", "faster"] == 3
+# --------------------------------------------------------------------------- claim 3: the per-run table
+def _run_frames(rho: dict[str, float], faster: dict[str, int], n_knees: int = 5):
+    """Planted stage frames of two runs (dual, single_oa; seed 0), methods ``rho``'s keys: knee k's
+    cartilage map puts mass (k+1)/10 on a region of volume share 0.1 (enrichment k+1); the evidence
+    maps enrichment 2 everywhere; at the last randomisation step the maps correlate ``rho[method]``
+    with the trained ones; deletion is faster than random in ``faster[method]`` knee-targets."""
+    runs = {"r_dual": "dual", "r_oa": "single_oa"}
+    base = [{"run_id": r, "backbone": "resnet3d", "mode": m, "seed": 0} for r, m in runs.items()]
+    sal, ev, sanity, auc = [], [], [], []
+    for run in base:
+        for method in rho:
+            for k in range(n_knees):
+                cid = f"k{k}"
+                for target in ("oa",) if run["mode"] == "single_oa" else ("oa", "kl"):
+                    common = {**run, "case_id": cid, "target": target, "method": method}
+                    sal += [{**common, "region": "cartilage", "roi_fraction": 0.1, "mass": (k + 1) / 10, "enrichment": k + 1.0},
+                            {**common, "region": "bone_margin", "roi_fraction": 0.2, "mass": 0.0, "enrichment": 0.0}]
+                    ev.append({**common, "region": "evidence", "roi_fraction": 0.05, "mass": 0.1, "enrichment": 2.0})
+                    sanity += [{**common, "step": 0, "layer": "none", "spearman": 1.0},
+                               {**common, "step": 7, "layer": "all", "spearman": rho[method]}]
+                    auc.append({**common, "auc_gap": 0.1 if k < faster[method] else -0.1})
+    return tuple(map(pd.DataFrame, (sal, ev, sanity, auc)))
 
 
-def test_untrusted_rows_are_marked_and_left_out_of_findings():
-    v = randomisation_verdicts(_summary())
-    enrichment = pd.DataFrame({"backbone": "resnet3d", "mode": ["dual", "single_oa", "single_kl"], "enrichment": [5.0, 6.9, 2.0]})
-    marked = mark_trust(enrichment, v, method="smoothgrad")
-    assert marked["trust"].tolist() == [NOT_TRUSTWORTHY] * 3  # single_kl never checked: not trustworthy either
-    assert trusted(enrichment, v, method="smoothgrad").empty
-    assert trusted(enrichment, v, method="gradcam")["mode"].tolist() == ["dual", "single_oa"]
+def test_run_table_planted_enrichment_and_checks():
+    from oaprobe.report.saliency import RUN_TABLE_COLUMNS, build_run_table, claim3_methods, claim3_statement
+
+    sal, ev, sanity, auc = _run_frames({"smoothgrad": 0.8, "occlusion": 0.05, "gradcam": 0.1}, {"smoothgrad": 5, "occlusion": 5, "gradcam": 1})
+    table = build_run_table(sal, ev, sanity, auc)
+    assert list(table.columns) == list(RUN_TABLE_COLUMNS)
+    # 2 runs x 3 methods x regions (cartilage, evidence) x targets (dual 2, single-OA 1)
+    assert len(table) == 3 * 2 * 3 and set(table["region"]) == {"cartilage", "evidence"}
+    cart = table[table["region"] == "cartilage"]
+    assert (cart["enrichment"] == 3.0).all() and (cart["n_knees"] == 5).all()  # mean of 1..5
+    assert (table.loc[table["region"] == "evidence", "enrichment"] == 2.0).all()
+    by = table.drop_duplicates(["run_id", "method"]).set_index(["run_id", "method"])
+    assert not by.loc[("r_dual", "smoothgrad"), "randomisation_passed"]  # still correlates with the random model
+    assert by.loc[("r_dual", "occlusion"), "trusted"] and by.loc[("r_oa", "occlusion"), "trusted"]
+    # gradcam: passes randomisation, fails deletion (single-OA: 1 of 5 faster; dual: 2 of 10)
+    assert by.loc[("r_dual", "gradcam"), "randomisation_passed"] and by.loc[("r_dual", "gradcam"), "deletion_passed"] is False
+    assert not by.loc[("r_dual", "gradcam"), "trusted"]
+    verdicts = claim3_methods(table)
+    assert verdicts["occlusion"] == "may decide verdicts: trusted in 2 of 2 runs"
+    assert verdicts["smoothgrad"].startswith("no verdict: trusted in only 0 of 2 runs (randomisation check failed in 2")
+    assert "deletion check failed in 2" in verdicts["gradcam"]
+    assert claim3_statement(table).startswith("Claim 3 is decided from")
+    failing = claim3_statement(table[table["method"] != "occlusion"])
+    assert failing.startswith("Claim 3 is not testable with trustworthy maps") and "0 of 2 runs" in failing
 
 
-def test_gate_sentence_names_the_failing_method_and_its_range():
-    (sentence,) = gate_sentences(randomisation_verdicts(_summary()))
-    assert sentence.startswith("SmoothGrad × input fails the randomisation check in every model")
-    assert "+0.42 to +0.60" in sentence and NOT_TRUSTWORTHY in sentence
+def test_run_table_deletion_without_a_verdict_leaves_trust_to_randomisation():
+    from oaprobe.report.saliency import build_run_table, claim3_methods
+
+    sal, ev, sanity, auc = _run_frames({"gradcam": 0.1}, {"gradcam": 4}, n_knees=4)  # single-OA: 4 knee-targets
+    table = build_run_table(sal, None, sanity, auc)
+    by = table.set_index(["run_id", "target"])
+    assert pd.isna(by.loc[("r_oa", "oa"), "deletion_passed"]) and by.loc[("r_oa", "oa"), "trusted"]
+    assert by.loc[("r_dual", "oa"), "deletion_passed"] is True  # 8 of 8 faster
+    assert set(table["region"]) == {"cartilage"}  # no evidence maps (real data)
+    assert claim3_methods(table) == {"gradcam": "may decide verdicts: trusted in 2 of 2 runs"}
+    empty = build_run_table(sal, ev, sanity, auc.iloc[:0])
+    assert empty["deletion_passed"].isna().all() and empty["trusted"].all()
 
 
-def test_a_constant_map_fails_and_one_value_is_no_range():
-    s = _summary()
-    s.loc[(s["mode"] == "dual") & (s["method"] == "gradcam") & (s["step"] == 2), "spearman"] = float("nan")
-    s.loc[(s["mode"] == "single_oa") & (s["method"] == "smoothgrad") & (s["step"] == 2), "spearman"] = 0.42
-    v = randomisation_verdicts(s)
-    assert v.set_index(["mode", "method"]).loc[("dual", "gradcam"), "reason"] == "no rank correlation (a constant map)"
-    sentences = gate_sentences(v)
-    assert "(rank correlation with the fully randomised model +0.42, not below 0.3)" in sentences[0]
-    assert sentences[1].startswith("Grad-CAM fails the randomisation check in 1 of 2 models (no rank correlation")
+def test_randomisation_check_per_run_flags_a_weight_free_map_and_passes_a_weight_dependent_one():
+    import torch
 
+    from oaprobe.analysis.saliency_checks import cascading_randomisation
+    from oaprobe.report.saliency import run_checks
+    from tests.analysis.saliency_models import S
+    from tests.analysis.test_saliency_checks import SquareEnergy, _planted
 
-def test_deletion_sentence_says_why_there_is_no_verdict():
-    v = pd.DataFrame({"verdict": ["too few knees", "too few knees", "faithful"], "n": [1, 2, 6]})
-    assert deletion_sentence(v) == ["Deletion check over 3 models and methods: 2 too few knees, 1 faithful; a verdict "
-                                    "needs at least 5 knee-targets per model and these had 1–2."]
-
-
-def test_a_paired_row_needs_both_models_to_pass():
-    s = _summary()
-    s.loc[(s["mode"] == "dual") & (s["method"] == "smoothgrad") & (s["step"] == 2), "spearman"] = 0.1
-    v = randomisation_verdicts(s)
-    pairs = pd.DataFrame({"backbone": "resnet3d", "baseline": ["single_oa", "single_oa"], "method": ["smoothgrad", "gradcam"]})
-    assert mark_trust(pairs, v)["trust"].tolist() == [NOT_TRUSTWORTHY, "passes the randomisation check"]
-
-
-def _evidence_table() -> pd.DataFrame:
-    """Per-knee evidence scores planted so the answer is known: Grad-CAM maps of dual put 30% of their
-    mass on evidence covering 5% of the volume (6x chance), single-OA's 10% (2x) and 40% on effusion
-    covering 10% (4x, every knee); SmoothGrad (failing the randomisation check) would win everything."""
+    linear, _, _ = _planted()  # its map is the planted weights: a random head gives another map
+    ones = torch.ones(1, 1, S, S, S)
+    x = torch.rand(1, 1, S, S, S, generator=torch.Generator().manual_seed(0)) + 0.1  # SquareEnergy's map: the input
     rows = []
-    planted = {("dual", "gradcam"): (0.30, 0.02), ("single_oa", "gradcam"): (0.10, 0.40),
-               ("dual", "smoothgrad"): (0.90, 0.90), ("single_oa", "smoothgrad"): (0.90, 0.90)}
-    for (mode, method), (ev_mass, eff_mass) in planted.items():
-        for knee in range(4):
-            for region, share, mass in (("evidence", 0.05, ev_mass), ("effusion", 0.10, eff_mass), ("bml", 0.02, 0.0)):
-                rows.append({"case_id": f"k{knee}", "target": "oa", "method": method, "region": region, "roi_fraction": share,
-                             "mass": mass, "top5": mass, "pointing": float(knee < 2 and mode == "dual"),
-                             "enrichment": mass / share, "backbone": "resnet3d", "mode": mode, "seed": 0})
-    return pd.DataFrame(rows)
-
-
-def test_evidence_sentences_name_the_best_and_least_model_and_the_distractor_they_lean_on():
-    from oaprobe.analysis.evidence import distractor_reliance, evidence_summary
-    from oaprobe.report.saliency import evidence_sentences
-
-    table, by = _evidence_table(), ("backbone", "mode", "method", "target")
-    found = evidence_summary(table, by)
-    found = found[found["region"] == "evidence"]
-    text = " ".join(evidence_sentences(found, distractor_reliance(table, by), randomisation_verdicts(_summary())))
-    assert "in 2 of 2 model-target pairs the maps put more of their mass on the grade-deciding evidence" in text
-    assert "most in ResNet3D dual (OA target), 6.0x chance" in text and "50% of knees" in text
-    assert "least in ResNet3D single-OA (OA target), 2.0x" in text
-    assert "by training mode (mean over backbones and targets): single-OA 2.0x, dual 6.0x." in text
-    assert "leans on a distractor (over 1.5x chance in most knees) in 1 of the 2 model-target pairs" in text
-    assert "ResNet3D single-OA (OA target): effusion 4.0x; in 1 of them a distractor draws more" in text
-    assert "SmoothGrad" not in text and "18.0x" not in text  # the failing method states nothing
-
-
-def test_evidence_sentences_state_nothing_when_no_method_passes_and_say_so():
-    from oaprobe.analysis.evidence import distractor_reliance, evidence_summary
-    from oaprobe.report.saliency import evidence_sentences
-
-    table, by = _evidence_table(), ("backbone", "mode", "method", "target")
-    failing = randomisation_verdicts(_summary()).assign(passes=False)
-    found = evidence_summary(table, by)
-    out = evidence_sentences(found[found["region"] == "evidence"], distractor_reliance(table, by), failing)
-    assert len(out) == 1 and "No saliency method passes the randomisation check" in out[0]
-    assert evidence_sentences(found.iloc[:0], distractor_reliance(table, by), failing) == []
-
-
-def test_evidence_figures_plot_methods_that_pass_somewhere_with_their_failing_count():
-    from oaprobe.report.saliency import evidence_figures
-
-    verdicts = pd.DataFrame({"backbone": "resnet3d", "mode": ["dual", "single_oa", "dual", "single_oa"],
-                             "method": ["gradcam", "gradcam", "smoothgrad", "smoothgrad"], "passes": [True, False, False, False]})
-    out = evidence_figures(_evidence_table(), verdicts)
-    assert [(m, n) for m, n, _ in out] == [("gradcam", 1)]  # SmoothGrad passes nowhere: no figure
-    table = out[0][2].set_index(["mode", "region"])
-    assert set(table.index.get_level_values("region")) == {"evidence", "effusion", "bml"}
-    assert table.loc[("dual", "evidence"), "enrichment"] == pytest.approx(6.0)
-    assert table.loc[("single_oa", "effusion"), "enrichment"] == pytest.approx(4.0)
-    assert table.loc[("dual", "bml"), "enrichment"] == 0.0  # a distractor the maps miss reads 0, not absent
-    assert evidence_figures(_evidence_table().iloc[:0], verdicts) == []
+    for run, model, inp in (("weights", linear, ones), ("input", SquareEnergy().eval(), x)):
+        found = cascading_randomisation(model, inp, "k0", ("oa",), ("smoothgrad",), n_samples=1, noise_std=0.0,
+                                        last_only=True)  # fmt: skip
+        rows += [{**r, "run_id": run, "backbone": "b", "mode": "single_oa", "seed": 0} for r in found]
+    checks = run_checks(pd.DataFrame(rows), pd.DataFrame()).set_index("run_id")
+    assert checks.loc["weights", "randomisation_passed"] and not checks.loc["input", "randomisation_passed"]
+    assert checks.loc["input", "rho_randomised"] == pytest.approx(1.0)
+    assert pd.isna(checks.loc["weights", "deletion_passed"])

@@ -198,19 +198,22 @@ def test_saliency_views(study):
     assert set(sal["run_id"]) == {r.run_id for r in study.runs}
     assert sal["case_id"].nunique() == get_preset("smoke").saliency.knees
     assert set(sal[sal["mode"] == "single_oa"]["target"]) == {"oa"}
-    summary = Study.saliency_summary(sal)
-    key = ("resnet3d", "dual", "oa", "smoothgrad", "cartilage")
-    rows = sal[(sal["mode"] == "dual") & (sal["target"] == "oa") & (sal["method"] == "smoothgrad")
-               & (sal["region"] == "cartilage")]
-    assert summary.loc[key, "mass"] == pytest.approx(rows["mass"].mean())
-    pairs = study.saliency_pairs(sal, n_boot=50)
-    assert len(pairs) == 2 * 2 * 2  # seeds x (oa vs single_oa, kl vs single_kl) x (cartilage, lesion)
-    slices = study.saliency_slices("resnet3d", seed=0, max_knees=1)
-    assert slices["n_cols"] == 2  # one knee, SmoothGrad and Grad-CAM side by side
+    from oaprobe.report.saliency import RUN_TABLE_COLUMNS, saliency_run_table
+
+    table = saliency_run_table(study)
+    assert list(table.columns) == list(RUN_TABLE_COLUMNS) and set(table["run_id"]) == set(sal["run_id"])
+    row = table[(table["mode"] == "dual") & (table["target"] == "oa") & (table["method"] == "ig")
+                & (table["region"] == "cartilage")].iloc[0]
+    knees = sal[(sal["run_id"] == row["run_id"]) & (sal["target"] == "oa") & (sal["method"] == "ig")
+                & (sal["region"] == "cartilage")]
+    assert row["enrichment"] == pytest.approx(knees["enrichment"].mean()) and row["n_knees"] == len(knees)
+    assert set(table["region"]) == {"cartilage", "evidence"}  # the smoke cohort is a phantom with evidence maps
+    slices = study.saliency_slices("resnet3d", seed=0, methods=("ig", "occlusion"), max_knees=1)
+    assert slices["n_cols"] == 2  # one knee, the smoke preset's two methods side by side
     panels = [["single-OA", "OA target"], ["single-KL", "OA target"], ["single-KL", "KL target"], ["dual", "OA target"],
               ["dual", "KL target"]]
     assert [t.split(" · ")[:2] for t in slices["titles"]] == [p for p in panels for _ in range(2)]
-    assert [t.split(" · ")[2].split("<br>")[0] for t in slices["titles"][:2]] == ["SmoothGrad × input", "Grad-CAM"]
+    assert [t.split(" · ")[2].split("<br>")[0] for t in slices["titles"][:2]] == ["integrated gradients", "occlusion"]
     case = sal["case_id"].iloc[0]
     grade = int(study.table.set_index("case_id").loc[case, "kl_clean"])
     assert slices["titles"][0].endswith(f"<br>{case}, clean KL{grade}")
@@ -236,5 +239,5 @@ def test_sanity_and_deletion_views(study):
     summary = Study.sanity_summary(sanity)
     trained = summary[summary["step"] == 0]
     assert np.allclose(trained["spearman"], 1.0)  # step 0 is the trained map compared with itself
-    deletion = Study.deletion_summary(study.saliency_deletion())
-    assert set(deletion["mode"]) == set(MODES) and deletion["salient_faster"].between(0, 1).all()
+    deletion = study.saliency_deletion()
+    assert set(deletion["mode"]) == set(MODES) and deletion["auc_gap"].notna().any()
