@@ -4,10 +4,10 @@ from oaprobe.report.cohort import CohortView, example_slices, load_cohort
 from oaprobe.report.exercises import Exercises
 from oaprobe.report.methods import methods_tables
 from oaprobe.report.noise import NoiseStudy
-from oaprobe.report.sentences import describe_overlap_pair, describe_paired, describe_seed_level, tally
+from oaprobe.report.sentences import describe_paired, describe_seed_level, tally
 from oaprobe.report.study import Study
 
 __all__ = [
-    "CohortView", "Exercises", "NoiseStudy", "Study", "describe_overlap_pair", "describe_paired",
+    "CohortView", "Exercises", "NoiseStudy", "Study", "describe_paired",
     "describe_seed_level", "example_slices", "load_cohort", "methods_tables", "tally",
 ]

@@ -27,6 +27,7 @@ import pandas as pd
 from oaprobe.analysis.decision import decide, decide_with_flags
 from oaprobe.facts import KL_GRADES
 from oaprobe.io import write_atomic
+from oaprobe.report.saliency import trusted_counts
 
 #: claim -> what the reference study claims (the answer page's headings)
 CLAIMS: dict[str, str] = {
@@ -305,13 +306,14 @@ def study_verdicts(study, saliency_table: pd.DataFrame | None = None,
 
 def decisive_method(table: pd.DataFrame) -> str | None:
     """The saliency method whose maps decide claim 3: the one trusted (passing its checks) in the most
-    runs, if that is more than half of them; None when no method is trusted in most runs (the claim is
-    then not testable with trustworthy maps). Chosen by the checks, never by the answer."""
+    runs, if that is more than half of them (:func:`oaprobe.report.saliency.trusted_counts`); None when
+    no method is (the claim is then not testable with trustworthy maps). Chosen by the checks, never
+    by the answer."""
     if table is None or table.empty:
         return None
-    per_run = table.groupby(["method", "run_id"])["trusted"].all().groupby("method").agg(["sum", "size"])
-    best = per_run.assign(share=per_run["sum"] / per_run["size"]).sort_values("share", ascending=False)
-    return str(best.index[0]) if best["share"].iloc[0] > 0.5 else None
+    counts = trusted_counts(table)
+    share = (counts["trusted"] / counts["runs"]).sort_values(ascending=False, kind="stable")
+    return str(share.index[0]) if share.iloc[0] > 0.5 else None
 
 
 #: the columns that name one question of :func:`verdict_table`'s rows

@@ -156,6 +156,14 @@ def saliency_run_table(study) -> pd.DataFrame:
     return build_run_table(sal, study.saliency_evidence(), study.saliency_sanity(), study.saliency_deletion())
 
 
+def trusted_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method of :func:`saliency_run_table`'s ``table``: ``runs`` it was computed on and ``trusted``
+    runs (its maps passed their checks); a method may decide claim 3 when ``2 * trusted > runs``."""
+    per_run = table.drop_duplicates(["run_id", "method"])
+    g = per_run.groupby("method", sort=False)["trusted"]
+    return pd.DataFrame({"runs": g.size(), "trusted": g.sum().astype(int)})
+
+
 def claim3_methods(table: pd.DataFrame) -> dict[str, str]:
     """For each method of :func:`saliency_run_table`'s ``table``: whether its maps may decide claim 3's
     verdicts, with the counts: trusted in more than half of the runs it was computed on ("may decide

@@ -187,25 +187,6 @@ def tally(family: pd.DataFrame) -> dict[str, int]:
             "dual_worse": int(len(sig)) - favour}
 
 
-def describe_overlap_pair(row: Mapping[str, Any], alpha: float = 0.05) -> str:
-    """One sentence for a paired saliency-overlap comparison (dual vs single)."""
-    from oaprobe.models.backbones import backbone_title
-    from oaprobe.report.display import MODE_NAMES
-
-    q = float(row.get("q_bh", row["p_value"]))
-    verdict = (
-        f"dual puts {'more' if row['mean_diff'] > 0 else 'less'} of its saliency there (q = {q:.3f})"
-        if q < alpha
-        else f"no evidence of a difference (q = {q:.3f})"
-    )
-    return (
-        f"{backbone_title(str(row['backbone']))} (seed {row['seed']}), {row['target']} target, "
-        f"{str(row['region']).replace('_', ' ')}: mass dual {row['mean_a']:.3f} "
-        f"vs {MODE_NAMES.get(str(row['baseline']), row['baseline'])} {row['mean_b']:.3f} over {int(row['n'])} knees, difference {signed(float(row['mean_diff']))} "
-        f"(95% CI {signed(float(row['ci_low']))} to {signed(float(row['ci_high']))}); {verdict}."
-    )
-
-
 def describe_trend(row: Mapping[str, Any], alpha: float = 0.05) -> str:
     """One sentence for a trend of the dual-minus-single gain against label-noise strength."""
     slope, lo, hi, p = (float(row[k]) for k in ("slope", "ci_low", "ci_high", "p"))
@@ -225,36 +206,3 @@ def describe_trend(row: Mapping[str, Any], alpha: float = 0.05) -> str:
         f"{readable_text(row['comparison'])} against the clean grade: slope of the per-seed gain on noise "
         f"strength {signed(slope)} per unit{interval}; {verdict}."
     )
-
-
-def saliency_findings(sanity: pd.DataFrame, deletion: pd.DataFrame, enrichment: pd.DataFrame,
-                      pairs: pd.DataFrame, alpha: float = 0.05) -> list[str]:
-    """The saliency chapter's opening bullets: can the maps be trusted (randomisation, deletion),
-    where the OA maps look (cartilage enrichment), and whether dual moves them (paired tests).
-
-    Tables as :meth:`Study.sanity_summary`, :meth:`Study.deletion_summary`,
-    :meth:`Study.saliency_enrichment` and :meth:`Study.saliency_pairs` give them.
-    """
-    from oaprobe.models.backbones import backbone_title
-
-    out = []
-    if len(sanity):
-        last = sanity[sanity["step"] == sanity.groupby(["backbone", "method"])["step"].transform("max")]
-        for method, g in last.groupby("method", sort=False):
-            values = ", ".join(f"{backbone_title(bb)} {v:+.2f}" for bb, v in g.groupby("backbone", sort=False)["spearman"].mean().items())
-            out.append(f"{method}: rank correlation between the trained map and the fully randomised model's map: "
-                       f"{values} (a map that reflects the training falls towards 0).")
-    if len(deletion):
-        faster = deletion.groupby("method", sort=False)["salient_faster"].mean()
-        out.append("Salient-first deletion lowers the target faster than random deletion in "
-                   + ", ".join(f"{v:.0%} ({m})" for m, v in faster.items()) + " of knees and targets.")
-    cart = enrichment[enrichment["region"] == "cartilage"] if len(enrichment) else enrichment
-    if len(cart):
-        above = int((cart["ci_low"] > 1).sum())
-        out.append(f"The OA maps put {cart['enrichment'].min():.1f}x to {cart['enrichment'].max():.1f}x the chance share "
-                   f"of their mass in the cartilage; the 95% interval is above chance in {above} of {len(cart)} models.")
-    if len(pairs):
-        sig = pairs[pairs["q_bh"] < alpha]
-        out.append(f"Dual vs single over the same knees: {len(sig)} of {len(pairs)} paired overlap differences survive "
-                   f"the FDR correction ({int((sig['mean_diff'] > 0).sum())} with more mass under dual).")
-    return out

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from oaprobe.analysis.latent import within_class_order
-from oaprobe.report.claims import (QUESTIONS, VERDICT_COLUMNS, compare_verdicts, decide_claim, extreme_absorption, family_size,
+from oaprobe.report.claims import (QUESTIONS, VERDICT_COLUMNS, compare_verdicts, decide_claim, decisive_method, extreme_absorption, family_size,
                                    latent_verdicts, metric_verdicts, pair_seeds, reference_diff, saliency_verdicts,
                                    stack_verdicts)
 from oaprobe.report.study import Study
@@ -155,3 +155,13 @@ def test_compare_verdicts_marks_flips_and_missing_questions():
     out = compare_verdicts(book, other).set_index("backbone")
     assert out.loc["resnet3d", "same"] == True and out.loc["m3t", "same"] == False  # noqa: E712
     assert pd.isna(out.loc["nnmamba", "same"])
+
+
+def test_the_decisive_method_is_chosen_by_its_checks():
+    rows = [{"run_id": f"r{i}", "method": m, "trusted": t}
+            for m, flags in (("ig", [True, True, True, False]), ("gradcam", [True, False, False, False]))
+            for i, t in enumerate(flags)]
+    table = pd.DataFrame(rows)
+    assert decisive_method(table) == "ig"
+    table.loc[table["method"] == "ig", "trusted"] = [True, True, False, False]  # half is not most
+    assert decisive_method(table) is None and decisive_method(table.iloc[:0]) is None

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from oaprobe.report.sentences import (
-    describe_overlap_pair,
     describe_paired,
     describe_seed_level,
     describe_verdicts,
@@ -92,17 +91,6 @@ def test_tally_counts_direction_per_metric():
     assert tally(family.assign(significant=False)) == {"tests": 5, "significant": 0, "dual_better": 0, "dual_worse": 0}
 
 
-def test_describe_overlap_pair():
-    row = {"backbone": "resnet3d", "seed": 0, "target": "oa", "region": "cartilage", "mean_a": 0.3, "mean_b": 0.2,
-           "baseline": "single_oa", "n": 6, "mean_diff": 0.1, "ci_low": 0.02, "ci_high": 0.18, "p_value": 0.01,
-           "q_bh": 0.02}
-    assert "dual puts more of its saliency there (q = 0.020)" in describe_overlap_pair(row)
-    assert "dual puts less" in describe_overlap_pair({**row, "mean_diff": -0.1})
-    assert "no evidence of a difference (q = 0.300)" in describe_overlap_pair({**row, "q_bh": 0.3})
-    no_q = {k: v for k, v in row.items() if k != "q_bh"}
-    assert "(q = 0.010)" in describe_overlap_pair(no_q)  # falls back to the raw p
-
-
 def test_describe_trend():
     row = {"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": 0.04, "ci_low": 0.01,
            "ci_high": 0.07, "p": 0.01}
@@ -119,21 +107,3 @@ def test_one_seed_and_one_noise_level_print_no_nan():
     trend = describe_trend({"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": np.nan,
                             "ci_low": np.nan, "ci_high": np.nan, "p": np.nan})
     assert trend == "dual − single-KL: KL QWK against the clean grade: too few noise levels for a trend."
-
-
-def test_saliency_findings_on_planted_tables():
-    from oaprobe.report.sentences import saliency_findings
-
-    sanity = pd.DataFrame({"backbone": ["a", "a", "b", "b"], "method": "smoothgrad", "step": [0, 2, 0, 2],
-                           "spearman": [1.0, 0.1, 1.0, 0.5]})
-    deletion = pd.DataFrame({"method": ["smoothgrad", "smoothgrad", "gradcam"], "salient_faster": [1.0, 0.5, 0.25]})
-    enrich = pd.DataFrame({"region": ["cartilage", "cartilage", "bone"], "enrichment": [2.0, 6.5, 1.0],
-                           "ci_low": [0.9, 5.0, 0.5]})
-    pairs = pd.DataFrame({"q_bh": [0.01, 0.02, 0.5], "mean_diff": [0.1, -0.2, 0.3]})
-    bullets = saliency_findings(sanity, deletion, enrich, pairs)
-    assert bullets[0] == ("smoothgrad: rank correlation between the trained map and the fully randomised model's map: "
-                          "a +0.10, b +0.50 (a map that reflects the training falls towards 0).")
-    assert "75% (smoothgrad), 25% (gradcam)" in bullets[1]
-    assert "2.0x to 6.5x" in bullets[2] and "above chance in 1 of 2 models" in bullets[2]
-    assert bullets[3].startswith("Dual vs single over the same knees: 2 of 3") and "(1 with more mass under dual)" in bullets[3]
-    assert saliency_findings(*(pd.DataFrame() for _ in range(4))) == []
