@@ -195,13 +195,15 @@ def family_size(claim: str, role: str, n_backbones: int) -> int:
 
 
 def decide_claim(pairs: pd.DataFrame, claim: str, truth: str = "", method: str = "",
-                 limit: str | None = None) -> pd.DataFrame:
+                 limit: str | None = None, order: Sequence[str] = ()) -> pd.DataFrame:
     """The rule on every question of ``claim`` found in ``pairs`` (rows of :func:`pair_seeds` for
     every baseline), Bonferroni within each role (:func:`family_size`); ``limit``: why the test set
-    carries no finding (:func:`oaprobe.report.guards.finding_limit`), making every verdict inconclusive."""
+    carries no finding (:func:`oaprobe.report.guards.finding_limit`), making every verdict inconclusive;
+    ``order``: the backbones' order in the table (the book's; others follow as found)."""
     rows = []
     asked = [q for q in QUESTIONS if q.claim == claim]
-    backbones = list(dict.fromkeys(pairs["backbone"])) if len(pairs) else []
+    found = list(dict.fromkeys(pairs["backbone"])) if len(pairs) else []
+    backbones = [b for b in order if b in found] + [b for b in found if b not in order]
     for q in asked:
         m = family_size(claim, q.role, len(backbones))
         for bb in backbones:
@@ -296,11 +298,11 @@ def study_verdicts(study, saliency_table: pd.DataFrame | None = None,
         limit = finding_limit(study.table, truth=truth)
         for claim, p in (("metrics", metric_pairs(study, truth)), ("latent", latent_pairs(study, truth, latent))):
             pairs[(claim, truth)] = p
-            frames.append(decide_claim(p, claim, truth, limit=limit))
+            frames.append(decide_claim(p, claim, truth, limit=limit, order=study.backbones))
     if saliency_table is not None and method:
         p = saliency_pairs(study, saliency_table, method)
         pairs[("saliency", "")] = p
-        frames.append(decide_claim(p, "saliency", method=method, limit=finding_limit(study.table)))
+        frames.append(decide_claim(p, "saliency", method=method, limit=finding_limit(study.table), order=study.backbones))
     return stack_verdicts(frames), pairs
 
 
