@@ -43,7 +43,8 @@ def main() -> None:
     from oaprobe.report.claims import compare_verdicts, decisive_method, study_verdicts, write_perturbed
     from oaprobe.report.saliency import saliency_run_table
     from oaprobe.report.study import Study
-    from oaprobe.sweep import preset_manifest, run_missing, study_grid
+    from oaprobe.sweep import preset_manifest, run_missing, saliency_missing_runs, study_grid
+    from oaprobe.training.runs import run_dir
 
     p = get_preset(args.preset)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(p.seeds)
@@ -52,6 +53,9 @@ def main() -> None:
     tic = time.perf_counter()
     run_missing(grid, args.runs, jobs=1, progress=sys.stderr.isatty())
     print(f"main grid at {args.threads} threads: {len(grid)} runs ready in {time.perf_counter() - tic:.0f} s")
+    tic = time.perf_counter()
+    saliency_missing_runs([run_dir(c, args.runs) for c in grid], p.saliency, jobs=1, progress=sys.stderr.isatty())
+    print(f"their saliency stage: {time.perf_counter() - tic:.0f} s")
     pd.set_option("display.width", 220)
     tables = {}
     for name, root in (("book (1 thread)", args.book_runs), (f"{args.threads} threads", args.runs)):

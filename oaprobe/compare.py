@@ -101,7 +101,8 @@ def decide_metrics(rows: pd.DataFrame, metrics: Sequence[str], looks: int = 1, l
 def paired_rows(baseline: RunConfig, variant: RunConfig, seeds: Sequence[int], runs_root: str | Path,
                 metrics: Sequence[str], truth: str) -> pd.DataFrame:
     """Per seed and metric: the variant's and the baseline's test value (against ``truth``), the
-    difference and whether either run carries a convergence flag. Every run must be finished."""
+    difference and whether either run failed to train, flagged as the book flags it (against the observed
+    labels the models were trained on, :meth:`oaprobe.report.study.Study.convergence`). Every run must be finished."""
     from oaprobe.analysis.convergence import run_diagnostics
     from oaprobe.analysis.metrics import prediction_metrics
     from oaprobe.training.runs import load_run, run_dir
@@ -110,7 +111,7 @@ def paired_rows(baseline: RunConfig, variant: RunConfig, seeds: Sequence[int], r
     for seed in seeds:
         runs = [load_run(run_dir(c.replace(seed=seed), runs_root)) for c in (variant, baseline)]
         values = [prediction_metrics(r.predictions, split="test", truth=truth) for r in runs]
-        flagged = any(run_diagnostics(r.history, r.predictions, truth)["flagged"] for r in runs)
+        flagged = any(run_diagnostics(r.history, r.predictions)["flagged"] for r in runs)
         for metric in metrics:
             a, b = float(values[0].get(metric, math.nan)), float(values[1].get(metric, math.nan))
             rows.append({"seed": int(seed), "metric": metric, "variant": a, "baseline": b, "diff": a - b,

@@ -437,4 +437,4 @@ def test_a_chapters_missing_runs_command_works_as_printed_on_an_imported_copy(im
     assert commands["01_cohort.ipynb"] == 0
     assert {n for n, k in commands.items() if k == 1} >= {"03_results.ipynb", "04_latent.ipynb",
                                                           "05_saliency.ipynb", "07_methods.ipynb"}
-    assert commands["00_answer.ipynb"] == 2  # the main grid, then the reference-recipe runs
+    assert commands["00_answer.ipynb"] == 3  # the main grid, the reference-recipe runs, then the lambda runs
