@@ -294,6 +294,8 @@ def claim_figure_inputs(pairs: pd.DataFrame, verdicts: pd.DataFrame) -> tuple[pd
     key = lambda t: t["metric"] + " vs " + t["baseline"]  # noqa: E731
     asked = set(key(prim))
     seeds = pairs.assign(question=key(pairs)).loc[lambda t: t["question"].isin(asked)]
+    order = {b: i for i, b in enumerate(dict.fromkeys(prim["backbone"]))}  # the verdicts' (the book's) order
+    seeds = seeds.sort_values("backbone", key=lambda b: b.map(order), kind="stable")
     seeds = seeds.assign(backbone=seeds["backbone"].map(backbone_title))
     summary = prim.assign(question=key(prim), backbone=prim["backbone"].map(backbone_title),
                           ci_low=prim["test_low"], ci_high=prim["test_high"])

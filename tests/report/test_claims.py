@@ -165,3 +165,15 @@ def test_the_decisive_method_is_chosen_by_its_checks():
     assert decisive_method(table) == "ig"
     table.loc[table["method"] == "ig", "trusted"] = [True, True, False, False]  # half is not most
     assert decisive_method(table) is None and decisive_method(table.iloc[:0]) is None
+
+
+def test_claim_figure_lists_backbones_in_the_verdicts_order():
+    from oaprobe.report.answer import claim_figure_inputs
+
+    values = _values({"resnet3d": 0.1, "m3t": 0.0, "nnmamba": -0.1})
+    pairs = pair_seeds(values, "single_kl", pd.Series(False, index=values["run_id"]))
+    pairs = pairs.sort_values("backbone")  # alphabetical, as a pivot leaves them
+    verdicts = decide_claim(pairs, "latent", order=["resnet3d", "m3t", "nnmamba"])
+    seeds, summary, panels = claim_figure_inputs(pairs, verdicts)
+    assert list(dict.fromkeys(seeds["backbone"])) == list(summary["backbone"]) == ["ResNet3D", "M3T", "nnMamba"]
+    assert list(panels.values()) == ["latent order |ρ(PC1, grade)| vs single-KL"]
