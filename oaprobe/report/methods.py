@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +205,8 @@ def run_costs(runs_root: str | Path) -> pd.DataFrame:
         config = json.loads(cfg_file.read_text())["config"]
         seconds = done.stat().st_mtime - cfg_file.stat().st_mtime
         epochs = min(float(pd.read_csv(folder / "history.csv")["seconds"].sum()), seconds)
-        base = {"backbone": config["backbone"], "epochs_n": config["epochs"], "width": config["width"]}
+        base = {"backbone": config["backbone"], "epochs_n": config["epochs"], "width": config["width"],
+                "manifest": str(Path(config["manifest"]).resolve())}
         rows.append({**base, "folder": folder.name, "config": config, "seconds": seconds, "epochs": epochs,
                      "final": seconds - epochs, "done": done.stat().st_mtime})
         for sal in sorted(folder.glob("saliency-*")):
@@ -213,20 +215,25 @@ def run_costs(runs_root: str | Path) -> pd.DataFrame:
                 rows.append({**base, "folder": f"{folder.name}/{sal.name}", "config": None,
                              "seconds": float(meta.get("seconds", float("nan"))), "epochs": 0.0, "final": 0.0,
                              "done": (sal / "DONE").stat().st_mtime})
-    return pd.DataFrame(rows, columns=["backbone", "epochs_n", "width", "folder", "config", "seconds", "epochs",
-                                       "final", "done"])
+    return pd.DataFrame(rows, columns=["backbone", "epochs_n", "width", "manifest", "folder", "config", "seconds",
+                                       "epochs", "final", "done"])
 
 
-def cost_table(runs_root: str | Path, epochs: int | None = None, width: float | None = None) -> pd.DataFrame:
+def cost_table(runs_root: str | Path, epochs: int | None = None, width: float | None = None,
+               cohorts: Sequence[str | Path] | None = None) -> pd.DataFrame:
     """Where a built book's time went, by backbone and chapter grid: runs, seconds per run, its split
     into epochs and final pass, core minutes and share of all run time (issue 32).
 
-    ``epochs`` and ``width`` keep only runs of those settings (a runs folder shared by presets).
+    ``epochs`` and ``width`` keep only runs of those settings, and ``cohorts`` (the book's manifests:
+    its cohort and its label-noise cohorts) only runs on them: a runs folder shared by presets holds
+    other books' runs, which would otherwise count (another cohort reads as label noise).
     Saliency rows sum the folders' recorded seconds; where none are recorded, the stage's wall time
     (its last ``DONE`` minus the last training run's ``DONE``) stands in, marked in ``note``.
     Raises ValueError naming ``runs_root`` when it holds no finished run.
     """
     costs = run_costs(runs_root)
+    if cohorts is not None:
+        costs = costs[costs["manifest"].isin({str(Path(m).resolve()) for m in cohorts})]
     if epochs is not None:
         costs = costs[costs["epochs_n"] == epochs]
     if width is not None:

@@ -175,6 +175,10 @@ def test_cost_table_on_planted_folders(tmp_path):
     total = (100 + 60 + 30 + 50 + 20 + 10 + 10 + 30) / 60
     assert table["share"].sum() == pytest.approx(1) and m3t["share"] == pytest.approx(160 / 60 / total)
     assert list(table.index.get_level_values("grid").unique()) == ["main", "recipe", "label noise", "variants", "saliency"]
+    _plant_run(tmp_path, "i", t0, 70, [30, 30], manifest="other-book.csv")  # another book's cohort, same settings
+    assert cost_table(tmp_path, epochs=2).set_index(["backbone", "grid"]).loc[("ResNet3D", "label noise"), "runs"] == 2
+    ours = cost_table(tmp_path, epochs=2, cohorts=["main.csv", "noisy.csv"]).set_index(["backbone", "grid"])
+    assert ours.loc[("ResNet3D", "label noise"), "runs"] == 1 and ours["core min"].sum() == pytest.approx(total)
 
 
 def test_cost_table_names_an_empty_runs_folder(tmp_path):
