@@ -23,6 +23,7 @@ from typing import Any
 
 from oaprobe.config import RunConfig, get_preset
 from oaprobe.errors import OaprobeError
+from oaprobe.io import source_digest
 from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.models.backbones import backbone_title
 from oaprobe.training.runs import run_dir
@@ -205,15 +206,6 @@ def _relative(path: Path) -> str:
         return resolved.relative_to(ROOT).as_posix()
     except ValueError:
         return str(resolved)
-
-
-def _source_digest() -> str:
-    """Hash of the package source: a code change re-executes chapters (but never retrains)."""
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "oaprobe").rglob("*.py")):
-        h.update(path.relative_to(ROOT).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def chapter_key(chapter: Chapter, run_ids: list[str], source_digest: str) -> str:
@@ -443,7 +435,7 @@ def _build_staged(plan: BookPlan, site: Path, t0: float, work: dict[str, Any], r
     saliency_missing_runs(salient, get_preset(preset).saliency, **work)
     print(f"[book] saliency of {len(salient)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
     run_ids = [c.run_id() for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
-    digest = _source_digest()
+    digest = source_digest()
     chapters = [with_downloads(c, generated) for c in plan.chapters]
     keys = {c.output: chapter_key(c, run_ids, digest) for c in chapters}
     execute_chapters(chapters, keys, generated, work["jobs"], work["progress"])

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ import pandas as pd
 
 from oaprobe.analysis.decision import decide, decide_with_flags
 from oaprobe.facts import KL_GRADES
-from oaprobe.io import write_atomic
+from oaprobe.io import source_digest, write_atomic
+from oaprobe.report.guards import finding_limit
 from oaprobe.report.saliency import trusted_counts
 
 #: claim -> what the reference study claims (the answer page's headings)
@@ -289,8 +289,6 @@ def study_verdicts(study, saliency_table: pd.DataFrame | None = None,
     """Every claim's verdicts on ``study`` (claims 1 and 2 against the main truth, then the observed
     labels where they differ; claim 3 with ``method``'s maps when given) and each claim's per-seed
     pairs, keyed by (claim, truth), for the figures."""
-    from oaprobe.report.guards import finding_limit
-
     truths = list(dict.fromkeys([study.main_truth, "kl"]))
     latent = study.latent(methods=("pca",))
     frames, pairs = [], {}
@@ -342,7 +340,7 @@ PERTURBED_VERDICTS = "verdicts-perturbed.csv"
 def write_perturbed(verdicts: pd.DataFrame, runs_root: str | Path) -> Path:
     """Write the perturbed grid's verdicts into ``runs_root`` with the package source they came from."""
     out = Path(runs_root) / PERTURBED_VERDICTS
-    write_atomic(out, verdicts.assign(source=source_digest()).to_csv(index=False).encode())
+    write_atomic(out, verdicts.assign(source=source_digest()[:16]).to_csv(index=False).encode())
     return out
 
 
@@ -354,18 +352,9 @@ def read_perturbed(runs_root: str | Path) -> tuple[pd.DataFrame | None, str]:
     if not path.is_file():
         return None, f"no host-perturbation verdicts ({path} is written by benchmarks/host_perturbation.py)"
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    if set(table["source"].astype(str)) != {source_digest()}:
+    if set(table["source"].astype(str)) != {source_digest()[:16]}:
         return None, f"the host-perturbation verdicts in {path} came from another version of the package"
     return table.drop(columns="source").fillna({"truth": "", "method": ""}), f"host-perturbation verdicts: {path}"
-
-
-def source_digest() -> str:
-    """A short hash of the package's source files (a verdict computed by other code is not comparable)."""
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parent.parent
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def mark_perturbed(verdicts: pd.DataFrame, perturbed: pd.DataFrame | None) -> pd.DataFrame:
