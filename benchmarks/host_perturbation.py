@@ -68,7 +68,7 @@ def main() -> None:
     primary = both[both["role"] == "primary"]
     print(f"\nverdicts, book vs {args.threads} threads (primary questions: {int(primary['same'].sum())} of "
           f"{len(primary)} the same)\n{both.round(4).to_string(index=False)}")
-    write_perturbed(other, args.book_runs)
+    write_perturbed(other, args.book_runs, [c.run_id for c in grid])
 
 
 if __name__ == "__main__":

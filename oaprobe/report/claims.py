@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import pandas as pd
 
 from oaprobe.analysis.decision import decide, decide_with_flags
 from oaprobe.facts import KL_GRADES
-from oaprobe.io import source_digest, write_atomic
+from oaprobe.io import write_atomic
 from oaprobe.report.guards import finding_limit
 from oaprobe.report.saliency import trusted_counts
 
@@ -337,24 +338,30 @@ def compare_verdicts(book: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
 PERTURBED_VERDICTS = "verdicts-perturbed.csv"
 
 
-def write_perturbed(verdicts: pd.DataFrame, runs_root: str | Path) -> Path:
-    """Write the perturbed grid's verdicts into ``runs_root`` with the package source they came from."""
+def grid_key(run_ids: Sequence[str]) -> str:
+    """A short digest of the book grid's run ids: perturbed verdicts belong to the grid they were compared with."""
+    return hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:16]
+
+
+def write_perturbed(verdicts: pd.DataFrame, runs_root: str | Path, run_ids: Sequence[str]) -> Path:
+    """Write the perturbed grid's verdicts into ``runs_root``, keyed by the book grid's ``run_ids``."""
     out = Path(runs_root) / PERTURBED_VERDICTS
-    write_atomic(out, verdicts.assign(source=source_digest()[:16]).to_csv(index=False).encode())
+    write_atomic(out, verdicts.assign(grid=grid_key(run_ids)).to_csv(index=False).encode())
     return out
 
 
-def read_perturbed(runs_root: str | Path) -> tuple[pd.DataFrame | None, str]:
+def read_perturbed(runs_root: str | Path, run_ids: Sequence[str]) -> tuple[pd.DataFrame | None, str]:
     """The host-perturbation verdicts of ``runs_root`` and a note on them: None with the reason when
-    there are none, or when another version of the package computed them (they could disagree for
-    that reason alone)."""
+    there are none, or when they were compared with another grid (other runs: another preset, seed
+    list or run field). Keyed like the runs folder itself, by run ids, so a refactor that leaves the
+    runs in place leaves the perturbed verdicts valid too."""
     path = Path(runs_root) / PERTURBED_VERDICTS
     if not path.is_file():
         return None, f"no host-perturbation verdicts ({path} is written by benchmarks/host_perturbation.py)"
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    if set(table["source"].astype(str)) != {source_digest()[:16]}:
-        return None, f"the host-perturbation verdicts in {path} came from another version of the package"
-    return table.drop(columns="source").fillna({"truth": "", "method": ""}), f"host-perturbation verdicts: {path}"
+    if "grid" not in table or set(table["grid"].astype(str)) != {grid_key(run_ids)}:
+        return None, f"the host-perturbation verdicts in {path} were computed for another grid of runs"
+    return table.drop(columns="grid").fillna({"truth": "", "method": ""}), f"host-perturbation verdicts: {path}"
 
 
 def mark_perturbed(verdicts: pd.DataFrame, perturbed: pd.DataFrame | None) -> pd.DataFrame:

@@ -13,8 +13,8 @@ from sklearn.preprocessing import StandardScaler
 
 from oaprobe.analysis.latent import within_class_order
 from oaprobe.report.claims import (QUESTIONS, VERDICT_COLUMNS, compare_verdicts, decide_claim, decisive_method, extreme_absorption, family_size,
-                                   latent_verdicts, metric_verdicts, pair_seeds, reference_diff, saliency_verdicts,
-                                   stack_verdicts)
+                                   latent_verdicts, mark_perturbed, metric_verdicts, pair_seeds, read_perturbed, reference_diff,
+                                   saliency_verdicts, stack_verdicts, write_perturbed)
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -155,6 +155,18 @@ def test_compare_verdicts_marks_flips_and_missing_questions():
     out = compare_verdicts(book, other).set_index("backbone")
     assert out.loc["resnet3d", "same"] == True and out.loc["m3t", "same"] == False  # noqa: E712
     assert pd.isna(out.loc["nnmamba", "same"])
+
+
+def test_perturbed_verdicts_belong_to_the_grid_they_were_compared_with(tmp_path):
+    book = pd.DataFrame([{"claim": "latent", "role": "primary", "metric": "latent_order", "baseline": "single_kl",
+                          "truth": "kl", "method": "", "backbone": "m3t", "n": 12, "mean": 0.1, "verdict": "helps"}])
+    assert read_perturbed(tmp_path, ["a", "b"])[0] is None
+    write_perturbed(book.assign(verdict="inconclusive"), tmp_path, ["b", "a"])
+    table, _ = read_perturbed(tmp_path, ["a", "b"])
+    marked = mark_perturbed(book, table)
+    assert marked["verdict_perturbed"].tolist() == ["inconclusive"] and marked["same_under_perturbation"].tolist() == [False]
+    other, note = read_perturbed(tmp_path, ["a", "c"])
+    assert other is None and "another grid" in note
 
 
 def test_the_decisive_method_is_chosen_by_its_checks():
