@@ -52,6 +52,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _deterministic(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without its import of ``torch._inductor`` (dynamo and
+    sympy: 3.8 s per process on this 2-core host, paid by every sweep worker and chapter kernel) to
+    set a compiler flag oaprobe never reads, since nothing here is ``torch.compile``d. Falls back
+    to the public call where the private setter is missing (another torch)."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
+
+
 @contextlib.contextmanager
 def compute_settings(device: torch.device) -> Iterator[None]:
     """Deterministic CPU compute / autotuned cuDNN on GPU (the caller's settings are restored)."""
@@ -62,13 +74,13 @@ def compute_settings(device: torch.device) -> Iterator[None]:
     try:
         if device.type == "cpu":
             torch.set_num_threads(cpu_threads())
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            _deterministic(True, warn_only=True)
         elif device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: autotuned kernels pay off
         yield
     finally:
         torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        _deterministic(old_det, warn_only=old_warn)
         torch.backends.cudnn.benchmark = old_benchmark
 
 

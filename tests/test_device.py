@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -33,6 +36,16 @@ def test_compute_settings_restores_the_callers_torch_settings():
     with compute_settings(torch.device("cpu")):
         assert torch.are_deterministic_algorithms_enabled()
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
+def test_compute_settings_does_not_import_the_compiler():
+    code = ("import sys, torch; from oaprobe.device import compute_settings\n"
+            "with compute_settings(torch.device('cpu')):\n"
+            "    assert torch.are_deterministic_algorithms_enabled()\n"
+            "    assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+            "print('torch._inductor' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("training", [True, False])
