@@ -196,17 +196,19 @@ def family_size(claim: str, role: str, n_backbones: int) -> int:
 
 
 def decide_claim(pairs: pd.DataFrame, claim: str, truth: str = "", method: str = "",
-                 limit: str | None = None, order: Sequence[str] = ()) -> pd.DataFrame:
+                 limit: str | None = None, order: Sequence[str] = (), family_backbones: int | None = None) -> pd.DataFrame:
     """The rule on every question of ``claim`` found in ``pairs`` (rows of :func:`pair_seeds` for
     every baseline), Bonferroni within each role (:func:`family_size`); ``limit``: why the test set
     carries no finding (:func:`oaprobe.report.guards.finding_limit`), making every verdict inconclusive;
-    ``order``: the backbones' order in the table (the book's; others follow as found)."""
+    ``order``: the backbones' order in the table (the book's; others follow as found);
+    ``family_backbones``: the backbones the family counts when ``pairs`` holds only some of them
+    (a part-finished comparison is then decided with the whole grid's ``m``)."""
     rows = []
     asked = [q for q in QUESTIONS if q.claim == claim]
     found = list(dict.fromkeys(pairs["backbone"])) if len(pairs) else []
     backbones = [b for b in order if b in found] + [b for b in found if b not in order]
     for q in asked:
-        m = family_size(claim, q.role, len(backbones))
+        m = family_size(claim, q.role, family_backbones or len(backbones))
         for bb in backbones:
             g = pairs[(pairs["backbone"] == bb) & (pairs["metric"] == q.metric) & (pairs["baseline"] == q.baseline)]
             if g.empty:
@@ -285,11 +287,11 @@ def saliency_verdicts(study, table: pd.DataFrame, method: str) -> pd.DataFrame:
     return decide_claim(saliency_pairs(study, table, method), "saliency", method=method)
 
 
-def study_verdicts(study, saliency_table: pd.DataFrame | None = None,
-                   method: str | None = None) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
+def study_verdicts(study, saliency_table: pd.DataFrame | None = None, method: str | None = None,
+                   family_backbones: int | None = None) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
     """Every claim's verdicts on ``study`` (claims 1 and 2 against the main truth, then the observed
     labels where they differ; claim 3 with ``method``'s maps when given) and each claim's per-seed
-    pairs, keyed by (claim, truth), for the figures."""
+    pairs, keyed by (claim, truth), for the figures. ``family_backbones``: see :func:`decide_claim`."""
     truths = list(dict.fromkeys([study.main_truth, "kl"]))
     latent = study.latent(methods=("pca",))
     frames, pairs = [], {}
@@ -297,11 +299,13 @@ def study_verdicts(study, saliency_table: pd.DataFrame | None = None,
         limit = finding_limit(study.table, truth=truth)
         for claim, p in (("metrics", metric_pairs(study, truth)), ("latent", latent_pairs(study, truth, latent))):
             pairs[(claim, truth)] = p
-            frames.append(decide_claim(p, claim, truth, limit=limit, order=study.backbones))
+            frames.append(decide_claim(p, claim, truth, limit=limit, order=study.backbones,
+                                       family_backbones=family_backbones))
     if saliency_table is not None and method:
         p = saliency_pairs(study, saliency_table, method)
         pairs[("saliency", "")] = p
-        frames.append(decide_claim(p, "saliency", method=method, limit=finding_limit(study.table), order=study.backbones))
+        frames.append(decide_claim(p, "saliency", method=method, limit=finding_limit(study.table), order=study.backbones,
+                                   family_backbones=family_backbones))
     return stack_verdicts(frames), pairs
 
 

@@ -42,6 +42,9 @@ def test_planted_effects_get_their_verdicts():
         assert out.loc[("m3t", base), "verdict"] == "equivalent"
         assert out.loc[("nnmamba", base), "verdict"] == "hurts"
     assert set(out["m"]) == {6} and list(decide_claim(pairs, "latent").columns) == list(VERDICT_COLUMNS)
+    part = pairs[pairs["backbone"] == "resnet3d"]  # a part-finished grid keeps the whole family's m
+    assert set(decide_claim(part, "latent")["m"]) == {2}
+    assert set(decide_claim(part, "latent", family_backbones=3)["m"]) == {6}
 
 
 def test_nominal_intervals_are_plain_t_intervals_and_the_test_ones_bonferroni():
