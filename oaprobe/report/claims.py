@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oaprobe.analysis.decision import decide, decide_with_flags
+from oaprobe.analysis.decision import MAX_SEEDS, decide, decide_with_flags
+from oaprobe.analysis.knee_sampling import knee_share, seeds_needed_with_knees
 from oaprobe.facts import KL_GRADES
 from oaprobe.io import write_atomic
 from oaprobe.report.guards import finding_limit
@@ -374,3 +375,47 @@ def mark_perturbed(verdicts: pd.DataFrame, perturbed: pd.DataFrame | None) -> pd
         return verdicts.assign(verdict_perturbed=np.nan, same_under_perturbation=np.nan)
     both = compare_verdicts(verdicts, perturbed)
     return verdicts.assign(verdict_perturbed=both["other_verdict"].to_numpy(), same_under_perturbation=both["same"].to_numpy())
+
+
+# --------------------------------------------------------------------------- claim 3's knee sampling
+#: more knees per run than today that the table prices (inf: every knee of the test set and beyond)
+KNEE_FACTORS: tuple[float, ...] = (1.0, 4.0, float("inf"))
+
+
+def knee_sampling(saliency: pd.DataFrame, method: str, backbones: Sequence[str]) -> pd.DataFrame:
+    """Would more knees per run decide claim 3's primary questions? Per backbone and baseline: the
+    share of the seed variance of dual-minus-single cartilage enrichment that the fixed knee sample
+    explains (:func:`oaprobe.analysis.knee_sampling.knee_share`) and the seeds the rule would need
+    with 1x, 4x and every-knee runs. ``saliency``: one row per knee (``Study.saliency()``)."""
+    s = saliency[(saliency["method"] == method) & (saliency["region"] == "cartilage")]
+    question = next(q for q in QUESTIONS if q.claim == "saliency" and q.role == "primary")
+    m = family_size("saliency", "primary", len(backbones))
+    rows = []
+    for backbone in backbones:
+        for baseline in ("single_kl", "single_oa"):
+            target = "oa" if baseline == "single_oa" else "kl"
+            runs = s[(s["backbone"] == backbone) & (s["target"] == target)]
+            dual, single = (runs[runs["mode"] == mode].set_index(["seed", "case_id"])["enrichment"]
+                            for mode in ("dual", baseline))
+            diffs = (dual - single).dropna().unstack()
+            if diffs.shape[0] < 2 or diffs.shape[1] < 2:
+                continue
+            rows.append({"backbone": backbone, "baseline": baseline, "knees": diffs.shape[1], "seeds": diffs.shape[0],
+                         "knee_share": knee_share(diffs),
+                         **{f"seeds_needed_x{f:g}": seeds_needed_with_knees(diffs, question.delta, m, f)
+                            for f in KNEE_FACTORS}})
+    return pd.DataFrame(rows)
+
+
+def describe_knee_sampling(table: pd.DataFrame) -> str:
+    """One sentence on :func:`knee_sampling`'s table: whether more knees per run would decide claim 3."""
+    if table.empty:
+        return "Claim 3's knee sampling: no paired saliency runs to split."
+    every = table[f"seeds_needed_x{KNEE_FACTORS[-1]:g}"]
+    beyond = int(every.isna().sum())
+    needed = every.dropna().astype(int)
+    rest = f"; the others {needed.min()}–{needed.max()} seeds" if len(needed) > 1 else (
+        f"; the other {needed.iloc[0]} seeds" if len(needed) else "")
+    return (f"Would more knees decide claim 3? The {int(table['knees'].iloc[0])} fixed knees explain "
+            f"{table['knee_share'].min():.0%}–{table['knee_share'].max():.0%} of the seed-to-seed variance; "
+            f"even with every knee, {beyond} of {len(table)} questions would need over {MAX_SEEDS} seeds{rest}.")

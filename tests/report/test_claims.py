@@ -12,7 +12,8 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from oaprobe.analysis.latent import within_class_order
-from oaprobe.report.claims import (QUESTIONS, VERDICT_COLUMNS, compare_verdicts, decide_claim, decisive_method, extreme_absorption, family_size,
+from oaprobe.report.claims import (QUESTIONS, VERDICT_COLUMNS, compare_verdicts, decide_claim, decisive_method, describe_knee_sampling,
+                                   extreme_absorption, family_size, knee_sampling,
                                    latent_verdicts, mark_perturbed, metric_verdicts, pair_seeds, read_perturbed, reference_diff,
                                    saliency_verdicts, stack_verdicts, write_perturbed)
 from oaprobe.report.study import Study
@@ -192,3 +193,21 @@ def test_claim_figure_lists_backbones_in_the_verdicts_order():
     seeds, summary, panels = claim_figure_inputs(pairs, verdicts)
     assert list(dict.fromkeys(seeds["backbone"])) == list(summary["backbone"]) == ["ResNet3D", "M3T", "nnMamba"]
     assert list(panels.values()) == ["latent order |ρ(PC1, grade)| vs single-KL"]
+
+
+def test_knee_sampling_pairs_each_baseline_with_duals_map_of_its_target():
+    rng = np.random.default_rng(3)
+    rows = []
+    for seed in range(40):
+        for mode, target in (("dual", "kl"), ("dual", "oa"), ("single_kl", "kl"), ("single_oa", "oa")):
+            shift = {"dual": 1.0, "single_kl": 0.0, "single_oa": 0.5}[mode] + rng.normal(0, 0.1)
+            for knee in range(5):
+                for region in ("cartilage", "lesion"):
+                    rows.append({"backbone": "m3t", "mode": mode, "target": target, "seed": seed, "case_id": f"k{knee}",
+                                 "method": "ig", "region": region, "enrichment": 5 + shift + rng.normal(0, 1.0)})
+    table = knee_sampling(pd.DataFrame(rows), "ig", ["m3t"]).set_index("baseline")
+    assert table["knees"].tolist() == [5, 5] and table["seeds"].tolist() == [40, 40]
+    # per-knee difference variance 2 over 5 knees against a seed-mean difference variance of 0.02: 0.95
+    assert table["knee_share"].between(0.5, 1.0).all()  # 40 seeds estimate a variance within about +-25%
+    assert (table["seeds_needed_xinf"] <= table["seeds_needed_x1"]).all()
+    assert "of 2 questions" in describe_knee_sampling(table.reset_index())
