@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--compare-only", action="store_true", help="compare the finished backbones; train nothing")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by oaprobe.device.cpu_threads
+    # Threads that sleep rather than spin at OpenMP barriers: the numbers are the same, but on cores
+    # shared with other work spinning threads ran a ResNet3D run 15-25x slower (230-400 s, not 15 s).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import pandas as pd
 
