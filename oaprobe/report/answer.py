@@ -319,7 +319,8 @@ from dataclasses import dataclass  # noqa: E402  (here, not at the top: this sec
 
 @dataclass
 class AnswerPage:
-    """Everything the answer page shows, computed once (:func:`answer_page`); the notebook only displays it."""
+    """Everything the answer page shows, computed once from its runs (:func:`answer_page`); the notebook
+    only displays it."""
 
     study: Study
     truth: str
@@ -338,34 +339,54 @@ class AnswerPage:
     details: list[str]  # folded under the box: stability, perturbation, recipe, ceilings, convergence targets
 
 
-def answer_page(preset: str, runs_root: str, cohorts_root: str, manifest: str = "", run: dict | None = None,
-                downloads: str = "") -> AnswerPage:
-    """The answer page of ``preset``'s book (the notebook's parameters), from its runs: the claims'
-    verdicts (written to ``downloads``/verdicts.csv), the figures' inputs and the findings, the verdicts
-    first and the rest as detail. ``run``: changed run fields (no recipe, perturbation or lambda runs then)."""
+@dataclass
+class AnswerRuns:
+    """The runs the answer page reads (:func:`load_answer_runs`): the main grid, the reference-recipe
+    runs and the lambda runs (None where the preset has none or the run fields were changed)."""
+
+    study: Study
+    recipe: Study | None
+    beyond: Study | None
+    runs_root: str
+    changed: bool  # the chapter ran with changed run fields: no recipe, perturbation or lambda runs
+
+
+def load_answer_runs(preset: str, runs_root: str, cohorts_root: str, manifest: str = "",
+                     run: dict | None = None) -> AnswerRuns:
+    """Every run the answer page of ``preset``'s book reads (the notebook's parameters; ``run``: changed
+    run fields)."""
     from oaprobe.config import get_preset
-    from oaprobe.report.absorption import absorption_by_lambda, absorption_runs
     from oaprobe.report.beyond import BeyondStudy
-    from oaprobe.report.claims import decisive_method, mark_perturbed, read_perturbed, study_verdicts
-    from oaprobe.report.recipe import load_recipe_study, recipe_table
-    from oaprobe.report.saliency import saliency_run_table
+    from oaprobe.report.recipe import load_recipe_study
 
     run = run or {}
     study = Study.load(preset, runs_root, cohorts_root, manifest=manifest or None, **run)
-    truth = study.main_truth
     recipe = load_recipe_study(study, runs_root) if not run else None
+    beyond = (BeyondStudy.load(preset, runs_root, cohorts_root, manifest or None).study
+              if get_preset(preset).lambdas and not run else None)
+    return AnswerRuns(study, recipe, beyond, runs_root, bool(run))
+
+
+def answer_page(runs: AnswerRuns, downloads: str = "") -> AnswerPage:
+    """The answer page from its runs: the claims' verdicts (written to ``downloads``/verdicts.csv), the
+    figures' inputs and the findings, the verdicts first and the rest as detail."""
+    from oaprobe.report.absorption import absorption_by_lambda, absorption_runs
+    from oaprobe.report.claims import decisive_method, mark_perturbed, read_perturbed, study_verdicts
+    from oaprobe.report.recipe import recipe_table
+    from oaprobe.report.saliency import saliency_run_table
+
+    study, beyond = runs.study, runs.beyond
+    truth = study.main_truth
     saliency_table = saliency_run_table(study)
     method = decisive_method(saliency_table)
     verdicts, claim_pairs = study_verdicts(study, saliency_table, method)
-    perturbed, note = (read_perturbed(runs_root, [r.run_id for r in study.runs]) if not run
+    perturbed, note = (read_perturbed(runs.runs_root, [r.run_id for r in study.runs]) if not runs.changed
                        else (None, "the chapter ran with changed run fields"))
     verdicts = mark_perturbed(verdicts, perturbed)
-    beyond = (BeyondStudy.load(preset, runs_root, cohorts_root, manifest or None).study
-              if get_preset(preset).lambdas and not run else None)
     page = AnswerPage(
         study=study, truth=truth, answer=answer_table(study), verdicts=verdicts, claim_pairs=claim_pairs,
         saliency_table=saliency_table, levels=levels_for_figure(study, truth), ceilings=study.ceilings(),
-        rates=flag_rates(study), recipe_rows=recipe_table(study, recipe, truth) if recipe is not None else None,
+        rates=flag_rates(study), recipe_rows=recipe_table(study, runs.recipe, truth) if runs.recipe is not None else None,
         absorption=absorption_runs(study.runs, study.convergence(), study.latent(methods=("pca",)), truth),
         by_lambda=absorption_by_lambda(absorption_runs(beyond.runs, beyond.convergence(), None, truth)) if beyond else None,
         verdicts_link=write_verdicts(verdicts, downloads), headline=[], details=[])
