@@ -375,10 +375,20 @@ _JUPYTER_BOOK_NO_COLOUR = ("from sphinx.util.console import nocolor; nocolor(); 
                            "from jupyter_book.cli.main import main; main(prog_name='jupyter-book')")
 
 
+def drop_stale_redirect(html_dir: Path) -> None:
+    """Delete the built ``index.html`` when it is a redirect, so the build writes it anew: it is only
+    written when missing (sphinx-external-toc), and would keep opening the old first page after
+    ``_toc.yml``'s root changed (the book used to open on the introduction)."""
+    index = Path(html_dir) / "index.html"
+    if index.is_file() and 'http-equiv="Refresh"' in index.read_text(encoding="utf-8", errors="replace")[:500]:
+        index.unlink()
+
+
 def build_html(site: Path = ROOT, strict: bool = True, colour: bool | None = None) -> Path:
     """Run ``jupyter-book build`` on ``site``; ``strict`` turns warnings into errors; ``colour``
     (default: stdout is a terminal and ``NO_COLOR`` is unset) keeps Sphinx's coloured output."""
     _install_plotly_js(site)
+    drop_stale_redirect(site / "_build" / "html")
     if colour is None:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     launcher = [str(Path(sys.executable).parent / "jupyter-book")] if colour else [sys.executable, "-c",
@@ -449,3 +459,33 @@ def _build_staged(plan: BookPlan, site: Path, t0: float, work: dict[str, Any], r
     index = build_html(site)
     print(f"[book] built in {time.perf_counter() - t0:.0f}s: {index}", flush=True)
     return index
+
+
+_SCRIPT = re.compile(r'<script\b[^>]*?\bsrc="([^"]+)"')
+_LINK = re.compile(r"<link\b[^>]*>")
+_HREF = re.compile(r'\bhref="([^"]+)"')
+
+
+def page_weight(page: Path) -> dict[str, int]:
+    """Bytes a built page loads from the site: its HTML, and every local script and stylesheet it
+    links (``?v=`` checksums dropped; remote or missing files count 0). Fonts and images are left out:
+    the question is what a page's code and styles cost, e.g. plotly.js (4.8 MB) on a page without figures."""
+    from urllib.parse import unquote, urlsplit
+
+    html = Path(page).read_text(encoding="utf-8")
+    out = {"html": len(html.encode("utf-8")), "js": 0, "css": 0}
+    sheets = [_HREF.search(tag) for tag in _LINK.findall(html) if 'rel="stylesheet"' in tag]
+    for href in dict.fromkeys(_SCRIPT.findall(html) + [m.group(1) for m in sheets if m]):
+        parts = urlsplit(href)
+        target = Path(page).parent / unquote(parts.path)
+        if parts.scheme or parts.netloc or not target.is_file():
+            continue
+        out["css" if target.suffix == ".css" else "js"] += target.stat().st_size
+    return out
+
+
+def page_weights(html_root: Path) -> dict[str, dict[str, int]]:
+    """:func:`page_weight` of every page of a built book (not its search and index pages), by path."""
+    pages = sorted(p for p in Path(html_root).rglob("*.html") if "_static" not in p.parts
+                   and p.name not in ("genindex.html", "search.html"))
+    return {p.relative_to(html_root).as_posix(): page_weight(p) for p in pages}

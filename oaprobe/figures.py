@@ -57,6 +57,15 @@ MODE_COLORS = {"single_oa": "#0072B2", "single_kl": "#D55E00", "dual": "#CC79A7"
 MODE_SYMBOLS = {"single_oa": "circle", "single_kl": "square", "dual": "diamond", "ordinal": "triangle-up"}
 MODE_DASHES = {"single_oa": "solid", "single_kl": "dash", "dual": "dot", "ordinal": "dashdot"}
 TEMPLATE = "plotly_white"
+#: The one colour of marks that carry no colour meaning (per-seed points, forest rows, the answer's
+#: intervals): a page's colours then mean one thing each, explained by the figure's legend.
+NEUTRAL = "#333333"
+#: The saliency overlay's scale: of plotly's sequential scales, the one whose every colour stays furthest
+#: (CIELAB) from the cartilage and lesion outline colours, with normal vision and each simulated
+#: dichromacy (tests/test_figures.py measures it; "Hot" hid the red cartilage outline).
+SALIENCY_SCALE = "Blugrn"
+#: Longest title line (characters) that fits a figure in an 800 px window; longer titles wrap.
+TITLE_CHARS = 60
 #: Columns a hover never shows (run hashes belong in the provenance fold).
 HIDDEN_IN_HOVER = ("run_id", "run", "path", "config_hash")
 
@@ -147,17 +156,52 @@ def summary(fig: go.Figure) -> str:
     return f"{title}{axes}{listed}" + (f"; {panels} panels" if panels > 1 else "") + "."
 
 
+def wrap_title(text: str, width: int = TITLE_CHARS) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, broken between words (plotly never wraps a
+    title: a long one runs off a narrow figure)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def _backbone_order(fig: go.Figure) -> None:
+    """Backbones on a category axis in the book's one order (the registry's: ResNet3D, M3T, nnMamba,
+    ...), whatever order the table gave; other category axes are left as they are."""
+    from oaprobe.models.backbones import backbone_title, list_backbones
+
+    book = [n for b in list_backbones() for n in (backbone_title(b), b)]
+    for axis in ("x", "y"):
+        found: dict[str, list] = {}
+        for trace in fig.data:
+            values = getattr(trace, axis, None)
+            if trace.type in ("scatter", "box", "bar") and values is not None:
+                found.setdefault(getattr(trace, f"{axis}axis") or axis, []).extend(values)
+        for ref, values in found.items():
+            present = set(values) - {None}
+            if present and present <= set(book):
+                name = ref.replace("x", "xaxis").replace("y", "yaxis")
+                fig.layout[name].update(categoryorder="array", categoryarray=[b for b in book if b in present])
+
+
 def _layout(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
-    """The book's look: modes marked, hovers rounded, facet titles readable, and the title on its own
-    line above the plot area (a top margin that keeps it clear of plotly's toolbar at any width)."""
+    """The book's look: modes marked, hovers rounded, facet titles readable, backbones in the book's
+    order, and the title (wrapped to fit an 800 px window) on its own lines above the plot area (a top
+    margin that keeps it clear of plotly's toolbar at any width)."""
     mode_marks(fig)
     _round_hovers(fig)
     _facet_titles(fig)
+    _backbone_order(fig)
     head, _, rest = (title or "").partition("<br>")  # a second line is a subtitle: plotly keeps it in the margin
-    fig.update_layout(template=TEMPLATE, title=dict(text=head or None, x=0.01, xanchor="left", y=1.0, yanchor="top",
-                                                    yref="container", pad=dict(t=34),
+    lines = wrap_title(head)
+    fig.update_layout(template=TEMPLATE, title=dict(text="<br>".join(lines) or None, x=0.01, xanchor="left", y=1.0,
+                                                    yanchor="top", yref="container", pad=dict(t=46 if len(lines) > 1 else 34),
                                                     subtitle=dict(text=rest.replace("<br>", " ") or None)),
-                      height=height, margin=dict(l=40, r=20, t=(130 if rest else 110) if title else 60, b=40))
+                      height=height, margin=dict(l=40, r=20, b=40, t=((130 if rest else 110) + 22 * max(0, len(lines) - 1)
+                                                                      if title else 60)))
     # invisible outside ticks hold the tick labels a few pixels off the axes, so an x label at the left
     # edge and a y label at the bottom edge never meet in the corner (the browser test checks it)
     clear = dict(ticks="outside", ticklen=6, tickcolor="rgba(0,0,0,0)")
@@ -211,8 +255,11 @@ def confusion_facets(table: pd.DataFrame, x_title: str = "predicted KL", y_title
     ``table``: the tidy rows of :meth:`oaprobe.report.study.Study.kl_confusion` (``backbone, mode,
     truth, predicted, count``).
     """
+    from oaprobe.models.backbones import backbone_title, list_backbones
+
     names = _mode_names()
-    backbones = list(dict.fromkeys(table["backbone"]))
+    rank = {n: i for i, b in enumerate(list_backbones()) for n in (b, backbone_title(b))}
+    backbones = sorted(dict.fromkeys(table["backbone"]), key=lambda b: rank.get(b, len(rank)))
     modes = [m for m in ALL_MODES if m in set(table["mode"])]
     fig = make_subplots(rows=len(backbones), cols=len(modes), horizontal_spacing=0.06, vertical_spacing=0.14,
                         subplot_titles=[f"{bb} · {names.get(m, m)}" for bb in backbones for m in modes])
@@ -258,7 +305,7 @@ def slice_grid(
             ov = np.where(overlays[i] > 0.05, overlays[i], np.nan)
             bar = dict(title=dict(text=overlay_title, side="right"), len=min(1.0, 400 / (panel_height * rows)), y=1,
                        yanchor="top", thickness=12)
-            fig.add_trace(go.Heatmap(z=ov, colorscale="Hot", zmin=0, zmax=1, opacity=0.55, showscale=i == 0,
+            fig.add_trace(go.Heatmap(z=ov, colorscale=SALIENCY_SCALE, zmin=0, zmax=1, opacity=0.55, showscale=i == 0,
                                      colorbar=bar, hoverinfo="skip"), r + 1, c + 1)
         layers = [("cartilage", outlines[i])] if outlines is not None else []
         if lesions is not None and lesions[i] is not None:
@@ -380,44 +427,76 @@ def _facets(fig: go.Figure, t: pd.DataFrame, x: str, facet_col: str | None) -> i
 def metric_points(table: pd.DataFrame, x: str, y: str, color: str, lo: str = "ci_low", hi: str = "ci_high",
                   facet_col: str | None = None, title: str = "") -> go.Figure:
     """Point estimates with error bars (confidence intervals), grouped by ``color``, optionally faceted."""
+    color = _colour_column(color)
     t, style = _px_style(table.reset_index(drop=True), color, x, facet_col)
     fig = px.scatter(t, x=x, y=y, color=color, facet_col=facet_col, facet_col_wrap=FACET_WRAP if facet_col else 0,
                      error_y=t[hi] - t[y], error_y_minus=t[y] - t[lo], **(FACET_SPACING if facet_col else {}), **style)
     fig.update_traces(marker=dict(size=9))
-    return _layout(fig, title, height=_facets(fig, t, x, facet_col))
+    return _layout(_neutral_unless(fig, color), title, height=_facets(fig, t, x, facet_col))
+
+
+def _colour_column(color: str | None) -> str | None:
+    """The column that colours a figure's points: none for ``seed``, whose values are no category a
+    reader compares (12 seeds got 12 colours, repeating); the seed is in every point's hover instead."""
+    return None if color == "seed" else color
+
+
+def _neutral_unless(fig: go.Figure, color: str | None) -> go.Figure:
+    """Points of a figure coloured by nothing in the book's neutral colour (plotly's first colour, blue,
+    is single-OA's on other figures)."""
+    if color is None:
+        fig.update_traces(marker=dict(color=NEUTRAL, opacity=0.8))
+        fig.update_traces(error_y=dict(color=NEUTRAL), selector=dict(type="scatter"))
+    return fig
+
+
+#: Rows of a forest plot above which its x axis is repeated at the top (a 72-row plot is ~1,900 px tall).
+FOREST_TOP_AXIS_ROWS = 20
+#: How a forest plot marks a row that survives the multiple-testing correction, and one that does not.
+FOREST_MARKS = {True: ("circle", "survives the correction"), False: ("circle-open", "does not survive it")}
 
 
 def forest(table: pd.DataFrame, label: str = "label", diff: str = "diff", lo: str = "ci_low", hi: str = "ci_high",
            significant: str = "significant", title: str = "Dual minus single (95% CI)") -> go.Figure:
-    """Forest plot of paired differences; filled markers survive the multiple-testing correction."""
+    """Forest plot of paired differences; filled markers survive the multiple-testing correction (one
+    neutral colour: the fill, in the legend, is the only mark). A long plot repeats its x axis at the top."""
     from oaprobe.report.display import readable_text
 
     t = table.reset_index(drop=True)
-    labels = t[label].map(readable_text)
-    sig = t[significant].astype(bool) if significant in t else pd.Series(False, index=t.index)
-    fig = go.Figure(
-        go.Scatter(
-            x=t[diff],
-            y=labels,
-            mode="markers",
-            error_x=dict(type="data", symmetric=False, array=t[hi] - t[diff], arrayminus=t[diff] - t[lo]),
-            marker=dict(size=9, symbol=np.where(sig, "circle", "circle-open"), color=np.where(sig, "#D55E00", "#444")),
-            hovertext=[f"{a}: {d:+.3f} [{l:+.3f}, {h:+.3f}]" for a, d, l, h in zip(labels, t[diff], t[lo], t[hi])],
-            hoverinfo="text",
-        )
-    )
+    t["_label"] = t[label].map(readable_text)
+    t["_sig"] = t[significant].astype(bool) if significant in t else False
+    fig = go.Figure()
+    for sig, (symbol, name) in FOREST_MARKS.items():
+        g = t[t["_sig"] == sig]
+        if g.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=g[diff], y=g["_label"], mode="markers", name=name, showlegend=True,
+            error_x=dict(type="data", symmetric=False, array=g[hi] - g[diff], arrayminus=g[diff] - g[lo], color=NEUTRAL),
+            marker=dict(size=9, symbol=symbol, color=NEUTRAL),
+            hovertext=[f"{a}: {d:+.3f} [{l:+.3f}, {h:+.3f}]" for a, d, l, h in zip(g["_label"], g[diff], g[lo], g[hi])],
+            hoverinfo="text"))
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(dict.fromkeys(t["_label"])))
     fig.update_xaxes(title="difference (95% CI)")
-    return _layout(fig, title, height=max(300, 28 * len(t) + 150))
+    fig = _layout(fig, title, height=max(300, 28 * len(t) + 190))
+    fig.update_layout(legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"),
+                      margin=dict(b=85))  # the legend under the axis title
+    if len(t) > FOREST_TOP_AXIS_ROWS:  # the same axis at the top: a reader need not scroll to read a row's value
+        fig.add_trace(go.Scatter(x=[t[lo].min(), t[hi].max()], y=[t["_label"].iloc[0]] * 2, xaxis="x2", mode="markers",
+                                 marker=dict(opacity=0, color=NEUTRAL), showlegend=False, hoverinfo="skip"))
+        fig.update_layout(xaxis2=dict(overlaying="x", side="top", matches="x", showgrid=False, ticks="outside",
+                                      ticklen=6, tickcolor="rgba(0,0,0,0)"))
+    return fig
 
 
 def strip(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str | None = None, title: str = "") -> go.Figure:
     """One point per seed: the seed-to-seed spread that a single run hides."""
+    color = _colour_column(color)
     t, style = _px_style(table, color, x, facet_col)
     fig = px.strip(t, x=x, y=y, color=color, facet_col=facet_col, facet_col_wrap=FACET_WRAP if facet_col else 0,
                    **(FACET_SPACING if facet_col else {}), **style)
-    return _layout(fig, title, height=_facets(fig, t, x, facet_col))
+    return _layout(_neutral_unless(fig, color), title, height=_facets(fig, t, x, facet_col))
 
 
 def scatter_2d(table: pd.DataFrame, x: str, y: str, color: str, facet_col: str | None = None,
@@ -511,13 +590,18 @@ def show(fig: go.Figure, note: str, summary_text: str | None = None) -> None:
     display(provenance_note(note))
 
 
-VERDICT_COLORS = {"helps": "#009E73", "hurts": "#D55E00", "equivalent": "#0072B2", "inconclusive": "#7f7f7f"}
+#: The answer figures' marks: one seed's difference, the mean with the rule's two intervals, and the ±delta band.
+SEED_MARKS = {False: ("circle-open", "one seed"), True: ("x", "one seed, a run flagged")}
+BAND_FILL = "rgba(120, 120, 120, 0.18)"
 
 
 def seed_differences(seeds: pd.DataFrame, summary: pd.DataFrame, questions: dict[str, str], title: str = "") -> go.Figure:
     """What each verdict rests on: per question (a panel) and backbone, every seed's paired difference
     (dual minus single; flagged runs as crosses), the mean with its 90% (thick) and 95% (thin)
     interval, the ±delta band of equivalence and 0; the verdict under each backbone.
+
+    Every mark is in the book's neutral colour and named in the legend: the verdict is written, not
+    coloured, so the page's one colour meaning stays the modes' (the answer page's other figure).
 
     ``seeds``: rows of ``question, backbone, seed, diff, flagged``; ``summary``: rows of ``question,
     backbone, mean, ci_low, ci_high, eq_low, eq_high, delta, verdict``; ``questions``: question -> panel title.
@@ -530,26 +614,27 @@ def seed_differences(seeds: pd.DataFrame, summary: pd.DataFrame, questions: dict
             continue
         delta = float(part["delta"].iloc[0])
         # shapes on a subplot without traces are dropped by plotly, so the band and 0 come first with an explicit flag
-        fig.add_hrect(y0=-delta, y1=delta, fillcolor="#0072B2", opacity=0.10, line_width=0, row=1, col=col,
-                      exclude_empty_subplots=False)
+        fig.add_hrect(y0=-delta, y1=delta, fillcolor=BAND_FILL, line_width=0, row=1, col=col, exclude_empty_subplots=False)
         fig.add_hline(y=0, line_color="#444", line_width=1, row=1, col=col, exclude_empty_subplots=False)
-        for flagged, symbol, label in ((False, "circle-open", "one seed"), (True, "x", "one seed, a run flagged")):
+        for flagged, (symbol, label) in SEED_MARKS.items():
             g = s[s["flagged"] == flagged]
             fig.add_trace(go.Scatter(x=g["backbone"], y=g["diff"], mode="markers", name=label, legendgroup=label,
                                      showlegend=col == 1 and (not flagged or len(g) > 0),
-                                     marker=dict(symbol=symbol, size=8, color="#555"), customdata=g["seed"],
+                                     marker=dict(symbol=symbol, size=8, color="#777"), customdata=g["seed"],
                                      hovertemplate="seed %{customdata}: %{y:+.3f}<extra></extra>"), row=1, col=col)
-        for _, r in part.iterrows():
-            color = VERDICT_COLORS.get(r["verdict"], "#444")
+        for i, (_, r) in enumerate(part.iterrows()):
             for lo, hi, width in ((r["ci_low"], r["ci_high"], 2), (r["eq_low"], r["eq_high"], 6)):
                 if lo == lo:
                     fig.add_trace(go.Scatter(x=[r["backbone"]] * 2, y=[lo, hi], mode="lines", showlegend=False,
-                                             line=dict(color=color, width=width), hoverinfo="skip"), row=1, col=col)
-            fig.add_trace(go.Scatter(x=[r["backbone"]], y=[r["mean"]], mode="markers", showlegend=False,
-                                     marker=dict(symbol="diamond", size=12, color=color),
+                                             line=dict(color=NEUTRAL, width=width), hoverinfo="skip"), row=1, col=col)
+            fig.add_trace(go.Scatter(x=[r["backbone"]], y=[r["mean"]], mode="markers", name="mean; bars: 90% (thick), 95% (thin)",
+                                     legendgroup="mean", showlegend=col == 1 and i == 0,
+                                     marker=dict(symbol="diamond", size=12, color=NEUTRAL),
                                      hovertemplate=f"mean %{{y:+.3f}}: {r['verdict']}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(ticktext=[f"{b}<br><b>{v}</b>" for b, v in zip(part["backbone"], part["verdict"])],
                          tickvals=list(part["backbone"]), row=1, col=col)
         fig.update_yaxes(title="dual minus single" if col == 1 else None, zeroline=False, row=1, col=col)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="±δ: equivalence band", showlegend=True,
+                             marker=dict(symbol="square", size=14, color=BAND_FILL), hoverinfo="skip"))
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
     return _layout(fig, title, height=460)

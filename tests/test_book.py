@@ -438,3 +438,52 @@ def test_a_chapters_missing_runs_command_works_as_printed_on_an_imported_copy(im
     assert {n for n, k in commands.items() if k == 1} >= {"03_results.ipynb", "04_latent.ipynb",
                                                           "05_saliency.ipynb", "07_methods.ipynb"}
     assert commands["00_answer.ipynb"] == 3  # the main grid, the reference-recipe runs, then the lambda runs
+
+
+def test_page_weight_counts_the_html_and_the_local_scripts_and_stylesheets_it_links(tmp_path):
+    from oaprobe.book import page_weight, page_weights
+
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "a.js").write_bytes(b"x" * 100)
+    (tmp_path / "_static" / "s.css").write_bytes(b"y" * 10)
+    (tmp_path / "_static" / "font.woff2").write_bytes(b"z" * 1000)
+    html = ('<html><head><script src="_static/a.js?v=1"></script><script src="_static/a.js?v=1"></script>'
+            '<script src="https://cdn.example/x.js"></script><link href="_static/s.css" rel="stylesheet" />'
+            '<link rel="preload" href="_static/font.woff2" /><script>inline()</script></head></html>')
+    (tmp_path / "page.html").write_text(html)
+    assert page_weight(tmp_path / "page.html") == {"html": len(html), "js": 100, "css": 10}
+    assert list(page_weights(tmp_path)) == ["page.html"]
+
+
+def test_plotly_loads_only_on_pages_with_a_figure():
+    import importlib.util
+
+    from oaprobe.book import ROOT
+
+    spec = importlib.util.spec_from_file_location("plotly_pages", ROOT / "book" / "_ext" / "plotly_pages.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+
+    class App:
+        added: list = []
+
+        def add_js_file(self, name, **kw):
+            self.added.append(name)
+
+    app = App()
+    ext._add_plotly(app, "p", "page.html", {"body": "<p>no figure</p>"}, None)
+    assert app.added == []
+    ext._add_plotly(app, "p", "page.html", {"body": '<script>Plotly.newPlot("x", [])</script>'}, None)
+    assert app.added == ["plotly.min.js"]
+
+
+def test_a_stale_redirect_is_dropped_so_the_book_opens_on_its_current_root(tmp_path):
+    from oaprobe.book import drop_stale_redirect
+
+    (tmp_path / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />\n')
+    drop_stale_redirect(tmp_path)
+    assert not (tmp_path / "index.html").exists()
+    (tmp_path / "index.html").write_text("<html><body>a real page</body></html>")
+    drop_stale_redirect(tmp_path)
+    drop_stale_redirect(tmp_path / "missing")
+    assert (tmp_path / "index.html").is_file()

@@ -2,7 +2,9 @@
 
 Fails on JavaScript errors, broken internal links, or plotly figures that did not render, on raw
 identifiers or run hashes in visible text, figures without a text alternative, titles under the
-plotly toolbar or overlapping tick labels (800 and 1280 px); saves a screenshot of each page to
+plotly toolbar or cut off, overlapping tick labels (800 and 1280 px), tables or figures clipped at
+800 px, colours a figure's legend does not name, plotly.js on a page without figures, and a book
+that does not open on its answer; saves a screenshot of each page to
 ``screenshots/``. The HTML checks also run on ``oaprobe chapter`` pages (OAPROBE_BOOK_HTML=_build/chapters). Run after a book build:
 ``oaprobe book --preset smoke && pytest -m browser tests/test_book_browser.py``.
 """
@@ -170,7 +172,8 @@ def test_the_answer_page_renders_its_figure_and_sentences(server: str, browser):
         lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"))
     text = browser.find_element("tag name", "main").text
     assert "the coarse label" in text and "the fine label" in text and "seed" in text
-    assert "convergence targets" in text  # how far the verdicts' models are results
+    folded = browser.execute_script("return document.querySelector('main').textContent")
+    assert "convergence targets" in folded  # how far the verdicts' models are results (folded under the findings)
 
 
 def test_the_methods_page_scores_the_convergence_targets():
@@ -322,8 +325,10 @@ const boxes = (root, sel) => Array.from(root.querySelectorAll(sel)).map(e => [e,
 const hit = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
 const out = [];
 document.querySelectorAll('.js-plotly-plot').forEach((fig, i) => {
-  const title = boxes(fig, '.gtitle'), bar = boxes(fig, '.modebar');
+  const title = boxes(fig, '.gtitle'), bar = boxes(fig, '.modebar'), svg = fig.querySelector('.main-svg').getBoundingClientRect();
   if (title.length && bar.length && hit(title[0][1], bar[0][1])) out.push(`figure ${i}: title under the toolbar`);
+  if (title.length && (title[0][1].right > svg.right + 1 || title[0][1].left < svg.left - 1))
+    out.push(`figure ${i}: title cut off at ${Math.round(svg.width)} px ('${title[0][0].textContent.slice(0, 40)}...')`);
   const ticks = boxes(fig, '.xtick text, .ytick text');
   for (let a = 0; a < ticks.length; a++) for (let b = a + 1; b < ticks.length; b++)
     if (hit(ticks[a][1], ticks[b][1])) { out.push(`figure ${i}: ticks '${ticks[a][0].textContent}' and '${ticks[b][0].textContent}' overlap`); return; }
@@ -361,3 +366,189 @@ def test_findings_come_before_any_code_fold():
         if folds:
             late.append(f"{page.name}: {folds} code folds before its findings")
     assert not late, "\n".join(late)
+
+
+
+# ---------------------------------------------------------------- clipping at 800 px
+#: For every table, figure and image of the article (folds opened): one line per element that runs past the
+#: text column or is cut off by an ancestor, and per table that scrolls in place whose first (key) column
+#: leaves the view when it is scrolled to its right end.
+_CLIP_JS = """
+document.querySelectorAll('details').forEach(d => { d.open = true; });
+const out = [];
+const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const col = article.getBoundingClientRect();
+const name = e => e.tagName.toLowerCase() + (typeof e.className === 'string' && e.className ? '.' + e.className.split(' ')[0] : '');
+const scroller = e => { for (let a = e.parentElement; a && a !== article.parentElement; a = a.parentElement) {
+  const o = getComputedStyle(a).overflowX; if (o === 'auto' || o === 'scroll') return a; } return null; };
+article.querySelectorAll('table, .js-plotly-plot, img').forEach((el, i) => {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) return;
+  const box = scroller(el), edge = box ? box.getBoundingClientRect() : r;
+  const what = `${name(el)} ${i} ('${el.textContent.replace(/\\s+/g, ' ').trim().slice(0, 30)}')`;
+  if (edge.right > col.right + 1 || edge.left < col.left - 1) { out.push(`${what}: ${Math.round(edge.right - col.right)} px past the text column`); return; }
+  if (!box) {
+    for (let a = el.parentElement; a && a !== article; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX, b = a.getBoundingClientRect();
+      if ((o === 'hidden' || o === 'clip') && r.right > b.right + 1) { out.push(`${what}: ${Math.round(r.right - b.right)} px cut off`); break; }
+    }
+    return;
+  }
+  if (el.tagName !== 'TABLE' || box.scrollWidth <= box.clientWidth + 1) return;
+  box.scrollLeft = box.scrollWidth;
+  const key = el.querySelector('tbody tr > :first-child, tr > :first-child');
+  const k = key && key.getBoundingClientRect(), b = box.getBoundingClientRect();
+  if (k && (k.left < b.left - 1 || k.right > b.right + 1)) out.push(`${what}: its key column scrolls out of view`);
+  box.scrollLeft = 0;
+});
+return out;
+"""
+
+
+def test_nothing_is_clipped_at_800_px(server: str, browser):
+    """Tables fit the text column or scroll in place keeping their key column in view; figures and images fit."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    problems = []
+    browser.set_window_size(800, 1600)
+    try:
+        for page in _pages():
+            browser.get(f"{server}/{page.relative_to(HTML).as_posix()}")
+            WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+            problems += [f"{page.relative_to(HTML)}: {p}" for p in browser.execute_script(_CLIP_JS)]
+    finally:
+        browser.set_window_size(1280, 1600)
+    assert not problems, "clipped at 800 px:\n" + "\n".join(problems)
+
+
+# ---------------------------------------------------------------- colours and legends
+#: Per plotly figure: the colours its marks are drawn in (colour -> legend names of the traces that show it in
+#: the legend; empty when none does), skipping heatmaps (their colour bar explains them) and invisible marks.
+_COLOURS_JS = """
+const norm = c => { const d = document.createElement('div'); d.style.color = c; document.body.appendChild(d);
+  const v = getComputedStyle(d).color; d.remove(); return /rgba\\(.*, 0\\)$/.test(v) ? null : v; };
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+  const seen = {};
+  const legend = gd._fullLayout.showlegend;
+  for (const t of gd._fullData) {
+    if (t.visible !== true || !['scatter', 'scattergl', 'bar', 'box', 'violin', 'histogram'].includes(t.type)) continue;
+    const has = v => v !== undefined && v !== null;
+    const points = (t.x || t.y || []).filter(has).length;
+    const marks = [];
+    const mode = t.mode || 'markers';
+    if ((t.type !== 'scatter' && t.type !== 'scattergl') || mode.includes('markers'))
+      if (!(t.marker && t.marker.opacity === 0)) marks.push(t.marker && t.marker.color);
+    if (mode.includes('lines') || t.type === 'box') marks.push(t.line && t.line.color);
+    for (const m of marks.flatMap(c => Array.isArray(c) ? c : [c]).filter(c => typeof c === 'string')) {
+      const c = norm(m);
+      if (!c) continue;
+      seen[c] = seen[c] || {drawn: false, names: []};
+      if (points) seen[c].drawn = true;
+      if (legend && t.showlegend && t.name) seen[c].names.push(t.name);
+    }
+  }
+  const title = (gd._fullLayout.title && gd._fullLayout.title.text) || '';
+  return {title: title.replace(/<[^>]+>/g, ' ').slice(0, 60), colours: seen};
+});
+"""
+#: More colours than this in one figure cannot be told apart (plotly's palette repeats after 10: seeds 0 and 10).
+MAX_COLOURS = 8
+
+
+def colour_problems(figures: list[dict]) -> list[str]:
+    """A page's colour problems: a figure with several colours one of which its legend does not name, a figure
+    with more than MAX_COLOURS colours, or one colour named differently by two figures of the page."""
+    out, meaning = [], {}
+    for i, fig in enumerate(figures):
+        drawn = {c: v for c, v in fig["colours"].items() if v["drawn"]}
+        if len(drawn) > MAX_COLOURS:
+            out.append(f"figure {i} ('{fig['title']}'): {len(drawn)} colours")
+        unnamed = sorted(c for c, v in drawn.items() if not v["names"])
+        if len(drawn) > 1 and unnamed:
+            out.append(f"figure {i} ('{fig['title']}'): colours without a legend entry: {', '.join(unnamed)}")
+        for c, v in drawn.items():
+            for label in set(v["names"]):
+                meaning.setdefault(c, {}).setdefault(label, i)
+    out += [f"colour {c} means {', '.join(sorted(names))} on one page" for c, names in meaning.items() if len(names) > 1]
+    return out
+
+
+def test_colour_problems_are_found():
+    ok = {"title": "t", "colours": {"a": {"drawn": True, "names": ["dual"]}, "b": {"drawn": True, "names": ["single-KL"]}}}
+    verdicts = {"title": "v", "colours": {"a": {"drawn": True, "names": []}, "c": {"drawn": True, "names": []}}}
+    seeds = {"title": "s", "colours": {str(k): {"drawn": True, "names": [str(k)]} for k in range(MAX_COLOURS + 1)}}
+    clash = {"title": "c", "colours": {"a": {"drawn": True, "names": ["clean grade"]}, "d": {"drawn": True, "names": ["x"]}}}
+    one = {"title": "o", "colours": {"z": {"drawn": True, "names": []}}}
+    assert colour_problems([ok, one]) == []
+    assert len(colour_problems([verdicts])) == 1 and len(colour_problems([seeds])) == 1
+    assert colour_problems([ok, clash]) == ["colour a means clean grade, dual on one page"]
+
+
+def test_figures_name_their_colours(server: str, browser):
+    """Every figure drawn in several colours names each in its legend, uses at most MAX_COLOURS, and a colour
+    means one thing on a page (the answer page drew verdict colours without a legend beside mode colours)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    problems = []
+    for page in (p for p in _pages() if "Plotly.newPlot" in p.read_text(encoding="utf-8")):
+        browser.get(f"{server}/{page.relative_to(HTML).as_posix()}")
+        WebDriverWait(browser, 30).until(
+            lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"))
+        problems += [f"{page.name}: {p}" for p in colour_problems(browser.execute_script(_COLOURS_JS))]
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- weight, landing page, citation
+def test_only_pages_with_figures_load_plotly():
+    """plotly.js (4.8 MB) is in a page's head exactly when the page draws a figure."""
+    wrong = [f"{p.relative_to(HTML)}: {'figures without' if 'Plotly.newPlot' in html else 'no figure but'} plotly.min.js"
+             for p in _pages() for html in [p.read_text(encoding="utf-8")]
+             if ("Plotly.newPlot" in html) != bool(re.search(r'<script[^>]+src="[^"]*plotly\.min\.js', html))]
+    assert not wrong, "\n".join(wrong)
+
+
+#: The book's pages for developers: after every chapter, never the page after the answer.
+DEVELOPER_PAGES = ("07_methods.html", "architecture.html")
+
+
+def _answer_page() -> Path:
+    return next(p for p in _pages() if p.name == "00_answer.html")
+
+
+def test_the_book_opens_on_the_answer_and_developer_pages_come_last():
+    index = (HTML / "index.html").read_text(encoding="utf-8")
+    target = re.search(r'url=([^"]+)"', index)
+    assert target and target.group(1).endswith("00_answer.html"), f"index.html opens {target and target.group(1)}"
+    html = _answer_page().read_text(encoding="utf-8")
+    after = re.search(r'<a class="right-next"\s+href="([^"]+)"', html)
+    assert after and not after.group(1).endswith(DEVELOPER_PAGES), f"'Next' after the answer: {after and after.group(1)}"
+    nav = html[html.find('<nav class="bd-links bd-docs-nav'):]
+    links = [h.split("/")[-1] for h in re.findall(r'class="reference internal" href="([^"#]+)"', nav[:nav.find("</nav>")])]
+    first_dev = min(links.index(p) for p in DEVELOPER_PAGES)
+    readers = [p for p in links if p.startswith(("backbone_", "0", "teach")) and p not in DEVELOPER_PAGES]
+    assert readers and all(links.index(p) < first_dev for p in readers), f"developer pages before chapters: {links}"
+
+
+def test_the_answer_page_shows_its_first_figure_on_the_second_screen(server: str, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.set_window_size(1280, 900)
+    try:
+        browser.get(f"{server}/{_answer_page().relative_to(HTML).as_posix()}")
+        WebDriverWait(browser, 30).until(
+            lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"))
+        top, screen = browser.execute_script("return [document.querySelector('.js-plotly-plot').getBoundingClientRect().top"
+                                             " + window.scrollY, window.innerHeight]")
+    finally:
+        browser.set_window_size(1280, 1600)
+    assert top < 2 * screen, f"the answer's first figure starts {top:.0f} px down (screens of {screen} px)"
+
+
+def test_the_landing_page_says_how_to_cite_the_book_and_the_study():
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    text = visible_text(_answer_page().read_text(encoding="utf-8"))
+    assert "How to cite" in text and cff["title"] in text, "no citation of the book on the landing page"
+    for ref in cff["references"]:
+        assert ref["title"] in text and ref["url"] in _answer_page().read_text(encoding="utf-8")

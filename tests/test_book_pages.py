@@ -41,3 +41,19 @@ def test_model_diagram_is_valid_svg_with_a_text_alternative():
     assert root.tagName == "svg" and root.getAttribute("role") == "img"
     desc = svg.getElementsByTagName("desc")[0].firstChild.data
     assert "parallel" in desc and "stacked" in desc
+
+
+def test_licences_are_the_ones_the_pages_and_the_citation_file_name():
+    import tomllib
+
+    import yaml
+
+    root = BOOK.parent
+    cff = yaml.safe_load((root / "CITATION.cff").read_text(encoding="utf-8"))
+    assert (root / "LICENSE").read_text().startswith("MIT License")
+    assert "Creative Commons Attribution 4.0 International" in (root / "LICENSE-text").read_text()
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["license"] == "MIT"
+    assert set(cff["license"]) == {"MIT", "CC-BY-4.0"}
+    for page in (BOOK / "intro.md", root / "README.md"):
+        text = " ".join(page.read_text().split())
+        assert "MIT" in text and "CC BY 4.0" in text and "cite" in text, page.name

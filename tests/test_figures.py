@@ -68,9 +68,21 @@ def test_forest_marks_significant_rows():
     t = pd.DataFrame({"label": ["a", "b"], "diff": [0.1, -0.02], "ci_low": [0.05, -0.1], "ci_high": [0.2, 0.05],
                       "significant": [True, False]})
     fig = figures.forest(t)
-    assert len(fig.data) == 1
-    assert list(fig.data[0].marker.symbol) == ["circle", "circle-open"]
-    np.testing.assert_allclose(fig.data[0].error_x.array, [0.1, 0.07])
+    assert [(tr.name, tr.marker.symbol, list(tr.y)) for tr in fig.data] == [
+        ("survives the correction", "circle", ["a"]), ("does not survive it", "circle-open", ["b"])]
+    np.testing.assert_allclose(np.concatenate([tr.error_x.array for tr in fig.data]), [0.1, 0.07])
+    assert {tr.marker.color for tr in fig.data} == {figures.NEUTRAL} and "xaxis2" not in fig.layout  # short: one axis
+
+
+def test_a_long_forest_repeats_its_axis_at_the_top_and_keeps_the_row_order():
+    n = figures.FOREST_TOP_AXIS_ROWS + 1
+    t = pd.DataFrame({"label": [f"row {i}" for i in range(n)], "diff": 0.0, "ci_low": -0.1, "ci_high": np.linspace(0.1, 0.3, n),
+                      "significant": [i % 2 == 0 for i in range(n)]})
+    fig = figures.forest(t)
+    assert fig.layout.xaxis2.side == "top" and fig.layout.xaxis2.matches == "x" and fig.layout.xaxis2.overlaying == "x"
+    assert [tr for tr in fig.data if tr.xaxis == "x2"], "no trace draws the top axis"
+    assert list(fig.layout.yaxis.categoryarray) == [f"row {i}" for i in range(n)]  # not regrouped by significance
+    assert "xaxis2" not in figures.forest(t.head(n - 1)).layout
 
 
 @pytest.mark.parametrize(
@@ -375,3 +387,80 @@ def test_seed_differences_shows_every_seed_both_intervals_and_the_delta_band():
     band = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(band) == 1 and (band[0].y0, band[0].y1) == (-0.03, 0.03)
     assert fig.layout.xaxis.ticktext == ("ResNet3D<br><b>equivalent</b>", "M3T<br><b>inconclusive</b>")
+
+
+# ---------------------------------------------------------------- one colour meaning, one backbone order
+def test_per_seed_points_share_one_colour_and_hover_their_seed():
+    t = pd.DataFrame({"mode": ["dual", "single_kl"] * 6, "estimate": np.linspace(0.5, 0.8, 12), "ci_low": 0.4,
+                      "ci_high": 0.9, "seed": [str(s) for s in range(12)], "metric": ["a", "b"] * 6})
+    for fig in (figures.metric_points(t, x="mode", y="estimate", color="seed", facet_col="metric"),
+                figures.strip(t, x="mode", y="estimate", color="seed", facet_col="metric")):
+        assert {tr.marker.color for tr in fig.data} == {figures.NEUTRAL}  # was: 12 seeds in 10 repeating colours
+        assert not any(tr.showlegend for tr in fig.data)
+        assert all("seed" in tr.hovertemplate for tr in fig.data)
+    coloured = figures.metric_points(t, x="mode", y="estimate", color="mode")
+    assert {tr.marker.color for tr in coloured.data} == {figures.MODE_COLORS["dual"], figures.MODE_COLORS["single_kl"]}
+
+
+def test_backbones_keep_the_book_order_whatever_the_table_order():
+    t = pd.DataFrame({"backbone": ["nnMamba", "M3T", "ResNet3D", "nnMamba"], "mode": ["dual"] * 3 + ["single_kl"],
+                      "value": [0.1, 0.2, 0.3, 0.4]})
+    fig = figures.strip(t, x="backbone", y="value", color="mode")
+    assert fig.layout.xaxis.categoryorder == "array"
+    assert list(fig.layout.xaxis.categoryarray) == ["ResNet3D", "M3T", "nnMamba"]
+    assert figures.strip(t.assign(backbone=["b", "a", "c", "b"]), x="backbone", y="value", color="mode").layout.xaxis.categoryarray is None
+    rows = pd.DataFrame({"backbone": ["nnmamba", "resnet3d"], "mode": "dual", "truth": 0, "predicted": 0, "count": 1})
+    titles = [a.text for a in figures.confusion_facets(rows).layout.annotations]
+    assert titles[0].startswith("resnet3d") and titles[1].startswith("nnmamba")
+
+
+def test_long_titles_wrap_to_fit_an_800_px_figure():
+    title = "ResNet3D: maps of the trained models (first seed), one column per saliency method, outlines in colour"
+    fig = figures.strip(_MODES, x="mode", y="v", color="mode", title=title)
+    lines = fig.layout.title.text.split("<br>")
+    assert len(lines) == 2 and all(len(line) <= figures.TITLE_CHARS for line in lines) and " ".join(lines) == title
+    short = figures.strip(_MODES, x="mode", y="v", color="mode", title="Short")
+    assert fig.layout.margin.t == short.layout.margin.t + 22  # room for the second line
+    assert figures.wrap_title("a " * 3, 3) == ["a a", "a"]
+
+
+def _hex(colour: str) -> str:
+    import re
+
+    r, g, b = (int(float(v)) for v in re.findall(r"[\d.]+", colour)[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+#: The smallest CIELAB distance between the saliency overlay's colours and each outline colour, with normal vision
+#: and each simulated dichromacy, over plotly's sequential scales: "Blugrn" keeps the most, 23.6 (deuteranopia,
+#: sclerosis pink); "Hot" kept under 10 (red cartilage on red), Viridis under 5 (yellow defects on yellow).
+MIN_OUTLINE_DELTA_E = 20.0
+
+
+def _worst_outline_distance(scale: str) -> float:
+    from plotly.colors import get_colorscale, sample_colorscale
+
+    samples = [_hex(c) for c in sample_colorscale(get_colorscale(scale), list(np.linspace(0.05, 1, 40)))]
+    return min(float(np.linalg.norm(_lab(s, v) - _lab(o, v))) for s in samples for o in figures.OUTLINE_COLORS.values()
+               for v in ("normal", "protanopia", "deuteranopia", "tritanopia"))
+
+
+def test_saliency_scale_lets_every_outline_stand_out():
+    assert _worst_outline_distance(figures.SALIENCY_SCALE) >= MIN_OUTLINE_DELTA_E
+    assert max(_worst_outline_distance(s) for s in ("Hot", "Viridis")) < 10  # the old scale fails the same measure
+    img = np.zeros((4, 4))
+    fig = figures.slice_grid([img], ["a"], overlays=[np.ones((4, 4))], cols=1)
+    assert [tr.colorscale for tr in fig.data if tr.type == "heatmap"][1] == go.Heatmap(colorscale=figures.SALIENCY_SCALE).colorscale
+
+
+def test_seed_differences_colour_nothing_and_name_every_mark():
+    seeds = pd.DataFrame({"question": "fine", "backbone": ["M3T", "ResNet3D"], "seed": [0, 0], "diff": [0.01, 0.02],
+                          "flagged": False})
+    summary = pd.DataFrame({"question": "fine", "backbone": ["M3T", "ResNet3D"], "mean": [0.01, 0.02], "ci_low": -0.01,
+                            "ci_high": 0.03, "eq_low": 0.0, "eq_high": 0.02, "delta": 0.03, "verdict": ["helps", "hurts"]})
+    fig = figures.seed_differences(seeds, summary, {"fine": "fine"})
+    colours = {tr.marker.color for tr in fig.data if tr.mode == "markers"} | {tr.line.color for tr in fig.data if tr.mode == "lines"}
+    assert colours <= {figures.NEUTRAL, "#777", figures.BAND_FILL}  # the verdicts are written under the backbones
+    assert [tr.name for tr in fig.data if tr.showlegend] == ["one seed", "mean; bars: 90% (thick), 95% (thin)",
+                                                             "±δ: equivalence band"]
+    assert list(fig.layout.xaxis.categoryarray) == ["ResNet3D", "M3T"]
