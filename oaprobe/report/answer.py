@@ -265,8 +265,9 @@ def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
     if prim.empty:
         return f"Host perturbation: not compared on this build ({note})."
     flips = prim[~prim["same_under_perturbation"].astype(bool)]
+    missing = [b for b in dict.fromkeys(verdicts["backbone"]) if b not in set(prim["backbone"])]
     text = (f"Retrained under the host perturbation, {len(prim) - len(flips)} of {len(prim)} primary verdicts are "
-            "the same")
+            "the same" + (f" ({', '.join(backbone_title(b) for b in missing)} not retrained yet)" if missing else ""))
     if len(flips):
         text += ("; flipped: " + "; ".join(f"{backbone_title(r['backbone'])} {readable_name(r['metric'])} vs "
                                            f"{MODE_NAMES[r['baseline']]} ({r['verdict']} → {r['verdict_perturbed']})"
@@ -397,6 +398,7 @@ def answer_page(runs: AnswerRuns, downloads: str = "") -> AnswerPage:
 def _answer_findings(page: AnswerPage, method: str | None, perturbed_note: str) -> tuple[list[str], list[str]]:
     """The answer page's findings: the claims' verdicts (the main truth first, then the other one) for
     the box, and the stability, perturbation, recipe, ceilings and convergence-target sentences to fold."""
+    from oaprobe.report.claims import describe_knee_sampling, knee_sampling
     from oaprobe.report.recipe import describe_recipe
     from oaprobe.report.saliency import claim3_methods
     from oaprobe.report.sentences import describe_targets
@@ -406,6 +408,8 @@ def _answer_findings(page: AnswerPage, method: str | None, perturbed_note: str) 
         headline.append("Claim 3 is not testable with trustworthy maps: " + "; ".join(
             f"{m}: {why}" for m, why in claim3_methods(page.saliency_table).items()) + ".")
     details = [describe_perturbation(page.verdicts, perturbed_note), describe_flag_rates(page.rates)]
+    if method is not None:  # would more knees decide claim 3?
+        details.append(describe_knee_sampling(knee_sampling(page.study.saliency(), method, page.study.backbones)))
     if page.recipe_rows is not None:
         details += [describe_recipe(r) for _, r in page.recipe_rows.iterrows() if r["question"] == "fine"]
     details += [describe_ceilings(page.levels, page.ceilings, page.truth),

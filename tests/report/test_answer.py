@@ -7,7 +7,8 @@ import pytest
 
 from oaprobe.analysis.decision import DELTAS, decide, decide_with_flags
 from oaprobe.report.answer import (QUESTIONS, answer_findings, answer_table, decided_count, describe_answer,
-                                   describe_best_mode, describe_ceilings, describe_flag_rates, flag_rates,
+                                   describe_best_mode, describe_ceilings, describe_flag_rates, describe_perturbation,
+                                   flag_rates,
                                    levels_for_figure, rule_sentences)
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
@@ -114,3 +115,14 @@ def test_describe_best_mode_with_and_without_spread():
     one = describe_best_mode(pm[pm["seed"] == 0], ceilings.iloc[:0], "kl_clean")
     assert one == "Best KL QWK against the clean grade: dual 0.500 over 1 seed."  # no sd, no probe
     assert describe_best_mode(pm, ceilings, "kl", metric="oa_f1") is None
+
+
+def test_describe_perturbation_counts_flips_and_names_what_was_not_retrained():
+    rows = [("resnet3d", "helps", "helps"), ("nnmamba", "equivalent", "inconclusive"), ("m3t", "helps", None)]
+    verdicts = pd.DataFrame([{"role": "primary", "backbone": b, "metric": "latent_order", "baseline": "single_kl",
+                              "verdict": v, "verdict_perturbed": p,
+                              "same_under_perturbation": None if p is None else v == p} for b, v, p in rows])
+    text = describe_perturbation(verdicts, "note")
+    assert "1 of 2 primary verdicts are the same (M3T not retrained yet)" in text
+    assert "nnMamba" in text and "equivalent → inconclusive" in text
+    assert "not compared" in describe_perturbation(verdicts.assign(same_under_perturbation=None), "no file")
