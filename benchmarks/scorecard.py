@@ -17,7 +17,7 @@ import pandas as pd
 
 from oaprobe.analysis.convergence import seed_spread
 from oaprobe.report import NoiseStudy, Study
-from oaprobe.sweep import DEFAULT_COHORTS
+from oaprobe.config import DEFAULT_COHORTS
 
 
 def cell_table(study: Study) -> pd.DataFrame:

@@ -75,6 +75,7 @@ def compare_loops(
     from oaprobe.data.manifest import read_manifest
     from oaprobe.models.probe import build_probe
     from oaprobe.training import engine
+    from oaprobe.training.batches import Volumes
     from oaprobe.training.loop import make_optimizer
 
     p = get_preset(preset)
@@ -113,7 +114,7 @@ def compare_loops(
     images = load_volumes(train, cfg.input_shape, cache_dir=cache, progress=False)
     kl = torch.tensor(train["kl"].to_numpy(np.int64))
     oa = torch.tensor(train["oa"].to_numpy(np.int64))
-    volumes = engine._Volumes(images, torch.device("cpu"), channels_last=False)
+    volumes = Volumes(images, torch.device("cpu"), channels_last=False)
     gen = torch.Generator().manual_seed(0)
     eng, bare = [], []
     for _ in range(repeats):

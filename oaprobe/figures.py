@@ -24,6 +24,12 @@ from plotly.io._base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
 from oaprobe.facts import ALL_MODES, KL_GRADES
+from oaprobe.report.display import MODE_NAMES
+from oaprobe.report.display import readable_text
+from oaprobe.report.display import readable_name
+from oaprobe.report.display import spelled_out
+from IPython.display import display
+from oaprobe.report.display import provenance_note
 
 BOOK_RENDERER = "oaprobe_book"
 BOOK_RENDERER_ENV = "OAPROBE_BOOK_RENDERER"
@@ -63,8 +69,6 @@ HIDDEN_IN_HOVER = ("run_id", "run", "path", "config_hash")
 
 def _mode_names() -> dict[str, str]:
     """The readable mode names (``oaprobe.report.display.MODE_NAMES``), imported when a figure needs them."""
-    from oaprobe.report.display import MODE_NAMES
-
     return MODE_NAMES
 
 
@@ -92,8 +96,6 @@ def mode_marks(fig: go.Figure) -> go.Figure:
 
 def _readable_values(table: pd.DataFrame, columns: Sequence[str | None]) -> pd.DataFrame:
     """The table with the text values of ``columns`` (legend entries, facets, categories) named."""
-    from oaprobe.report.display import readable_text
-
     out = table.copy()
     for col in dict.fromkeys(c for c in columns if c and c in out):
         if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
@@ -104,8 +106,6 @@ def _readable_values(table: pd.DataFrame, columns: Sequence[str | None]) -> pd.D
 def _px_style(table: pd.DataFrame, *columns: str | None) -> tuple[pd.DataFrame, dict]:
     """The table with the text values of ``columns`` readable, and the plotly express arguments that
     name every axis and legend, keep modes in the book's order, and hover seed and values (3 digits)."""
-    from oaprobe.report.display import readable_name
-
     names = _mode_names()
     t = _readable_values(table, columns)
     args: dict = {"labels": {c: readable_name(c) for c in t.columns}}
@@ -354,8 +354,6 @@ def knee_zoom(
 
 def training_curves(history: pd.DataFrame, y: str = "train_loss", color: str = "mode", line_group: str = "run_id") -> go.Figure:
     """Per-epoch curves, one line per run, coloured by ``color``."""
-    from oaprobe.report.display import readable_name
-
     t, style = _px_style(history, color)
     fig = px.line(t, x="epoch", y=y, color=color, line_group=line_group, markers=True, **style)
     return _layout(fig, f"{readable_name(y).capitalize()} per epoch")
@@ -390,8 +388,6 @@ def metric_points(table: pd.DataFrame, x: str, y: str, color: str, lo: str = "ci
 def forest(table: pd.DataFrame, label: str = "label", diff: str = "diff", lo: str = "ci_low", hi: str = "ci_high",
            significant: str = "significant", title: str = "Dual minus single (95% CI)") -> go.Figure:
     """Forest plot of paired differences; filled markers survive the multiple-testing correction."""
-    from oaprobe.report.display import readable_text
-
     t = table.reset_index(drop=True)
     labels = t[label].map(readable_text)
     sig = t[significant].astype(bool) if significant in t else pd.Series(False, index=t.index)
@@ -468,8 +464,6 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
     ``levels``: rows of ``question, backbone, mode, mean, sd``; ``ceilings``: rows of ``ceiling``
     plus metric columns; ``metrics``: question -> metric column (e.g. ``{"coarse": "oa_roc_auc"}``).
     """
-    from oaprobe.report.display import spelled_out
-
     questions = list(metrics)
     names = _mode_names()
     order = {m: i for i, m in enumerate(ALL_MODES)}
@@ -501,10 +495,6 @@ def show(fig: go.Figure, note: str, summary_text: str | None = None) -> None:
 
     ``summary_text``: the one sentence a screen reader gives for the figure (default: :func:`summary`
     from its title, axes and series)."""
-    from IPython.display import display
-
-    from oaprobe.report.display import provenance_note
-
     if summary_text:
         fig.update_layout(meta={**(fig.layout.meta if isinstance(fig.layout.meta, dict) else {}), "summary": summary_text})
     display(fig)

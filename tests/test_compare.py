@@ -13,7 +13,8 @@ from oaprobe.analysis import decision
 from oaprobe.analysis.decision import ALPHA, DELTAS, decide_with_flags
 from oaprobe.compare import (Comparison, decide_metrics, family_sizes, planned_looks, run_comparison, sequential,
                              usable_metrics)
-from oaprobe.config import ConfigError, get_preset
+from oaprobe.config import get_preset
+from oaprobe.errors import ConfigError
 from tests.report import SMOKE_STUDY, smoke_study_runs
 
 
@@ -153,11 +154,10 @@ def test_the_exercises_compare_commands_ask_the_comparison_they_name(smoke_manif
     import json
     import shlex
 
-    from oaprobe import sweep
     from oaprobe.book import NOTEBOOKS
     from oaprobe.cli import _comparison, build_parser
 
-    monkeypatch.setattr(sweep, "preset_manifest", lambda *a, **k: smoke_manifest)  # no course cohort built
+    monkeypatch.setattr("oaprobe.cli.preset_manifest", lambda *a, **k: smoke_manifest)  # no course cohort built
     text = "".join("".join(c["source"]) for c in json.loads((NOTEBOOKS / "exercises.ipynb").read_text())["cells"])
     commands = re.findall(r"`(oaprobe compare [^`]*)`", text)
     assert len(commands) >= 6

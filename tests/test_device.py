@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oaprobe.config import ConfigError
 from oaprobe.device import compute_settings, cpu_threads, epoch_seed, eval_mode, resolve_device
+from oaprobe.errors import ConfigError
 
 
 def test_epoch_seed_is_a_pure_function():

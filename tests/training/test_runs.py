@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oaprobe.config import ConfigError, RunConfig
+from oaprobe.config import RunConfig
+from oaprobe.errors import ConfigError
 from oaprobe.training import runs
 from oaprobe.training.runs import (
     RunLockedError,
@@ -23,6 +24,7 @@ from oaprobe.training.runs import (
     is_done,
     load_run,
     run_dir,
+    run_id,
     run_lock,
     write_atomic_csv,
     write_atomic_json,
@@ -56,7 +58,7 @@ def manifest(tmp_path: Path) -> Path:
 
 def test_run_dir_is_root_over_run_id(tmp_path: Path, manifest: Path) -> None:
     cfg = RunConfig.from_dict({"manifest": str(manifest)})
-    assert run_dir(cfg, tmp_path) == tmp_path / cfg.run_id()
+    assert run_dir(cfg, tmp_path) == tmp_path / run_id(cfg)
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
@@ -204,3 +206,18 @@ def test_config_json_is_sorted_and_stable(tmp_path: Path) -> None:
     write_atomic_json(tmp_path / "c.json", {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "c.json").read_text()) == {"a": [1, 2], "b": 1}
     assert (tmp_path / "c.json").read_text().index('"a"') < (tmp_path / "c.json").read_text().index('"b"')
+
+
+def test_run_id_of_a_known_config_and_data_is_unchanged(tmp_path):
+    """Known answer: the id the package named this run's folder before the id moved out of
+    RunConfig (a6aebecadb2e, computed by ``RunConfig.run_id`` at commit 4a47bd3), so existing
+    runs folders keep being found; other bytes in one volume make another run."""
+    (tmp_path / "k1.nii.gz").write_bytes(b"image of knee 1")
+    (tmp_path / "k1_mask.nii.gz").write_bytes(b"mask of knee 1")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("case_id,image,mask\n"
+                        "k1,k1.nii.gz,k1_mask.nii.gz\n")
+    cfg = RunConfig.from_dict({"manifest": str(manifest), "backbone": "m3t", "mode": "dual", "seed": 3, "epochs": 2})
+    assert run_id(cfg) == "a6aebecadb2e" and run_dir(cfg, tmp_path).name == "a6aebecadb2e"
+    (tmp_path / "k1_mask.nii.gz").write_bytes(b"another mask of knee 1")
+    assert run_id(cfg) != "a6aebecadb2e"
