@@ -153,7 +153,7 @@ def backbone_rates(presets: list[str], steps: int) -> None:
                 kl = torch.randint(0, 5, (batch,))
                 oa = (kl >= 2).long()
 
-                def step():
+                def step(model=model, opt=opt, x=x, kl=kl, oa=oa):  # this iteration's model and batch
                     loss, _ = model.loss(model(x), kl, oa)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

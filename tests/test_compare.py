@@ -11,8 +11,15 @@ import pytest
 
 from oaprobe.analysis import decision
 from oaprobe.analysis.decision import ALPHA, DELTAS, decide_with_flags
-from oaprobe.compare import (Comparison, decide_metrics, family_sizes, planned_looks, run_comparison, sequential,
-                             usable_metrics)
+from oaprobe.compare import (
+    Comparison,
+    decide_metrics,
+    family_sizes,
+    planned_looks,
+    run_comparison,
+    sequential,
+    usable_metrics,
+)
 from oaprobe.config import get_preset
 from oaprobe.errors import ConfigError
 from tests.report import SMOKE_STUDY, smoke_study_runs
@@ -60,7 +67,7 @@ def _false_verdict_rate(true_mean: float, sd: float, looks: list[int], false: se
     bad = 0
     for _ in range(reps):
         d = rng.normal(true_mean, sd, looks[-1])
-        rows_at = lambda n: _rows({"kl_qwk": d[:n]})  # noqa: E731
+        rows_at = lambda n, d=d: _rows({"kl_qwk": d[:n]})  # noqa: E731
         if corrected:
             _, _, table = sequential(looks, rows_at, ["kl_qwk"])
         else:  # the naive procedure: every look at the full alpha
