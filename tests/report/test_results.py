@@ -1,4 +1,4 @@
-"""Known-answer tests of Study.kl_confusion on hand-made predictions (no training)."""
+"""Known-answer tests of oaprobe.report.results.kl_confusion on hand-made predictions (no training)."""
 
 from __future__ import annotations
 
