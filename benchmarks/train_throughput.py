@@ -127,7 +127,8 @@ def compare_loops(
 
 def backbone_rates(presets: list[str], steps: int) -> None:
     from oaprobe.config import RunConfig, get_preset
-    from oaprobe.models.backbones import check_input_shape, list_backbones
+    from oaprobe.config import check_input_shape
+    from oaprobe.models.backbones import list_backbones
     from oaprobe.models.probe import build_probe
 
     with tempfile.NamedTemporaryFile(suffix=".csv") as fake_manifest:

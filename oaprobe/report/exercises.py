@@ -124,7 +124,7 @@ def largest_gain(seed_level: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def top_region(enrichment: pd.DataFrame) -> pd.Series:
-    """The row of ``Study.saliency_enrichment`` with the highest mean enrichment over chance."""
+    """The row of :func:`oaprobe.report.saliency.saliency_enrichment` with the highest mean enrichment over chance."""
     return enrichment.loc[enrichment["enrichment"].idxmax()]
 
 

@@ -52,7 +52,7 @@ def min_deletion_cases(alpha: float = DELETION_ALPHA) -> int:
 
 
 def randomisation_verdicts(summary: pd.DataFrame, max_rho: float = RANDOMISATION_MAX_RHO) -> pd.DataFrame:
-    """Per backbone, mode and method (rows of :meth:`Study.sanity_summary`): the rank correlation at
+    """Per backbone, mode and method (rows of :func:`sanity_summary`): the rank correlation at
     the last (fully randomised) step (``spearman_randomised``), whether its size is below ``max_rho``
     (``passes``; a constant map has no correlation and does not pass), a ``verdict`` and its ``reason``."""
     columns = ["backbone", "mode", "method", "spearman_randomised", "verdict", "passes", "reason"]
