@@ -126,8 +126,7 @@ def compare_loops(
 
 
 def backbone_rates(presets: list[str], steps: int) -> None:
-    from oaprobe.config import RunConfig, get_preset
-    from oaprobe.config import check_input_shape
+    from oaprobe.config import RunConfig, check_input_shape, get_preset
     from oaprobe.models.backbones import list_backbones
     from oaprobe.models.probe import build_probe
 
