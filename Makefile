@@ -15,7 +15,7 @@ TORCH  ?= torch==2.13.0
 LOCK   := constraints.txt
 UV     ?= uv==0.13.9
 
-.PHONY: book test test-fast test-browser test-ray clean-book lock
+.PHONY: book test lint test-fast test-browser test-ray clean-book lock
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ lock:
 book: $(VENV)/.installed
 	$(BIN)/oaprobe book --preset $(PRESET) --jobs $(JOBS) $(if $(MANIFEST),--manifest $(MANIFEST))
 
-# Unit + known-answer tests, then a smoke book checked in headless Chromium.
-test: test-fast test-browser
+# Lint (ruff, configured in pyproject.toml), unit + known-answer tests, then a smoke book checked in headless Chromium.
+test: lint test-fast test-browser
+
+# ruff's lint rules and import order over the package, tests, benchmarks and notebooks (`ruff check --fix` sorts imports).
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
 
 # Tests run in a random order (pytest-randomly; the seed is printed: rerun an order with `pytest -p randomly --randomly-seed=N`).
 test-fast: $(VENV)/.installed

@@ -42,10 +42,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-
-import torch
 from pathlib import Path
 
+import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -226,7 +225,7 @@ def before_after(args: argparse.Namespace) -> None:
             for label in ("before", "after"):  # warm-up
                 steps[label]()
             for _ in range(args.repeats):
-                for label, fn in (("before", steps["before"]), ("after", steps["after"]), ("matmul", lambda: a @ a)):
+                for label, fn in (("before", steps["before"]), ("after", steps["after"]), ("matmul", lambda a=a: a @ a)):
                     tic = time.perf_counter()
                     fn()
                     times[label].append(time.perf_counter() - tic)

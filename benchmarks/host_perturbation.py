@@ -52,7 +52,7 @@ def main() -> None:
     from oaprobe.report.saliency import saliency_run_table
     from oaprobe.report.study import Study
     from oaprobe.sweep import cost_hint, preset_manifest, run_missing, saliency_missing_runs, study_grid
-    from oaprobe.training.runs import is_done, run_dir
+    from oaprobe.training.runs import is_done, run_dir, run_id
 
     p = get_preset(args.preset)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(p.seeds)
@@ -86,7 +86,7 @@ def main() -> None:
     primary = both[both["role"] == "primary"]
     print(f"\nverdicts, book vs {args.threads} threads (primary questions: {int(primary['same'].sum())} of "
           f"{len(primary)} the same)\n{both.round(4).to_string(index=False)}")
-    write_perturbed(other, args.book_runs, [c.run_id for c in grid])
+    write_perturbed(other, args.book_runs, [run_id(c) for c in grid])
 
 
 if __name__ == "__main__":

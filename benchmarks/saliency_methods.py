@@ -37,7 +37,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from oaprobe.analysis.saliency import load_saliency
+    from oaprobe.analysis.saliency_results import load_saliency
     from oaprobe.config import get_preset
     from oaprobe.report.saliency import build_run_table, claim3_methods
     from oaprobe.sweep import saliency_missing_runs

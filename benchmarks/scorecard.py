@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from oaprobe.analysis.convergence import seed_spread
+from oaprobe.config import DEFAULT_COHORTS
 from oaprobe.report import NoiseStudy, Study
-from oaprobe.sweep import DEFAULT_COHORTS
 
 
 def cell_table(study: Study) -> pd.DataFrame:

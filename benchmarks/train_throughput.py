@@ -75,6 +75,7 @@ def compare_loops(
     from oaprobe.data.manifest import read_manifest
     from oaprobe.models.probe import build_probe
     from oaprobe.training import engine
+    from oaprobe.training.batches import Volumes
     from oaprobe.training.loop import make_optimizer
 
     p = get_preset(preset)
@@ -113,7 +114,7 @@ def compare_loops(
     images = load_volumes(train, cfg.input_shape, cache_dir=cache, progress=False)
     kl = torch.tensor(train["kl"].to_numpy(np.int64))
     oa = torch.tensor(train["oa"].to_numpy(np.int64))
-    volumes = engine._Volumes(images, torch.device("cpu"), channels_last=False)
+    volumes = Volumes(images, torch.device("cpu"), channels_last=False)
     gen = torch.Generator().manual_seed(0)
     eng, bare = [], []
     for _ in range(repeats):
@@ -125,8 +126,8 @@ def compare_loops(
 
 
 def backbone_rates(presets: list[str], steps: int) -> None:
-    from oaprobe.config import RunConfig, get_preset
-    from oaprobe.models.backbones import check_input_shape, list_backbones
+    from oaprobe.config import RunConfig, check_input_shape, get_preset
+    from oaprobe.models.backbones import list_backbones
     from oaprobe.models.probe import build_probe
 
     with tempfile.NamedTemporaryFile(suffix=".csv") as fake_manifest:
@@ -152,7 +153,7 @@ def backbone_rates(presets: list[str], steps: int) -> None:
                 kl = torch.randint(0, 5, (batch,))
                 oa = (kl >= 2).long()
 
-                def step():
+                def step(model=model, opt=opt, x=x, kl=kl, oa=oa):  # this iteration's model and batch
                     loss, _ = model.loss(model(x), kl, oa)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

@@ -21,17 +21,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from oaprobe.config import RunConfig, get_preset
+from oaprobe.config import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, RunConfig, get_preset
 from oaprobe.errors import OaprobeError
 from oaprobe.io import source_digest
 from oaprobe.figures import BOOK_RENDERER_ENV
-from oaprobe.models.backbones import backbone_title
-from oaprobe.training.runs import run_dir
+from oaprobe.facts import backbone_title
+from oaprobe.training.runs import run_dir, run_id
 from oaprobe.workers import WorkerError, run_tasks
 from oaprobe.sweep import (
-    DEFAULT_CACHE,
-    DEFAULT_COHORTS,
-    DEFAULT_RUNS,
     LOCAL,
     Executor,
     beyond_grid,
@@ -43,6 +40,14 @@ from oaprobe.sweep import (
     stacked_grid,
     study_grid,
 )
+from oaprobe.data.manifest import PATH_COLUMNS, manifest_hash, read_manifest, write_manifest
+from oaprobe.data.splits import carve_validation, check_leakage, read_split_note, split_note_path
+from oaprobe.io import write_atomic
+from jupyter_client.manager import AsyncKernelManager
+import nbformat
+import papermill
+from traitlets.config import Config
+import plotly
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -113,10 +118,6 @@ def validation_manifest(manifest: Path, cohorts_root: Path, seed: int = 0, fract
     from: the runs record the copy as their manifest, so the split is part of every run's record.
     Written atomically and only once; a copy whose sidecar names another source is refused.
     """
-    from oaprobe.data.manifest import PATH_COLUMNS, manifest_hash, read_manifest, write_manifest
-    from oaprobe.data.splits import carve_validation, check_leakage, read_split_note, split_note_path
-    from oaprobe.io import write_atomic
-
     table = read_manifest(manifest, check_volumes=False)
     if (table["split"] == "val").any():
         return Path(manifest)
@@ -155,8 +156,6 @@ def plan_book(preset: str, runs_root: Path, cohorts_root: Path, manifest: Path |
     without validation knees gets a validation split from its training subjects
     (:func:`validation_manifest`), which the preset's selection rule needs.
     """
-    from oaprobe.data.manifest import read_manifest
-
     p = get_preset(preset)
     common: dict[str, Any] = {"preset": preset, "runs_root": _relative(runs_root), "cohorts_root": _relative(cohorts_root)}
     if manifest is None:
@@ -248,8 +247,6 @@ def _quiet_kernel_manager() -> type:
     terminal: on Ctrl-C the kernel's sockets close under it and ipykernel would print a ZMQError
     traceback after the command's one line. A cell's error still reaches papermill as a message."""
     if not _QUIET_MANAGER:
-        from jupyter_client.manager import AsyncKernelManager
-
         class QuietKernelManager(AsyncKernelManager):
             async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
                 with open(Path(self.ip).parent / "kernel-stderr.log", "ab") as log:
@@ -263,10 +260,6 @@ def execute_chapter(chapter: Chapter, key: str, out_dir: Path = ROOT / GENERATED
                     progress: bool = False) -> bool:
     """Execute one chapter with papermill unless its cached copy has ``key``; True if executed.
     ``progress``: papermill's bar of cells (for a person at a terminal; a log gets none)."""
-    import nbformat
-    import papermill
-    from traitlets.config import Config
-
     source = (notebooks or NOTEBOOKS) / chapter.source
     out = out_dir / chapter.output
     if _stored_key(out) == key:
@@ -359,8 +352,6 @@ def stage_site(site: Path) -> Path:
 
 
 def _install_plotly_js(site: Path) -> None:
-    import plotly
-
     src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     dst = site / STATIC / "plotly.min.js"
     if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
@@ -444,7 +435,7 @@ def _build_staged(plan: BookPlan, site: Path, t0: float, work: dict[str, Any], r
     salient = [run_dir(c, runs_root) for c in plan.saliency_grid]
     saliency_missing_runs(salient, get_preset(preset).saliency, **work)
     print(f"[book] saliency of {len(salient)} runs ready ({time.perf_counter() - t0:.0f}s)", flush=True)
-    run_ids = [c.run_id() for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
+    run_ids = [run_id(c) for c in grid] + [f"saliency-{get_preset(preset).saliency.settings_id()}"]
     digest = source_digest()
     chapters = [with_downloads(c, generated) for c in plan.chapters]
     keys = {c.output: chapter_key(c, run_ids, digest) for c in chapters}

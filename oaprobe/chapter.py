@@ -23,6 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from oaprobe.errors import OaprobeError
+from oaprobe.parameters import check_parameters
+import papermill
+from markdown_it import MarkdownIt
+from plotly.offline import get_plotlyjs
+from oaprobe.book import ROOT, STATIC
+import nbformat
+from oaprobe.book import NOTEBOOKS, Chapter, execute_chapter
+from oaprobe.io import write_atomic
 
 #: The chapters one can rerun: notebook stems in notebooks/.
 CHAPTERS: tuple[str, ...] = ("answer", "cohort", "backbone", "results", "latent", "saliency", "label_noise",
@@ -43,8 +51,6 @@ def parse_parameters(pairs: list[list[str]] | None, known: dict[str, Any], chapt
     """``-p key value`` pairs as papermill parameters: values read as JSON when they parse
     (``3``, ``true``, ``{"width": 0.5}``), else as text; every key must be the chapter's own and
     every value one it accepts (:mod:`oaprobe.parameters`)."""
-    from oaprobe.parameters import check_parameters
-
     out: dict[str, Any] = {}
     for key, text in pairs or []:
         try:
@@ -56,8 +62,6 @@ def parse_parameters(pairs: list[list[str]] | None, known: dict[str, Any], chapt
 
 def notebook_parameters(name: str, notebooks: Path) -> dict[str, Any]:
     """The parameters cell of chapter ``name`` (papermill reads it; nothing is executed)."""
-    import papermill
-
     if name not in CHAPTERS:
         raise ChapterCommandError(f"chapter {name!r}: expected one of {', '.join(CHAPTERS)}")
     return {k: v.get("default") for k, v in papermill.inspect_notebook(str(notebooks / f"{name}.ipynb")).items()}
@@ -134,8 +138,6 @@ def render_html(nb: Any, title: str, assets: dict[str, str]) -> str:
 
     ``assets``: ``{"plotly": plotly.js source, "css": the book's stylesheet}``, both inlined.
     """
-    from markdown_it import MarkdownIt
-
     md = MarkdownIt("commonmark", {"html": True}).enable("table")
     values = glue_values(nb)
     body = []
@@ -154,10 +156,6 @@ def render_html(nb: Any, title: str, assets: dict[str, str]) -> str:
 
 
 def _assets() -> dict[str, str]:
-    from plotly.offline import get_plotlyjs
-
-    from oaprobe.book import ROOT, STATIC
-
     css = ROOT / STATIC / "oaprobe.css"
     return {"plotly": get_plotlyjs(), "css": css.read_text(encoding="utf-8") if css.is_file() else ""}
 
@@ -195,11 +193,6 @@ def run_chapter(name: str, pairs: list[list[str]] | None, out_dir: Path, progres
     """Execute chapter ``name`` with the ``-p`` parameters into ``out_dir/NAME.ipynb`` and render it to
     ``out_dir/NAME.html`` (both written whole or not at all); return the HTML page. The page's title
     and first lines name every parameter that differs from the book's; ``progress``: a bar of cells."""
-    import nbformat
-
-    from oaprobe.book import NOTEBOOKS, Chapter, execute_chapter
-    from oaprobe.io import write_atomic
-
     defaults = notebook_parameters(name, NOTEBOOKS)
     params = parse_parameters(pairs, defaults, name)
     out_dir = Path(out_dir).resolve()

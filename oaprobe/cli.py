@@ -15,12 +15,33 @@ import sys
 import typing
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal, get_args, get_origin
 
+import pandas as pd
+
 from oaprobe import __version__
-from oaprobe.config import PRESETS, CohortConfig, ConfigError, RunConfig, SaliencyConfig, field_docs, get_preset
-from oaprobe.errors import OaprobeError
-from oaprobe.facts import MODES
+from oaprobe.compare import METRICS, PRIMARY, Comparison, describe, run_comparison
+from oaprobe.config import (
+    DEFAULT_CACHE,
+    DEFAULT_COHORTS,
+    DEFAULT_RUNS,
+    PRESETS,
+    CohortConfig,
+    RunConfig,
+    SaliencyConfig,
+    check_shapes,
+    field_docs,
+    get_preset,
+)
+from oaprobe.data.cohort import build_cohort
+from oaprobe.data.manifest import read_manifest, split_counts, validate_manifest
+from oaprobe.data.oai import import_oaizib
+from oaprobe.errors import ConfigError, OaprobeError
+from oaprobe.estimate import describe_estimate, estimate_seconds
+from oaprobe.facts import BACKBONES, MODES
+from oaprobe.sweep import Executor, preset_manifest, run_missing, saliency_missing_runs, study_grid
+from oaprobe.training.runs import is_done, run_dir
 
 #: the preset every command starts from unless ``--preset`` says otherwise
 DEFAULT_PRESET = "default"
@@ -67,9 +88,7 @@ def _choices(cls: type, name: str) -> tuple[str, ...]:
     if ann is bool:
         return ("true", "false")
     if cls is RunConfig and name == "backbone":
-        from oaprobe.models.backbones import list_backbones
-
-        return tuple(list_backbones())
+        return tuple(BACKBONES)
     return ()
 
 
@@ -123,9 +142,14 @@ def _add_executor(parser: argparse.ArgumentParser) -> None:
                        help="Ray: GPUs per run, a fraction shares one (default: one per run where Ray sees GPUs)")
 
 
-def _executor(args: argparse.Namespace):
-    from oaprobe.sweep import Executor
+def _book() -> ModuleType:
+    """:mod:`oaprobe.book`, imported by the commands that use it (it loads plotly and Jupyter)."""
+    import oaprobe.book  # deferred: plotly and Jupyter, which the other commands do not need
 
+    return oaprobe.book
+
+
+def _executor(args: argparse.Namespace):
     return Executor(args.executor, args.ray_address, args.gpus_per_run)
 
 
@@ -141,25 +165,13 @@ def progress_wanted(no_progress: bool = False) -> bool:
     return not no_progress and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _check_backbones(configs: list[RunConfig]) -> None:
-    """Every backbone name and input shape checked before a cohort is built (a typo costs nothing)."""
-    from oaprobe.models.backbones import check_input_shape
-
-    for backbone, shape in dict.fromkeys((c.backbone, c.input_shape) for c in configs):
-        check_input_shape(backbone, shape)
-
-
 def _cmd_cohort(args: argparse.Namespace) -> int:
-    from oaprobe.data.cohort import build_cohort
-
     cohort = get_preset(args.preset).cohort.replace(**_overrides(CohortConfig, args))
     print(build_cohort(cohort, args.root, progress=progress_wanted(args.no_progress)))
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from oaprobe.data.manifest import validate_manifest
-
     problems = validate_manifest(args.manifest)
     for p in problems:
         print(p)
@@ -171,9 +183,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_oai(args: argparse.Namespace) -> int:
-    from oaprobe.data.manifest import split_counts
-    from oaprobe.data.oai import import_oaizib
-
     out = import_oaizib(args.root, args.out, metadata=args.metadata, split=args.split, seed=args.seed)
     counts = split_counts(out)
     listed = ", ".join(f"{name} {n}" for name, n in counts.items())
@@ -183,14 +192,12 @@ def _cmd_import_oai(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from oaprobe.sweep import preset_manifest
-    from oaprobe.training.engine import fit
-    from oaprobe.training.runs import is_done, run_dir
+    from oaprobe.training.engine import fit  # deferred: torch: only `train` needs it
 
     overrides = _overrides(RunConfig, args)
     manifest = overrides.pop("manifest", None)
     progress = progress_wanted(args.no_progress)
-    _check_backbones([get_preset(args.preset).run_config(manifest or "", **overrides)])  # before any work
+    check_shapes([get_preset(args.preset).run_config(manifest or "", **overrides)])  # before any work
     cfg = get_preset(args.preset).run_config(manifest or preset_manifest(args.preset, args.cohorts, progress=progress),
                                              **overrides)
     reused = Path(cfg.manifest).is_file() and is_done(run_dir(cfg, args.runs))  # fit names a missing manifest
@@ -202,8 +209,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def run_summary(folder: Path) -> str:
     """One line on a finished run: the epoch it kept and that epoch's validation metrics."""
-    import pandas as pd
-
     history = pd.read_csv(Path(folder) / "history.csv")
     kept = history[history["kept"] == 1].iloc[-1] if "kept" in history else history.iloc[-1]
     return (f"trained {Path(folder).name}: kept epoch {int(kept['epoch'])}/{len(history)}, val loss "
@@ -211,15 +216,13 @@ def run_summary(folder: Path) -> str:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from oaprobe.sweep import preset_manifest, run_missing, study_grid
-
     jobs = _positive_jobs(args.jobs)
     overrides = _overrides(RunConfig, args)
     manifest = overrides.pop("manifest", None)
     axes = dict(backbones=args.backbones.split(",") if args.backbones else None, modes=args.modes.split(","),
                 seeds=_int_list("--seeds", args.seeds))
     progress = progress_wanted(args.no_progress)
-    _check_backbones(study_grid(manifest or "", args.preset, **axes, **overrides))  # before any work
+    check_shapes(study_grid(manifest or "", args.preset, **axes, **overrides))  # before any work
     grid = study_grid(manifest or preset_manifest(args.preset, args.cohorts, progress=progress), args.preset, **axes,
                       **overrides)
     for folder in run_missing(grid, args.runs, jobs=jobs, cache_dir=args.cache, progress=progress,
@@ -229,8 +232,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_saliency(args: argparse.Namespace) -> int:
-    from oaprobe.sweep import saliency_missing_runs
-
     jobs = _positive_jobs(args.jobs)
     settings = get_preset(args.preset).saliency.replace(**_overrides(SaliencyConfig, args))
     if not args.runs.is_dir():
@@ -268,11 +269,6 @@ def _baseline_fields(pairs: list[str] | None) -> dict[str, Any]:
 def _comparison(args: argparse.Namespace):
     """The baseline (the preset's dual, changed by ``--baseline``) and the variant (changed by the flags) of
     ``compare``; ``--backbone`` and ``--manifest`` apply to both sides."""
-    from oaprobe.book import validation_manifest
-    from oaprobe.compare import METRICS, PRIMARY, Comparison
-    from oaprobe.data.manifest import read_manifest
-    from oaprobe.sweep import preset_manifest
-
     preset = get_preset(args.preset)
     variant = _overrides(RunConfig, args)
     manifest = variant.pop("manifest", None)
@@ -280,20 +276,16 @@ def _comparison(args: argparse.Namespace):
     baseline = {**common, **_baseline_fields(args.baseline)}
     variant = {**common, **variant}
     metrics = {"primary": PRIMARY, "all": METRICS}.get(args.metric) or tuple(args.metric.split(","))
-    _check_backbones([preset.run_config(manifest or "", **side) for side in (baseline, variant)])  # before any work
+    check_shapes([preset.run_config(manifest or "", **side) for side in (baseline, variant)])  # before any work
     if manifest:
         read_manifest(manifest)  # every problem of a user's manifest, by row, before any work starts
-        manifest = validation_manifest(Path(manifest), args.cohorts)  # as the book does: the same runs
+        manifest = _book().validation_manifest(Path(manifest), args.cohorts)  # as the book does: the same runs
     else:
         manifest = preset_manifest(args.preset, args.cohorts, progress=progress_wanted(args.no_progress))
     return Comparison(preset.run_config(manifest, **baseline), preset.run_config(manifest, **variant), metrics)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from oaprobe.compare import describe, run_comparison
-    from oaprobe.estimate import describe_estimate, estimate_seconds
-    from oaprobe.sweep import run_missing
-
     jobs = _positive_jobs(args.jobs)
     comparison = _comparison(args)
     seeds = _int_list("--seeds", args.seeds) or list(get_preset(args.preset).seeds)
@@ -317,19 +309,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    from oaprobe.book import build_book
-
     _positive_jobs(args.jobs)
     kwargs = {"executor": _executor(args), **({"site": args.site} if args.site else {})}
     if args.manifest:
         kwargs["manifest"] = args.manifest
-    build_book(args.preset, jobs=args.jobs, runs_root=args.runs, cohorts_root=args.cohorts, html=not args.no_html,
-               progress=progress_wanted(args.no_progress), **kwargs)
+    _book().build_book(args.preset, jobs=args.jobs, runs_root=args.runs, cohorts_root=args.cohorts,
+                       html=not args.no_html, progress=progress_wanted(args.no_progress), **kwargs)
     return 0
 
 
 def _cmd_chapter(args: argparse.Namespace) -> int:
-    from oaprobe.chapter import run_chapter
+    from oaprobe.chapter import run_chapter  # deferred: plotly and Jupyter only where used
 
     print(run_chapter(args.name, args.p, args.out, progress=progress_wanted(args.no_progress)))
     return 0
@@ -357,8 +347,6 @@ _PRESET_HELP = "the named study size whose settings every other flag overrides (
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     """``cohort``, ``validate`` and ``import-oai``: the commands that make or check a manifest."""
-    from oaprobe.sweep import DEFAULT_COHORTS
-
     p = sub.add_parser("cohort", help="build (or reuse) a synthetic cohort; prints the manifest path", allow_abbrev=False)
     p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=_PRESET_HELP)
     p.add_argument("--root", type=Path, default=DEFAULT_COHORTS, help="parent folder of the cohorts (default: %(default)s)")
@@ -382,8 +370,6 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     """``train`` and ``sweep``: one run, or every missing run of a grid."""
-    from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS
-
     run_defaults, run_notes = _run_defaults()
     for name, func, helptext in (
         ("train", _cmd_train, "train one run (or return the finished one); prints the run folder"),
@@ -408,8 +394,6 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
 
 def _add_saliency_command(sub: argparse._SubParsersAction) -> None:
     """``saliency``: the saliency stage over every finished run."""
-    from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_RUNS
-
     p = sub.add_parser("saliency", allow_abbrev=False,
                        help="the saliency stage: maps, overlap and sanity checks for every finished run that lacks them")
     p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
@@ -424,8 +408,6 @@ def _add_saliency_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     """``compare``: a variant against a baseline on paired seeds, under the book's decision rule."""
-    from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS
-
     run_defaults, run_notes = _run_defaults()
     p = sub.add_parser("compare", allow_abbrev=False,
                        help="a variant (RunConfig flags) against a baseline (default: the preset's dual) on paired "
@@ -453,8 +435,6 @@ def _add_compare_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_book_commands(sub: argparse._SubParsersAction) -> None:
     """``book`` (the whole book) and ``chapter`` (one chapter again with new parameters)."""
-    from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS
-
     p = sub.add_parser("book", help="build the whole book: cohort, sweep, notebooks, jupyter-book", allow_abbrev=False)
     p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help=_PRESET_HELP)
     p.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (default: %(default)s)")
@@ -475,7 +455,7 @@ def _add_book_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_chapter)
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 (warnings' signature)
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings as ``warning: text`` (no source line): they are messages for the user."""
     return f"warning: {message}\n"
 

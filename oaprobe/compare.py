@@ -37,7 +37,16 @@ import numpy as np
 import pandas as pd
 
 from oaprobe.analysis.decision import ALPHA, DELTAS, LOWER_IS_BETTER, decide_with_flags
-from oaprobe.config import ConfigError, RunConfig
+from oaprobe.config import RunConfig
+from oaprobe.errors import ConfigError
+from scipy import stats
+from oaprobe.analysis.convergence import run_diagnostics
+from oaprobe.analysis.metrics import prediction_metrics
+from oaprobe.training.runs import load_run, run_dir
+from oaprobe.data.manifest import read_manifest
+from oaprobe.report.guards import finding_limit
+from oaprobe.training.runs import is_done
+from oaprobe.report.display import readable_name
 
 #: the book's primary metrics (the coarse and the fine question), each tested at alpha on its own
 PRIMARY: tuple[str, ...] = ("oa_roc_auc", "kl_qwk")
@@ -72,8 +81,6 @@ def usable_metrics(metrics: Sequence[str], baseline: RunConfig, variant: RunConf
 def _plain(d: np.ndarray, level: float) -> tuple[float, float]:
     """The uncorrected ``level`` t-interval of the mean difference, for the reader (the rule's own,
     corrected for the family and the looks, are ``ci_*`` and ``eq_*``)."""
-    from scipy import stats
-
     if d.size < 2 or not np.ptp(d) > 0:
         return math.nan, math.nan
     lo, hi = stats.t.interval(level, d.size - 1, loc=d.mean(), scale=d.std(ddof=1) / math.sqrt(d.size))
@@ -103,10 +110,6 @@ def paired_rows(baseline: RunConfig, variant: RunConfig, seeds: Sequence[int], r
     """Per seed and metric: the variant's and the baseline's test value (against ``truth``), the
     difference and whether either run failed to train, flagged as the book flags it (against the observed
     labels the models were trained on, :meth:`oaprobe.report.study.Study.convergence`). Every run must be finished."""
-    from oaprobe.analysis.convergence import run_diagnostics
-    from oaprobe.analysis.metrics import prediction_metrics
-    from oaprobe.training.runs import load_run, run_dir
-
     rows = []
     for seed in seeds:
         runs = [load_run(run_dir(c.replace(seed=seed), runs_root)) for c in (variant, baseline)]
@@ -167,10 +170,6 @@ def run_comparison(comparison: Comparison, seeds: Sequence[int], runs_root: str 
     with ``max_seeds``, add ``step`` paired seeds per look until every metric is decided (or
     ``max_seeds``), each look at ``alpha / looks`` (see the module doc). ``on_look(n, table)``
     reports each look."""
-    from oaprobe.data.manifest import read_manifest
-    from oaprobe.report.guards import finding_limit
-    from oaprobe.training.runs import is_done, run_dir
-
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if len(seeds) < 2:
         raise ConfigError(f"compare: paired seeds {seeds}; expected at least 2 (a t-interval needs two), e.g. --seeds 0,1")
@@ -223,8 +222,6 @@ def _interval_text(lo: float, hi: float) -> str:
 
 def describe(result: Result) -> list[str]:
     """The verdict as lines of text: what was compared, then one block per metric."""
-    from oaprobe.report.display import readable_name
-
     c, t = result.comparison, result.table
     changed = ", ".join(f"{k} = {a} (baseline {b})" for k, (a, b) in c.differing().items())
     lines = [f"variant: {changed}",

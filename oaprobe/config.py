@@ -1,9 +1,9 @@
 """Typed configuration: one object per cohort, one per training run, and the named presets.
 
 Every parameter of a run lives in :class:`RunConfig`; CLI flags and papermill parameters map
-one-to-one onto its fields. :meth:`RunConfig.run_id` (a hash of the canonical JSON plus the
-content hash of its data: the manifest and every volume it names) names the run folder, so the
-same config on the same data never trains twice, and never stands in for other data.
+one-to-one onto its fields. The run's folder name (:func:`oaprobe.training.runs.run_id`) hashes
+its canonical JSON with the content of its data. This module imports only the package's facts
+and errors, so every layer can read a config.
 
 Example:
     >>> cfg = RunConfig.from_dict({"manifest": "m.csv", "backbone": "resnet3d", "mode": "dual"})
@@ -12,7 +12,7 @@ Example:
     >>> RunConfig.from_dict({"manifest": "m.csv", "lamda": 1.0})
     Traceback (most recent call last):
     ...
-    oaprobe.config.ConfigError: unknown field 'lamda' for RunConfig; valid fields: ...
+    oaprobe.errors.ConfigError: unknown field 'lamda' for RunConfig; valid fields: ...
 """
 
 from __future__ import annotations
@@ -23,23 +23,22 @@ import json
 import math
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from oaprobe.errors import OaprobeError
-from oaprobe.facts import DUAL_VARIANTS, MODES
+from oaprobe.errors import ConfigError
+from oaprobe.facts import BACKBONES
 
-SCHEDULES = ("constant", "cosine")
-SELECT_METRICS = ("final", "val_loss", "val_oa_auc", "val_kl_qwk")
-KL_PRIORS = ("oai", "oaizib")
 PRESETS = ("smoke", "course", "default", "gpu", "paper")
 
 Shape3 = tuple[int, int, int]
-
-
-class ConfigError(OaprobeError, ValueError):
-    """A configuration value is invalid; the message names the field and what was expected."""
+#: Where the CLI, the sweep and the book keep run folders, synthetic cohorts and preprocessed volumes
+#: unless told otherwise (relative to the working directory).
+DEFAULT_RUNS = Path("runs")
+DEFAULT_COHORTS = Path("data/cohorts")
+DEFAULT_CACHE = Path(".cache/volumes")
 
 
 def _check_type(cls_name: str, name: str, value: Any, annotation: Any) -> Any:
@@ -255,14 +254,6 @@ class RunConfig(_Typed):
         if min(self.input_shape) < 8:
             raise ConfigError(f"RunConfig.input_shape = {self.input_shape}; every side must be >= 8")
 
-    def run_id(self) -> str:
-        """Hash of every field except the manifest path, plus the content hash of the run's data
-        (:func:`data_sha256`): other volumes, or a volume changed in place, make another run."""
-        payload = {k: v for k, v in self.to_dict().items() if k != "manifest"}
-        payload["data_sha256"] = data_sha256(self.manifest)
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
 
 #: attribution methods of the saliency stage (oaprobe.analysis.attribution): SmoothGrad x input, Grad-CAM,
 #: SmoothGrad without the input product, integrated gradients, occlusion sensitivity
@@ -347,32 +338,35 @@ def field_docs(cls: type) -> dict[str, str]:
     return {name: " ".join(text) for names, text in entries for name in names}
 
 
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a file (the manifest); a missing file or a folder is a ConfigError naming it."""
-    from oaprobe import io
+def check_input_shape(backbone: str, input_shape: tuple[int, ...]) -> None:
+    """Raise a ConfigError naming backbone, shape and requirement if ``backbone`` (a name of
+    :data:`oaprobe.facts.BACKBONES`) cannot take the shape.
 
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"manifest {str(p)!r} is a directory; expected a manifest CSV file")
-    if not p.is_file():
-        raise ConfigError(f"manifest {str(p)!r} does not exist (build a cohort with `oaprobe cohort`)")
-    try:
-        return io.file_sha256(p)
-    except OSError as err:
-        raise ConfigError(f"manifest {str(p)!r} cannot be read ({err.strerror})") from None
-
-
-def data_sha256(manifest: str | Path) -> str:
-    """Content hash of a run's data: the manifest's bytes and the bytes of every volume it names
-    (:func:`oaprobe.data.manifest.data_hash`; on unchanged files it only stats the volumes).
-
-    A missing manifest or a folder is a ConfigError naming it; a cell naming no file counts as
-    such (validation refuses it).
+    Example:
+        >>> check_input_shape("densenet121", (16, 16, 16))
+        Traceback (most recent call last):
+        ...
+        oaprobe.errors.ConfigError: backbone 'densenet121' cannot take input_shape (16, 16, 16): ...
     """
-    from oaprobe.data.manifest import data_hash
+    if backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone {backbone!r}; valid backbones: {', '.join(BACKBONES)}")
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ConfigError(
+            f"backbone {backbone!r} cannot take input_shape {shape}: expected three positive integers (D, H, W)"
+        )
+    if min(shape) < BACKBONES[backbone].min_side:
+        raise ConfigError(
+            f"backbone {backbone!r} cannot take input_shape {shape}: every side must be >= "
+            f"{BACKBONES[backbone].min_side} "
+            "(set input_shape: the --input-shape flag, or a chapter's run={'input_shape': [...]} parameter)"
+        )
 
-    file_sha256(manifest)  # a missing or unreadable manifest: the ConfigError naming it
-    return data_hash(manifest)
+
+def check_shapes(configs: Iterable[RunConfig]) -> None:
+    """:func:`check_input_shape` once per distinct (backbone, input shape) of ``configs``."""
+    for backbone, shape in dict.fromkeys((c.backbone, c.input_shape) for c in configs):
+        check_input_shape(backbone, shape)
 
 
 @dataclass(frozen=True)
@@ -409,68 +403,31 @@ class Preset:
         return tuple(sorted(set(self.noise_levels) | {self.cohort.label_noise}))
 
 
-# Sizes were chosen from measured throughput on a 2-core CPU (benchmarks/, the closing notes of
-# the issues): `default` must build the whole book in about 15 minutes there. M3T sees a smaller
-# cube than the other backbones, as in the reference study (128^3 vs 160x256x256): it cuts the
-# volume into all its slices, so its cost grows with the cube of the side.
-#: the training recipe of every preset but `paper` (issue 9, measured by benchmarks/time_to_quality.py):
-#: warm-up, cosine decay to zero, the final (annealed) weights unless the validation loss vetoes them.
-#: Over 3 seeds of the default cohort, keeping the lowest-validation-loss epoch instead picked early,
-#: worse epochs on the 53 validation knees: resnet3d single-KL clean QWK 0.760 +- 0.044 (OA AUC sd
-#: 0.037) against 0.781 +- 0.022 (0.016) for the final weights; nnMamba dual 0.756 +- 0.055 vs 0.767 +- 0.037.
-#: The gradient's norm is clipped at 5: over seeds 0-5 of M3T on the default cohort it cut the seed sd of the
-#: clean QWK from 0.037 to 0.020 (dual) and 0.015 to 0.009 (single-KL) at about the same means (0.833 -> 0.843,
-#: 0.848 -> 0.852): its dual seed 0 had drifted late (validation QWK 0.71 -> 0.66, test 0.761; clipped 0.807).
-#: On the 27 main-grid runs the mean clean QWK of the KL cells moved by +0.003 and the seed sd fell in 9 of 15
-#: (backbone, mode, metric) cells; clipping at 1 hurt M3T dual (0.793 +- 0.074).
+# Every size and default below is a measured choice: benchmarks/README.md says which benchmark
+# reproduces each and what it measured. Goal: `default` builds the whole book in about 15 minutes on
+# a 2-core CPU.
+#: the training recipe of every preset but `paper`: warm-up, cosine decay, the final (annealed) weights
+#: unless the validation loss vetoes them, gradient norm clipped at 5 (benchmarks/README.md, "recipe")
 _CONVERGING = dict(warmup_epochs=1, schedule="cosine", select="final_near_best", grad_clip=5.0)
-#: the reference study's optimisation (constant lr 1e-4, batch 2, the final epoch, no clipping, no warm-up),
-#: run at a preset's sizes beside its converging recipe to ask whether dual's gain belongs to the recipe
+#: the reference study's optimisation, trained beside the converging recipe to ask whether dual's gain
+#: belongs to the recipe (the answer page)
 REFERENCE_RECIPE: dict[str, Any] = dict(schedule="constant", lr=1e-4, batch_size=2, select="final", grad_clip=0.0,
                                         warmup_epochs=0)
+#: M3T cuts the volume into all its slices, so its cost grows with the cube of the side: it sees a
+#: smaller cube, as in the reference study (128^3 vs 160x256x256)
 _M3T_SMALL = {"m3t": {"input_shape": (24, 24, 24)}}
-#: nnMamba (140k parameters at width 0.25) learns at 3x the others' peak lr: over 3 seeds of the default
-#: cohort, clean QWK 0.72 -> 0.76 (dual), OA AUC 0.89 -> 0.92, no flagged run; 3e-4 was worse, 12 epochs
-#: no better (benchmarks/time_to_quality.py, closing note of issue 9)
+#: nnMamba (140k parameters at width 0.25) learns best at 3x the others' peak lr (benchmarks/README.md)
 _CPU_OVERRIDES = {**_M3T_SMALL, "nnmamba": {"lr": 3e-3}}
-#: `default` splits 600 subjects into 144 train, 36 val and 420 test (643 test knees): as many training
-#: subjects as a 240-subject (0.6, 0.15, 0.25) split, but a test set large enough to measure the
-#: models. Scored on 543 more unseen knees, the same 27 main-grid models of a 91-knee test split moved
-#: from OA AUC seed sd up to 0.035 and one run below the majority rate to sd <= 0.023 and none: the
-#: spread was mostly the small test set's. Test knees cost inference only (1.5-5 ms a knee a core).
+#: few training subjects, many test knees: the seed spread was mostly the small test set's, and test
+#: knees cost inference only (benchmarks/README.md, "test split")
 _BIG_TEST = (0.24, 0.06, 0.70)
-#: The saliency stage of `course` and `default` (claim 3), run on every main-grid run over the same 8 fixed test
-#: knees. Its methods were chosen by the two checks alone, never by the enrichment (benchmarks/saliency_methods.py,
-#: course preset, 18 runs, 6 knees, 2026-12-07): trusted (randomisation passed and deletion not failed) in
-#: 0 of 18 runs for SmoothGrad x input (randomisation failed in 18), 2 for Grad-CAM (deletion failed in 16),
-#: 9 for plain SmoothGrad (deletion failed in 9), 15 for integrated gradients and 16 for occlusion. Integrated
-#: gradients (4 path steps) costs about half of occlusion's 64 forward passes a map, so it alone keeps the stage
-#: within its budget over the 108 runs; occlusion stays a `--methods` choice. 8 knees, all checked: the deletion
-#: check's one-sided sign test at 0.05 needs at least 5 knee-targets (0.5^5 < 0.05) and a single-OA run has one
-#: target a knee (oaprobe.report.saliency.min_deletion_cases); at 8, one knee may fall slower (7 of 8: p = 0.035).
+#: integrated gradients, chosen by the randomisation and deletion checks alone; 8 knees is the fewest at
+#: which the deletion check's sign test can pass with one slower knee (benchmarks/README.md, "saliency")
 _SALIENCY = SaliencyConfig(knees=8, samples=4, methods=("ig",), keep_maps=1, sanity_knees=8, deletion_steps=5)
-#: `default` trains every main-grid configuration on paired seeds sized by the decision rule's power
-#: (oaprobe.analysis.decision.seeds_needed): at 3 seeds the clean-grade paired differences had seed sds of
-#: 0.009-0.026 QWK and 0.006-0.012 OA AUC, and 2 of the 6 primary questions were decided; the planned seeds
-#: for an 80% chance of a verdict were 4-17. M3T over seeds 0-5 (benchmarks/time_to_quality.py): paired
-#: QWK difference sd 0.017 with today's recipe, 0.020 with weight EMA 0.9, 0.046 at half the peak lr, so
-#: the recipe stays and seeds buy the rest. The side chapters keep 3 seeds (beyond_seeds).
-#: On phantom v3 (patella, menisci, distractors) the same 6 seeds decide 4 of the 6 clean primary questions: M3T fine
-#: (paired QWK sd 0.030, about 24 seeds planned) and nnMamba coarse (paired OA AUC sd 0.011, about 15) stay undecided and
-#: say so. Training longer did not buy a lower sd: at 12 epochs, M3T's paired sds were 0.037 (fine) and 0.013 (coarse),
-#: nnMamba's 0.028 and 0.044, against 0.030 / 0.008 and 0.021 / 0.011 at 8 (oaprobe sweep --backbones m3t,nnmamba
-#: --epochs 12, 36 runs), so the recipe keeps 8 epochs and the book states the seeds an undecided question needs.
-#: Those sds were an AMD host's. On an Intel AVX-512 host (2026-12-07, fresh-clone default books of both
-#: phantoms) the 6 seeds decide 4 of 6 on v3 too, but not the same 4 (M3T coarse, paired AUC sd 0.011, and
-#: nnMamba coarse, sd 0.020, undecided; M3T fine sd 0.019 decided), and only 2 of 6 on phantom v2 (3 degenerate
-#: dual runs; M3T fine sd 0.050): which questions 6 seeds decide depends on the host's rounding. So `default`
-#: trains 12: there seeds 0-11 decide all 6 clean primary questions, each verdict standing without any one
-#: seed (seeds 0-8 decided 5; at 12 the rule plans 7-13 seeds per question), for 54 more runs (13.7 min on
-#: that host). A host with a larger spread (M3T fine sd 0.030 plans about 24) can still leave a question
-#: undecided, and the book then says how many seeds it needs.
+#: paired seeds sized by the decision rule's power: 12 decide all 6 clean primary questions on the
+#: measured hosts; an undecided question says how many it needs (benchmarks/README.md, "seeds")
 _DEFAULT_SEEDS = tuple(range(12))
-#: The reference-recipe runs (answer page) stay at 6 seeds: at their spread the recipe comparison needs over
-#: 100 seeds for a verdict, so 6 more would add 18 slow batch-2 runs without deciding anything.
+#: the reference-recipe comparison needs over 100 seeds for a verdict at its spread, so it keeps 6
 _RECIPE_SEEDS = 6
 _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -511,11 +468,8 @@ _PRESETS: dict[str, Preset] = {
         lambdas=(0.25, 4.0),
         recipe_seeds=_RECIPE_SEEDS,
     ),
-    # The book at the quality the data allows, on one GPU (bf16 autocast). UNMEASURED on a GPU: sized
-    # from the CPU time-to-quality runs (more knees and a larger input raise the clean-grade QWK;
-    # 40 epochs of the converging recipe at 64^3 and width 0.5 is about 24x the default book's
-    # compute, which a modern GPU does in well under the 30-minute target); benchmarks/gpu_check.py
-    # checks it where a GPU is available.
+    # The book at the quality the data allows, on one GPU (bf16 autocast); sized from the CPU runs,
+    # not yet measured on a GPU (benchmarks/gpu_check.py checks it; benchmarks/README.md, "gpu").
     "gpu": Preset(
         name="gpu",
         cohort=CohortConfig(n_subjects=1000, shape=(64, 64, 64), spacing=(1.5, 1.5, 1.5), seed=0),

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from oaprobe.config import ConfigError
+from oaprobe.errors import ConfigError
 
 
 def resolve_device(device: str = "auto") -> torch.device:

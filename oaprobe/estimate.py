@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from oaprobe.config import RunConfig
+from oaprobe.sweep import cost_hint
+from oaprobe.training.runs import HISTORY, is_done, load_config
 
 #: at most this many finished runs are read for the rate (they are small files, but a book has hundreds)
 SAMPLE = 40
@@ -30,9 +32,6 @@ SAMPLE = 40
 
 def _rates(runs_root: Path, backbone: str | None) -> list[float]:
     """Seconds per unit of cost of finished runs under ``runs_root`` (of ``backbone`` when given)."""
-    from oaprobe.sweep import cost_hint
-    from oaprobe.training.runs import HISTORY, is_done, load_config
-
     rates = []
     folders = sorted(p for p in Path(runs_root).iterdir() if p.is_dir()) if Path(runs_root).is_dir() else []
     for folder in folders:
@@ -53,8 +52,6 @@ def _rates(runs_root: Path, backbone: str | None) -> list[float]:
 def estimate_seconds(missing: Sequence[RunConfig], runs_root: str | Path, jobs: int = 1) -> float | None:
     """Wall seconds to train ``missing`` with ``jobs`` workers, from the finished runs in ``runs_root``;
     None when no run there is finished."""
-    from oaprobe.sweep import cost_hint
-
     if not missing:
         return 0.0
     total = 0.0

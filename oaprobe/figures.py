@@ -23,7 +23,10 @@ import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
-from oaprobe.facts import ALL_MODES, KL_GRADES
+from IPython.display import display
+
+from oaprobe.facts import ALL_MODES, BACKBONES, KL_GRADES, backbone_title
+from oaprobe.report.display import MODE_NAMES, provenance_note, readable_name, readable_text, spelled_out
 
 BOOK_RENDERER = "oaprobe_book"
 BOOK_RENDERER_ENV = "OAPROBE_BOOK_RENDERER"
@@ -70,16 +73,9 @@ TITLE_CHARS = 60
 HIDDEN_IN_HOVER = ("run_id", "run", "path", "config_hash")
 
 
-def _mode_names() -> dict[str, str]:
-    """The readable mode names (``oaprobe.report.display.MODE_NAMES``), imported when a figure needs them."""
-    from oaprobe.report.display import MODE_NAMES
-
-    return MODE_NAMES
-
-
 def _mode_of(trace_name: object) -> str | None:
     """The mode a trace stands for, from its (readable or raw) name."""
-    names = _mode_names()
+    names = MODE_NAMES
     by_name = {v: k for k, v in names.items()} | {k: k for k in names}
     return by_name.get(str(trace_name)) if trace_name is not None else None
 
@@ -101,8 +97,6 @@ def mode_marks(fig: go.Figure) -> go.Figure:
 
 def _readable_values(table: pd.DataFrame, columns: Sequence[str | None]) -> pd.DataFrame:
     """The table with the text values of ``columns`` (legend entries, facets, categories) named."""
-    from oaprobe.report.display import readable_text
-
     out = table.copy()
     for col in dict.fromkeys(c for c in columns if c and c in out):
         if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
@@ -113,9 +107,7 @@ def _readable_values(table: pd.DataFrame, columns: Sequence[str | None]) -> pd.D
 def _px_style(table: pd.DataFrame, *columns: str | None) -> tuple[pd.DataFrame, dict]:
     """The table with the text values of ``columns`` readable, and the plotly express arguments that
     name every axis and legend, keep modes in the book's order, and hover seed and values (3 digits)."""
-    from oaprobe.report.display import readable_name
-
-    names = _mode_names()
+    names = MODE_NAMES
     t = _readable_values(table, columns)
     args: dict = {"labels": {c: readable_name(c) for c in t.columns}}
     if "mode" in columns and "mode" in t:
@@ -171,9 +163,7 @@ def wrap_title(text: str, width: int = TITLE_CHARS) -> list[str]:
 def _backbone_order(fig: go.Figure) -> None:
     """Backbones on a category axis in the book's one order (the registry's: ResNet3D, M3T, nnMamba,
     ...), whatever order the table gave; other category axes are left as they are."""
-    from oaprobe.models.backbones import backbone_title, list_backbones
-
-    book = [n for b in list_backbones() for n in (backbone_title(b), b)]
+    book = [n for b in list(BACKBONES) for n in (backbone_title(b), b)]
     for axis in ("x", "y"):
         found: dict[str, list] = {}
         for trace in fig.data:
@@ -255,10 +245,8 @@ def confusion_facets(table: pd.DataFrame, x_title: str = "predicted KL", y_title
     ``table``: the tidy rows of :meth:`oaprobe.report.study.Study.kl_confusion` (``backbone, mode,
     truth, predicted, count``).
     """
-    from oaprobe.models.backbones import backbone_title, list_backbones
-
-    names = _mode_names()
-    rank = {n: i for i, b in enumerate(list_backbones()) for n in (b, backbone_title(b))}
+    names = MODE_NAMES
+    rank = {n: i for i, b in enumerate(list(BACKBONES)) for n in (b, backbone_title(b))}
     backbones = sorted(dict.fromkeys(table["backbone"]), key=lambda b: rank.get(b, len(rank)))
     modes = [m for m in ALL_MODES if m in set(table["mode"])]
     fig = make_subplots(rows=len(backbones), cols=len(modes), horizontal_spacing=0.06, vertical_spacing=0.14,
@@ -401,8 +389,6 @@ def knee_zoom(
 
 def training_curves(history: pd.DataFrame, y: str = "train_loss", color: str = "mode", line_group: str = "run_id") -> go.Figure:
     """Per-epoch curves, one line per run, coloured by ``color``."""
-    from oaprobe.report.display import readable_name
-
     t, style = _px_style(history, color)
     fig = px.line(t, x="epoch", y=y, color=color, line_group=line_group, markers=True, **style)
     return _layout(fig, f"{readable_name(y).capitalize()} per epoch")
@@ -460,8 +446,6 @@ def forest(table: pd.DataFrame, label: str = "label", diff: str = "diff", lo: st
            significant: str = "significant", title: str = "Dual minus single (95% CI)") -> go.Figure:
     """Forest plot of paired differences; filled markers survive the multiple-testing correction (one
     neutral colour: the fill, in the legend, is the only mark). A long plot repeats its x axis at the top."""
-    from oaprobe.report.display import readable_text
-
     t = table.reset_index(drop=True)
     t["_label"] = t[label].map(readable_text)
     t["_sig"] = t[significant].astype(bool) if significant in t else False
@@ -547,10 +531,8 @@ def answer_figure(levels: pd.DataFrame, ceilings: pd.DataFrame, metrics: dict[st
     ``levels``: rows of ``question, backbone, mode, mean, sd``; ``ceilings``: rows of ``ceiling``
     plus metric columns; ``metrics``: question -> metric column (e.g. ``{"coarse": "oa_roc_auc"}``).
     """
-    from oaprobe.report.display import spelled_out
-
     questions = list(metrics)
-    names = _mode_names()
+    names = MODE_NAMES
     order = {m: i for i, m in enumerate(ALL_MODES)}
     fig = make_subplots(rows=1, cols=len(questions),
                         subplot_titles=[f"{q} label:<br>{spelled_out(metrics[q])}" for q in questions])
@@ -580,10 +562,6 @@ def show(fig: go.Figure, note: str, summary_text: str | None = None) -> None:
 
     ``summary_text``: the one sentence a screen reader gives for the figure (default: :func:`summary`
     from its title, axes and series)."""
-    from IPython.display import display
-
-    from oaprobe.report.display import provenance_note
-
     if summary_text:
         fig.update_layout(meta={**(fig.layout.meta if isinstance(fig.layout.meta, dict) else {}), "summary": summary_text})
     display(fig)

@@ -22,7 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from oaprobe.errors import OaprobeError
-from oaprobe.facts import MODES
+from oaprobe.facts import BACKBONES, MODES
+from oaprobe.config import PRESETS
+import dataclasses
+from oaprobe.config import RunConfig, get_preset
+from oaprobe.errors import ConfigError
 
 
 class ParameterError(OaprobeError):
@@ -38,15 +42,11 @@ def _text(v: Any) -> bool:
 
 
 def _preset(v: Any) -> bool:
-    from oaprobe.config import PRESETS
-
     return v in PRESETS
 
 
 def _backbone(v: Any) -> bool:
-    from oaprobe.models.backbones import list_backbones
-
-    return v in list_backbones()
+    return v in BACKBONES
 
 
 def _seeds(v: Any) -> bool:
@@ -88,10 +88,6 @@ def check_value(chapter: str, name: str, value: Any, preset: str = "default") ->
 
 def _check_run(chapter: str, run: dict[str, Any], preset: str) -> None:
     """Every key a RunConfig field the chapter does not set, every value one RunConfig takes."""
-    import dataclasses
-
-    from oaprobe.config import ConfigError, RunConfig, get_preset
-
     fields = [f.name for f in dataclasses.fields(RunConfig) if f.name not in CHAPTER_FIELDS]
     for key in run:
         if key not in fields:

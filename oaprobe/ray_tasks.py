@@ -32,7 +32,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from oaprobe.config import ConfigError
+from oaprobe.errors import ConfigError
 from oaprobe.errors import OaprobeError
 from oaprobe.workers import Interrupted, WorkerError
 

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,14 +24,25 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from oaprobe.config import MODES, REFERENCE_RECIPE, ConfigError, RunConfig, SaliencyConfig, get_preset
-from oaprobe.errors import OaprobeError
-from oaprobe.facts import ALL_MODES
+from oaprobe import ray_tasks
+from oaprobe.analysis.saliency_results import saliency_dir, saliency_missing
+from oaprobe.config import (
+    DEFAULT_CACHE,
+    DEFAULT_COHORTS,
+    DEFAULT_RUNS,
+    REFERENCE_RECIPE,
+    RunConfig,
+    SaliencyConfig,
+    check_shapes,
+    get_preset,
+)
+from oaprobe.data.cohort import build_cohort
+from oaprobe.data.manifest import read_manifest
+from oaprobe.errors import ConfigError, OaprobeError
+from oaprobe.facts import ALL_MODES, MODES, backbone_cost
+from oaprobe.training.checks import check_folder, validate
+from oaprobe.training.runs import is_done, load_config, run_dir, run_id
 from oaprobe.workers import WorkerError, run_tasks, sigterm_as_interrupt
-
-DEFAULT_RUNS = Path("runs")
-DEFAULT_COHORTS = Path("data/cohorts")
-DEFAULT_CACHE = Path(".cache/volumes")
 
 
 @dataclass(frozen=True)
@@ -60,8 +72,6 @@ class Executor:
         """Run ``work(*args)`` for each task; return name -> error text of the failed ones."""
         if self.kind == "local":
             return run_tasks(tasks, work, jobs, desc=desc, progress=progress, label=label)
-        from oaprobe import ray_tasks
-
         cpus = max(1, (os.cpu_count() or 1) // jobs) if self.address is None else 1
         return ray_tasks.run_tasks(tasks, work, jobs, desc=desc, progress=progress, label=label,
                                    address=self.address, num_cpus=cpus, num_gpus=self.gpus_per_task)
@@ -80,8 +90,6 @@ LOCAL = Executor()
 def cost_hint(cfg: RunConfig) -> float:
     """Rough relative cost of a run (the backbone's registry cost x epochs x voxels), only used to
     order the work: the sweep starts the longest runs first, so workers finish together."""
-    from oaprobe.models.backbones import backbone_cost
-
     voxels = cfg.input_shape[0] * cfg.input_shape[1] * cfg.input_shape[2]
     return backbone_cost(cfg.backbone) * cfg.epochs * voxels
 
@@ -107,8 +115,6 @@ def preset_manifest(preset: str, cohorts_root: Path = DEFAULT_COHORTS, label_noi
                     progress: bool = True, jobs: int = 1) -> Path:
     """The preset's synthetic cohort, optionally relabelled at another noise strength, built or reused
     (``jobs`` worker processes render the volumes that are missing)."""
-    from oaprobe.data.cohort import build_cohort
-
     cohort = get_preset(preset).cohort
     if label_noise is not None:
         cohort = cohort.replace(label_noise=label_noise)
@@ -200,28 +206,25 @@ def validate_grid(configs: Iterable[RunConfig]) -> None:
         ConfigError: an unknown backbone, a shape it cannot take, or a setting the manifest cannot satisfy.
         ManifestError: an invalid manifest (the message names the file and rows).
     """
-    from oaprobe.models.backbones import check_input_shape
-    from oaprobe.training.engine import validate
-
     configs = list(configs)
-    for backbone, shape in dict.fromkeys((c.backbone, c.input_shape) for c in configs):
-        check_input_shape(backbone, shape)
+    check_shapes(configs)
     by_data = {(c.manifest, c.batch_size, c.select): c for c in configs}
     for cfg in by_data.values():
         validate(cfg)
 
 
+def _fit(cfg: RunConfig, runs_root: Path, cache_dir: Path | None, progress: bool) -> Path:
+    """Train ``cfg`` in this process; the sweep validated its manifest (volumes included) once before."""
+    from oaprobe.training.engine import fit  # deferred: torch (report modules import this one)
+
+    return fit(cfg, runs_root, cache_dir=cache_dir, progress=progress, check_volumes=False)
+
+
 def _fit_one(cfg_json: str, runs_root: str, cache_dir: str | None) -> str:
     """A worker's task: train one run (given as canonical JSON); errors come back as text."""
-    import json
-
-    from oaprobe.training.engine import fit
-
     cfg = RunConfig.from_dict(json.loads(cfg_json))
     try:
-        # the sweep validated every manifest (volumes included) once before starting the workers
-        return str(fit(cfg, Path(runs_root), cache_dir=Path(cache_dir) if cache_dir else None, progress=False,
-                       check_volumes=False))
+        return str(_fit(cfg, Path(runs_root), Path(cache_dir) if cache_dir else None, progress=False))
     except Exception as err:
         raise WorkerError(f"{type(err).__name__}: {err}") from None
 
@@ -252,12 +255,8 @@ def run_missing(
         SweepError: some runs failed; the others finished.
         KeyboardInterrupt: Ctrl-C, or :class:`oaprobe.workers.Interrupted` on SIGTERM; no worker is left running.
     """
-    from oaprobe.training.runs import is_done, run_dir
-
     if jobs < 1:
         raise ConfigError(f"jobs = {jobs}; expected >= 1")
-    from oaprobe.training.checks import check_folder
-
     check_folder(runs_root, "runs_root", "the run folders")
     if cache_dir is not None:
         check_folder(cache_dir, "cache_dir", "the preprocessed-volume cache")
@@ -272,8 +271,8 @@ def run_missing(
             failures = _run_here(todo, runs_root, cache_dir, progress)
     else:
         _warm_cache(todo, cache_dir)
-        tasks = {c.run_id(): (c.canonical_json(), executor.path(runs_root), executor.path(cache_dir)) for c in todo}
-        names = {c.run_id(): f"{c.backbone}/{c.mode}/seed{c.seed}" for c in todo}
+        tasks = {run_id(c): (c.canonical_json(), executor.path(runs_root), executor.path(cache_dir)) for c in todo}
+        names = {run_id(c): f"{c.backbone}/{c.mode}/seed{c.seed}" for c in todo}
         failures = executor.run(tasks, _work, jobs, desc="runs", progress=progress, label=names.get)
     if failures:
         raise SweepError(failures)
@@ -282,23 +281,18 @@ def run_missing(
 
 def _run_here(todo: Sequence[RunConfig], runs_root: Path, cache_dir: Path | None, progress: bool) -> dict[str, str]:
     """Train ``todo`` one after another in this process; return run id -> error text of failed runs."""
-    from oaprobe.training.engine import fit
-
     failures: dict[str, str] = {}
     for cfg in tqdm(todo, desc="runs", unit="run", disable=not progress):
         try:
-            fit(cfg, runs_root, cache_dir=cache_dir, progress=progress, check_volumes=False)  # validated above
+            _fit(cfg, runs_root, cache_dir, progress)
         except Exception as err:  # keep going: other runs are independent
-            failures[cfg.run_id()] = f"{type(err).__name__}: {err}"
+            failures[run_id(cfg)] = f"{type(err).__name__}: {err}"
     return failures
 
 
 def _saliency_one(folder: str, settings_json: str, cache_dir: str | None) -> str:
     """A worker's task: the saliency stage of one finished run; errors come back as text."""
-    import json
-
-    from oaprobe.analysis.saliency import run_saliency
-    from oaprobe.config import SaliencyConfig
+    from oaprobe.analysis.saliency import run_saliency  # deferred: torch (report modules import this one)
 
     settings = SaliencyConfig.from_dict(json.loads(settings_json))
     try:
@@ -318,9 +312,6 @@ def saliency_missing_runs(folders: Iterable[Path], settings: SaliencyConfig, job
     Raises:
         SweepError: the stage failed on some runs (the others' results are kept).
     """
-    from oaprobe.analysis.saliency import saliency_dir, saliency_missing
-    from oaprobe.training.runs import is_done, load_config
-
     if jobs < 1:
         raise ConfigError(f"jobs = {jobs}; expected >= 1")
     folders = [Path(f) for f in folders if is_done(f)]
@@ -348,8 +339,7 @@ def _warm_cache(configs: Sequence[RunConfig], cache_dir: Path | None) -> None:
     """
     if cache_dir is None:
         return
-    from oaprobe.data.dataset import load_volumes
-    from oaprobe.data.manifest import read_manifest
+    from oaprobe.data.dataset import load_volumes  # deferred: torch (report modules import this one)
 
     for manifest, shape in dict.fromkeys((c.manifest, c.input_shape) for c in configs):
         load_volumes(read_manifest(manifest, check_volumes=False), shape, cache_dir=cache_dir, progress=False)

@@ -62,7 +62,7 @@ def _init_worker(threads: int, parent_pid: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     # Ctrl-C goes to the parent, which terminates the pool; checkpoints stay.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
+    import torch  # deferred: OMP_NUM_THREADS is set above first, and the parent stays torch-free
 
     torch.set_num_threads(threads)
 

@@ -6,11 +6,10 @@ recipe; a session-wide volume cache lets every training test skip the NIfTI read
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import random
 
 import numpy as np
 import pytest
@@ -36,12 +35,6 @@ def smoke_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("smoke_cohort")
     return Path(build_cohort(get_preset("smoke").cohort, root, progress=False))
-
-
-@pytest.fixture(scope="session")
-def smoke_cohort(smoke_manifest: Path) -> Path:
-    """Alias of :func:`smoke_manifest`."""
-    return smoke_manifest
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from oaprobe.book import CACHE_KEY, Chapter, chapter_key, execute_chapter, plan_
 from oaprobe.config import get_preset
 from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.report import study as study_module
+from oaprobe.training.runs import run_id
 from tests.data.fake_oai import import_fake_copy
 
 
@@ -197,12 +198,12 @@ def test_chapters_request_only_runs_of_the_plan(tmp_path, monkeypatch):
     requested = {}
 
     def fake_run_dir(cfg, runs_root):
-        requested[cfg.run_id()] = cfg
-        return Path(runs_root) / cfg.run_id()
+        requested[run_id(cfg)] = cfg
+        return Path(runs_root) / run_id(cfg)
 
     def fake_load_run(folder):
         cfg = requested[Path(folder).name]
-        return SimpleNamespace(config=cfg, run_id=cfg.run_id(), path=Path(folder))
+        return SimpleNamespace(config=cfg, run_id=run_id(cfg), path=Path(folder))
 
     monkeypatch.setattr(study_module, "run_dir", fake_run_dir)
     monkeypatch.setattr(study_module, "is_done", lambda folder: True)
@@ -211,7 +212,7 @@ def test_chapters_request_only_runs_of_the_plan(tmp_path, monkeypatch):
     for chapter in plan.chapters:
         _run_chapter_loading(chapter)
 
-    grid_ids = {c.run_id() for c in plan.grid}
+    grid_ids = {run_id(c) for c in plan.grid}
     assert requested, "no chapter asked for runs"
     assert set(requested) <= grid_ids, sorted(set(requested) - grid_ids)
     # and the plan trains nothing that no chapter reads
@@ -320,7 +321,7 @@ def test_two_copies_with_one_manifest_text_each_read_their_own_volumes(tmp_path)
         assert torch.equal(got, load_volumes(own, (8, 8, 8), progress=False))
         volumes.append(got)
     assert not torch.equal(volumes[0], volumes[1])
-    assert not {c.run_id() for c in plans[0].grid} & {c.run_id() for c in plans[1].grid}
+    assert not {run_id(c) for c in plans[0].grid} & {run_id(c) for c in plans[1].grid}
 
 
 def test_a_derived_manifest_made_from_another_source_is_refused(tmp_path):
@@ -363,8 +364,8 @@ def test_chapters_on_an_imported_copy_request_only_runs_of_the_plan(imported_cop
     requested = {}
 
     def fake_run_dir(cfg, runs_root):
-        requested[cfg.run_id()] = cfg
-        return Path(runs_root) / cfg.run_id()
+        requested[run_id(cfg)] = cfg
+        return Path(runs_root) / run_id(cfg)
 
     monkeypatch.setattr(study_module, "run_dir", fake_run_dir)
     monkeypatch.setattr(study_module, "is_done", lambda folder: True)
@@ -373,7 +374,7 @@ def test_chapters_on_an_imported_copy_request_only_runs_of_the_plan(imported_cop
     monkeypatch.chdir(book.ROOT)
     for chapter in plan.chapters:
         _run_chapter_loading(chapter)
-    assert requested and set(requested) <= {c.run_id() for c in plan.grid}
+    assert requested and set(requested) <= {run_id(c) for c in plan.grid}
 
 
 @pytest.mark.slow
@@ -402,17 +403,18 @@ def test_a_chapters_missing_runs_command_works_as_printed_on_an_imported_copy(im
     import shlex
 
     from oaprobe import cli, sweep
-    from oaprobe.report.study import RunsMissingError
+    from oaprobe.report.missing import RunsMissingError
 
     plan = plan_book("course", tmp_path / "runs", tmp_path / "cohorts", manifest=imported_copy)
     trained: dict = {}
 
     def validate_and_record(grid, runs_root, **kwargs):
         sweep.validate_grid(grid)  # what a real sweep checks before training anything
-        trained.update({c.run_id(): c for c in grid})
+        trained.update({run_id(c): c for c in grid})
         return []
 
     monkeypatch.setattr(sweep, "run_missing", validate_and_record)
+    monkeypatch.setattr(cli, "run_missing", validate_and_record)  # the CLI calls the name it imported
     monkeypatch.setattr(study_module, "is_done", lambda folder: Path(folder).name in trained)
     monkeypatch.setattr(study_module, "load_run", lambda f: SimpleNamespace(config=trained[Path(f).name], path=Path(f),
                                                                           run_id=Path(f).name))
@@ -432,7 +434,7 @@ def test_a_chapters_missing_runs_command_works_as_printed_on_an_imported_copy(im
             before = set(trained)
             for one in line.split(" && "):
                 assert cli.main(shlex.split(one)[1:]) == 0
-            exactly = {c.run_id() for c in missing}
+            exactly = {run_id(c) for c in missing}
             assert set(trained) - before == exactly  # what the command trains is exactly what was missing
     assert commands["01_cohort.ipynb"] == 0
     assert {n for n, k in commands.items() if k == 1} >= {"03_results.ipynb", "04_latent.ipynb",

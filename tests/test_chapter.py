@@ -56,6 +56,7 @@ def test_executed_chapter_renders_with_its_glue_filled(tmp_path, monkeypatch):
     (tmp_path / "nb").mkdir()
     nbformat.write(_notebook(), tmp_path / "nb" / "answer.ipynb")
     monkeypatch.setattr(oaprobe.book, "NOTEBOOKS", tmp_path / "nb")
+    monkeypatch.setattr("oaprobe.chapter.NOTEBOOKS", tmp_path / "nb")  # the name chapter.py imported
     page = chapter.run_chapter("answer", [["n", "5"]], tmp_path / "out")
     assert page == tmp_path / "out" / "answer.html"
     text = page.read_text()
@@ -103,6 +104,7 @@ def test_a_failing_chapter_is_one_line_and_writes_no_page(tmp_path, monkeypatch)
     (tmp_path / "nb").mkdir()
     nbformat.write(nb, tmp_path / "nb" / "answer.ipynb")
     monkeypatch.setattr(oaprobe.book, "NOTEBOOKS", tmp_path / "nb")
+    monkeypatch.setattr("oaprobe.chapter.NOTEBOOKS", tmp_path / "nb")  # the name chapter.py imported
     with pytest.raises(ChapterCommandError, match=r"chapter answer failed .*: ValueError: runs missing: train them") as err:
         chapter.run_chapter("answer", None, tmp_path / "out")
     assert "\n" not in str(err.value)

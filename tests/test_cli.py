@@ -174,10 +174,8 @@ def test_every_command_defaults_to_one_preset():
 
 
 def test_cohort_flags_set_the_cohort_config(monkeypatch, tmp_path, capsys):
-    from oaprobe.data import cohort as cohort_module
-
     seen = []
-    monkeypatch.setattr(cohort_module, "build_cohort", lambda cfg, root, **kw: seen.append(cfg) or tmp_path / "m.csv")
+    monkeypatch.setattr(cli, "build_cohort", lambda cfg, root, **kw: seen.append(cfg) or tmp_path / "m.csv")
     argv = ["cohort", "--preset", "smoke", "--n-subjects", "30", "--seed", "4", "--shape", "24,24,20", "--label-noise", "0"]
     assert cli.main(argv) == 0
     assert (seen[0].n_subjects, seen[0].seed, seen[0].shape, seen[0].label_noise) == (30, 4, (24, 24, 20), 0.0)

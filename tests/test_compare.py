@@ -11,9 +11,17 @@ import pytest
 
 from oaprobe.analysis import decision
 from oaprobe.analysis.decision import ALPHA, DELTAS, decide_with_flags
-from oaprobe.compare import (Comparison, decide_metrics, family_sizes, planned_looks, run_comparison, sequential,
-                             usable_metrics)
-from oaprobe.config import ConfigError, get_preset
+from oaprobe.compare import (
+    Comparison,
+    decide_metrics,
+    family_sizes,
+    planned_looks,
+    run_comparison,
+    sequential,
+    usable_metrics,
+)
+from oaprobe.config import get_preset
+from oaprobe.errors import ConfigError
 from tests.report import SMOKE_STUDY, smoke_study_runs
 
 
@@ -59,7 +67,7 @@ def _false_verdict_rate(true_mean: float, sd: float, looks: list[int], false: se
     bad = 0
     for _ in range(reps):
         d = rng.normal(true_mean, sd, looks[-1])
-        rows_at = lambda n: _rows({"kl_qwk": d[:n]})  # noqa: E731
+        rows_at = lambda n, d=d: _rows({"kl_qwk": d[:n]})  # noqa: E731
         if corrected:
             _, _, table = sequential(looks, rows_at, ["kl_qwk"])
         else:  # the naive procedure: every look at the full alpha
@@ -153,11 +161,10 @@ def test_the_exercises_compare_commands_ask_the_comparison_they_name(smoke_manif
     import json
     import shlex
 
-    from oaprobe import sweep
     from oaprobe.book import NOTEBOOKS
     from oaprobe.cli import _comparison, build_parser
 
-    monkeypatch.setattr(sweep, "preset_manifest", lambda *a, **k: smoke_manifest)  # no course cohort built
+    monkeypatch.setattr("oaprobe.cli.preset_manifest", lambda *a, **k: smoke_manifest)  # no course cohort built
     text = "".join("".join(c["source"]) for c in json.loads((NOTEBOOKS / "exercises.ipynb").read_text())["cells"])
     commands = re.findall(r"`(oaprobe compare [^`]*)`", text)
     assert len(commands) >= 6

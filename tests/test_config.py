@@ -1,15 +1,15 @@
-"""Tests of oaprobe.config: strict typed construction, canonical hashing, presets."""
+"""Tests of oaprobe.config: strict typed construction, canonical JSON, presets (the run id: tests/training/test_runs.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from oaprobe.config import PRESETS, CohortConfig, ConfigError, RunConfig, get_preset
+from oaprobe.config import PRESETS, CohortConfig, RunConfig, get_preset
+from oaprobe.errors import ConfigError
+from oaprobe.training.runs import run_id
 
 
 @pytest.fixture()
@@ -91,19 +91,19 @@ def test_single_mode_canonicalises_the_dual_only_fields(mode, manifest):
     """A lambda or dual-variant sweep never retrains a single-task run: its run id ignores them."""
     a = RunConfig.from_dict({"manifest": str(manifest), "mode": mode, "dual_variant": "stacked", "oa_weight": 0.25})
     b = RunConfig.from_dict({"manifest": str(manifest), "mode": mode})
-    assert a == b and a.canonical_json() == b.canonical_json() and a.run_id() == b.run_id()
+    assert a == b and a.canonical_json() == b.canonical_json() and run_id(a) == run_id(b)
     dual = RunConfig.from_dict({"manifest": str(manifest), "mode": "dual", "oa_weight": 0.25})
-    assert dual.oa_weight == 0.25 and dual.run_id() != dual.replace(oa_weight=1.0).run_id()
+    assert dual.oa_weight == 0.25 and run_id(dual) != run_id(dual.replace(oa_weight=1.0))
 
 
 def test_single_oa_canonicalises_label_smoothing(manifest):
     """A smoothing sweep never retrains a single-OA run (it has no KL loss); the KL modes keep it."""
     a = RunConfig.from_dict({"manifest": str(manifest), "mode": "single_oa", "label_smoothing": 0.3})
     b = RunConfig.from_dict({"manifest": str(manifest), "mode": "single_oa"})
-    assert a.label_smoothing == 0.0 and a.run_id() == b.run_id()
+    assert a.label_smoothing == 0.0 and run_id(a) == run_id(b)
     for mode in ("single_kl", "dual", "ordinal"):
         kept = RunConfig.from_dict({"manifest": str(manifest), "mode": mode, "label_smoothing": 0.3})
-        assert kept.label_smoothing == 0.3 and kept.run_id() != kept.replace(label_smoothing=0.0).run_id()
+        assert kept.label_smoothing == 0.3 and run_id(kept) != run_id(kept.replace(label_smoothing=0.0))
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan"), "0.1"])
@@ -147,44 +147,6 @@ def test_preset_run_config_stacks_backbone_overrides(manifest):
     assert p.run_config(manifest).epochs == p.run["epochs"]
 
 
-def test_run_id_stable_for_equal_configs(manifest):
-    a = RunConfig.from_dict({"manifest": str(manifest), "seed": 1})
-    b = RunConfig.from_dict({"manifest": str(manifest), "seed": 1})
-    assert a.run_id() == b.run_id() and len(a.run_id()) == 12
-
-
-def test_run_id_changes_with_every_field(manifest):
-    base = RunConfig.from_dict({"manifest": str(manifest)})
-    changed = {
-        "backbone": "m3t", "width": 0.5, "mode": "single_oa", "dual_variant": "stacked", "oa_weight": 0.5,
-        "input_shape": (16, 16, 16), "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0,
-        "schedule": "cosine", "select": "val_loss", "class_weighting": True, "augment": True, "seed": 1,
-        "warmup_epochs": 1, "ema_decay": 0.99, "label_smoothing": 0.1, "grad_clip": 5.0,
-    }
-    assert set(changed) == {f.name for f in dataclasses.fields(RunConfig)} - {"manifest"}
-    ids = {base.run_id()}
-    for name, value in changed.items():
-        ids.add(base.replace(**{name: value}).run_id())
-    assert len(ids) == len(changed) + 1
-
-
-def test_run_id_follows_manifest_content_not_path(manifest, tmp_path):
-    copy = tmp_path / "elsewhere" / "other_name.csv"
-    copy.parent.mkdir()
-    shutil.copyfile(manifest, copy)
-    a = RunConfig.from_dict({"manifest": str(manifest)})
-    b = RunConfig.from_dict({"manifest": str(copy)})
-    assert a.run_id() == b.run_id()
-    copy.write_text(manifest.read_text() + "k2,s2\n")
-    assert b.run_id() != a.run_id()
-
-
-def test_run_id_missing_manifest_names_it(tmp_path):
-    missing = tmp_path / "nope.csv"
-    with pytest.raises(ConfigError, match="nope.csv"):
-        RunConfig.from_dict({"manifest": str(missing)}).run_id()
-
-
 def test_get_preset_unknown_lists_valid_ones():
     with pytest.raises(ConfigError) as err:
         get_preset("huge")
@@ -209,60 +171,6 @@ def test_label_noise_levels_are_sorted_union_with_cohort_noise():
     assert get_preset("paper").label_noise_levels == (get_preset("paper").cohort.label_noise,)
     p = dataclasses.replace(smoke, noise_levels=(2.0, 1.0, 0.5))
     assert p.label_noise_levels == (0.5, 1.0, 2.0)
-
-
-# --- the run id covers the data ------------------------------------------------------------------
-
-
-@pytest.fixture()
-def cohort(tmp_path: Path) -> Path:
-    """A manifest naming two volume files (their bytes only matter here, not that they are NIfTI)."""
-    folder = tmp_path / "cohort"
-    (folder / "images").mkdir(parents=True)
-    for case in ("k1", "k2"):
-        (folder / "images" / f"{case}.nii.gz").write_bytes(f"voxels of {case}".encode())
-        (folder / "images" / f"{case}_mask.nii.gz").write_bytes(f"labels of {case}".encode())
-    path = folder / "m.csv"
-    path.write_text("case_id,image,mask\n" + "".join(f"{c},images/{c}.nii.gz,images/{c}_mask.nii.gz\n" for c in ("k1", "k2")))
-    return path
-
-
-def _run_id(manifest: Path) -> str:
-    return RunConfig.from_dict({"manifest": str(manifest)}).run_id()
-
-
-def test_run_id_changes_when_a_volume_is_replaced_in_place(cohort):
-    before = _run_id(cohort)
-    image = cohort.parent / "images" / "k2.nii.gz"
-    stamp = image.stat().st_mtime_ns
-    image.write_bytes(b"voxels of k9")  # same name, same size: N4-corrected, say
-    os.utime(image, ns=(stamp + 10**9,) * 2)  # a later time stamp whatever the file system's clock tick
-    assert _run_id(cohort) != before
-
-
-def test_run_id_changes_with_other_volumes_under_the_same_names(cohort, tmp_path):
-    other = tmp_path / "other"
-    shutil.copytree(cohort.parent, other)
-    assert _run_id(other / "m.csv") == _run_id(cohort)  # the same data elsewhere: the same runs
-    (other / "images" / "k1_mask.nii.gz").write_bytes(b"labels of k1, fixed")
-    assert _run_id(other / "m.csv") != _run_id(cohort)
-
-
-def test_run_id_counts_a_missing_volume(cohort):
-    before = _run_id(cohort)
-    (cohort.parent / "images" / "k1.nii.gz").unlink()
-    assert _run_id(cohort) != before  # validation refuses it; the id must not be the complete data's
-
-
-def test_run_id_hashes_each_volume_once(cohort, monkeypatch):
-    """A rebuild only stats the volumes: their hashes come from the cache file beside the manifest."""
-    from oaprobe.data import fingerprint
-
-    first = _run_id(cohort)
-    assert (cohort.parent / fingerprint.CACHE_FILE).is_file()
-    fingerprint._open.clear()  # as in a new process
-    monkeypatch.setattr(fingerprint, "file_sha256", lambda path: pytest.fail(f"{path} was hashed again"))
-    assert _run_id(cohort) == first
 
 
 @pytest.mark.parametrize("name", ["course", "default", "gpu", "paper"])

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from oaprobe.config import ConfigError
 from oaprobe.device import compute_settings, cpu_threads, epoch_seed, eval_mode, resolve_device
+from oaprobe.errors import ConfigError
 
 
 def test_epoch_seed_is_a_pure_function():

@@ -366,7 +366,7 @@ def test_slice_grid_outlines_lesions_and_shows_one_colour_bar():
 
 def test_show_sets_the_summary_a_screen_reader_gives(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    monkeypatch.setattr("oaprobe.figures.display", lambda obj: shown.append(obj))
     fig = figures.strip(_MODES, x="w", y="v", color="mode", title="t")
     figures.show(fig, "runs a, b", "Dual is above single-OA in both seeds.")
     assert shown[0] is fig and figures.summary(fig) == "Dual is above single-OA in both seeds."

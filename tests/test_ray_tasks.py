@@ -25,10 +25,11 @@ import pandas as pd
 import pytest
 
 from oaprobe import ray_tasks, sweep
-from oaprobe.config import ConfigError
+from oaprobe.errors import ConfigError
 from oaprobe.ray_tasks import RayError
 from oaprobe.training import engine
 from oaprobe.training.runs import CHECKPOINT, DONE, HISTORY, PREDICTIONS, run_dir
+from oaprobe.training.runs import run_id
 from oaprobe.workers import WorkerError
 from tests.sweep_workers import UnpicklableError
 from tests.processes import alive, wait_until
@@ -142,7 +143,7 @@ def test_missing_ray_extra_is_a_one_line_error(monkeypatch):
 
 # ---------------------------------------------------------------------------- with ray
 def _tasks(configs, root: Path, cache: Path) -> dict[str, tuple]:
-    return {c.run_id(): (c.canonical_json(), str(root), str(cache)) for c in configs}
+    return {run_id(c): (c.canonical_json(), str(root), str(cache)) for c in configs}
 
 
 @pytest.mark.ray
@@ -167,7 +168,7 @@ def test_a_killed_task_resumes_to_the_uninterrupted_result(smoke_config, volume_
     engine.fit(cfg, tmp_path / "here", cache_dir=volume_cache, progress=False)
     tasks = _tasks([cfg], tmp_path / "ray", volume_cache)
     failures = ray_tasks.run_tasks(tasks, fit_one_epoch_then_die, jobs=1, progress=False)
-    assert list(failures) == [cfg.run_id()] and failures[cfg.run_id()].startswith("WorkerCrashedError: ")
+    assert list(failures) == [run_id(cfg)] and failures[run_id(cfg)].startswith("WorkerCrashedError: ")
     there = run_dir(cfg, tmp_path / "ray")
     assert (there / CHECKPOINT).exists() and not (there / DONE).exists()  # killed after epoch 1 of 2
     assert ray_tasks.run_tasks(tasks, sweep._fit_one, jobs=1, progress=False) == {}

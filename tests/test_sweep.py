@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from oaprobe import sweep
-from oaprobe.config import MODES, ConfigError, get_preset
+from oaprobe.config import get_preset
 from oaprobe.data import manifest as manifest_module
 from oaprobe.data.manifest import ManifestError
-from oaprobe.errors import OaprobeError
+from oaprobe.errors import ConfigError, OaprobeError
+from oaprobe.facts import MODES
 from oaprobe.sweep import SweepError, expand_grid, noise_grid, run_missing, stacked_grid, study_grid, validate_grid
+from oaprobe.training import checks as checks_module
 from oaprobe.training import engine
-from oaprobe.training.runs import DONE, is_done, run_dir
+from oaprobe.training.runs import DONE, is_done, run_dir, run_id
 from tests.sweep_workers import fit_failing_odd_seeds
 
 
@@ -66,7 +68,7 @@ def test_noise_grid_is_the_main_grids_first_backbone_plus_the_ordinal_head(manif
     side = p.seeds[: p.beyond_seeds]  # the side chapters' seeds, a subset of the main grid's
     main = [c for c in study_grid(manifest, "default", seeds=side) if c.backbone == p.backbones[0]]
     own = noise_grid(manifest, "default")
-    assert {c.run_id() for c in own if c.mode in MODES} == {c.run_id() for c in main}
+    assert {run_id(c) for c in own if c.mode in MODES} == {run_id(c) for c in main}
     assert len(own) == (len(MODES) + 1) * len(side) and {c.mode for c in own} - set(MODES) == {"ordinal"}
 
 
@@ -138,8 +140,8 @@ def test_one_failing_run_does_not_stop_the_others(smoke_config, volume_cache, tm
     monkeypatch.setattr(engine, "fit", fit_failing_seed_1)
     with pytest.raises(SweepError) as err:
         run_missing([bad, good], tmp_path / "runs", jobs=1, cache_dir=volume_cache, progress=False)
-    assert err.value.failures == {bad.run_id(): "RuntimeError: planted failure"}
-    assert str(err.value) == f"run {bad.run_id()} failed (finished runs are kept): RuntimeError: planted failure"
+    assert err.value.failures == {run_id(bad): "RuntimeError: planted failure"}
+    assert str(err.value) == f"run {run_id(bad)} failed (finished runs are kept): RuntimeError: planted failure"
     assert is_done(run_dir(good, tmp_path / "runs")) and not is_done(run_dir(bad, tmp_path / "runs"))
 
 
@@ -149,7 +151,7 @@ def test_two_workers_train_and_collect_failures(smoke_config, volume_cache, tmp_
     with pytest.raises(SweepError) as err:
         run_missing([good, bad, worse], tmp_path / "runs", jobs=2, cache_dir=volume_cache, progress=False,
                     _work=fit_failing_odd_seeds)
-    assert err.value.failures == {c.run_id(): "UnpicklableError: planted failure (code 3)" for c in (bad, worse)}
+    assert err.value.failures == {run_id(c): "UnpicklableError: planted failure (code 3)" for c in (bad, worse)}
     assert "2 run(s) failed" in str(err.value)
     assert is_done(run_dir(good, tmp_path / "runs"))
 
@@ -192,7 +194,7 @@ def test_validate_grid_reads_each_manifest_once(smoke_config, monkeypatch):
         reads.append(str(path))
         return real_read(path, *args, **kwargs)
 
-    monkeypatch.setattr(manifest_module, "read_manifest", counting_read)
+    monkeypatch.setattr(checks_module, "read_manifest", counting_read)
     grid = [smoke_config(backbone=b, mode=m, seed=s) for b in ("resnet3d", "m3t") for m in MODES for s in (0, 1)]
     validate_grid(grid)
     assert reads == [grid[0].manifest]
@@ -227,7 +229,7 @@ def test_executor_options_are_checked():
 
 
 def test_run_missing_refuses_a_file_as_its_runs_or_cache_folder(tmp_path):
-    from oaprobe.config import ConfigError
+    from oaprobe.errors import ConfigError
     from oaprobe.sweep import run_missing
 
     afile = tmp_path / "afile"

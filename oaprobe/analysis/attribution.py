@@ -54,10 +54,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from oaprobe.config import SALIENCY_METHODS
 from oaprobe.facts import ALL_MODES, N_KL, OA_THRESHOLD
 from oaprobe.models.probe import corn_log_proba
-
-from oaprobe.config import SALIENCY_METHODS
 
 TARGETS: tuple[str, ...] = ("oa", "kl")
 METHODS: tuple[str, ...] = SALIENCY_METHODS
@@ -203,7 +202,7 @@ def smoothgrad_x_input(
 
 
 def _towards_knee(model_fn: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor, attribution: torch.Tensor,
-                  clean: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+                  clean: torch.Tensor | None = None) -> torch.Tensor:
     """``max(0, sign(f(x) - f(0)) * attribution)`` for one knee ``xb`` (1, D, H, W): the part of
     an additive attribution that moves the score from the all-zero input's towards the knee's."""
     with torch.no_grad():
@@ -234,7 +233,7 @@ def integrated_gradients(model_fn: Callable[[torch.Tensor], torch.Tensor], x: An
 
 @torch.no_grad()
 def occlusion(model_fn: Callable[[torch.Tensor], torch.Tensor], x: Any, patch: int = OCCLUSION_PATCH,
-              batch_size: int = 16) -> np.ndarray:  # fmt: skip
+              batch_size: int = 16) -> np.ndarray:
     """Occlusion sensitivity: ``f(x) - f(x with one cube set to 0)`` painted on the cube, for
     every non-overlapping cube of edge ``patch`` (the last cube of an axis may be smaller),
     oriented towards the knee's score (:func:`_towards_knee`), min-max to [0, 1].
@@ -244,7 +243,7 @@ def occlusion(model_fn: Callable[[torch.Tensor], torch.Tensor], x: Any, patch: i
     x = as_batch(x).detach()
     spatial = x.shape[2:]
     cubes = [tuple(slice(i * patch, (i + 1) * patch) for i in index)
-             for index in np.ndindex(*[-(-n // patch) for n in spatial])]  # fmt: skip
+             for index in np.ndindex(*[-(-n // patch) for n in spatial])]
     maps = []
     for xb in x:
         clean = model_fn(xb.unsqueeze(0))[0]
@@ -369,7 +368,7 @@ class ProbeAttributor:
     """
 
     def __init__(self, model: nn.Module, targets: Sequence[str], methods: Sequence[str], n_samples: int = 8,
-                 noise_std: float = 0.05, gradcam_layer: str | None = None) -> None:  # fmt: skip
+                 noise_std: float = 0.05, gradcam_layer: str | None = None) -> None:
         bad = [m for m in methods if m not in METHODS]
         if bad or not methods:
             raise ValueError(f"methods = {list(methods)}; expected a non-empty subset of {list(METHODS)}")
@@ -383,15 +382,15 @@ class ProbeAttributor:
         """``x -> target score (B,)`` of the model, the KL class fixed to ``kl_class`` (one class
         for every copy of a knee in the batch: occlusion and integrated gradients batch copies)."""
         return lambda xb: target_logit(self.model(xb), target,
-                                       None if kl_class is None else kl_class.expand(xb.shape[0]))  # fmt: skip
+                                       None if kl_class is None else kl_class.expand(xb.shape[0]))
 
     def __call__(self, x: torch.Tensor, target: str, method: str, kl_class: torch.Tensor | None,
-                 seed: int) -> np.ndarray:  # fmt: skip
+                 seed: int) -> np.ndarray:
         """(D, H, W) map of one knee ``x`` (1, 1, D, H, W) for ``target`` by ``method``."""
         fn = self.score_fn(target, kl_class)
         if method in ("smoothgrad", "gradient"):
             return smoothgrad_x_input(fn, x, n_samples=self.n_samples, noise_std=self.noise_std, seed=seed,
-                                      times_input=method == "smoothgrad")[0]  # fmt: skip
+                                      times_input=method == "smoothgrad")[0]
         if method == "ig":
             return integrated_gradients(fn, x, steps=self.n_samples)[0]
         if method == "occlusion":

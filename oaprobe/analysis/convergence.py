@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from oaprobe.facts import KL_GRADES, NEAR_BEST_LOSS, OA_THRESHOLD
+from oaprobe.facts import KL_GRADES, MODE_NAMES, NEAR_BEST_LOSS, OA_THRESHOLD, backbone_title
 
 #: a run whose kept validation loss exceeds this multiple of its best is flagged unstable (issue 9)
 LOSS_RATIO = NEAR_BEST_LOSS
@@ -84,9 +84,6 @@ TARGET_COLUMNS = ("target", "value", "limit", "met", "failing")
 
 def _names(frame: pd.DataFrame, value: str | None = None) -> str:
     """``resnet3d single_oa seed 0, ...`` (or ``m3t dual 0.052, ...`` with a value column) for failing rows."""
-    from oaprobe.models.backbones import backbone_title
-    from oaprobe.report.display import MODE_NAMES
-
     parts = []
     for _, r in frame.iterrows():
         named = {"backbone": backbone_title(str(r["backbone"])) if "backbone" in r else "",

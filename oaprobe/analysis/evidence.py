@@ -28,9 +28,14 @@ import pandas as pd
 
 from oaprobe.analysis.regions import region_overlap
 from oaprobe.data.phantom import (
-    DISTRACTOR_BML, DISTRACTOR_EFFUSION, DISTRACTOR_MENISCUS, EVIDENCE_CARTILAGE, EVIDENCE_JSN,
-    EVIDENCE_OSTEOPHYTE, EVIDENCE_SCLEROSIS,
-)  # fmt: skip
+    DISTRACTOR_BML,
+    DISTRACTOR_EFFUSION,
+    DISTRACTOR_MENISCUS,
+    EVIDENCE_CARTILAGE,
+    EVIDENCE_JSN,
+    EVIDENCE_OSTEOPHYTE,
+    EVIDENCE_SCLEROSIS,
+)
 
 #: region name -> evidence-map codes; "evidence" is every grade-deciding change together.
 FINDINGS: dict[str, tuple[int, ...]] = {
@@ -47,7 +52,7 @@ DISTRACTORS: dict[str, tuple[int, ...]] = {
 }
 EVIDENCE_COLUMNS: tuple[str, ...] = (
     "case_id", "target", "method", "region", "roi_fraction", "mass", "top5", "pointing", "enrichment",
-)  # fmt: skip
+)
 
 
 def evidence_regions(evidence: np.ndarray) -> dict[str, np.ndarray]:
@@ -101,13 +106,13 @@ def evidence_summary(table: pd.DataFrame, by: tuple[str, ...] = ("mode", "method
     out = defined.groupby(keys, sort=False).agg(
         n=("case_id", "size"), mass=("mass", "mean"), top5=("top5", "mean"), pointing=("pointing", "mean"),
         roi_fraction=("roi_fraction", "mean"),
-    ).reset_index()  # fmt: skip
+    ).reset_index()
     out["enrichment"] = out["mass"] / out["roi_fraction"]
     return out
 
 
 def distractor_reliance(table: pd.DataFrame, by: tuple[str, ...] = ("mode", "method", "target"),
-                        threshold: float = 1.5) -> pd.DataFrame:  # fmt: skip
+                        threshold: float = 1.5) -> pd.DataFrame:
     """Whether a model leans on a distractor: per group and distractor, the mean mass against the
     mean volume share (``enrichment``), the share of knees whose mass exceeds their region's
     volume share (``knees_above_chance``), and ``relies`` = enrichment above ``threshold`` with
@@ -124,22 +129,3 @@ def distractor_reliance(table: pd.DataFrame, by: tuple[str, ...] = ("mode", "met
     out = summary.merge(above, on=keys, how="left")
     out["relies"] = (out["enrichment"] > threshold) & (out["knees_above_chance"] > 0.5)
     return out
-
-
-def collect_evidence(run_folders, settings) -> pd.DataFrame:
-    """Every finished run's ``evidence.csv`` for ``settings``, with the run's ``mode``, ``backbone``
-    and ``seed`` (from its ``config.json``) and ``run_id``; empty when no run has one (real data)."""
-    import json
-    from pathlib import Path
-
-    from oaprobe.analysis.saliency import load_saliency
-
-    frames = []
-    for folder in map(Path, run_folders):
-        results = load_saliency(folder, settings)
-        if results is None or results.get("evidence") is None:
-            continue
-        config = json.loads((folder / "config.json").read_text())["config"]
-        frames.append(results["evidence"].assign(run_id=folder.name, mode=config["mode"], backbone=config["backbone"],
-                                                 seed=config["seed"]))  # fmt: skip
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*EVIDENCE_COLUMNS, "run_id", "mode"])

@@ -318,7 +318,7 @@ def _probe_auroc(probe: LogisticRegression | None, pc1: np.ndarray, oa: np.ndarr
 
 
 def _axis_columns(pc1: np.ndarray, kl: np.ndarray, probe: LogisticRegression | None, grade: str = "KL",
-                  label: str = "OA", suffix: str = "") -> dict[str, float]:  # fmt: skip
+                  label: str = "OA", suffix: str = "") -> dict[str, float]:
     """Spearman of the axis with the grade and the OA label (signed and absolute), and the probe's
     test AUROC, under the reference's column names (``grade``/``label``/``suffix`` name the truth)."""
     oa = (kl >= OA_THRESHOLD).astype(int)

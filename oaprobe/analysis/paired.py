@@ -33,8 +33,8 @@ from oaprobe.analysis.metrics import (
     P_KL_COLUMNS,
     MetricsError,
     PredArrays,
-    check_metric,
     bootstrap_distribution,
+    check_metric,
     metric_on_rows,
     pred_arrays,
 )
@@ -183,7 +183,7 @@ def compare_pair(
     for m in metrics:
         est_a, est_b = metric_on_rows(m, a, all_rows, threshold), metric_on_rows(m, b, all_rows, threshold)
         dist = bootstrap_distribution([a, b], [m], B, rng, threshold=threshold, method=method,
-                                      progress=progress)[m]  # fmt: skip
+                                      progress=progress)[m]
         d = dist[:, 0] - dist[:, 1]
         d = d[np.isfinite(d)]
         lo, hi = np.percentile(d, q) if d.size else (np.nan, np.nan)
@@ -195,7 +195,7 @@ def compare_pair(
             "statistic": np.nan, "discordant": np.nan, "a_only": np.nan, "b_only": np.nan,
             "mcnemar_table": "", "n": int(a.y_oa.size), "n_subjects": a.n_subjects, "B": B,
             "n_valid": int(d.size), "level": level,
-        }  # fmt: skip
+        }
         if m in mcnemar_metrics:
             row.update(_mcnemar_row(m, a, b, threshold))
         rows.append(row)
@@ -203,7 +203,7 @@ def compare_pair(
 
 
 def _aligned_by(pred_dual: pd.DataFrame, pred_single: pd.DataFrame, split: str | None, truth: str,
-                groups: str) -> tuple[PredArrays, PredArrays]:  # fmt: skip
+                groups: str) -> tuple[PredArrays, PredArrays]:
     """The two runs' knees aligned (:func:`align`), resampling units taken from column ``groups``."""
     for name, df in (("pred_dual", pred_dual), ("pred_single", pred_single)):
         if groups not in df.columns:

@@ -153,7 +153,7 @@ def _pick(table: pd.DataFrame, name: str, metric: str, region: str, target: str,
 
 
 def _subjects_of(both: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame,
-                 subjects: Mapping[str, str] | pd.Series | None) -> np.ndarray:  # fmt: skip
+                 subjects: Mapping[str, str] | pd.Series | None) -> np.ndarray:
     """The subject of every matched knee: from ``subjects`` if given, else the tables' subject_id."""
     if subjects is not None:
         lookup = {str(k): str(v) for k, v in dict(subjects).items()}
@@ -164,7 +164,7 @@ def _subjects_of(both: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame,
     for name, t in (("table_a", a), ("table_b", b)):
         if "subject_id" not in t.columns:
             raise ValueError(f"{name}: no 'subject_id' column; pass subjects= (case_id -> subject_id) "
-                             "so that both knees of a subject are resampled together")  # fmt: skip
+                             "so that both knees of a subject are resampled together")
     sa, sb = a.loc[both.index, "subject_id"], b.loc[both.index, "subject_id"]
     if not (sa == sb).all():
         bad = both.index[(sa != sb).to_numpy()][0]
@@ -216,7 +216,7 @@ def paired_overlap(
     diff = (both["a"] - both["b"]).to_numpy()
     n, n_sub = len(diff), len(uniq)
     row: dict[str, Any] = {"metric": metric, "region": region, "target": target, "method": method,
-                           "n": n, "n_subjects": n_sub}  # fmt: skip
+                           "n": n, "n_subjects": n_sub}
     row["mean_a"] = float(both["a"].mean()) if n else float("nan")
     row["mean_b"] = float(both["b"].mean()) if n else float("nan")
     row["mean_diff"] = float(diff.mean()) if n else float("nan")

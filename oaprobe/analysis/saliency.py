@@ -18,13 +18,10 @@ with (:func:`kept_state`) and writes its results into ``<run folder>/saliency-<s
 
 A finished subfolder is never recomputed; one without ``DONE`` (a killed stage) is redone whole.
 Other settings add another subfolder. The maps are :mod:`oaprobe.analysis.attribution`'s, the
-overlap metrics :mod:`oaprobe.analysis.regions`'; their names are re-exported here.
+overlap metrics :mod:`oaprobe.analysis.regions`'.
 
 Example:
-    >>> from oaprobe.config import SaliencyConfig
-    >>> saliency_dir("runs/abc", SaliencyConfig(knees=4)).name.startswith("saliency-")
-    True
-    >>> kept_state({"model": {"w": 1}, "best": {"state": {"w": 2}}}, select="val_loss")
+    >>> kept_state({"kept": {"w": 2}, "epoch": 3, "kept_epoch": 2})
     {'w': 2}
 """
 
@@ -34,7 +31,7 @@ import itertools
 import json
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,31 +41,47 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from oaprobe.analysis.attribution import (  # noqa: F401 (re-exported: the stage's public names)
-    METHODS, TARGETS, GradCamRunner, ProbeAttributor, as_batch, gradcam, knee_seed, predicted_kl,
-    probe_gradcam_layer, smoothgrad_x_input, target_logit, targets_for_mode,
-)  # fmt: skip
-from oaprobe.analysis.regions import (  # noqa: F401 (re-exported)
-    REGIONS, TABLE_KS, overlap_metrics, paired_overlap, region_masks, region_overlap,
-)  # fmt: skip
+import oaprobe
+from oaprobe.analysis.attribution import (
+    METHODS,
+    ProbeAttributor,
+    as_batch,
+    knee_seed,
+    predicted_kl,
+    targets_for_mode,
+)
 from oaprobe.analysis.evidence import evidence_scorer
-from oaprobe.analysis.saliency_checks import DELETION_COLUMNS, SANITY_COLUMNS, deletion_auc, run_sanity_checks
+from oaprobe.analysis.regions import (
+    TABLE_KS,
+    region_masks,
+    region_overlap,
+)
+from oaprobe.analysis.saliency_checks import run_sanity_checks
+from oaprobe.analysis.saliency_results import (
+    _ID_TYPES,
+    DELETION,
+    EVIDENCE,
+    MAPS,
+    SANITY,
+    SETTINGS,
+    TABLE,
+    saliency_dir,
+)
 from oaprobe.config import RunConfig, SaliencyConfig
+from oaprobe.data.dataset import load_masks, load_volumes
+from oaprobe.data.manifest import data_hash, read_manifest
 from oaprobe.device import compute_settings, eval_mode, resolve_device
 from oaprobe.errors import OaprobeError
-from oaprobe.facts import MODES  # noqa: F401 (re-exported)
+from oaprobe.io import file_sha256
+from oaprobe.models.probe import build_probe
 from oaprobe.training import runs
 
 TABLE_COLUMNS: tuple[str, ...] = (
     "case_id", "target", "method", "region", "roi_fraction", "mass",
     "top1", "top5", "top10", "dice1", "dice5", "dice10", "enrichment",
-)  # fmt: skip
+)
 #: ``saliency.csv`` as the stage writes it: :data:`TABLE_COLUMNS` with the knee's subject.
 STAGE_TABLE_COLUMNS: tuple[str, ...] = ("case_id", "subject_id", *TABLE_COLUMNS[1:])
-PREFIX = "saliency-"
-SETTINGS, TABLE, MAPS = "settings.json", "saliency.csv", "saliency_maps.npz"
-SANITY, DELETION, EVIDENCE = "sanity.csv", "deletion.csv", "evidence.csv"
-_ID_TYPES = {"case_id": str, "subject_id": str}
 _MAP_KEYS = ("case_id", "target", "method", "saliency", "image", "mask")
 
 
@@ -84,7 +97,7 @@ def compute_run_saliency(
     lesions: np.ndarray | None,
     case_ids: list[str],
     mode: str,
-    n_samples: int = 8, noise_std: float = 0.05, seed: int = 0,  # fmt: skip
+    n_samples: int = 8, noise_std: float = 0.05, seed: int = 0,
     methods: Sequence[str] = METHODS,
     gradcam_layer: str | None = None,
     keep_maps: int = 3,
@@ -131,7 +144,7 @@ def compute_run_saliency(
                 if on_map is not None:
                     on_map(i, target, method, sal)
                 rows += [{"case_id": cid, "target": target, "method": method, "region": region, **metrics}
-                         for region, metrics in region_overlap(sal, regions, TABLE_KS).items()]  # fmt: skip
+                         for region, metrics in region_overlap(sal, regions, TABLE_KS).items()]
                 if i < keep_maps:
                     kept.append((cid, target, method, sal.astype(np.float16),
                                  images[i, 0].detach().cpu().numpy().astype(np.float16), masks[i].astype(np.uint8)))
@@ -139,7 +152,7 @@ def compute_run_saliency(
 
 
 def _checked_masks(images: torch.Tensor, masks: np.ndarray, lesions: np.ndarray | None,
-                   case_ids: Sequence[str]) -> np.ndarray:  # fmt: skip
+                   case_ids: Sequence[str]) -> np.ndarray:
     """``masks`` as an array, once it, ``lesions`` and ``case_ids`` match ``images`` knee for knee."""
     n, spatial = images.shape[0], tuple(images.shape[2:])
     masks = np.asarray(masks)
@@ -163,30 +176,13 @@ def _stacked_maps(kept: list[tuple[Any, ...]], spatial: tuple[int, ...]) -> dict
 
 
 # --------------------------------------------------------------------------- reading a run
-def saliency_dir(run_folder: Path | str, settings: SaliencyConfig) -> Path:
-    """The results' subfolder of a run for ``settings``: ``<run_folder>/saliency-<settings_id>``."""
-    return Path(run_folder) / f"{PREFIX}{settings.settings_id()}"
 
-
-def kept_source(checkpoint: dict[str, Any], select: str) -> str:
-    """Which weights of a checkpoint the run's predictions used: ``"kept"`` (saved explicitly),
-    ``"best"`` (``best["state"]`` when ``select != "final"``) or ``"model"`` (the last epoch's)."""
-    if checkpoint.get("kept") is not None:
-        return "kept"
-    best = checkpoint.get("best") or {}
-    if select != "final" and best.get("state") is not None:
-        return "best"
-    return "model"
-
-
-def kept_state(checkpoint: dict[str, Any], select: str) -> dict[str, torch.Tensor]:
-    """The state dict the run's predictions were made with (see :func:`kept_source`)."""
-    source = kept_source(checkpoint, select)
-    if source == "best":
-        return checkpoint["best"]["state"]
-    if source not in checkpoint:
-        raise SaliencyStageError(f"checkpoint holds no model weights (keys: {sorted(checkpoint)})")
-    return checkpoint[source]
+def kept_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict the run's predictions were made with: a finished run's checkpoint holds only
+    those weights (``kept``)."""
+    if checkpoint.get("kept") is None:
+        raise SaliencyStageError(f"checkpoint holds no kept model weights (keys: {sorted(checkpoint)})")
+    return checkpoint["kept"]
 
 
 def _check_finished(folder: Path) -> None:
@@ -229,9 +225,6 @@ def _knees(cfg: RunConfig, meta: dict[str, Any], folder: Path, n_knees: int) -> 
     """The run's :func:`fixed_knees` of its manifest's test split, which must be unchanged: its bytes
     and every volume it names (a run shared by two copies of one dataset is read from the copy it was
     trained on, so that copy must still hold the same data)."""
-    from oaprobe.data.manifest import data_hash, read_manifest
-    from oaprobe.io import file_sha256
-
     manifest = Path(cfg.manifest)
     if not manifest.is_file():
         raise SaliencyStageError(f"run folder {str(folder)!r}: its manifest {str(manifest)!r} does not exist")
@@ -249,13 +242,11 @@ def _knees(cfg: RunConfig, meta: dict[str, Any], folder: Path, n_knees: int) -> 
 
 def _load_model(folder: Path, cfg: RunConfig, device: torch.device) -> tuple[nn.Module, str]:
     """The probe with the run's kept weights, float32 on ``device`` in eval mode, and their source."""
-    from oaprobe.models.probe import build_probe
-
     with open(folder / runs.CHECKPOINT, "rb") as handle:  # read-only; our own file, so a full unpickle
         checkpoint = torch.load(handle, map_location="cpu", weights_only=False)
     model = build_probe(cfg)
-    model.load_state_dict(kept_state(checkpoint, cfg.select))
-    return model.float().to(device).eval(), kept_source(checkpoint, cfg.select)
+    model.load_state_dict(kept_state(checkpoint))
+    return model.float().to(device).eval(), "kept"
 
 
 @torch.no_grad()
@@ -268,16 +259,14 @@ def _prediction_gap(model: nn.Module, images: torch.Tensor, rows: pd.DataFrame, 
         raise SaliencyStageError(f"{str(folder / runs.PREDICTIONS)!r} has no row for test knee {missing[0]!r}")
     device = next(model.parameters()).device
     p_oa = torch.cat([model.predict_proba(model(images[i : i + 1].to(device)))[0].float().cpu()
-                      for i in range(images.shape[0])])  # fmt: skip
+                      for i in range(images.shape[0])])
     return float(np.max(np.abs(p_oa.numpy() - pred.loc[ids, "p_oa"].to_numpy(float)), initial=0.0))
 
 
 # --------------------------------------------------------------------------- the stage
 def _compute(folder: Path, settings: SaliencyConfig, cache_dir: Path | None, progress: bool,
-             dev: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+             dev: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stage's tables and maps for one run, and the facts settings.json records."""
-    from oaprobe.data.dataset import load_masks, load_volumes
-
     cfg, meta = _run_config(folder)
     rows = _knees(cfg, meta, folder, settings.knees)
     images = load_volumes(rows, cfg.input_shape, cache_dir=cache_dir, progress=progress)
@@ -306,11 +295,11 @@ def _compute(folder: Path, settings: SaliencyConfig, cache_dir: Path | None, pro
             model, images, masks, lesions, ids, cfg.mode, n_samples=settings.samples, noise_std=settings.noise,
             seed=settings.seed, methods=settings.methods, keep_maps=settings.keep_maps, progress=progress,
             on_map=on_map,
-        )  # fmt: skip
+        )
         sanity, deletion = run_sanity_checks(
             model, images[:k], ids[:k], cfg.mode, settings.methods, settings.samples, settings.noise,
             settings.seed, settings.deletion_steps, progress=progress, last_only=True, maps=checked,
-        )  # fmt: skip
+        )
     table.insert(1, "subject_id", table["case_id"].map(dict(zip(ids, rows["subject_id"].astype(str)))))
     facts = {"weights": source, "n_knees": len(ids), "n_sanity_knees": k, "device": str(dev), "p_oa_max_abs_diff": gap}
     results = {TABLE: table[list(STAGE_TABLE_COLUMNS)], SANITY: sanity, DELETION: deletion, MAPS: maps}
@@ -347,7 +336,7 @@ def run_saliency(
             stale.unlink(missing_ok=True)
         results, facts = _compute(folder, settings, cache_dir, progress, dev)
         runs.write_atomic_json(out / SETTINGS, {"settings": settings.to_dict(), "settings_id": settings.settings_id(),
-                                                "run_id": folder.name, "oaprobe_version": _version(), **facts})  # fmt: skip
+                                                "run_id": folder.name, "oaprobe_version": _version(), **facts})
         for name in (TABLE, SANITY, DELETION, EVIDENCE):
             if name in results:
                 runs.write_atomic_csv(out / name, results[name])
@@ -357,46 +346,4 @@ def run_saliency(
 
 
 def _version() -> str:
-    import oaprobe
-
     return str(oaprobe.__version__)
-
-
-def saliency_missing(run_folders: Iterable[Path | str], settings: SaliencyConfig) -> list[Path]:
-    """The finished runs among ``run_folders`` whose results for ``settings`` are not done yet.
-
-    Unfinished runs are left out: they are not results, so there is nothing to analyse.
-    """
-    return [Path(f) for f in run_folders if runs.is_done(f) and not runs.is_done(saliency_dir(f, settings))]
-
-
-def load_saliency(run_folder: Path | str, settings: SaliencyConfig) -> dict[str, Any] | None:
-    """A run's finished results for ``settings``, or None when they are not done.
-
-    Returns:
-        ``{"settings": settings.json, "saliency", "sanity", "deletion", "deletion_auc":
-        DataFrames, "maps": the arrays of saliency_maps.npz, "evidence": evidence.csv or None}``.
-    """
-    out = saliency_dir(run_folder, settings)
-    if not runs.is_done(out):
-        return None
-    with np.load(out / MAPS, allow_pickle=False) as data:
-        maps = {k: data[k] for k in data.files}
-    deletion = pd.read_csv(out / DELETION, dtype=_ID_TYPES)
-    return {
-        "settings": json.loads((out / SETTINGS).read_text()),
-        "saliency": pd.read_csv(out / TABLE, dtype=_ID_TYPES),
-        "sanity": pd.read_csv(out / SANITY, dtype=_ID_TYPES),
-        "deletion": deletion,
-        "deletion_auc": deletion_auc(deletion),
-        "maps": maps,
-        "evidence": pd.read_csv(out / EVIDENCE, dtype=_ID_TYPES) if (out / EVIDENCE).is_file() else None,
-    }
-
-
-__all__ = [
-    "DELETION_COLUMNS", "METHODS", "REGIONS", "SANITY_COLUMNS", "STAGE_TABLE_COLUMNS", "TABLE_COLUMNS", "TABLE_KS",
-    "TARGETS", "GradCamRunner", "SaliencyStageError", "compute_run_saliency", "gradcam", "kept_source", "kept_state",
-    "load_saliency", "overlap_metrics", "paired_overlap", "region_masks", "region_overlap", "run_saliency",
-    "saliency_dir", "saliency_missing", "smoothgrad_x_input", "target_logit", "targets_for_mode",
-]  # fmt: skip

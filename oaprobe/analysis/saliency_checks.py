@@ -17,7 +17,7 @@ every parametrised module one by one (hundreds of SmoothGrad passes for a ResNet
   high; a gradient x input map falls only to its correlation with the input (Adebayo et al.).
 - Deletion curve: the most salient voxels are set to 0 (the z-scored mean) in equal steps of
   the fraction of voxels removed, from 0 to 1, and the target score is tracked, against the
-  same removal in a seeded random order. :func:`deletion_auc` summarises each curve by the
+  same removal in a seeded random order. :func:`oaprobe.analysis.saliency_results.deletion_auc` summarises each curve by the
   area under the score normalised to 1 on the clean input and 0 with every voxel removed (a
   score that moves past its clean value gives an area above 1); a faithful map has a smaller
   area than random (``auc_gap = random - salient > 0``).
@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.integrate import trapezoid
 from scipy.stats import spearmanr
 from torch import nn
 from tqdm.auto import tqdm
@@ -52,10 +51,8 @@ from oaprobe.device import eval_mode
 
 SANITY_COLUMNS: tuple[str, ...] = (
     "case_id", "target", "method", "step", "layer", "spearman", "top10_overlap", "input_spearman",
-)  # fmt: skip
+)
 DELETION_COLUMNS: tuple[str, ...] = ("case_id", "target", "method", "order", "fraction", "logit")
-DELETION_AUC_COLUMNS: tuple[str, ...] = ("case_id", "target", "method", "auc_salient", "auc_random", "auc_gap")
-ORDERS: tuple[str, ...] = ("salient", "random")
 
 
 # --------------------------------------------------------------------------- randomisation
@@ -72,7 +69,7 @@ def randomisation_steps(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
 
     def blocks(module: nn.Module) -> list[tuple[str, nn.Module]]:
         return [(n, c) for n, c in module.named_children()
-                if not any(c is h for h in heads) and next(c.parameters(), None) is not None]  # fmt: skip
+                if not any(c is h for h in heads) and next(c.parameters(), None) is not None]
 
     children = blocks(body)
     while len(children) == 1 and blocks(children[0][1]):
@@ -132,7 +129,7 @@ def cascading_randomisation(
     model: nn.Module, x: torch.Tensor, case_id: str, targets: Sequence[str], methods: Sequence[str],
     n_samples: int = 8, noise_std: float = 0.05, seed: int = 0, gradcam_layer: str | None = None,
     last_only: bool = False, reference: dict[tuple[str, str], np.ndarray] | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Rows of ``sanity.csv`` for one knee ``x`` (1, 1, D, H, W): one per step, target and method.
 
     Step 0 (layer ``"none"``) is the trained map itself. ``input_spearman`` is each map's rank
@@ -156,7 +153,7 @@ def cascading_randomisation(
     def row(step: int, layer: str, target: str, method: str, sal: np.ndarray) -> dict[str, Any]:
         return {"case_id": case_id, "target": target, "method": method, "step": step, "layer": layer,
                 **map_similarity(reference[target, method], sal),
-                "input_spearman": map_similarity(magnitude, sal)["spearman"]}  # fmt: skip
+                "input_spearman": map_similarity(magnitude, sal)["spearman"]}
 
     rows = [row(0, "none", t, m, sal) for (t, m), sal in reference.items()]
     net = copy.deepcopy(model).eval()
@@ -167,7 +164,7 @@ def cascading_randomisation(
             continue
         attributor = ProbeAttributor(net, targets, methods, n_samples, noise_std, gradcam_layer)
         rows += [row(step, "all" if last_only else layer, t, m, attributor(x, t, m, kl_class, noise_seed))
-                 for t, m in reference]  # fmt: skip
+                 for t, m in reference]
     return rows
 
 
@@ -183,7 +180,7 @@ def deletion_fractions(steps: int) -> np.ndarray:
 def deletion_curve(
     score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, saliency: np.ndarray,
     fractions: Sequence[float], seed: int, batch_size: int = 8,
-) -> dict[str, np.ndarray]:  # fmt: skip
+) -> dict[str, np.ndarray]:
     """The score of ``x`` (1, 1, D, H, W) as its voxels are set to 0, most salient first and in
     random order.
 
@@ -217,33 +214,11 @@ def deletion_curve(
     return out
 
 
-def deletion_auc(table: pd.DataFrame, flat_tol: float = 1e-6) -> pd.DataFrame:
-    """Area under each deletion curve of ``table`` (``deletion.csv``), the score normalised to 1
-    on the clean input (fraction 0) and 0 with every voxel removed (fraction 1).
-
-    Both orders share these two inputs, hence one normalisation. Where the two scores differ by
-    less than ``flat_tol`` the area is NaN. Columns: :data:`DELETION_AUC_COLUMNS`.
-    """
-    rows = []
-    for (cid, target, method), g in table.groupby(["case_id", "target", "method"], sort=False):
-        ends = g[g["order"] == "salient"].set_index("fraction")["logit"]
-        if 0.0 not in ends.index or 1.0 not in ends.index:
-            raise ValueError(f"deletion table: case_id {cid!r} ({target}, {method}) lacks fraction 0 or 1")
-        clean, empty = float(ends.loc[0.0]), float(ends.loc[1.0])
-        row: dict[str, Any] = {"case_id": cid, "target": target, "method": method}
-        for order in ORDERS:
-            curve = g[g["order"] == order].sort_values("fraction")
-            y = (curve["logit"].to_numpy(float) - empty) / (clean - empty) if abs(clean - empty) > flat_tol else None
-            row[f"auc_{order}"] = float("nan") if y is None else float(trapezoid(y, curve["fraction"].to_numpy(float)))
-        row["auc_gap"] = row["auc_random"] - row["auc_salient"]
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(DELETION_AUC_COLUMNS))
-
 
 def knee_deletion(
     attributor: ProbeAttributor, x: torch.Tensor, case_id: str, targets: Sequence[str], methods: Sequence[str],
     fractions: Sequence[float], seed: int = 0, maps: dict[tuple[str, str], np.ndarray] | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Rows of ``deletion.csv`` for one knee: each target and method, both orders, every fraction
     (the maps: ``maps[target, method]`` when given, else computed by ``attributor``)."""
     model = attributor.model
@@ -259,7 +234,7 @@ def knee_deletion(
             sal = maps[target, method] if maps is not None else attributor(x, target, method, kl_class, noise_seed)
             for order, logits in deletion_curve(score, x, sal, fractions, order_seed).items():
                 rows += [{"case_id": case_id, "target": target, "method": method, "order": order,
-                          "fraction": float(f), "logit": float(v)} for f, v in zip(fractions, logits)]  # fmt: skip
+                          "fraction": float(f), "logit": float(v)} for f, v in zip(fractions, logits)]
     return rows
 
 
@@ -269,7 +244,7 @@ def run_sanity_checks(
     n_samples: int = 8, noise_std: float = 0.05, seed: int = 0, deletion_steps: int = 10,
     gradcam_layer: str | None = None, progress: bool = True, last_only: bool = False,
     maps: dict[tuple[int, str, str], np.ndarray] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(sanity.csv, deletion.csv)`` tables for the knees ``images`` (N, 1, D, H, W) of one run.
 
     ``model`` is used in eval mode on its parameters' device and left as it was (mode and

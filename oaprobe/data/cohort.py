@@ -51,13 +51,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from sklearn.metrics import cohen_kappa_score
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from oaprobe.config import CohortConfig
+from oaprobe.config import DEFAULT_COHORTS, CohortConfig
 from oaprobe.data.labels import expected_kappa, kl_prior, oa_from_kl, observe_kl
 from oaprobe.data.manifest import write_manifest
 from oaprobe.data.phantom import (
-    PHANTOM_VERSION, kl_from_severity, render_knee, sample_knee_params, severity_from_uniform, size_factor,
+    PHANTOM_VERSION,
+    kl_from_severity,
+    render_knee,
+    sample_knee_params,
+    severity_from_uniform,
+    size_factor,
 )
 from oaprobe.data.splits import assign_splits, check_leakage
 from oaprobe.facts import KL_GRADES
@@ -135,8 +141,6 @@ def _one_thread() -> None:
     """Worker initialiser: one BLAS/OpenMP thread per rendering process. With the libraries' own
     threads, 2 workers on 2 cores rendered slower than 1 process (7.5 s against 6.3 s for 120
     subjects); with one thread each, 1.75x faster."""
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(limits=1)
 
 
@@ -171,7 +175,7 @@ def _json_number(value: float) -> float | None:
 
 
 def build_cohort(
-    cfg: CohortConfig, root: Path = Path("data/cohorts"), progress: bool = True, jobs: int = 1
+    cfg: CohortConfig, root: Path = DEFAULT_COHORTS, progress: bool = True, jobs: int = 1
 ) -> Path:
     """Build (or reuse) the cohort of ``cfg`` under ``root`` and return its manifest path.
 

@@ -43,13 +43,12 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.linalg import expm
 
 from oaprobe.facts import N_KL
-
 
 #: OAI baseline KL distribution (12,751 knees): KL0..KL4 = 46.3 / 21.2 / 20.1 / 10.2 / 2.3 %.
 _OAI_PERCENT = np.array([46.3, 21.2, 20.1, 10.2, 2.3])  # sums to 100.1 (rounding)

@@ -770,7 +770,7 @@ def data_hash(path: str | Path) -> str:
 
 
 def manifest_hash(path: str | Path) -> str:
-    """SHA-256 of the manifest file's bytes (the same value ``RunConfig.run_id`` uses)."""
+    """SHA-256 of the manifest file's bytes (the same value :func:`oaprobe.training.runs.run_id` uses)."""
     path = Path(path)
     reason = _not_a_file(path)
     if reason is not None:

@@ -59,8 +59,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -397,9 +398,9 @@ def _sample_joint_space(rng: np.random.Generator, s: float, f: float, thick: flo
     loss_med = float(np.clip(loss_med + rng.normal(0, 0.05), 0.0, 0.92))
     loss_lat = _interp(s, [0, 3, 5], [0.0, 0.04, 0.25])
     loss_lat = float(np.clip(loss_lat + rng.normal(0, 0.03), 0.0, 0.6))
-    fem = tuple(f * REAL_FEM_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
-    tib = tuple(f * REAL_TIB_CART_MM * thick * (1 - l) for l in (loss_med, loss_lat))
-    gap = tuple(f * REAL_GAP_MM * float(np.clip(rng.normal(1.0, 0.15), 0.6, 1.4)) * (1 - l) for l in (loss_med, loss_lat))
+    fem = tuple(f * REAL_FEM_CART_MM * thick * (1 - loss) for loss in (loss_med, loss_lat))
+    tib = tuple(f * REAL_TIB_CART_MM * thick * (1 - loss) for loss in (loss_med, loss_lat))
+    gap = tuple(f * REAL_GAP_MM * float(np.clip(rng.normal(1.0, 0.15), 0.6, 1.4)) * (1 - loss) for loss in (loss_med, loss_lat))
     return (loss_med, loss_lat), fem, tib, gap
 
 
@@ -599,7 +600,7 @@ def _sphere_sdf(x, y, z, c, r) -> np.ndarray:
 
 def _healthy(p: KneeParams) -> tuple[tuple, tuple, tuple]:
     """The knee's healthy femoral cartilage, tibial cartilage and gap (before its JSN)."""
-    keep = [1.0 - l for l in p.jsn_loss]
+    keep = [1.0 - loss for loss in p.jsn_loss]
     return tuple(tuple(v / k for v, k in zip(pair, keep)) for pair in (p.fem_cart_mm, p.tib_cart_mm, p.gap_mm))
 
 

@@ -28,9 +28,17 @@ import pandas as pd
 
 from oaprobe.config import get_preset
 from oaprobe.data.phantom import (
-    ANATOMY_MENISCUS, ANATOMY_PATELLA, ANATOMY_PATELLAR_CARTILAGE, FEM_Z, KNEE_Z_OFFSET_MM, X_MED, Knee,
-    render_knee, sample_knee_params, size_factor,
-)  # fmt: skip
+    ANATOMY_MENISCUS,
+    ANATOMY_PATELLA,
+    ANATOMY_PATELLAR_CARTILAGE,
+    FEM_Z,
+    KNEE_Z_OFFSET_MM,
+    X_MED,
+    Knee,
+    render_knee,
+    sample_knee_params,
+    size_factor,
+)
 from oaprobe.io import write_atomic
 
 #: Published healthy values (PAPER.md "Field facts"): (low, high) in the table's unit.
@@ -48,7 +56,7 @@ def neutral_knee(seed: int, severity: float, shape: Sequence[int], spacing: Sequ
     """A right knee drawn as the cohort draws it at this grid, rendered in the neutral pose."""
     p = sample_knee_params(np.random.default_rng(seed), severity, "R", size_factor(spacing))
     p = dataclasses.replace(p, rotation_deg=(0.0, 0.0, 0.0), shift_mm=(0.0, 0.0, 0.0), varus_deg=0.0,
-                            flexion_deg=0.0, ghost=(0.0, 0.0))  # fmt: skip
+                            flexion_deg=0.0, ghost=(0.0, 0.0))
     return render_knee(p, shape, spacing)
 
 
@@ -94,7 +102,7 @@ def knee_measures(knee: Knee, spacing: Sequence[float]) -> dict[str, float]:
     for name, voxels in (("femoral cartilage", knee.mask == 2), ("tibial cartilage", knee.mask == 4),
                          ("patellar cartilage", knee.anatomy == ANATOMY_PATELLAR_CARTILAGE),
                          ("menisci", knee.anatomy == ANATOMY_MENISCUS),
-                         ("patella", knee.anatomy == ANATOMY_PATELLA)):  # fmt: skip
+                         ("patella", knee.anatomy == ANATOMY_PATELLA)):
         out[f"{name} volume (mL)"] = float(voxels.sum()) * ml
     cart = float(np.median(knee.image[np.isin(knee.mask, (2, 4))]))
     marrow = float(np.median(knee.image[knee.mask == 1]))
@@ -105,7 +113,7 @@ def knee_measures(knee: Knee, spacing: Sequence[float]) -> dict[str, float]:
 
 
 def realism_table(presets: Sequence[str] = ("smoke", "course", "default", "gpu", "paper"), n_knees: int = 3,
-                  severity: float = 0.0) -> pd.DataFrame:  # fmt: skip
+                  severity: float = 0.0) -> pd.DataFrame:
     """Mean of :func:`knee_measures` over ``n_knees`` healthy knees per preset, beside the published values.
 
     Columns :data:`REALISM_COLUMNS`; ``published`` is ``"low-high"`` (or one value), empty where
@@ -116,18 +124,18 @@ def realism_table(presets: Sequence[str] = ("smoke", "course", "default", "gpu",
         cohort = get_preset(preset).cohort
         shape, spacing = tuple(cohort.shape), tuple(float(v) for v in cohort.spacing)
         measures = pd.DataFrame([knee_measures(neutral_knee(seed, severity, shape, spacing), spacing)
-                                 for seed in range(n_knees)]).mean()  # fmt: skip
+                                 for seed in range(n_knees)]).mean()
         for quantity, value in measures.items():
             low_high = PUBLISHED.get(str(quantity))
             published = "" if low_high is None else "-".join(f"{v:g}" for v in sorted(set(low_high)))
             rows.append({"preset": preset, "spacing_mm": " x ".join(f"{v:g}" for v in spacing),
                          "size_factor": size_factor(spacing), "quantity": quantity, "phantom": round(float(value), 2),
-                         "published": published})  # fmt: skip
+                         "published": published})
     return pd.DataFrame(rows, columns=list(REALISM_COLUMNS))
 
 
 def realism_montage(path: str | Path, preset: str = "paper", severities: Sequence[float] = (0.5, 2.5, 4.5),
-                    seed: int = 3) -> Path:  # fmt: skip
+                    seed: int = 3) -> Path:
     """:func:`montage_png` written atomically to ``path``; returns ``path``."""
     write_atomic(Path(path), montage_png(preset, severities, seed))
     return Path(path)
@@ -136,24 +144,22 @@ def realism_montage(path: str | Path, preset: str = "paper", severities: Sequenc
 def montage_png(preset: str = "paper", severities: Sequence[float] = (0.5, 2.5, 4.5), seed: int = 3) -> bytes:
     """PNG bytes of coronal, medial and midline sagittal and axial (plateau) slices of one
     neutral knee per severity at ``preset``'s cohort grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # deferred: matplotlib is no dependency of the package, only of this figure
 
     cohort = get_preset(preset).cohort
     shape, spacing = tuple(cohort.shape), tuple(float(v) for v in cohort.spacing)
-    fig, axes = plt.subplots(len(severities), 4, figsize=(14, 3.8 * len(severities)))
+    fig = Figure(figsize=(14, 3.8 * len(severities)))  # no pyplot: no global state, no GUI backend
+    axes = fig.subplots(len(severities), 4)
     for row, severity in zip(np.atleast_2d(axes), severities):
         knee = neutral_knee(seed, severity, shape, spacing)
-        img, (n_d, n_h, n_w) = knee.image, knee.image.shape
+        img, (n_d, _, n_w) = knee.image, knee.image.shape
         w = _index(FEM_Z + KNEE_Z_OFFSET_MM, n_w, spacing[2])
         d = _index(X_MED, n_d, spacing[0])
         h = int(np.median(np.flatnonzero((knee.mask == 4).any(axis=(0, 2)))))
         mid = _index(0.0, n_d, spacing[0])
         views = (("coronal", img[:, :, w].T, spacing[1] / spacing[0]), ("sagittal (medial)", img[d], spacing[1] / spacing[2]),
                  ("sagittal (patellofemoral)", img[mid], spacing[1] / spacing[2]),
-                 ("axial (tibial plateau)", img[:, h, :], spacing[0] / spacing[2]))  # fmt: skip
+                 ("axial (tibial plateau)", img[:, h, :], spacing[0] / spacing[2]))
         for ax, (title, view, aspect) in zip(row, views):
             ax.imshow(view, cmap="gray", aspect=aspect, vmin=0, vmax=float(np.percentile(img, 99.5)))
             ax.set_title(f"KL{int(severity)} (s={severity:g}) {title}", fontsize=9)
@@ -161,5 +167,4 @@ def montage_png(preset: str = "paper", severities: Sequence[float] = (0.5, 2.5, 
     fig.suptitle(f"phantom at the {preset} grid {shape} x {spacing} mm (size factor {size_factor(spacing):g})")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()

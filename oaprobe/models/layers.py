@@ -175,14 +175,14 @@ class _StridedConv2d(torch.autograd.Function):
     """``F.conv2d`` (no bias) whose input gradient is :func:`strided_input_grad`."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.stride, ctx.padding = stride, padding
         return F.conv2d(x, weight, None, stride, padding)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         s, p = ctx.stride, ctx.padding
         dx = strided_input_grad(grad, weight, s, p, tuple(x.shape[2:])) if ctx.needs_input_grad[0] else None

@@ -33,7 +33,7 @@ from oaprobe.models.layers import conv_norm_act, residual_stage, scale_channels
 
 try:  # optional fused CUDA kernel
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _mamba_selective_scan_fn
-except Exception:  # noqa: BLE001 - any import failure means "not available"
+except Exception:
     _mamba_selective_scan_fn = None
 
 
@@ -50,7 +50,7 @@ class _Recurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         h = torch.empty_like(x)
         h[0] = x[0]
         for t in range(1, x.shape[0]):
@@ -60,7 +60,7 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, h = ctx.saved_tensors
         grad = grad.contiguous()
         g = torch.empty_like(grad)

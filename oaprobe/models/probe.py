@@ -31,11 +31,14 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oaprobe.config import ConfigError, RunConfig
+from oaprobe.config import RunConfig
+from oaprobe.errors import ConfigError
 from oaprobe.facts import ALL_MODES, DUAL_VARIANTS, N_KL, OA_THRESHOLD
 from oaprobe.models.backbones import build_backbone
 
@@ -77,7 +80,7 @@ class HierarchicalProbe(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, mode: str, dual_variant: str = "parallel",
-                 label_smoothing: float = 0.0) -> None:  # fmt: skip
+                 label_smoothing: float = 0.0) -> None:
         super().__init__()
         if mode not in ALL_MODES:
             raise ConfigError(f"HierarchicalProbe.mode = {mode!r}; expected one of {list(ALL_MODES)}")
@@ -215,7 +218,7 @@ def corn_log_proba(chain: torch.Tensor) -> torch.Tensor:
 
 
 def corn_loss(chain: torch.Tensor, kl: torch.Tensor, weight: torch.Tensor | None = None,
-              label_smoothing: float = 0.0) -> torch.Tensor:  # fmt: skip
+              label_smoothing: float = 0.0) -> torch.Tensor:
     """CORN loss: mean BCE of the conditional tasks "KL > k" over the knees with KL > k - 1.
 
     Task k sees only the knees that reached it (KL >= k), with target ``KL > k``; the loss is the
@@ -270,8 +273,6 @@ def build_probe(cfg: RunConfig) -> HierarchicalProbe:
 def encoder_fingerprint(cfg: RunConfig) -> str:
     """A hash of the initial encoder weights ``cfg`` builds: runs of one backbone and seed in different
     modes have the same fingerprint (their encoders start alike), which pairs them by seed."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, tensor in build_probe(cfg).encoder.state_dict().items():
         h.update(name.encode())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from oaprobe.models.backbones import backbone_title
+from oaprobe.facts import backbone_title
 from oaprobe.report.claims import extreme_absorption
 
 #: latent columns of the extreme grades' separation from their neighbour (AUROC along the PCA axis)

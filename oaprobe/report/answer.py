@@ -20,11 +20,14 @@ import pandas as pd
 
 from oaprobe.analysis.decision import ALPHA, DELTAS, POWER
 from oaprobe.io import write_atomic
-from oaprobe.models.backbones import backbone_title
+from oaprobe.facts import backbone_title
 from oaprobe.report.claims import CLAIMS
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.sentences import needed_clause, plural, signed
 from oaprobe.report.study import Study, mean_sd
+from oaprobe.report.study import SEED_LEVEL_METRICS
+from oaprobe.config import get_preset
+from oaprobe.analysis.convergence import GRADE_SHARE, LOSS_RATIO
 
 #: question -> (metric, single-task baseline, what it asks)
 QUESTIONS: dict[str, tuple[str, str, str]] = {
@@ -36,8 +39,6 @@ TRUTHS = {"kl_clean": "clean grade", "kl": "observed labels"}
 
 def secondary_metrics() -> tuple[str, ...]:
     """The seed-level metrics beside the primary questions' (every page compares them as one family)."""
-    from oaprobe.report.study import SEED_LEVEL_METRICS
-
     primary = {mt for mt, _, _ in QUESTIONS.values()}
     return tuple(mt for mt in SEED_LEVEL_METRICS if mt not in primary)
 
@@ -46,8 +47,6 @@ def secondary_table(study: Study, truth: str) -> pd.DataFrame:
     """Dual vs single on the :func:`secondary_metrics` under the rule, Bonferroni over the whole
     secondary family of the preset (its metrics x the preset's backbones), so a backbone's chapter
     and the results page give one comparison the same verdict."""
-    from oaprobe.config import get_preset
-
     family = len(secondary_metrics()) * max(len(get_preset(study.preset).backbones), len(study.backbones))
     return study.seed_level(truth=truth, metrics=secondary_metrics(), m=family)
 
@@ -148,8 +147,6 @@ def flag_rates(study: Study) -> pd.DataFrame:
 
 def flag_definition() -> str:
     """When a run carries a convergence flag, from the thresholds that set it."""
-    from oaprobe.analysis.convergence import GRADE_SHARE, LOSS_RATIO
-
     return (f"A run failed to train when the validation loss of its kept weights is above {LOSS_RATIO:g}x its "
             "best epoch's (diverged) or its OA accuracy is below the majority rate; a seed with such a run cannot "
             f"decide a verdict alone. A run that never predicts a grade holding at least {GRADE_SHARE:.0%} of the test "

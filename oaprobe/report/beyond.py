@@ -19,11 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from oaprobe.analysis.decision import decide_table
-from oaprobe.config import get_preset
+from oaprobe.config import DEFAULT_COHORTS, DEFAULT_RUNS, get_preset
 from oaprobe.report.display import readable_name, readable_text
 from oaprobe.report.sentences import needed_clause, plural, rule_intervals, signed
 from oaprobe.report.study import Study, mean_sd
-from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, beyond_grid, preset_manifest, study_grid
+from oaprobe.sweep import beyond_grid, preset_manifest, study_grid
+from oaprobe.report.guards import finding_limit
 
 #: (variant a, variant b): each compared over seeds as a minus b
 COMPARISONS: tuple[tuple[str, str], ...] = (
@@ -109,8 +110,6 @@ class BeyondStudy:
                     rows.append({"comparison": f"{a} vs {b}", "metric": r["metric"], "seed": r["seed"],
                                  "diff": r[a] - r[b], "flagged": bool(f.get(a, False) or f.get(b, False))})
         diffs = pd.DataFrame(rows, columns=["comparison", "metric", "seed", "diff", "flagged"])
-        from oaprobe.report.guards import finding_limit
-
         limit = finding_limit(self.study.table, truth=self.truth) if self.study is not None else None
         return decide_table(diffs, by=("comparison", "metric"), limit=limit) if len(diffs) else pd.DataFrame()
 

@@ -19,6 +19,9 @@ from oaprobe import __version__
 from oaprobe.config import get_preset
 from oaprobe.data.phantom import LESION_DEFECT, LESION_OSTEOPHYTE, LESION_SCLEROSIS
 from oaprobe.facts import CARTILAGE_LABELS, KL_GRADES, OA_THRESHOLD, SPLITS
+from oaprobe.data.manifest import read_manifest
+from oaprobe.sweep import preset_manifest
+from oaprobe.data.splits import read_split_note
 
 #: Readable names of the phantom's lesion codes (the lesion masks' values).
 LESION_NAMES: dict[int, str] = {LESION_OSTEOPHYTE: "osteophyte", LESION_DEFECT: "cartilage defect",
@@ -87,8 +90,6 @@ class CohortView:
 
     def split_origin(self) -> str:
         """Where the validation split came from when the book made it (its note next to the manifest)."""
-        from oaprobe.data.splits import read_split_note
-
         note = read_split_note(self.manifest)
         if not note:
             return ""
@@ -156,9 +157,6 @@ class CohortView:
 
 def load_cohort(preset: str, cohorts_root: str | Path, manifest: str | Path | None = None) -> CohortView:
     """The preset's synthetic cohort (built or reused), or a given manifest."""
-    from oaprobe.data.manifest import read_manifest
-    from oaprobe.sweep import preset_manifest
-
     noise = None
     if manifest is None:
         manifest, noise = preset_manifest(preset, Path(cohorts_root), progress=False), get_preset(preset).cohort.label_noise
@@ -227,7 +225,7 @@ def example_slices(table: pd.DataFrame, per_grade: int = 1, at: str = "lesions")
     up), titles, cartilage masks (labels 2 + 4), lesion code maps (None on real data), medial
     boxes (:func:`medial_box`) and slice indices, ready for :func:`oaprobe.figures.knee_zoom`.
     """
-    from oaprobe.data.dataset import read_volume
+    from oaprobe.data.dataset import read_volume  # deferred: torch (only the example slices read volumes)
 
     if at not in ("lesions", "middle"):
         raise ValueError(f"at = {at!r}; expected 'lesions' or 'middle'")

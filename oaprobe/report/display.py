@@ -9,13 +9,14 @@ extra files and a download is exactly the table the page shows, unrounded).
 from __future__ import annotations
 
 import base64
-import functools
 import html
 import re
 from collections.abc import Sequence
 
 import pandas as pd
 from IPython.display import HTML
+
+from oaprobe.facts import BACKBONES, MODE_NAMES
 
 #: Readable names of the metric and table columns the chapters show (one place for the whole book).
 COLUMN_NAMES: dict[str, str] = {
@@ -62,7 +63,6 @@ COLUMN_NAMES: dict[str, str] = {
     "paired_bootstrap": "paired bootstrap", "mcnemar_exact": "exact McNemar", "delong": "DeLong",
 }
 #: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
-MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
 #: Readable names of the attribution methods.
 METHOD_NAMES: dict[str, str] = {"smoothgrad": "SmoothGrad × input", "gradcam": "Grad-CAM", "gradient": "SmoothGrad",
                                 "ig": "integrated gradients", "occlusion": "occlusion"}
@@ -92,21 +92,13 @@ def spelled_out(metric: str) -> str:
     return SPELLED_OUT.get(metric, readable_name(metric))
 
 
-@functools.cache
-def _backbone_titles() -> dict[str, str]:
-    """Backbone names as the registry titles them (``resnet3d`` -> ``ResNet3D``)."""
-    from oaprobe.models.backbones import backbone_title, list_backbones
-
-    return {name: backbone_title(name) for name in list_backbones()}
-
-
 def readable_text(value: object, unknown: bool = True) -> str:
     """A label with every raw identifier in it named (``"dual − single_kl: kl_qwk"`` -> ``"dual −
     single-KL: KL QWK"``): modes, methods, tests and columns by their book names, a backbone given as
     the whole value by its title (``resnet3d`` -> ``ResNet3D``; inside a sentence it may be a flag's
     value), other snake_case words with spaces (``unknown=False`` leaves those as they are: sentences
     may quote a flag)."""
-    names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES, **REGION_NAMES, **_backbone_titles()}
+    names = {**COLUMN_NAMES, **MODE_NAMES, **METHOD_NAMES, **REGION_NAMES, **{b: f.title for b, f in BACKBONES.items()}}
     if str(value) in names:
         return names[str(value)]
     return _TOKENS.sub(lambda m: names.get(m.group(0), m.group(0).replace("_", " ") if unknown else m.group(0)),

@@ -27,18 +27,25 @@ import pandas as pd
 from IPython.display import Markdown
 
 from oaprobe.analysis.decision import DELTAS, LOWER_IS_BETTER, decide, seeds_needed
-from oaprobe.config import get_preset
+from oaprobe.config import DEFAULT_COHORTS, DEFAULT_RUNS, get_preset
 from oaprobe.data.labels import noise_matrix
 from oaprobe.facts import MODES
-from oaprobe.models.backbones import backbone_title
+from oaprobe.facts import backbone_title
 from oaprobe.report.answer import TRUTHS
 from oaprobe.report.beyond import BeyondStudy
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.noise import NoiseStudy
 from oaprobe.report.sentences import plural, rule_clause, signed
 from oaprobe.report.study import Study
-from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, stacked_grid
+from oaprobe.sweep import stacked_grid
 from oaprobe.training.runs import Run
+from oaprobe.report.saliency import (
+    NOT_TRUSTWORTHY,
+    RANDOMISATION_MAX_RHO,
+    randomisation_verdicts,
+    saliency_enrichment,
+    sanity_summary,
+)
 
 #: The exercises in the chapter's order: glue key -> title (the notebook's headings read "## n. title").
 EXERCISES: dict[str, str] = {
@@ -117,7 +124,7 @@ def largest_gain(seed_level: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def top_region(enrichment: pd.DataFrame) -> pd.Series:
-    """The row of ``Study.saliency_enrichment`` with the highest mean enrichment over chance."""
+    """The row of :func:`oaprobe.report.saliency.saliency_enrichment` with the highest mean enrichment over chance."""
     return enrichment.loc[enrichment["enrichment"].idxmax()]
 
 
@@ -348,12 +355,10 @@ class Exercises:
     # ------------------------------------------------------------------ saliency and training length
     def region_answer(self, method: str = "ig") -> Answer:
         """Exercise 11: the region of highest saliency enrichment per head, against chance (1)."""
-        from oaprobe.report.saliency import NOT_TRUSTWORTHY, RANDOMISATION_MAX_RHO, randomisation_verdicts
-
         sal = self.first.saliency()
         if sal.empty:
             return Answer("This build has no saliency results for the first backbone.", "absent")
-        checks = randomisation_verdicts(Study.sanity_summary(self.first.saliency_sanity()))
+        checks = randomisation_verdicts(sanity_summary(self.first.saliency_sanity()))
         mine = checks[(checks["method"] == method) & (checks["mode"] == "dual")]
         if mine.empty or not mine["passes"].all():
             why = "; ".join(mine["reason"]) if len(mine) else "no randomisation check was run"
@@ -363,7 +368,7 @@ class Exercises:
                           "that learned nothing.", "open")
         parts, statuses = [], []
         for target, head in (("oa", "OA"), ("kl", "KL")):
-            enr = Study.saliency_enrichment(sal[sal["mode"] == "dual"], method=method, target=target)
+            enr = saliency_enrichment(sal[sal["mode"] == "dual"], method=method, target=target)
             if enr.empty:
                 continue
             row = top_region(enr)

@@ -12,10 +12,11 @@ import pandas as pd
 
 from oaprobe.config import PRESETS, REFERENCE_RECIPE, RunConfig, get_preset
 from oaprobe.facts import MODES
-from oaprobe.models.backbones import backbone_title
+from oaprobe.facts import backbone_title
 from oaprobe.report.display import MODE_NAMES, readable_text
 from oaprobe.report.sentences import describe_convergence, describe_targets, plural
 from oaprobe.report.study import Study
+from oaprobe.report.cohort import CohortView
 
 #: The reference study's protocol, as PAPER.md describes it, for the deviations table.
 REFERENCE_PROTOCOL = {
@@ -146,15 +147,13 @@ def methods_findings(study: Study, tables: dict[str, pd.DataFrame], conv: pd.Dat
 def pairing_sentences(study: Study) -> list[str]:
     """How the seeds are paired, verified on this build's runs: per backbone and seed, the modes' encoders
     start from the same weights (rebuilt from each run's config); and why subjects are not resampled."""
-    from oaprobe.models.probe import encoder_fingerprint
+    from oaprobe.models.probe import encoder_fingerprint  # deferred: torch (only the methods page builds a model)
 
     groups: dict[tuple[str, int], set[str]] = {}
     for r in study.runs:
         groups.setdefault((r.config.backbone, r.config.seed), set()).add(encoder_fingerprint(r.config))
     alike = sum(len(prints) == 1 for prints in groups.values())
     n_train = int((study.table["split"] == "train").sum())
-    from oaprobe.report.cohort import CohortView
-
     carved = CohortView(study.manifest, study.table, label_noise=None).split_origin()
     return ([carved] if carved else []) + [
         f"Pairing, checked on this build: in {alike} of {len(groups)} (backbone, seed) groups the runs of every mode "

@@ -16,11 +16,11 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from oaprobe.config import get_preset
+from oaprobe.config import DEFAULT_COHORTS, DEFAULT_RUNS, get_preset
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.sentences import describe_convergence, describe_trend, plural, signed
 from oaprobe.report.study import Study
-from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest
+from oaprobe.sweep import noise_grid, preset_manifest
 
 #: Metrics compared across noise levels, with the single-label baseline each is compared to.
 GAIN_METRICS = {"kl_qwk": "single_kl", "kl_accuracy": "single_kl", "oa_roc_auc": "single_oa"}

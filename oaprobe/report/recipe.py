@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from oaprobe.models.backbones import backbone_title
+from oaprobe.facts import backbone_title
 from oaprobe.report.answer import QUESTIONS
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.sentences import needed_clause, plural, signed
 from oaprobe.report.study import Study
+from oaprobe.sweep import recipe_grid
+from oaprobe.analysis.decision import decide_table
+from oaprobe.report.sentences import rule_intervals
 
 
 #: the comparisons of the recipe section, in its order
@@ -28,8 +31,6 @@ def load_recipe_study(study: Study, runs_root: str | Path) -> Study | None:
     """The first backbone's runs with the reference study's recipe (:func:`oaprobe.sweep.recipe_grid`)
     on ``study``'s cohort, or None where the preset has none or a manifest of one's own replaced the
     preset's cohort and those runs were not trained."""
-    from oaprobe.sweep import recipe_grid
-
     grid = recipe_grid(study.manifest, study.preset)
     return Study.from_grid(study.preset, study.manifest, grid, runs_root) if grid else None
 
@@ -38,8 +39,6 @@ def recipe_table(study: Study, recipe: Study, truth: str) -> pd.DataFrame:
     """Is dual's gain a property of the recipe? Per question, on the recipe study's backbone and seeds:
     dual vs its single-task baseline under the reference recipe, and the per-seed change of the paired
     gain from the book's recipe to the reference one; the rule with Bonferroni over the comparisons."""
-    from oaprobe.analysis.decision import decide_table
-
     metrics = [mt for mt, _, _ in QUESTIONS.values()]
     ref = recipe.paired_seeds(truth, metrics)
     book = study.paired_seeds(truth, metrics)
@@ -57,8 +56,6 @@ def recipe_table(study: Study, recipe: Study, truth: str) -> pd.DataFrame:
 
 def describe_recipe(row: pd.Series) -> str:
     """One sentence per row of :func:`recipe_table`."""
-    from oaprobe.report.sentences import rule_intervals
-
     metric, base, what = QUESTIONS[row["question"]]
     if row["comparison"] == RECIPE_COMPARISONS[0]:
         head = (f"Under the reference recipe, {backbone_title(row['backbone'])} on {what}: dual {row['dual_reference']:.3f} "

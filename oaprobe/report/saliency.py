@@ -21,13 +21,18 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.stats import binomtest
 
-from oaprobe.facts import ALL_MODES
+from oaprobe.config import get_preset
+from oaprobe.facts import ALL_MODES, CARTILAGE_LABELS, MODE_NAMES, MODES
+from oaprobe.report.display import METHOD_NAMES
+from oaprobe.report.study import Study
 
 #: A method passes the randomisation check when the mean rank correlation (Spearman, over knees and
 #: targets) between the trained model's map and the fully randomised model's map is below this.
@@ -47,7 +52,7 @@ def min_deletion_cases(alpha: float = DELETION_ALPHA) -> int:
 
 
 def randomisation_verdicts(summary: pd.DataFrame, max_rho: float = RANDOMISATION_MAX_RHO) -> pd.DataFrame:
-    """Per backbone, mode and method (rows of :meth:`Study.sanity_summary`): the rank correlation at
+    """Per backbone, mode and method (rows of :func:`sanity_summary`): the rank correlation at
     the last (fully randomised) step (``spearman_randomised``), whether its size is below ``max_rho``
     (``passes``; a constant map has no correlation and does not pass), a ``verdict`` and its ``reason``."""
     columns = ["backbone", "mode", "method", "spearman_randomised", "verdict", "passes", "reason"]
@@ -187,8 +192,6 @@ def claim3_methods(table: pd.DataFrame) -> dict[str, str]:
 def claim3_statement(table: pd.DataFrame) -> str:
     """One sentence: which methods may decide claim 3, or that it is not testable with trustworthy
     maps, with :func:`claim3_methods`' counts as the evidence."""
-    from oaprobe.report.display import METHOD_NAMES
-
     verdicts = claim3_methods(table)
     if not verdicts:
         return "No saliency results: claim 3 (saliency alignment with cartilage) was not computed."
@@ -224,3 +227,69 @@ def enrichment_levels(table: pd.DataFrame) -> pd.DataFrame:
         rows.append((*key, x.mean() if len(x) else np.nan, x.mean() - half, x.mean() + half, len(x), int(g["trusted"].sum())))
     return pd.DataFrame(rows, columns=["backbone", "mode", "target", "method", "region", "enrichment", "ci_low", "ci_high",
                                        "runs", "trusted_runs"])  # fmt: skip
+
+
+def saliency_enrichment(sal: pd.DataFrame, method: str = "smoothgrad", target: str = "oa") -> pd.DataFrame:
+    """Mean enrichment over chance with a 95% t-interval over knees, per backbone, mode and region."""
+    t = sal[(sal["method"] == method) & (sal["target"] == target)].dropna(subset=["enrichment"])
+    rows = []
+    for (bb, mode, region), g in t.groupby(["backbone", "mode", "region"], sort=False):
+        x = g["enrichment"].to_numpy(float)
+        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan
+        rows.append({"backbone": bb, "mode": mode, "region": region, "enrichment": x.mean(),
+                     "ci_low": x.mean() - half, "ci_high": x.mean() + half, "n": len(x)})
+    return pd.DataFrame(rows)
+
+
+def sanity_summary(sanity: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over knees and targets of the trained-vs-randomised rank correlation, per
+    backbone, mode, method and randomisation step (step 0: the trained map itself)."""
+    if sanity.empty:
+        return pd.DataFrame()
+    keys = ["backbone", "mode", "method", "step", "layer"]
+    out = sanity.groupby(keys, sort=False)["spearman"].agg(spearman="mean", sd="std", n="count").reset_index()
+    return out
+
+
+def saliency_slices(study: Study, backbone: str, seed: int, methods: Sequence[str] | None = None,
+                    max_knees: int = 1) -> dict[str, Any]:
+    """Coronal slices of the saved maps through the middle of the first knees: per mode and target
+    a row, per knee and method (default: the preset's) a column, with the cartilage, the
+    synthetic cohort's lesion codes (None on real data) and each knee's grade in its title."""
+    from oaprobe.data.dataset import load_masks  # deferred: torch: its module builds tensors
+
+    methods = get_preset(study.preset).saliency.methods if methods is None else methods
+    out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "saliency": [], "lesion": [], "n_cols": 0}
+    runs = {r.config.mode: r for r in study.select(backbone=backbone, seed=seed)}
+    results = study.saliency_results()
+    rows = study.table.set_index(study.table["case_id"].astype(str))
+    grade_col = "kl_clean" if study.has_clean else "kl"
+    lesion_cache: dict[str, np.ndarray | None] = {}
+    knees: list[str] | None = None
+    for mode in MODES:
+        if mode not in runs or runs[mode].run_id not in results:
+            continue
+        maps = results[runs[mode].run_id]["maps"]
+        knees = knees or list(dict.fromkeys(maps["case_id"].astype(str).tolist()))[:max_knees]
+        for target in ("oa", "kl"):
+            for case in knees:
+                for method in methods:
+                    hit = np.nonzero((maps["case_id"].astype(str) == case) & (maps["target"] == target)
+                                     & (maps["method"] == method))[0]
+                    if not hit.size:
+                        continue
+                    i, w = hit[0], maps["image"].shape[-1] // 2
+                    if case not in lesion_cache:
+                        has = "lesion_path" in rows and pd.notna(rows.loc[case].get("lesion_path"))
+                        lesion_cache[case] = load_masks(rows.loc[[case]], maps["image"].shape[1:],
+                                                        column="lesion_path")[0] if has else None
+                    lesion = lesion_cache[case]
+                    out["images"].append(maps["image"][i][..., w].astype(np.float32).T)
+                    out["cartilage"].append(np.isin(maps["mask"][i][..., w], CARTILAGE_LABELS).T)
+                    out["saliency"].append(maps["saliency"][i][..., w].astype(np.float32).T)
+                    out["lesion"].append(None if lesion is None else lesion[..., w].T)
+                    grade = f"{'clean ' if grade_col == 'kl_clean' else ''}KL{int(rows.loc[case, grade_col])}"
+                    out["titles"].append(f"{MODE_NAMES[mode]} · {target.upper()} target · "
+                                         f"{METHOD_NAMES.get(method, method)}<br>{case}, {grade}")
+    out["n_cols"] = len(knees or []) * len(methods)
+    return out

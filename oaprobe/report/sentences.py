@@ -14,6 +14,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from oaprobe.report.guards import interval_text
+from oaprobe.facts import backbone_title
+from oaprobe.report.display import readable_name
+from oaprobe.analysis.decision import MAX_SEEDS
+from oaprobe.analysis.decision import VERDICTS
+from oaprobe.report.display import MODE_NAMES
+from oaprobe.report.display import COLUMN_NAMES
+from oaprobe.report.display import readable_text
 
 #: Metrics where lower is better (the sign of "better" flips).
 LOWER_IS_BETTER = frozenset({"kl_mae"})
@@ -32,8 +40,6 @@ def dual_is_better(metric: str, diff: float) -> bool:
 def describe_paired(row: Mapping[str, Any], limit: str | None = None) -> str:
     """One sentence for one paired test (a row of a reference family), from its numbers; ``limit``
     (:func:`oaprobe.report.guards.finding_limit`) names why the test set carries no verdict."""
-    from oaprobe.report.guards import interval_text
-
     diff, lo, hi = float(row["diff"]), float(row["ci_low"]), float(row["ci_high"])
     if limit:
         verdict = f"no verdict on this test set: {limit}."
@@ -42,9 +48,6 @@ def describe_paired(row: Mapping[str, Any], limit: str | None = None) -> str:
         verdict = f"dual is {'better' if better else 'worse'}, and the difference survives the FDR correction."
     else:
         verdict = "the difference does not survive the FDR correction (no evidence that dual-head changes it)."
-    from oaprobe.models.backbones import backbone_title
-    from oaprobe.report.display import readable_name
-
     seed = f" (seed {row['seed']})" if "seed" in row and pd.notna(row.get("seed")) else ""
     return (
         f"{backbone_title(str(row['backbone']))}{seed}, {readable_name(row['metric'])}: dual minus single = {signed(diff)} "
@@ -73,8 +76,6 @@ def needed_clause(row: Mapping[str, Any]) -> str:
     """How many seeds an inconclusive row of a decision table would need (empty when it is decided)."""
     if row["verdict"] != "inconclusive":
         return ""
-    from oaprobe.analysis.decision import MAX_SEEDS
-
     n, sd = row.get("seeds_needed"), float(row.get("sd", float("nan")))
     if int(row.get("n_seeds", 2)) < 2:
         return "; one seed gives no interval"
@@ -98,8 +99,6 @@ def rule_clause(row: Mapping[str, Any]) -> tuple[str, str]:
 
 def describe_verdicts(table: pd.DataFrame, what: str) -> str:
     """One sentence counting the verdicts of a decision table (``what``: the comparisons it holds)."""
-    from oaprobe.analysis.decision import VERDICTS
-
     if table.empty:
         return f"No {what}: too few runs."
     counts = table["verdict"].value_counts()
@@ -111,9 +110,6 @@ def describe_verdicts(table: pd.DataFrame, what: str) -> str:
 
 def describe_seed_level(row: Mapping[str, Any]) -> str:
     """One sentence for a row of ``Study.seed_level`` (the book's decision rule over paired seeds)."""
-    from oaprobe.models.backbones import backbone_title
-    from oaprobe.report.display import MODE_NAMES, readable_name
-
     delta = float(row["delta"])
     band = f"δ = ±{delta:g}" if delta == delta else "no δ declared, so no equivalence"
     family = f", Bonferroni over {plural(row['m'], 'comparison')}" if int(row.get("m", 1)) > 1 else ""
@@ -162,8 +158,6 @@ def _span(values: pd.Series) -> str:
 def describe_detectable(table: pd.DataFrame, metrics: tuple[str, ...] = ("oa_roc_auc", "kl_accuracy")) -> str:
     """One sentence on :func:`oaprobe.analysis.power.detectable_table`: for the reference's headline
     metrics, the range over backbones of the smallest difference detected with 80% power."""
-    from oaprobe.report.display import COLUMN_NAMES
-
     rows = table[table["metric"].isin(metrics)]
     if rows.empty:
         return "No paired comparisons, so nothing to say about what this build can detect."
@@ -197,8 +191,6 @@ def describe_trend(row: Mapping[str, Any], alpha: float = 0.05) -> str:
         verdict = f"the dual-head gain {'grows' if grows else 'shrinks'} as the labels get noisier (p = {p:.3f})"
     else:
         verdict = f"no evidence that the gain changes with the noise (p = {p:.3f})"
-    from oaprobe.report.display import readable_text
-
     if not np.isfinite(slope):
         return f"{readable_text(row['comparison'])} against the clean grade: {verdict}."
     interval = f" (95% CI {signed(lo)} to {signed(hi)})" if np.isfinite([lo, hi]).all() else ""

@@ -1,10 +1,11 @@
 """The study as the book sees it: a set of finished runs on one cohort, and its tidy tables.
 
 A :class:`Study` reads finished run folders and never trains: a requested run that is not
-trained is a :class:`RunsMissingError` that names the command making it (the sweep or the book
-build train). It turns the run folders into the tables the chapters show: per-run metrics with subject-bootstrap CIs, the
-reference study's paired family per seed, seed-level tests, latent geometry and saliency
-overlap, and the compact views of them that the chapters print.
+trained is a :class:`~oaprobe.report.missing.RunsMissingError` that names the command making it.
+It loads a grid, selects among its runs and makes the per-run tables: metrics with
+subject-bootstrap CIs, the reference study's paired family per seed, seed-level tests,
+convergence, latent geometry and the saliency stage's tables. What one chapter does with them
+(its formatted tables, sentences and figure data) lives in that chapter's module.
 """
 
 from __future__ import annotations
@@ -16,89 +17,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from oaprobe import __version__
-from oaprobe.config import RunConfig, get_preset
-from oaprobe.errors import OaprobeError
-from oaprobe.facts import CARTILAGE_LABELS, MODES
-from oaprobe.report.display import MODE_NAMES
-from oaprobe.sweep import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, preset_manifest, study_grid
+from oaprobe.analysis.convergence import quality_targets, run_diagnostics
+from oaprobe.analysis.decision import decide_table
+from oaprobe.analysis.latent import embedding_set, latent_table
+from oaprobe.analysis.metrics import metrics_table, prediction_metrics
+from oaprobe.analysis.paired import REFERENCE_BASELINE, reference_family
+from oaprobe.analysis.saliency_results import load_saliency
+from oaprobe.config import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, RunConfig, check_shapes, get_preset
+from oaprobe.data.manifest import read_manifest
+from oaprobe.facts import MODES
+from oaprobe.report.guards import finding_limit
+from oaprobe.report.missing import RunsMissingError, missing_message
+from oaprobe.sweep import preset_manifest, study_grid
 from oaprobe.training.runs import Run, field_matches, is_done, load_run, run_dir
 
 SUMMARY_METRICS = ("oa_accuracy", "oa_roc_auc", "oa_f1", "kl_accuracy", "kl_f1_macro", "kl_auc_macro", "kl_qwk", "kl_mae")
 #: the metrics of the seed-level comparisons (dual vs its single-task baseline)
 SEED_LEVEL_METRICS = ("oa_roc_auc", "oa_accuracy", "oa_f1", "kl_auc_macro", "kl_accuracy", "kl_f1_macro", "kl_qwk", "kl_mae")
-LATENT_COLUMNS = (
-    "abs_spearman_PC1_KL", "abs_spearman_PC1_OA", "EVR_PC1", "OA_probe_AUROC_test", "centroid_kendall_tau",
-    "abs_spearman_PC1_KLclean", "abs_spearman_PC1_OAclean", "OA_probe_AUROC_test_clean", "centroid_kendall_tau_clean",
-)
-
-
-class RunsMissingError(OaprobeError):
-    """Runs a chapter reads are not trained; the message gives the command that trains them, and
-    ``missing`` holds their configs."""
-
-    def __init__(self, message: str, missing: Sequence[RunConfig] = ()):
-        super().__init__(message)
-        self.missing = list(missing)
-
-    def __reduce__(self):  # picklable with its runs (worker processes)
-        return type(self), (str(self), self.missing)
-
-
-#: RunConfig fields a sweep command sets as axes (the others are the settings shared by one command)
-_AXES = ("backbone", "mode", "seed")
-
-
-def _settings_flags(cfg: RunConfig, preset: str) -> list[str]:
-    """``--field value`` for every field of ``cfg`` (but the axes and the manifest) that differs from the preset."""
-    usual = get_preset(preset).run_config(cfg.manifest, backbone=cfg.backbone, mode=cfg.mode).to_dict()
-    flags = []
-    for name, value in cfg.to_dict().items():
-        if name not in ("manifest", *_AXES) and value != usual[name]:
-            shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value).lower()
-            flags.append(f"--{name.replace('_', '-')} {shown}")
-    return flags
-
-
-def sweep_commands(missing: Sequence[RunConfig], preset: str, runs_root: str | Path, jobs: int = 1) -> list[str]:
-    """The ``oaprobe sweep`` lines that train exactly ``missing``: a sweep trains backbones x modes x
-    seeds on one set of settings, so runs are grouped by settings and seeds, and a group whose
-    backbones x modes are not all missing gets one line per backbone."""
-    seeds_of: dict[tuple, list[int]] = {}
-    for c in missing:
-        seeds_of.setdefault((c.manifest, tuple(_settings_flags(c, preset)), c.backbone, c.mode), []).append(c.seed)
-    cells: dict[tuple, list[tuple[str, str]]] = {}
-    for (manifest, flags, backbone, mode), seeds in seeds_of.items():
-        cells.setdefault((manifest, flags, tuple(sorted(set(seeds)))), []).append((backbone, mode))
-    lines = []
-    for (manifest, flags, seeds), pairs in cells.items():
-        backbones, modes = list(dict.fromkeys(b for b, _ in pairs)), list(dict.fromkeys(m for _, m in pairs))
-        parts = ([(backbones, modes)] if len(pairs) == len(backbones) * len(modes)
-                 else [([b], [m for bb, m in pairs if bb == b]) for b in backbones])
-        lines += [" ".join([f"oaprobe sweep --preset {preset} --runs {runs_root} --manifest {manifest}",
-                            f"--backbones {','.join(bs)} --modes {','.join(ms)} --seeds {','.join(map(str, seeds))}",
-                            *flags, f"--jobs {jobs}"]) for bs, ms in parts]
-    return lines
-
-
-def sweep_command(missing: Sequence[RunConfig], preset: str, runs_root: str | Path, jobs: int | None = None) -> str:
-    """The command(s) that train exactly ``missing`` (joined by `` && ``), ``jobs`` workers (default:
-    :func:`oaprobe.estimate.suggested_jobs`)."""
-    from oaprobe.estimate import suggested_jobs
-
-    return " && ".join(sweep_commands(missing, preset, runs_root, jobs or suggested_jobs(len(missing))))
-
-
-def missing_message(missing: Sequence[RunConfig], n_asked: int, preset: str, runs_root: str | Path) -> str:
-    """What a chapter says when runs it reads are not trained: how many, the command, how long."""
-    from oaprobe.estimate import describe_estimate, estimate_seconds, suggested_jobs
-
-    jobs = suggested_jobs(len(missing))
-    return (f"{len(missing)} of the {n_asked} runs this analysis reads are not trained in {runs_root}; "
-            f"train them with `{sweep_command(missing, preset, runs_root, jobs)}` "
-            f"({describe_estimate(estimate_seconds(missing, runs_root, jobs), jobs)})")
 
 
 @dataclass
@@ -141,11 +78,7 @@ class Study:
     def from_grid(cls, preset: str, manifest: str | Path, grid: Sequence[RunConfig],
                   runs_root: str | Path = DEFAULT_RUNS) -> Study:
         """Read the finished runs of ``grid`` (all on ``manifest``); never trains."""
-        from oaprobe.data.manifest import read_manifest
-        from oaprobe.models.backbones import check_input_shape
-
-        for backbone, shape in dict.fromkeys((c.backbone, c.input_shape) for c in grid):
-            check_input_shape(backbone, shape)  # a shape the backbone cannot take names the parameter to change
+        check_shapes(grid)  # a shape the backbone cannot take names the parameter to change
         folders = [run_dir(c, runs_root) for c in grid]
         missing = [c for c, f in zip(grid, folders) if not is_done(f)]
         if missing:
@@ -202,8 +135,6 @@ class Study:
 
     def metrics(self, truth: str = "kl", B: int = 1000, split: str = "test") -> pd.DataFrame:
         """Per-run test metrics with subject-bootstrap CIs (columns of ``metrics_table``)."""
-        from oaprobe.analysis.metrics import metrics_table
-
         preds = {(r.config.backbone, r.config.mode, r.config.seed, r.run_id): r.predictions for r in self.runs}
         return metrics_table(preds, key_names=("backbone", "mode", "seed", "run_id"), truth=truth, B=B, split=split)
 
@@ -212,8 +143,6 @@ class Study:
 
         Computed once per (truth, split) and Study (the runs are read-only; a chapter asks for them
         up to six times, 1.8 s each on the default book's 27 runs); each call returns a copy."""
-        from oaprobe.analysis.metrics import prediction_metrics
-
         if (truth, split) not in self._point_metrics:
             rows = []
             for r in self.runs:
@@ -227,8 +156,6 @@ class Study:
 
     def never_predicted(self, split: str = "test") -> pd.DataFrame:
         """Runs whose KL head never predicts some grade (degenerate outputs), one row per run."""
-        from oaprobe.analysis.metrics import prediction_metrics
-
         rows = []
         for r in self.runs:
             if r.config.mode == "single_oa":
@@ -238,42 +165,11 @@ class Study:
                          "never_predicted": ", ".join(f"KL{g}" for g in grades) or "none"})
         return pd.DataFrame(rows)
 
-    def kl_confusion(self, truth: str = "kl_clean", split: str = "test") -> pd.DataFrame:
-        """Predicted vs ``truth`` KL grade per backbone and mode, pooled over seeds (each cell's counts
-        summed over its runs), for the runs with a KL head (``pred_kl`` present; single-OA has none).
-
-        One row per backbone, mode, true grade and predicted grade: ``count``, ``share`` (of the
-        knees of that true grade in that backbone and mode, 0 for an empty row) and ``n_runs``.
-        """
-        from sklearn.metrics import confusion_matrix
-
-        from oaprobe.facts import ALL_MODES, KL_GRADES
-
-        cells: dict[tuple[str, str], list[np.ndarray]] = {}
-        for r in self.runs:
-            p = r.predictions[r.predictions["split"] == split]
-            if truth not in p:
-                raise ValueError(f"kl_confusion(truth={truth!r}): run {r.run_id}'s predictions have no {truth!r} "
-                                 "column (the clean grade exists on synthetic cohorts only); use truth='kl'")
-            p = p.dropna(subset=["pred_kl", truth])
-            if len(p):
-                m = confusion_matrix(p[truth].astype(int), p["pred_kl"].astype(int), labels=list(KL_GRADES))
-                cells.setdefault((r.config.backbone, r.config.mode), []).append(m)
-        rows = []
-        order = [(b, m) for b in self.backbones for m in ALL_MODES if (b, m) in cells]
-        for bb, mode in order:
-            total = np.sum(cells[(bb, mode)], axis=0)
-            share = total / np.maximum(total.sum(axis=1, keepdims=True), 1)
-            rows += [{"backbone": bb, "mode": mode, "truth": t, "predicted": q, "count": int(total[t, q]),
-                      "share": float(share[t, q]), "n_runs": len(cells[(bb, mode)])}
-                     for t in KL_GRADES for q in KL_GRADES]
-        return pd.DataFrame(rows, columns=["backbone", "mode", "truth", "predicted", "count", "share", "n_runs"])
-
     def ceilings(self, split: str = "test") -> pd.DataFrame:
         """What the cohort allows at best, computed from it (no model): the planted-parameter
         oracle, a linear probe on the input volumes (at the first run's input shape) and the noise
         ceiling; one row per (ceiling, truth), the metric columns of :meth:`point_metrics`."""
-        from oaprobe.analysis.ceilings import ceilings_table
+        from oaprobe.analysis.ceilings import ceilings_table  # deferred: torch: the ceilings' probe is trained in torch
 
         if split not in self._ceilings:
             shape = self.runs[0].config.input_shape if self.runs else (32, 32, 32)
@@ -285,8 +181,6 @@ class Study:
     def convergence(self, truth: str = "kl") -> pd.DataFrame:
         """One row per run: kept / best / final epoch and validation loss, and the flags of
         :mod:`oaprobe.analysis.convergence` (unstable, below the OA majority rate, degenerate)."""
-        from oaprobe.analysis.convergence import run_diagnostics
-
         return pd.DataFrame([
             {"backbone": r.config.backbone, "mode": r.config.mode, "seed": r.config.seed, "run_id": r.run_id,
              **run_diagnostics(r.history, r.predictions, truth)}
@@ -296,8 +190,6 @@ class Study:
     def quality_targets(self) -> pd.DataFrame:
         """The convergence targets of :func:`oaprobe.analysis.convergence.quality_targets` for these runs,
         scored against the clean grade where the cohort knows it (else the observed one)."""
-        from oaprobe.analysis.convergence import quality_targets
-
         truth = self.main_truth
         c = self.ceilings()
         probe = c.loc[(c["ceiling"] == "linear_probe") & (c["truth"] == truth), "kl_qwk"]
@@ -306,8 +198,6 @@ class Study:
 
     def paired(self, truth: str = "kl", B: int = 10_000, bootstrap_seed: int = 0) -> pd.DataFrame:
         """The reference family (dual vs single, 6 metrics per backbone, BH) for each training seed."""
-        from oaprobe.analysis.paired import reference_family
-
         frames = []
         for seed in self.seeds:
             preds = {(r.config.backbone, r.config.mode): r.predictions for r in self.select(seed=seed)}
@@ -319,8 +209,6 @@ class Study:
         """Per backbone, metric and seed: dual (``a``) and its single-task baseline (``b``, single-OA for
         OA metrics, single-KL for KL ones) of the same seed, which share the encoder's initialisation
         and the batch order; ``diff = a - b``; ``flagged`` when either run carries a convergence flag."""
-        from oaprobe.analysis.paired import REFERENCE_BASELINE
-
         pm = self.point_metrics(truth=truth)
         pm = pm[pm["metric"].isin(metrics or SEED_LEVEL_METRICS)]
         flags = self.convergence().set_index(["backbone", "mode", "seed"])["flagged"]
@@ -339,16 +227,11 @@ class Study:
         """Dual vs its single-task baseline per backbone and metric under the book's decision rule
         (:mod:`oaprobe.analysis.decision`) over the paired seeds; ``m``: Bonferroni family size
         (None: every row of the table)."""
-        from oaprobe.analysis.decision import decide_table
-        from oaprobe.report.guards import finding_limit
-
         return decide_table(self.paired_seeds(truth, metrics), by=("backbone", "metric", "baseline"), m=m,
                             limit=finding_limit(self.table, truth=truth))
 
     def latent(self, methods: Sequence[str] = ("pca", "lda")) -> pd.DataFrame:
         """Severity-axis geometry per run and method (reference columns + clean-grade columns)."""
-        from oaprobe.analysis.latent import embedding_set, latent_table
-
         labels = self.table[["case_id", "kl", "oa"] + (["kl_clean"] if "kl_clean" in self.table else [])]
         pairs = [
             ({"backbone": r.config.backbone, "mode": r.config.mode, "seed": r.config.seed, "run_id": r.run_id},
@@ -358,11 +241,9 @@ class Study:
         return latent_table(pairs, methods=methods)
 
     def saliency_results(self) -> dict[str, dict[str, Any]]:
-        """Run id -> the saliency stage's results (:func:`oaprobe.analysis.saliency.load_saliency`)
+        """Run id -> the saliency stage's results (:func:`oaprobe.analysis.saliency_results.load_saliency`)
         at the preset's saliency settings, for the runs that have them (the book computes them for
         every main-grid run, on the same fixed knees)."""
-        from oaprobe.analysis.saliency import load_saliency
-
         if self._saliency is None:
             settings = get_preset(self.preset).saliency
             found = {r.run_id: load_saliency(r.path, settings) for r in self.runs}
@@ -410,32 +291,6 @@ class Study:
         return "kl_clean" if self.has_clean else "kl"
 
     # ------------------------------------------------------------------ compact views
-    @staticmethod
-    def metric_pivot(metrics: pd.DataFrame) -> pd.DataFrame:
-        """``estimate [ci_low, ci_high]`` strings, rows (backbone, mode, seed), one column per metric."""
-        t = metrics.assign(value=[f"{e:.3f} [{lo:.3f}, {hi:.3f}]" for e, lo, hi in
-                                  zip(metrics["estimate"], metrics["ci_low"], metrics["ci_high"])])
-        return t.pivot_table(index=["backbone", "mode", "seed"], columns="metric", values="value", aggfunc="first")
-
-    @staticmethod
-    def family_table(family: pd.DataFrame) -> pd.DataFrame:
-        """A paired family laid out like the reference study's table."""
-        t = pd.DataFrame({
-            "seed": family["seed"],
-            "backbone": family["backbone"],
-            "comparison": family["mode_a"] + " vs " + family["mode_b"],
-            "metric": family["reference_name"],
-            "test": family["test"],
-            "dual": family["estimate_a"],
-            "single": family["estimate_b"],
-            "diff": family["diff"],
-            "95% CI": [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(family["ci_low"], family["ci_high"])],
-            "p": family["p"],
-            "q (BH)": family["q_bh"],
-            "q < 0.05": family["significant"].map({True: "yes", False: ""}),
-        })
-        return t.reset_index(drop=True)
-
     def summary_table(self, truth: str = "kl", metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
         """``mean ± sd`` over seeds, rows (backbone, mode), one column per metric."""
         pm = self.point_metrics(truth=truth)
@@ -445,115 +300,6 @@ class Study:
         wide = agg.pivot_table(index=["backbone", "mode"], columns="metric", values="value", aggfunc="first")
         order = [(b, m) for b in self.backbones for m in MODES if (b, m) in wide.index]
         return wide.loc[order, [m for m in metrics if m in wide.columns]]
-
-    # ------------------------------------------------------------------ latent views
-    @staticmethod
-    def latent_summary(lat: pd.DataFrame, method: str = "pca") -> pd.DataFrame:
-        """The reference's latent columns (and clean-grade ones) as ``mean ± sd`` over seeds."""
-        # An explained-variance share is a PCA notion; LDA's first axis has none comparable.
-        cols = [c for c in LATENT_COLUMNS if c in lat.columns and not (method != "pca" and c == "EVR_PC1")]
-        t = lat[lat["method"] == method]
-        g = t.groupby(["backbone", "mode"], sort=False)[cols]
-        mean, sd = g.mean(), g.std()
-        return pd.DataFrame({c: [mean_sd(m, s) for m, s in zip(mean[c], sd[c])] for c in cols}, index=mean.index)
-
-    def _embedding_splits(self, run: Run):
-        from oaprobe.analysis.latent import embedding_set
-
-        labels = self.table[["case_id", "kl", "oa"] + (["kl_clean"] if self.has_clean else [])]
-        emb = embedding_set(run.embeddings, labels)
-        return emb.subset("train"), emb.subset("test")
-
-    def projections(self, seed: int, method: str = "pca") -> pd.DataFrame:
-        """Test knees on the train-fitted 2-D axes, per run of ``seed``: backbone, mode, axis1, axis2, kl."""
-        from oaprobe.analysis.latent import project
-
-        frames = []
-        for r in self.select(seed=seed):
-            tr, te = self._embedding_splits(r)
-            _, xy = project(tr.embedding, tr.kl, te.embedding, method=method)
-            frames.append(pd.DataFrame({"backbone": r.config.backbone, "mode": r.config.mode, "case_id": te.case_id,
-                                        "axis1": xy[:, 0], "axis2": xy[:, 1], "kl": te.kl}))
-        return pd.concat(frames, ignore_index=True)
-
-    def umap(self, seed: int, umap_seed: int = 0) -> pd.DataFrame:
-        """UMAP fitted on train embeddings and applied to test, per run of ``seed`` (plots only)."""
-        from oaprobe.analysis.latent import umap_embedding
-
-        frames = []
-        for r in self.select(seed=seed):
-            tr, te = self._embedding_splits(r)
-            _, xy = umap_embedding(tr.embedding, te.embedding, seed=umap_seed)
-            frames.append(pd.DataFrame({"backbone": r.config.backbone, "mode": r.config.mode, "case_id": te.case_id,
-                                        "umap1": xy[:, 0], "umap2": xy[:, 1], "kl": te.kl}))
-        return pd.concat(frames, ignore_index=True)
-
-    # ------------------------------------------------------------------ saliency views
-    @staticmethod
-    def saliency_enrichment(sal: pd.DataFrame, method: str = "smoothgrad", target: str = "oa") -> pd.DataFrame:
-        """Mean enrichment over chance with a 95% t-interval over knees, per backbone, mode and region."""
-        t = sal[(sal["method"] == method) & (sal["target"] == target)].dropna(subset=["enrichment"])
-        rows = []
-        for (bb, mode, region), g in t.groupby(["backbone", "mode", "region"], sort=False):
-            x = g["enrichment"].to_numpy(float)
-            half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan
-            rows.append({"backbone": bb, "mode": mode, "region": region, "enrichment": x.mean(),
-                         "ci_low": x.mean() - half, "ci_high": x.mean() + half, "n": len(x)})
-        return pd.DataFrame(rows)
-
-    @staticmethod
-    def sanity_summary(sanity: pd.DataFrame) -> pd.DataFrame:
-        """Mean and sd over knees and targets of the trained-vs-randomised rank correlation, per
-        backbone, mode, method and randomisation step (step 0: the trained map itself)."""
-        if sanity.empty:
-            return pd.DataFrame()
-        keys = ["backbone", "mode", "method", "step", "layer"]
-        out = sanity.groupby(keys, sort=False)["spearman"].agg(spearman="mean", sd="std", n="count").reset_index()
-        return out
-
-    def saliency_slices(self, backbone: str, seed: int, methods: Sequence[str] | None = None,
-                        max_knees: int = 1) -> dict[str, Any]:
-        """Coronal slices of the saved maps through the middle of the first knees: per mode and target
-        a row, per knee and method (default: the preset's) a column, with the cartilage, the
-        synthetic cohort's lesion codes (None on real data) and each knee's grade in its title."""
-        from oaprobe.data.dataset import load_masks
-        from oaprobe.report.display import METHOD_NAMES
-
-        methods = get_preset(self.preset).saliency.methods if methods is None else methods
-        out: dict[str, Any] = {"images": [], "titles": [], "cartilage": [], "saliency": [], "lesion": [], "n_cols": 0}
-        runs = {r.config.mode: r for r in self.select(backbone=backbone, seed=seed)}
-        results = self.saliency_results()
-        rows = self.table.set_index(self.table["case_id"].astype(str))
-        grade_col = "kl_clean" if self.has_clean else "kl"
-        lesion_cache: dict[str, np.ndarray | None] = {}
-        knees: list[str] | None = None
-        for mode in MODES:
-            if mode not in runs or runs[mode].run_id not in results:
-                continue
-            maps = results[runs[mode].run_id]["maps"]
-            knees = knees or list(dict.fromkeys(maps["case_id"].astype(str).tolist()))[:max_knees]
-            for target in ("oa", "kl"):
-                for case in knees:
-                    for method in methods:
-                        hit = np.nonzero((maps["case_id"].astype(str) == case) & (maps["target"] == target)
-                                         & (maps["method"] == method))[0]
-                        if not hit.size:
-                            continue
-                        i, w = hit[0], maps["image"].shape[-1] // 2
-                        if case not in lesion_cache:
-                            has = "lesion_path" in rows and pd.notna(rows.loc[case].get("lesion_path"))
-                            lesion_cache[case] = load_masks(rows.loc[[case]], maps["image"].shape[1:],
-                                                            column="lesion_path")[0] if has else None
-                        lesion = lesion_cache[case]
-                        out["images"].append(maps["image"][i][..., w].astype(np.float32).T)
-                        out["cartilage"].append(np.isin(maps["mask"][i][..., w], CARTILAGE_LABELS).T)
-                        out["saliency"].append(maps["saliency"][i][..., w].astype(np.float32).T)
-                        out["lesion"].append(None if lesion is None else lesion[..., w].T)
-                        grade = f"{'clean ' if grade_col == 'kl_clean' else ''}KL{int(rows.loc[case, grade_col])}"
-                        out["titles"].append(f"{MODE_NAMES[mode]} · {target.upper()} target · "
-                                             f"{METHOD_NAMES.get(method, method)}<br>{case}, {grade}")
-        out["n_cols"] = len(knees or []) * len(methods)
-        return out
 
 
 def mean_sd(mean: float, sd: float) -> str:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from oaprobe.config import ConfigError, RunConfig
+from oaprobe.config import RunConfig, check_input_shape
+from oaprobe.data.manifest import read_manifest
+from oaprobe.errors import ConfigError
 
 
 def validate(cfg: RunConfig, check_volumes: bool = True) -> pd.DataFrame:
@@ -22,9 +24,6 @@ def validate(cfg: RunConfig, check_volumes: bool = True) -> pd.DataFrame:
             validation split.
         ManifestError: the manifest is invalid (message names the file and row).
     """
-    from oaprobe.data.manifest import read_manifest
-    from oaprobe.models.backbones import check_input_shape
-
     if not isinstance(cfg, RunConfig):
         raise ConfigError(f"fit() needs a RunConfig, got {type(cfg).__name__}")
     check_input_shape(cfg.backbone, cfg.input_shape)

@@ -47,17 +47,36 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import oaprobe
-from oaprobe.config import ConfigError, RunConfig, data_sha256, file_sha256
-from oaprobe.facts import N_KL, NEAR_BEST_LOSS, SPLITS
-from oaprobe.training.batches import Volumes, augment_batch, class_weights  # noqa: F401 (public names)
-from oaprobe.training.checks import check_folder, validate
+from oaprobe.config import DEFAULT_RUNS, RunConfig
+from oaprobe.data.dataset import load_volumes
 from oaprobe.device import compute_settings, epoch_seed, resolve_device, seed_everything
+from oaprobe.errors import ConfigError
+from oaprobe.facts import N_KL, NEAR_BEST_LOSS, SPLITS
+from oaprobe.models.probe import build_probe
+from oaprobe.training.batches import Volumes, class_weights
+from oaprobe.training.checks import check_folder, validate
 from oaprobe.training.evaluation import evaluate, predict, prediction_table
 from oaprobe.training.loop import make_ema, make_optimizer, make_scheduler, train_epoch
 from oaprobe.training.runs import (
-    CHECKPOINT, CONFIG, DONE, EMBEDDINGS, HISTORY, HISTORY_COLUMNS, PREDICTIONS,
-    RunFolder, is_done, run_dir, run_lock, write_atomic_csv, write_atomic_json, write_atomic_npz, write_atomic_text, write_atomic_torch,
-)  # fmt: skip
+    CHECKPOINT,
+    CONFIG,
+    DONE,
+    EMBEDDINGS,
+    HISTORY,
+    HISTORY_COLUMNS,
+    PREDICTIONS,
+    RunFolder,
+    data_sha256,
+    is_done,
+    manifest_sha256,
+    run_dir,
+    run_lock,
+    write_atomic_csv,
+    write_atomic_json,
+    write_atomic_npz,
+    write_atomic_text,
+    write_atomic_torch,
+)
 
 #: at most this long between checkpoints of a training run: one after every epoch cost a default-book
 #: resnet3d run 8 x 0.11 s (33 MB each) of its 14 s, while any checkpoint resumes exactly
@@ -66,12 +85,11 @@ EVAL_BATCH_FACTOR = 2  # evaluation batches are this many training batches (no g
 _HIGHER_IS_BETTER = {"val_loss": False, "val_oa_auc": True, "val_kl_qwk": True}
 #: the validation metric each ``select`` tracks the best epoch by
 _TRACKED = {"val_loss": "val_loss", "val_oa_auc": "val_oa_auc", "val_kl_qwk": "val_kl_qwk", "final_near_best": "val_loss"}
-_Volumes = Volumes  # the name earlier code and tests use
 
 
 def fit(
     cfg: RunConfig,
-    runs_root: Path = Path("runs"),
+    runs_root: Path = DEFAULT_RUNS,
     cache_dir: Path | None = None,
     progress: bool = True,
     device: str = "auto",
@@ -168,15 +186,13 @@ class _Training:
 
 def _start(cfg: RunConfig, folder: Path, dev: torch.device, steps_per_epoch: int) -> _Training:
     """Build the model (seeded), optimiser, schedule and EMA; write config.json; resume if checkpointed."""
-    from oaprobe.models.probe import build_probe
-
     seed_everything(cfg.seed)
     model = build_probe(cfg)
     write_atomic_json(folder / CONFIG, {
         "config": cfg.to_dict(),
         "run_id": folder.name,
         "oaprobe_version": oaprobe.__version__,
-        "manifest_sha256": file_sha256(cfg.manifest),
+        "manifest_sha256": manifest_sha256(cfg.manifest),
         "data_sha256": data_sha256(cfg.manifest),
         "embedding_dim": int(model.encoder.out_dim),
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
@@ -207,8 +223,6 @@ def _is_better(score: float, best: float | None, select: str) -> bool:
 # ---------------------------------------------------------------------------- training
 def _train_and_write(cfg: RunConfig, table: pd.DataFrame, folder: Path, cache_dir: Path | None, progress: bool,
                      dev: torch.device, max_epochs_this_call: int | None) -> None:
-    from oaprobe.data.dataset import load_volumes
-
     for stale in folder.glob(".*.tmp"):  # left by a process killed mid-write; we hold the lock
         stale.unlink(missing_ok=True)
     # one tensor per split, loaded once (no second copy of the whole cohort at paper sizes)

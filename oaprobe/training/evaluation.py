@@ -11,9 +11,9 @@ import torch
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 from torch import nn
 
+from oaprobe.device import autocast, eval_mode
 from oaprobe.facts import KL_GRADES, N_KL
 from oaprobe.training.batches import Volumes
-from oaprobe.device import autocast, eval_mode
 from oaprobe.training.runs import PREDICTION_COLUMNS
 
 

@@ -30,8 +30,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from oaprobe.config import RunConfig
-from oaprobe.training.batches import Volumes, augment_batch
 from oaprobe.device import autocast
+from oaprobe.training.batches import Volumes, augment_batch
 from oaprobe.training.evaluation import loss_value
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import math
@@ -36,8 +37,10 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from oaprobe.config import ConfigError, RunConfig
-from oaprobe.errors import OaprobeError
+from oaprobe import io as oaio
+from oaprobe.config import RunConfig
+from oaprobe.data.manifest import data_hash
+from oaprobe.errors import ConfigError, OaprobeError
 from oaprobe.facts import KL_GRADES
 from oaprobe.io import write_atomic
 
@@ -95,9 +98,42 @@ class RunFolder(type(Path())):
         return run
 
 
+def manifest_sha256(path: str | Path) -> str:
+    """Content hash of a run's manifest; a missing file or a folder is a ConfigError naming it."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"manifest {str(p)!r} is a directory; expected a manifest CSV file")
+    if not p.is_file():
+        raise ConfigError(f"manifest {str(p)!r} does not exist (build a cohort with `oaprobe cohort`)")
+    try:
+        return oaio.file_sha256(p)
+    except OSError as err:
+        raise ConfigError(f"manifest {str(p)!r} cannot be read ({err.strerror})") from None
+
+
+def data_sha256(manifest: str | Path) -> str:
+    """Content hash of a run's data: the manifest's bytes and the bytes of every volume it names
+    (:func:`oaprobe.data.manifest.data_hash`; on unchanged files it only stats the volumes).
+
+    A missing manifest or a folder is a ConfigError naming it; a cell naming no file counts as
+    such (validation refuses it).
+    """
+    manifest_sha256(manifest)  # a missing or unreadable manifest: the ConfigError naming it
+    return data_hash(manifest)
+
+
+def run_id(cfg: RunConfig) -> str:
+    """The run's folder name: a hash of every field but the manifest path, plus the content hash of
+    its data (:func:`data_sha256`), so other volumes, or a volume changed in place, make another run."""
+    payload = {k: v for k, v in cfg.to_dict().items() if k != "manifest"}
+    payload["data_sha256"] = data_sha256(cfg.manifest)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def run_dir(cfg: RunConfig, root: Path | str) -> Path:
-    """The folder of ``cfg``'s run under ``root``: ``root / cfg.run_id()``."""
-    return Path(root) / cfg.run_id()
+    """The folder of ``cfg``'s run under ``root``: ``root / run_id(cfg)``."""
+    return Path(root) / run_id(cfg)
 
 
 def is_done(path: Path | str) -> bool:
@@ -135,7 +171,7 @@ def write_atomic_json(path: Path | str, obj: Any) -> None:
 
 def write_atomic_torch(path: Path | str, obj: Any) -> None:
     """``torch.save`` ``obj`` atomically (used for ``checkpoint.pt``)."""
-    import torch
+    import torch  # deferred: this module stays torch-free for the report layer and the CLI
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)

@@ -16,7 +16,7 @@ from oaprobe.analysis.attribution import (
     target_logit,
     targets_for_mode,
 )
-from tests.analysis.saliency_models import S, LinearProbe, TinyProbe
+from tests.analysis.saliency_models import LinearProbe, S, TinyProbe
 
 
 # --------------------------------------------------------------------------- SmoothGrad
@@ -79,7 +79,7 @@ def test_oa_targets_are_log_odds():
 # --------------------------------------------------------------------------- Grad-CAM
 def test_gradcam_shape_range_and_no_hooks_left():
     net = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv3d(3, 4, 3, stride=2, padding=1),
-                        nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))  # fmt: skip
+                        nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))
     x = torch.randn(2, 1, S, S, S, generator=torch.Generator().manual_seed(0))
     cam = gradcam(net, x, target=1, layer="2")
     assert cam.shape == (2, S, S, S)

@@ -10,7 +10,14 @@ from scipy import stats
 from statsmodels.stats.weightstats import ttost_paired
 
 from oaprobe.analysis.decision import (
-    DELTAS, _interval, decide, decide_with_flags, difference_power, seeds_needed, tost_power, verdict_of,
+    DELTAS,
+    _interval,
+    decide,
+    decide_with_flags,
+    difference_power,
+    seeds_needed,
+    tost_power,
+    verdict_of,
 )
 
 

@@ -5,8 +5,13 @@ import pandas as pd
 import pytest
 
 from oaprobe.analysis.evidence import (
-    distractor_reliance, evidence_overlap, evidence_regions, evidence_scorer, evidence_summary, pointing_game,
-)  # fmt: skip
+    distractor_reliance,
+    evidence_overlap,
+    evidence_regions,
+    evidence_scorer,
+    evidence_summary,
+    pointing_game,
+)
 from oaprobe.data.phantom import DISTRACTOR_EFFUSION, EVIDENCE_JSN, EVIDENCE_OSTEOPHYTE
 
 
@@ -92,8 +97,8 @@ def test_summary_groups_by_mode_when_present():
 def test_the_stage_writes_evidence_scores_that_match_its_maps(smoke_config, volume_cache, tmp_path_factory):
     """evidence.csv beside saliency.csv, per knee, target, method and region; the kept maps'
     scores recomputed here from saliency_maps.npz and the evidence file agree (the wiring)."""
-    from oaprobe.analysis.evidence import collect_evidence
-    from oaprobe.analysis.saliency import load_saliency, run_saliency
+    from oaprobe.analysis.saliency import run_saliency
+    from oaprobe.analysis.saliency_results import load_saliency
     from oaprobe.config import SaliencyConfig
     from oaprobe.data.dataset import load_masks
     from oaprobe.data.manifest import read_manifest
@@ -118,5 +123,4 @@ def test_the_stage_writes_evidence_scores_that_match_its_maps(smoke_config, volu
         assert row.roi_fraction == pytest.approx(expected[row.region]["roi_fraction"])
         if not np.isnan(row.mass):
             assert row.mass == pytest.approx(expected[row.region]["mass"], abs=2e-3)  # float16 maps
-    collected = collect_evidence([run], settings)
-    assert len(collected) == len(ev) and set(collected["mode"]) == {smoke_config().mode} and cfg["run_id"] == run.name
+    assert cfg["run_id"] == run.name

@@ -59,7 +59,7 @@ def test_reference_columns_present(cohort):
     res = severity_axis(planted(kl_tr, rng, 1.0), kl_tr, planted(kl_te, rng, 1.0), kl_te)
     # the columns of the reference's severity_axis_trainfit_summary.csv (less backbone, setting)
     expected = ["n_train", "n_test", "D", "EVR_PC1", "spearman_PC1_KL_signed", "abs_spearman_PC1_KL",
-                "spearman_PC1_OA_signed", "abs_spearman_PC1_OA", "OA_probe_AUROC_test", "OA_probe_AUROC_train"]  # fmt: skip
+                "spearman_PC1_OA_signed", "abs_spearman_PC1_OA", "OA_probe_AUROC_test", "OA_probe_AUROC_train"]
     assert set(expected) <= set(res)
 
 

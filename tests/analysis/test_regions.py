@@ -90,7 +90,7 @@ def _table(values: np.ndarray, subjects: list[str] | None = None) -> pd.DataFram
     ids = [f"k{i}" for i in range(len(values))]
     subjects = subjects if subjects is not None else [f"s{i}" for i in range(len(values))]
     return pd.DataFrame({"case_id": ids, "subject_id": subjects, "target": "oa", "method": "smoothgrad",
-                         "region": "cartilage", "mass": values})  # fmt: skip
+                         "region": "cartilage", "mass": values})
 
 
 def test_paired_overlap_known_shift_and_scipy_reference():
@@ -124,7 +124,7 @@ def test_paired_overlap_resamples_subjects_not_knees():
     b = np.full(8, 0.5)
     subjects = [f"s{i // 2}" for i in range(8)]
     res = paired_overlap(_table(b + diff, subjects), _table(b, subjects), "mass", "cartilage", "oa", "smoothgrad",
-                         n_boot=4000, seed=1).iloc[0]  # fmt: skip
+                         n_boot=4000, seed=1).iloc[0]
     assert res["n"] == 8 and res["n_subjects"] == 4
     assert res["p_value"] == pytest.approx(wilcoxon(per_subject).pvalue)
     assert res["p_value"] != pytest.approx(wilcoxon(diff).pvalue)
@@ -135,11 +135,11 @@ def test_paired_overlap_resamples_subjects_not_knees():
     plain_a, plain_b = (_table(v).drop(columns="subject_id") for v in (b + diff, b))
     mapping = dict(zip(plain_a["case_id"], subjects))
     again = paired_overlap(plain_a, plain_b, "mass", "cartilage", "oa", "smoothgrad", n_boot=4000, seed=1,
-                           subjects=mapping).iloc[0]  # fmt: skip
+                           subjects=mapping).iloc[0]
     assert again["ci_low"] == res["ci_low"] and again["ci_high"] == res["ci_high"]
     # knee-level resampling (each knee its own subject) gives a narrower interval on this table
     knees = paired_overlap(plain_a, plain_b, "mass", "cartilage", "oa", "smoothgrad", n_boot=4000, seed=1,
-                           subjects={c: c for c in mapping}).iloc[0]  # fmt: skip
+                           subjects={c: c for c in mapping}).iloc[0]
     assert knees["ci_high"] - knees["ci_low"] < res["ci_high"] - res["ci_low"]
 
 

@@ -12,18 +12,16 @@ import pytest
 import torch
 
 from oaprobe.analysis import saliency as stage
+from oaprobe.analysis.attribution import METHODS
 from oaprobe.analysis.saliency import (
     STAGE_TABLE_COLUMNS,
     TABLE_COLUMNS,
     SaliencyStageError,
     compute_run_saliency,
-    kept_source,
     kept_state,
-    load_saliency,
     run_saliency,
-    saliency_dir,
-    saliency_missing,
 )
+from oaprobe.analysis.saliency_results import PREFIX, load_saliency, saliency_dir, saliency_missing
 from oaprobe.config import SaliencyConfig
 from oaprobe.errors import OaprobeError
 from tests.analysis.saliency_models import S, TinyProbe, label_map
@@ -47,11 +45,11 @@ def test_compute_run_saliency_table_and_maps(mode, targets):
     probe = TinyProbe(mode).train()
     table, maps = compute_run_saliency(probe, images, masks, lesions, ids, mode, n_samples=2, keep_maps=1, progress=False)
     assert list(table.columns) == list(TABLE_COLUMNS)
-    assert set(table["target"]) == targets and set(table["method"]) == set(stage.METHODS)
-    assert len(table) == 2 * len(targets) * len(stage.METHODS) * 5  # knees x targets x methods x regions
+    assert set(table["target"]) == targets and set(table["method"]) == set(METHODS)
+    assert len(table) == 2 * len(targets) * len(METHODS) * 5  # knees x targets x methods x regions
     assert probe.training  # mode restored
     assert not probe.encoder.features[2]._forward_hooks  # Grad-CAM hooks live on a copy
-    k = len(targets) * len(stage.METHODS)
+    k = len(targets) * len(METHODS)
     assert maps["saliency"].shape == (k, S, S, S) and maps["saliency"].dtype == np.float16
     assert maps["image"].shape == maps["mask"].shape == (k, S, S, S)
     assert set(maps["case_id"]) == {"k0"}
@@ -65,7 +63,7 @@ def test_compute_run_saliency_is_deterministic_and_validates():
     pd.testing.assert_frame_equal(a, b)
     assert "lesion" not in set(a["region"])
     c, _ = compute_run_saliency(probe, images, masks, None, ids, "dual", n_samples=1, methods=("gradcam",),
-                                gradcam_layer="encoder.features.2", progress=False)  # fmt: skip
+                                gradcam_layer="encoder.features.2", progress=False)
     assert len(c) == 2 * 2 * 4  # a path already inside the probe is accepted
     with pytest.raises(ValueError, match="masks"):
         compute_run_saliency(probe, images, masks[:1], None, ids, "dual", progress=False)
@@ -86,7 +84,7 @@ def test_with_the_real_probe():
     enc = build_backbone("resnet3d", shape, 0.25)
     probe = HierarchicalProbe(enc, "dual", "parallel")
     table, _ = compute_run_saliency(probe, images, masks, lesions, ids, "dual", n_samples=1, keep_maps=0,
-                                    methods=("smoothgrad", "gradcam"), progress=False)  # fmt: skip
+                                    methods=("smoothgrad", "gradcam"), progress=False)
     assert set(table["method"]) == {"smoothgrad", "gradcam"}
     assert table["roi_fraction"].notna().all()
     # SmoothGrad is always defined; Grad-CAM of an untrained net at a 1-2 voxel layer may be flat (NaN)
@@ -95,14 +93,10 @@ def test_with_the_real_probe():
 
 # --------------------------------------------------------------------------- kept weights
 def test_kept_state_uses_the_weights_the_predictions_used():
-    last, best, kept = {"w": torch.tensor(1.0)}, {"w": torch.tensor(2.0)}, {"w": torch.tensor(3.0)}
-    assert kept_state({"model": last, "best": {"state": best}, "kept": kept}, "final") is kept
-    assert kept_state({"model": last, "best": {"state": best}, "kept": None}, "val_loss") is best
-    assert kept_state({"model": last, "best": {"state": best}}, "final") is last  # final: the last epoch
-    assert kept_state({"model": last, "best": {"state": None}}, "val_loss") is last  # no epoch was better
-    assert kept_source({"model": last, "best": {"epoch": None, "state": None}}, "val_oa_auc") == "model"
-    with pytest.raises(SaliencyStageError, match="no model weights"):
-        kept_state({"optimizer": {}}, "final")
+    kept = {"w": torch.tensor(3.0)}
+    assert kept_state({"kept": kept, "epoch": 3, "kept_epoch": 2}) is kept  # a finished run's checkpoint
+    with pytest.raises(SaliencyStageError, match="no kept model weights"):
+        kept_state({"model": {"w": torch.tensor(1.0)}, "optimizer": {}})  # an unfinished run's
 
 
 # --------------------------------------------------------------------------- the stage on a real run
@@ -118,7 +112,7 @@ def trained_run(smoke_config, volume_cache, tmp_path_factory) -> Path:
 def _model_files(folder: Path) -> dict[str, str]:
     """Hash of every file and folder name at the top of a run folder except the stage's subfolders."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.iterdir()) if not p.name.startswith(stage.PREFIX)}  # fmt: skip
+            for p in sorted(folder.iterdir()) if not p.name.startswith(PREFIX)}
 
 
 def test_stage_writes_its_subfolder_and_never_the_model_files(trained_run, volume_cache, monkeypatch):
@@ -129,7 +123,7 @@ def test_stage_writes_its_subfolder_and_never_the_model_files(trained_run, volum
     assert out == saliency_dir(trained_run, settings) == trained_run / f"saliency-{settings.settings_id()}"
     assert _model_files(trained_run) == before  # byte-identical, and nothing added beside them
     assert {p.name for p in out.iterdir()} >= {"settings.json", "saliency.csv", "saliency_maps.npz", "sanity.csv",
-                                               "deletion.csv", "DONE"}  # fmt: skip
+                                               "deletion.csv", "DONE"}
     assert not list(out.glob(".*.tmp"))
     res = load_saliency(trained_run, settings)
     assert res["settings"]["weights"] == "kept" and SaliencyConfig.from_dict(res["settings"]["settings"]) == settings
@@ -165,10 +159,10 @@ def test_every_run_explains_the_same_fixed_knees(trained_run, smoke_config, volu
     from oaprobe.training.engine import fit
 
     other = fit(smoke_config(mode="single_oa", seed=1, backbone="nnmamba"), tmp_path_factory.getbasetemp() / "saliency_runs",
-                cache_dir=volume_cache, progress=False)  # fmt: skip
+                cache_dir=volume_cache, progress=False)
     settings = SaliencyConfig(**{**FAST, "methods": ("gradcam",), "knees": 3, "sanity_knees": 0}, seed=41)
     knees = [load_saliency(run_saliency(r, settings, cache_dir=volume_cache, progress=False).parent, settings)
-             ["saliency"]["case_id"].unique().tolist() for r in (trained_run, other)]  # fmt: skip
+             ["saliency"]["case_id"].unique().tolist() for r in (trained_run, other)]
     assert knees[0] == knees[1] == _fixed(trained_run, 3)
 
 
@@ -225,7 +219,7 @@ def test_an_unfinished_run_is_refused_by_name(tmp_path):
         run_saliency(tmp_path / "nope", SaliencyConfig(), progress=False)
     assert saliency_missing([folder, tmp_path / "nope"], SaliencyConfig()) == []  # not results: nothing to do
     assert load_saliency(folder, SaliencyConfig()) is None
-    assert not any(p.name.startswith(stage.PREFIX) for p in folder.iterdir())
+    assert not any(p.name.startswith(PREFIX) for p in folder.iterdir())
 
 
 def test_a_run_whose_volumes_changed_since_training_is_refused(smoke_config, tmp_path):
@@ -247,7 +241,7 @@ def test_a_planted_map_has_its_known_enrichment():
     probe = LinearProbe(torch.from_numpy(cartilage.astype(np.float32))).eval()  # the score reads cartilage only
     images = torch.ones(1, 1, S, S, S)
     table, _ = compute_run_saliency(probe, images, label_map()[None], None, ["k0"], "single_oa", n_samples=2,
-                                    methods=("ig",), keep_maps=0, progress=False)  # fmt: skip
+                                    methods=("ig",), keep_maps=0, progress=False)
     row = table.set_index("region").loc["cartilage"]
     assert row["roi_fraction"] == 0.25 and row["mass"] == pytest.approx(1.0) and row["enrichment"] == pytest.approx(4.0)
     assert table.set_index("region").loc["bone_margin", "enrichment"] == pytest.approx(0.0)

@@ -13,7 +13,6 @@ from oaprobe.analysis.saliency_checks import (
     DELETION_COLUMNS,
     SANITY_COLUMNS,
     cascading_randomisation,
-    deletion_auc,
     deletion_curve,
     deletion_fractions,
     knee_deletion,
@@ -22,7 +21,8 @@ from oaprobe.analysis.saliency_checks import (
     reinitialise_,
     run_sanity_checks,
 )
-from tests.analysis.saliency_models import S, LinearProbe, TinyProbe
+from oaprobe.analysis.saliency_results import deletion_auc
+from tests.analysis.saliency_models import LinearProbe, S, TinyProbe
 
 
 def _planted(seed: int = 0) -> tuple[LinearProbe, torch.Tensor, torch.Tensor]:
@@ -88,7 +88,7 @@ def test_deletion_auc_known_answer_and_flat_curve():
     for cid, sal_logits, rnd_logits in curves:
         for order, logits in (("salient", sal_logits), ("random", rnd_logits)):
             rows += [{"case_id": cid, "target": "oa", "method": "smoothgrad", "order": order, "fraction": f, "logit": v}
-                     for f, v in zip((0.0, 0.5, 1.0), logits)]  # fmt: skip
+                     for f, v in zip((0.0, 0.5, 1.0), logits)]
     auc = deletion_auc(pd.DataFrame(rows)).set_index("case_id")
     assert auc.loc["k0", "auc_salient"] == pytest.approx(0.25)
     assert auc.loc["k0", "auc_random"] == pytest.approx(0.5)
@@ -176,7 +176,7 @@ def test_run_sanity_checks_tables_and_the_model_left_alone():
     before = {k: v.clone() for k, v in probe.state_dict().items()}
     images = torch.randn(2, 1, S, S, S, generator=torch.Generator().manual_seed(0))
     args = dict(case_ids=["k0", "k1"], mode="dual", methods=("smoothgrad", "gradcam"), n_samples=2, deletion_steps=4,
-                progress=False)  # fmt: skip
+                progress=False)
     sanity, deletion = run_sanity_checks(probe, images, **args)
     assert list(sanity.columns) == list(SANITY_COLUMNS) and list(deletion.columns) == list(DELETION_COLUMNS)
     assert len(sanity) == 2 * 2 * 2 * 4  # knees x targets x methods x steps (trained, heads, 2 convs)
@@ -197,5 +197,5 @@ def test_randomisation_last_step_only_and_given_trained_maps():
     assert last[1]["spearman"] == pytest.approx(full[-1]["spearman"])  # the cascade's end, the same re-inits
     planted = {("oa", "smoothgrad"): np.arange(S**3, dtype=float).reshape(S, S, S)}
     given = cascading_randomisation(model, x, "k0", ("oa",), ("smoothgrad",), n_samples=1, noise_std=0.0,
-                                    last_only=True, reference=planted)  # fmt: skip
+                                    last_only=True, reference=planted)
     assert given[0]["spearman"] == pytest.approx(1.0) and given[1]["spearman"] != pytest.approx(last[1]["spearman"])

@@ -264,7 +264,7 @@ def test_extra_anatomy_is_rendered_but_stays_out_of_the_mask():
     vox = np.prod(SPACING)
     assert counts[phantom.ANATOMY_PATELLA] * vox > 5_000  # a bone of several cm^3
     for code in (phantom.ANATOMY_PATELLAR_CARTILAGE, phantom.ANATOMY_MENISCUS, phantom.ANATOMY_FIBULA,
-                 phantom.ANATOMY_LIGAMENT):  # fmt: skip
+                 phantom.ANATOMY_LIGAMENT):
         assert counts[code] > 20, code
     assert not ((knee.anatomy > 0) & (knee.mask > 0)).any()
     assert set(np.unique(knee.mask).tolist()) == {0, 1, 2, 3, 4}
@@ -282,7 +282,7 @@ def test_medial_meniscus_extrudes_with_severity():
 
     assert medial_edge(4.9, 4.0) == medial_edge(4.9, 0.0) - 2  # 4 mm = 2 voxels further medial
     sampled = [sample_knee_params(np.random.default_rng(i), s, "R").meniscus_extrusion_mm
-               for i in range(40) for s in (0.5, 4.5)]  # fmt: skip
+               for i in range(40) for s in (0.5, 4.5)]
     assert np.mean(sampled[1::2]) > np.mean(sampled[::2]) + 1.5
 
 
@@ -320,7 +320,7 @@ def distractor_table(n: int = 400) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         "cartilage_signal": [p.cartilage_signal for p in params], "ghost_amplitude": [p.ghost[0] for p in params],
         "varus_deg": [p.varus_deg for p in params], "flexion_deg": [p.flexion_deg for p in params],
         "bias_linear": [p.bias[0] for p in params],
-    }  # fmt: skip
+    }
     return severity, {k: np.array(v) for k, v in values.items()}
 
 

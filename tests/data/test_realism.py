@@ -12,7 +12,7 @@ def table():
 
 def test_paper_grid_has_the_published_sizes(table):
     for quantity in ("femoral cartilage thickness (mm)", "tibial cartilage thickness (mm)",
-                     "patellar cartilage thickness (mm)", "medial joint-space width (mm)"):  # fmt: skip
+                     "patellar cartilage thickness (mm)", "medial joint-space width (mm)"):
         low, high = PUBLISHED[quantity]
         assert low - 0.8 <= table[("paper", quantity)] <= high + 0.8, quantity
 

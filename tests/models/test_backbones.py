@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oaprobe.config import ConfigError
-from oaprobe.models import build_backbone, check_input_shape, list_backbones
-from oaprobe.models.backbones import DEFAULT_COST, backbone_cost, backbone_title
+from oaprobe.config import check_input_shape
+from oaprobe.errors import ConfigError
+from oaprobe.facts import DEFAULT_COST, backbone_cost, backbone_title
+from oaprobe.models import build_backbone, list_backbones
 
 # smallest cheap shape per backbone (DenseNet121 needs >= 29 voxels per side)
 SHAPES = {name: (16, 16, 16) for name in list_backbones()}
@@ -52,10 +53,10 @@ def test_bad_width_is_refused():
 def test_titles_and_costs_live_in_the_registry():
     titles = {name: backbone_title(name) for name in list_backbones()}
     assert titles == {"resnet3d": "ResNet3D", "m3t": "M3T", "nnmamba": "nnMamba", "densenet121": "DenseNet121",
-                      "efficientnet-b0": "EfficientNet-B0", "monai-resnet18": "MONAI ResNet-18"}  # fmt: skip
+                      "efficientnet-b0": "EfficientNet-B0", "monai-resnet18": "MONAI ResNet-18"}
     costs = {name: backbone_cost(name) for name in list_backbones()}
     assert costs == {"resnet3d": 1.0, "m3t": 7.4, "nnmamba": 1.15, "densenet121": 1.5, "efficientnet-b0": 2.5,
-                     "monai-resnet18": 0.7}  # fmt: skip
+                     "monai-resnet18": 0.7}
 
 
 def test_unknown_backbone_title_is_its_name_and_cost_the_default():

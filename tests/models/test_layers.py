@@ -6,8 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from oaprobe.models.layers import (PolyphaseConv3d, ResidualBlock, StridedConv2d, conv_norm_act, depth_to_space, layer_type,
-                                   residual_stage, scale_channels, space_to_depth)
+from oaprobe.models.layers import (
+    PolyphaseConv3d,
+    ResidualBlock,
+    StridedConv2d,
+    conv_norm_act,
+    depth_to_space,
+    layer_type,
+    residual_stage,
+    scale_channels,
+    space_to_depth,
+)
 
 
 def _x(spatial_dims: int, channels: int, side: int, seed: int = 0) -> torch.Tensor:

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oaprobe.config import ConfigError, RunConfig
+from oaprobe.config import RunConfig
+from oaprobe.errors import ConfigError
 from oaprobe.models import HierarchicalProbe, build_backbone
 from oaprobe.models.probe import LinearHead, build_probe
 

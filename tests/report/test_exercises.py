@@ -33,6 +33,7 @@ from oaprobe.report.exercises import (
 from oaprobe.report.noise import NoiseStudy
 from oaprobe.analysis.decision import DELTAS, decide, seeds_needed
 from oaprobe.report.sentences import rule_clause, signed
+from oaprobe.report.saliency import saliency_enrichment, sanity_summary
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -268,15 +269,15 @@ def test_region_answer_names_the_most_enriched_region_only_for_maps_that_pass(ex
     from oaprobe.report import saliency as gate
 
     real = gate.randomisation_verdicts
-    checks = real(Study.sanity_summary(exercises.first.saliency_sanity()))
+    checks = real(sanity_summary(exercises.first.saliency_sanity()))
     dual = checks[(checks["method"] == "ig") & (checks["mode"] == "dual")]
     a = exercises.region_answer()
     if not dual["passes"].all():  # the smoke models' maps fail the check: no enrichment is stated
         assert "fail the randomisation check" in a.text and "not trustworthy" in a.text and a.status == "open"
         assert "most enriched" not in a.text
-    monkeypatch.setattr(gate, "randomisation_verdicts", lambda summary: real(summary).assign(passes=True))
+    monkeypatch.setattr("oaprobe.report.exercises.randomisation_verdicts", lambda summary: real(summary).assign(passes=True))
     sal = exercises.study.saliency()
-    enr = Study.saliency_enrichment(sal[sal["mode"] == "dual"], method="ig", target="oa")
+    enr = saliency_enrichment(sal[sal["mode"] == "dual"], method="ig", target="oa")
     best = enr.loc[enr["enrichment"].idxmax()]
     a = exercises.region_answer()
     assert f"For the OA head, the dual model's ig saliency is most enriched in the {best['region'].replace('_', ' ')}: " in a.text

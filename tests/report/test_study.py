@@ -12,11 +12,14 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from oaprobe.config import MODES, get_preset
+from oaprobe.config import get_preset
+from oaprobe.facts import MODES
 from oaprobe.report.claims import latent_verdicts
-from oaprobe.report.latent import latent_findings
+from oaprobe.report.latent import latent_findings, latent_summary, projections
+from oaprobe.report.results import family_table, metric_pivot
+from oaprobe.report.saliency import saliency_enrichment, saliency_slices, sanity_summary
 from oaprobe.report.study import Study, mean_sd
-from oaprobe.training.runs import run_dir
+from oaprobe.training.runs import run_dir, run_id
 from tests.report import SMOKE_STUDY, smoke_study_runs
 
 
@@ -48,13 +51,13 @@ def test_main_truth_is_the_clean_grade_only_where_the_cohort_knows_it(study):
 
 
 def test_point_metrics_are_computed_once_and_handed_out_as_copies(study, monkeypatch):
-    from oaprobe.analysis import metrics
+    from oaprobe.report import study as study_module
 
     expected = study.point_metrics(truth="kl_clean")
     fresh = Study(study.preset, study.manifest, study.table, study.runs)
     first = fresh.point_metrics(truth="kl_clean")
     first.loc[:, "value"] = -1.0  # a caller's change must not reach the next caller
-    monkeypatch.setattr(metrics, "prediction_metrics", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(study_module, "prediction_metrics", lambda *a, **k: pytest.fail("recomputed"))
     again = fresh.point_metrics(truth="kl_clean")
     assert (again["value"] != -1.0).all() and len(again) == len(first)
     pd.testing.assert_frame_equal(again, expected)
@@ -67,7 +70,7 @@ def test_load_reads_the_finished_runs(study, tmp_path_factory, smoke_manifest):
 
 
 def test_a_missing_run_is_an_error_naming_the_command_never_training(study, tmp_path_factory, smoke_manifest, monkeypatch):
-    from oaprobe.report.study import RunsMissingError
+    from oaprobe.report.missing import RunsMissingError
     from oaprobe.training import engine
 
     def must_not_train(*args, **kwargs):
@@ -89,7 +92,7 @@ def test_missing_runs_guidance_trains_exactly_what_is_missing_with_jobs_and_an_e
     each line's grid is exactly its part of the missing runs; the estimate comes from the finished runs."""
     from oaprobe.cli import _parse_value
     from oaprobe.config import RunConfig
-    from oaprobe.report.study import RunsMissingError, sweep_commands
+    from oaprobe.report.missing import RunsMissingError, sweep_commands
     from oaprobe.sweep import study_grid
 
     root = tmp_path_factory.getbasetemp() / "report_runs"
@@ -107,7 +110,7 @@ def test_missing_runs_guidance_trains_exactly_what_is_missing_with_jobs_and_an_e
                   if k not in ("--preset", "--runs", "--manifest", "--backbones", "--modes", "--seeds", "--jobs")}
         covered += study_grid(flags["--manifest"], flags["--preset"], flags["--backbones"].split(","),
                               flags["--modes"].split(","), [int(x) for x in flags["--seeds"].split(",")], **fields)
-    assert sorted(c.run_id() for c in covered) == sorted(c.run_id() for c in missing)
+    assert sorted(run_id(c) for c in covered) == sorted(run_id(c) for c in missing)
     with pytest.raises(RunsMissingError) as err:
         Study.from_grid("smoke", smoke_manifest, missing, root)
     text = str(err.value)
@@ -147,7 +150,7 @@ def test_seed_level_diffs_against_sklearn(study):
 
 def test_metric_pivot_formats_estimate_and_ci(study):
     metrics = study.metrics(B=20)
-    pivot = Study.metric_pivot(metrics)
+    pivot = metric_pivot(metrics)
     assert len(pivot) == 6
     row = metrics[(metrics["mode"] == "dual") & (metrics["seed"] == 1) & (metrics["metric"] == "oa_roc_auc")].iloc[0]
     assert pivot.loc[("resnet3d", "dual", 1), "oa_roc_auc"] == (
@@ -157,7 +160,7 @@ def test_metric_pivot_formats_estimate_and_ci(study):
 
 def test_family_table_layout(study):
     family = study.paired(B=50)
-    table = Study.family_table(family)
+    table = family_table(family)
     assert len(table) == len(family) and set(table["seed"]) == {0, 1}
     assert set(table["comparison"]) == {"dual vs single_oa", "dual vs single_kl"}
     assert (table["q < 0.05"] == np.where(family["significant"], "yes", "")).all()
@@ -175,7 +178,7 @@ def test_history_and_never_predicted(study):
 def test_latent_tables(study):
     lat = study.latent()
     assert len(lat) == 6 * 2 and set(lat["method"]) == {"pca", "lda"}
-    summary = Study.latent_summary(lat)
+    summary = latent_summary(lat)
     dual = lat[(lat["method"] == "pca") & (lat["mode"] == "dual")]["abs_spearman_PC1_KL"]
     assert summary.loc[("resnet3d", "dual"), "abs_spearman_PC1_KL"] == mean_sd(dual.mean(), dual.std())
     findings = latent_findings(study, lat)
@@ -187,7 +190,7 @@ def test_latent_tables(study):
 
 
 def test_projections_cover_the_test_knees(study):
-    proj = study.projections(seed=0)
+    proj = projections(study, seed=0)
     n_test = int((study.table["split"] == "test").sum())
     assert len(proj) == 3 * n_test and set(proj["mode"]) == set(MODES)
     assert np.isfinite(proj[["axis1", "axis2"]].to_numpy()).all()
@@ -208,7 +211,7 @@ def test_saliency_views(study):
                 & (sal["region"] == "cartilage")]
     assert row["enrichment"] == pytest.approx(knees["enrichment"].mean()) and row["n_knees"] == len(knees)
     assert set(table["region"]) == {"cartilage", "evidence"}  # the smoke cohort is a phantom with evidence maps
-    slices = study.saliency_slices("resnet3d", seed=0, methods=("ig", "occlusion"), max_knees=1)
+    slices = saliency_slices(study, "resnet3d", seed=0, methods=("ig", "occlusion"), max_knees=1)
     assert slices["n_cols"] == 2  # one knee, the smoke preset's two methods side by side
     panels = [["single-OA", "OA target"], ["single-KL", "OA target"], ["single-KL", "KL target"], ["dual", "OA target"],
               ["dual", "KL target"]]
@@ -227,7 +230,7 @@ def test_saliency_enrichment_against_t_interval():
     sal = pd.DataFrame({"backbone": "b", "mode": "dual", "region": "cartilage", "method": "smoothgrad", "target": "oa",
                         "enrichment": np.r_[x, np.nan]})
     other = sal.assign(method="gradcam", enrichment=100.0)
-    out = Study.saliency_enrichment(pd.concat([sal, other])).iloc[0]
+    out = saliency_enrichment(pd.concat([sal, other])).iloc[0]
     lo, hi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
     assert out["n"] == 8 and out["enrichment"] == pytest.approx(x.mean())
     assert out["ci_low"] == pytest.approx(lo) and out["ci_high"] == pytest.approx(hi)
@@ -236,7 +239,7 @@ def test_saliency_enrichment_against_t_interval():
 def test_sanity_and_deletion_views(study):
     sanity = study.saliency_sanity()
     assert set(sanity["run_id"]) == {r.run_id for r in study.runs}
-    summary = Study.sanity_summary(sanity)
+    summary = sanity_summary(sanity)
     trained = summary[summary["step"] == 0]
     assert np.allclose(trained["spearman"], 1.0)  # step 0 is the trained map compared with itself
     deletion = study.saliency_deletion()

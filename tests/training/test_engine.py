@@ -10,10 +10,11 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from oaprobe.config import ConfigError
+from oaprobe.errors import ConfigError
 from oaprobe.training import engine, runs
-from oaprobe.training.engine import augment_batch, class_weights, fit
-from oaprobe.training.runs import is_done, load_run
+from oaprobe.training.batches import augment_batch, class_weights
+from oaprobe.training.engine import fit
+from oaprobe.training.runs import is_done, load_run, run_id
 
 MODES = [("single_oa", "parallel"), ("single_kl", "parallel"), ("dual", "parallel"), ("dual", "stacked")]
 
@@ -26,7 +27,7 @@ def _fit(cfg, root: Path, cache: Path, **kwargs) -> Path:
 def test_every_mode_writes_a_complete_folder(smoke_config, volume_cache, smoke_manifest, tmp_path, mode, variant):
     cfg = smoke_config(mode=mode, dual_variant=variant)
     folder = _fit(cfg, tmp_path / "runs", volume_cache)
-    assert folder == tmp_path / "runs" / cfg.run_id() and is_done(folder)
+    assert folder == tmp_path / "runs" / run_id(cfg) and is_done(folder)
     assert {p.name for p in folder.iterdir()} == {
         "config.json", "history.csv", "predictions.csv", "embeddings.npz", "checkpoint.pt", "DONE"
     }
@@ -74,7 +75,7 @@ def test_ordinal_mode_end_to_end_on_every_paper_backbone(smoke_config, volume_ca
     cfg = smoke_config(mode="ordinal", backbone=backbone, label_smoothing=0.1, warmup_epochs=0)  # 1 epoch
     check_input_shape(backbone, cfg.input_shape)
     folder = fit(cfg, tmp_path / "runs", cache_dir=volume_cache, progress=False)
-    assert folder.name == cfg.run_id() and is_done(folder)
+    assert folder.name == run_id(cfg) and is_done(folder)
     run = load_run(folder)
     assert run.meta["config"]["mode"] == "ordinal" and run.meta["config"]["label_smoothing"] == 0.1
     assert run.history["train_loss_oa"].isna().all() and np.isfinite(run.history["train_loss_kl"]).all()
@@ -191,7 +192,7 @@ def test_crash_while_writing_leaves_no_done_and_resumes(smoke_config, volume_cac
     monkeypatch.setattr(engine, "write_atomic_npz", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _fit(cfg, tmp_path / "runs", volume_cache)
-    folder = tmp_path / "runs" / cfg.run_id()
+    folder = tmp_path / "runs" / run_id(cfg)
     assert folder.is_dir() and not is_done(folder) and (folder / "checkpoint.pt").is_file()
     with pytest.raises(runs.RunNotDoneError):
         load_run(folder)
@@ -218,7 +219,7 @@ def test_fit_says_whether_it_reused_a_finished_run(smoke_config, volume_cache, t
     cfg = smoke_config()
     first = _fit(cfg, tmp_path / "runs", volume_cache)
     again = _fit(cfg, tmp_path / "runs", volume_cache)
-    assert (first.reused, again.reused) == (False, True) and first == again == tmp_path / "runs" / cfg.run_id()
+    assert (first.reused, again.reused) == (False, True) and first == again == tmp_path / "runs" / run_id(cfg)
 
 
 def test_switches_select_weighting_augment_cosine(smoke_config, volume_cache, tmp_path):

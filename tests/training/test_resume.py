@@ -16,7 +16,7 @@ import torch
 
 from oaprobe.device import cpu_threads
 from oaprobe.training.engine import fit
-from oaprobe.training.runs import is_done
+from oaprobe.training.runs import is_done, run_id
 
 
 def _fit(cfg, root: Path, cache: Path, **kwargs) -> Path:
@@ -53,7 +53,7 @@ def test_stop_after_one_epoch_then_continue_matches_uninterrupted(smoke_config, 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(smoke_config, volume_cache, tmp_path):
     """Really kill a training process (SIGKILL) after its first checkpoint, then resume here."""
     cfg = smoke_config(epochs=5, augment=True, select="val_oa_auc")
-    folder = tmp_path / "killed" / cfg.run_id()
+    folder = tmp_path / "killed" / run_id(cfg)
     code = textwrap.dedent(
         f"""
         from pathlib import Path

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oaprobe.config import ConfigError, RunConfig
+from oaprobe.config import RunConfig
+from oaprobe.errors import ConfigError
 from oaprobe.training import runs
 from oaprobe.training.runs import (
     RunLockedError,
@@ -23,6 +26,7 @@ from oaprobe.training.runs import (
     is_done,
     load_run,
     run_dir,
+    run_id,
     run_lock,
     write_atomic_csv,
     write_atomic_json,
@@ -56,7 +60,7 @@ def manifest(tmp_path: Path) -> Path:
 
 def test_run_dir_is_root_over_run_id(tmp_path: Path, manifest: Path) -> None:
     cfg = RunConfig.from_dict({"manifest": str(manifest)})
-    assert run_dir(cfg, tmp_path) == tmp_path / cfg.run_id()
+    assert run_dir(cfg, tmp_path) == tmp_path / run_id(cfg)
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
@@ -204,3 +208,113 @@ def test_config_json_is_sorted_and_stable(tmp_path: Path) -> None:
     write_atomic_json(tmp_path / "c.json", {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "c.json").read_text()) == {"a": [1, 2], "b": 1}
     assert (tmp_path / "c.json").read_text().index('"a"') < (tmp_path / "c.json").read_text().index('"b"')
+
+
+def test_run_id_of_a_known_config_and_data_is_unchanged(tmp_path):
+    """Known answer: the id the package named this run's folder before the id moved out of
+    RunConfig (a6aebecadb2e, computed by ``RunConfig.run_id`` at commit 4a47bd3), so existing
+    runs folders keep being found; other bytes in one volume make another run."""
+    (tmp_path / "k1.nii.gz").write_bytes(b"image of knee 1")
+    (tmp_path / "k1_mask.nii.gz").write_bytes(b"mask of knee 1")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("case_id,image,mask\n"
+                        "k1,k1.nii.gz,k1_mask.nii.gz\n")
+    cfg = RunConfig.from_dict({"manifest": str(manifest), "backbone": "m3t", "mode": "dual", "seed": 3, "epochs": 2})
+    assert run_id(cfg) == "a6aebecadb2e" and run_dir(cfg, tmp_path).name == "a6aebecadb2e"
+    (tmp_path / "k1_mask.nii.gz").write_bytes(b"another mask of knee 1")
+    assert run_id(cfg) != "a6aebecadb2e"
+
+
+# --- the run id: every field and the content of the data --------------------------------------
+
+
+def test_run_id_stable_for_equal_configs(manifest):
+    a = RunConfig.from_dict({"manifest": str(manifest), "seed": 1})
+    b = RunConfig.from_dict({"manifest": str(manifest), "seed": 1})
+    assert run_id(a) == run_id(b) and len(run_id(a)) == 12
+
+
+def test_run_id_changes_with_every_field(manifest):
+    base = RunConfig.from_dict({"manifest": str(manifest)})
+    changed = {
+        "backbone": "m3t", "width": 0.5, "mode": "single_oa", "dual_variant": "stacked", "oa_weight": 0.5,
+        "input_shape": (16, 16, 16), "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0,
+        "schedule": "cosine", "select": "val_loss", "class_weighting": True, "augment": True, "seed": 1,
+        "warmup_epochs": 1, "ema_decay": 0.99, "label_smoothing": 0.1, "grad_clip": 5.0,
+    }
+    assert set(changed) == {f.name for f in dataclasses.fields(RunConfig)} - {"manifest"}
+    ids = {run_id(base)}
+    for name, value in changed.items():
+        ids.add(run_id(base.replace(**{name: value})))
+    assert len(ids) == len(changed) + 1
+
+
+def test_run_id_follows_manifest_content_not_path(manifest, tmp_path):
+    copy = tmp_path / "elsewhere" / "other_name.csv"
+    copy.parent.mkdir()
+    shutil.copyfile(manifest, copy)
+    a = RunConfig.from_dict({"manifest": str(manifest)})
+    b = RunConfig.from_dict({"manifest": str(copy)})
+    assert run_id(a) == run_id(b)
+    copy.write_text(manifest.read_text() + "k2,s2\n")
+    assert run_id(b) != run_id(a)
+
+
+def test_run_id_missing_manifest_names_it(tmp_path):
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(ConfigError, match="nope.csv"):
+        run_id(RunConfig.from_dict({"manifest": str(missing)}))
+
+
+# --- the run id covers the data ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cohort(tmp_path: Path) -> Path:
+    """A manifest naming two volume files (their bytes only matter here, not that they are NIfTI)."""
+    folder = tmp_path / "cohort"
+    (folder / "images").mkdir(parents=True)
+    for case in ("k1", "k2"):
+        (folder / "images" / f"{case}.nii.gz").write_bytes(f"voxels of {case}".encode())
+        (folder / "images" / f"{case}_mask.nii.gz").write_bytes(f"labels of {case}".encode())
+    path = folder / "m.csv"
+    path.write_text("case_id,image,mask\n" + "".join(f"{c},images/{c}.nii.gz,images/{c}_mask.nii.gz\n" for c in ("k1", "k2")))
+    return path
+
+
+def _run_id(manifest: Path) -> str:
+    return run_id(RunConfig.from_dict({"manifest": str(manifest)}))
+
+
+def test_run_id_changes_when_a_volume_is_replaced_in_place(cohort):
+    before = _run_id(cohort)
+    image = cohort.parent / "images" / "k2.nii.gz"
+    stamp = image.stat().st_mtime_ns
+    image.write_bytes(b"voxels of k9")  # same name, same size: N4-corrected, say
+    os.utime(image, ns=(stamp + 10**9,) * 2)  # a later time stamp whatever the file system's clock tick
+    assert _run_id(cohort) != before
+
+
+def test_run_id_changes_with_other_volumes_under_the_same_names(cohort, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(cohort.parent, other)
+    assert _run_id(other / "m.csv") == _run_id(cohort)  # the same data elsewhere: the same runs
+    (other / "images" / "k1_mask.nii.gz").write_bytes(b"labels of k1, fixed")
+    assert _run_id(other / "m.csv") != _run_id(cohort)
+
+
+def test_run_id_counts_a_missing_volume(cohort):
+    before = _run_id(cohort)
+    (cohort.parent / "images" / "k1.nii.gz").unlink()
+    assert _run_id(cohort) != before  # validation refuses it; the id must not be the complete data's
+
+
+def test_run_id_hashes_each_volume_once(cohort, monkeypatch):
+    """A rebuild only stats the volumes: their hashes come from the cache file beside the manifest."""
+    from oaprobe.data import fingerprint
+
+    first = _run_id(cohort)
+    assert (cohort.parent / fingerprint.CACHE_FILE).is_file()
+    fingerprint._open.clear()  # as in a new process
+    monkeypatch.setattr(fingerprint, "file_sha256", lambda path: pytest.fail(f"{path} was hashed again"))
+    assert _run_id(cohort) == first

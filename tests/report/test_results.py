@@ -1,4 +1,4 @@
-"""Known-answer tests of Study.kl_confusion on hand-made predictions (no training)."""
+"""Known-answer tests of oaprobe.report.results.kl_confusion on hand-made predictions (no training)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from oaprobe.config import RunConfig
+from oaprobe.report.results import kl_confusion
 from oaprobe.report.study import Study
 from oaprobe.training.runs import Run
 
@@ -34,7 +35,7 @@ def test_counts_are_pooled_over_seeds_and_rows_normalised():
         _run("single_oa", 0, [0, 1], [None, None]),  # no KL head: no rows
         _run("dual", 0, [1], [1], split="val"),  # another split: not counted
     )
-    t = study.kl_confusion(truth="kl_clean")
+    t = kl_confusion(study, truth="kl_clean")
     assert list(dict.fromkeys(t["mode"])) == ["single_kl", "dual"]  # the book's mode order, single-OA absent
     assert len(t) == 2 * 25 and set(t["n_runs"]) == {1, 2}
     dual = t[t["mode"] == "dual"].pivot(index="truth", columns="predicted", values="count").to_numpy()
@@ -52,8 +53,8 @@ def test_counts_are_pooled_over_seeds_and_rows_normalised():
 
 def test_backbones_keep_their_study_order_and_a_missing_truth_is_a_clear_error():
     study = _study(_run("dual", 0, [0], [0], backbone="nnmamba"), _run("dual", 0, [1], [2]))
-    t = study.kl_confusion(truth="kl")
+    t = kl_confusion(study, truth="kl")
     assert list(dict.fromkeys(t["backbone"])) == ["nnmamba", "resnet3d"]
     assert t.loc[(t["backbone"] == "resnet3d") & (t["count"] > 0), ["truth", "predicted"]].values.tolist() == [[1, 2]]
     with pytest.raises(ValueError, match="no 'severity' column"):
-        study.kl_confusion(truth="severity")
+        kl_confusion(study, truth="severity")
