@@ -35,8 +35,6 @@ LOSS_RATIO = NEAR_BEST_LOSS
 GRADE_SHARE = 0.10
 #: the flags that make a run a training failure (they set ``flagged``)
 FAILURE_FLAGS = ("unstable", "below_majority")
-#: the flags that make a run a training failure (they set ``flagged``)
-FAILURE_FLAGS = ("unstable", "below_majority")
 COLUMNS = ("kept_epoch", "epochs", "best_epoch", "best_val_loss", "kept_val_loss", "final_val_loss",
            "kept_over_best", "test_oa_accuracy", "majority_rate", "missing_grades",
            "unstable", "below_majority", "degenerate", "flagged")
