@@ -99,13 +99,18 @@ def fill_glue(markdown: str, values: dict[str, dict[str, str]]) -> str:
 
 
 def render_markdown(text: str, md: Any) -> str:
-    """Markdown as HTML, MyST admonition fences as the book's boxes (title, then the body's markdown)."""
+    """Markdown as HTML, MyST admonition fences as the book's boxes (title, then the body's markdown);
+    a ``dropdown`` one folded in ``<details>`` (the exercises' computed answers)."""
     out, at = [], 0
     for m in _ADMONITION.finditer(text):
         css = re.search(r":class:\s*(\S+)", m.group(2))
-        out += [md.render(text[at:m.start()]),
-                f'<div class="admonition {css.group(1) if css else "note"}"><p class="admonition-title">'
-                f"{html.escape(m.group(1).strip())}</p>{md.render(m.group(3))}</div>"]
+        title, body = html.escape(m.group(1).strip()), md.render(m.group(3))
+        if css and css.group(1) == "dropdown":  # folded, as the book folds it: the reader opens it
+            box = f'<details class="admonition dropdown"><summary class="admonition-title">{title}</summary>{body}</details>'
+        else:
+            box = (f'<div class="admonition {css.group(1) if css else "note"}"><p class="admonition-title">'
+                   f"{title}</p>{body}</div>")
+        out += [md.render(text[at:m.start()]), box]
         at = m.end()
     return "".join(out + [md.render(text[at:])])
 

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,8 @@ from oaprobe.io import write_atomic
 from oaprobe.models.backbones import backbone_title
 from oaprobe.report.claims import CLAIMS
 from oaprobe.report.display import MODE_NAMES, readable_name
-from oaprobe.report.sentences import needed_clause, plural, signed
+from oaprobe.report.sentences import TRUTHS, plural, rule_sentence, signed
+from oaprobe.report.stated import mark, stat_key
 from oaprobe.report.study import Study, mean_sd
 
 #: question -> (metric, single-task baseline, what it asks)
@@ -31,7 +33,6 @@ QUESTIONS: dict[str, tuple[str, str, str]] = {
     "coarse": ("oa_roc_auc", "single_oa", "the coarse label (OA yes/no, ROC-AUC)"),
     "fine": ("kl_qwk", "single_kl", "the fine label (KL grade, quadratic weighted kappa)"),
 }
-TRUTHS = {"kl_clean": "clean grade", "kl": "observed labels"}
 
 
 def secondary_metrics() -> tuple[str, ...]:
@@ -42,14 +43,42 @@ def secondary_metrics() -> tuple[str, ...]:
     return tuple(mt for mt in SEED_LEVEL_METRICS if mt not in primary)
 
 
+def main_family(metric: str, baseline: str, preset: str, n_backbones: int = 0) -> int | None:
+    """Bonferroni's ``m`` of dual vs ``baseline`` in ``metric``, the same on every page that states it
+    (one family definition per comparison): a primary question is tested alone
+    (:func:`oaprobe.report.claims.family_size`); a secondary metric against its own single-task
+    baseline belongs to the secondary family (its metrics x the preset's backbones). None: not one of
+    the main grid's comparisons (a chapter's own family decides it)."""
+    from oaprobe.analysis.paired import REFERENCE_BASELINE
+    from oaprobe.config import get_preset
+    from oaprobe.report.claims import family_size
+
+    if (metric, baseline) in {(mt, b) for mt, b, _ in QUESTIONS.values()}:
+        return family_size("metrics", "primary", 1)
+    if metric in secondary_metrics() and baseline == REFERENCE_BASELINE["OA" if metric.startswith("oa_") else "KL"]:
+        return len(secondary_metrics()) * max(len(get_preset(preset).backbones), n_backbones)
+    return None
+
+
+def main_rule_table(study: Study, truth: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """Dual vs its single-task baseline in ``metrics`` under the rule, each metric in its
+    :func:`main_family`, with a ``truth`` column: the one source of these rows for every page."""
+    from oaprobe.analysis.paired import REFERENCE_BASELINE
+
+    frames = []
+    for metric in metrics:
+        base = REFERENCE_BASELINE["OA" if metric.startswith("oa_") else "KL"]
+        m = main_family(metric, base, study.preset, len(study.backbones))
+        frames.append(study.seed_level(truth=truth, metrics=[metric], m=m))
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True).assign(truth=truth) if frames else pd.DataFrame()
+
+
 def secondary_table(study: Study, truth: str) -> pd.DataFrame:
     """Dual vs single on the :func:`secondary_metrics` under the rule, Bonferroni over the whole
     secondary family of the preset (its metrics x the preset's backbones), so a backbone's chapter
     and the results page give one comparison the same verdict."""
-    from oaprobe.config import get_preset
-
-    family = len(secondary_metrics()) * max(len(get_preset(study.preset).backbones), len(study.backbones))
-    return study.seed_level(truth=truth, metrics=secondary_metrics(), m=family)
+    return main_rule_table(study, truth, secondary_metrics())
 
 
 def rule_sentences() -> list[str]:
@@ -72,60 +101,79 @@ def rule_sentences() -> list[str]:
     ]
 
 
-def answer_table(study: Study, m: int = 1) -> pd.DataFrame:
+def answer_table(study: Study, m: int | None = None) -> pd.DataFrame:
     """One row per backbone x question x truth: mean dual and single levels over seeds and the rule's
-    columns (:func:`oaprobe.analysis.decision.decide_with_flags`) in a family of ``m``."""
+    columns (:func:`oaprobe.analysis.decision.decide_with_flags`), each question in its
+    :func:`main_family` (``m``: another family size, for a test)."""
     metrics = [mt for mt, _, _ in QUESTIONS.values()]
     question_of = {mt: q for q, (mt, _, _) in QUESTIONS.items()}
     frames = []
     for truth in [t for t in TRUTHS if t == "kl" or study.has_clean]:
-        tests = study.seed_level(truth=truth, metrics=metrics, m=m)
+        tests = main_rule_table(study, truth, metrics) if m is None else study.seed_level(truth=truth, metrics=metrics, m=m)
         levels = study.paired_seeds(truth=truth, metrics=metrics).groupby(["backbone", "metric"])[["a", "b"]].mean()
         tests = tests.join(levels.rename(columns={"a": "dual", "b": "single"}), on=["backbone", "metric"])
         frames.append(tests.assign(truth=truth, question=tests["metric"].map(question_of)))
     out = pd.concat(frames, ignore_index=True)
     order = ["backbone", "question", "truth", "metric", "single", "dual", "n_seeds", "mean", "ci_low", "ci_high",
              "eq_low", "eq_high", "delta", "verdict", "verdict_all", "verdict_unflagged", "n_flagged", "mean_unflagged",
-             "seeds_needed", "reason", "loo_stable", "sd", "p_diff", "p_equiv", "m"]
+             "seeds_needed", "reason", "loo_stable", "sd", "p_diff", "p_equiv", "m", "alpha"]
     return out[order]
 
 
+def level_text(backbone: str, mode: str, metric: str, truth: str, n: int, value: float) -> str:
+    """A mode's mean level over ``n`` seeds ("dual 0.805"), marked as the quantity it is."""
+    key = stat_key(backbone, mode, "", metric, truth, n)
+    return f"{MODE_NAMES.get(mode, mode)} {value:.3f}" + mark(key, f"{value:.3f}")
+
+
 def describe_answer(row: pd.Series, bold: bool = True) -> str:
-    """One sentence per row of :func:`answer_table` (``bold``: the verdict in Markdown bold)."""
-    _, base, what = QUESTIONS[row["question"]]
-    mark = "**" if bold else ""
-    if row["ci_low"] == row["ci_low"]:
-        interval = (f"90% CI {signed(row['eq_low'])} to {signed(row['eq_high'])}, "
-                    f"95% CI {signed(row['ci_low'])} to {signed(row['ci_high'])}")
-    else:
-        interval = "no interval"
-    flagged = ""
+    """One row of :func:`answer_table`: the verdict sentence (under 40 words), the two modes' mean
+    levels over the same seeds, and what the flagged seeds and leaving one seed out do to it."""
+    metric, base, _ = QUESTIONS[row["question"]]
+    bb, truth, n = str(row["backbone"]), str(row["truth"]), int(row["n_seeds"])
+    text = rule_sentence(row, backbone_title(bb), "dual", base, metric, truth, key_subject=bb, bold=bold)
+    text += (f" Means over the same {plural(n, 'seed')}: {level_text(bb, 'dual', metric, truth, n, row['dual'])}, "
+             f"{level_text(bb, base, metric, truth, n, row['single'])}.")
     if row["n_flagged"]:
-        flagged = (f"; {plural(row['n_flagged'], 'seed')} with a flagged run: {row['verdict_all']} with "
-                   f"{'it' if row['n_flagged'] == 1 else 'them'}, {row['verdict_unflagged']} without")
-    robust = ""
+        text += (f" {plural(row['n_flagged'], 'seed')} with a flagged run: {row['verdict_all']} with "
+                 f"{'it' if row['n_flagged'] == 1 else 'them'}, {row['verdict_unflagged']} without.")
     if row["verdict"] != "inconclusive":
-        robust = ("; it stands without any one seed" if row["loo_stable"]
-                  else "; leaving out one of the seeds would change it")
-    return (
-        f"{backbone_title(row['backbone'])}, {what} against the {TRUTHS[row['truth']]}: dual {row['dual']:.3f} vs "
-        f"{MODE_NAMES[base]} {row['single']:.3f}; mean paired difference over {plural(row['n_seeds'], 'seed')} "
-        f"{signed(row['mean'])} ({interval}; δ = ±{row['delta']:g}): {mark}{row['verdict']}{mark}"
-        f"{flagged}{robust}{needed_clause(row)}."
-    )
+        text += " It stands without any one seed." if row["loo_stable"] else " Leaving out one seed would change it."
+    return text
+
+
+def verdict_list(rows: pd.DataFrame, who: str = "backbone", bold: bool = True) -> str:
+    """The verdicts of one question's rows, each backbone (or ``who`` column) with its mean, marked:
+    "ResNet3D **helps** (+0.012); nnMamba **inconclusive** (-0.003)"."""
+    mark_ = "**" if bold else ""
+    parts = []
+    for _, r in rows.iterrows():
+        n = int(r.get("n_seeds", r.get("n", 0)))
+        subject = str(r["backbone"]) + (f" ({r['method']} maps)" if r.get("method") else "")
+        key = stat_key(subject, "dual", str(r["baseline"]), str(r["metric"]), str(r.get("truth", "")), n)
+        family = f", Bonferroni over {int(r['m'])}" if int(r.get("m", 1)) > 1 else ", tested alone"
+        parts.append(f"{backbone_title(r['backbone'])} {mark_}{r['verdict']}{mark_} ({signed(r['mean'])})"
+                     + mark(key + " | mean", signed(r["mean"])) + mark(key + " | verdict", f"{r['verdict']}{family}"))
+    return "; ".join(parts)
+
+
+def seeds_words(rows: pd.DataFrame) -> str:
+    """"12 seeds", or "3–12 seeds" where the rows rest on different numbers of seeds."""
+    n = rows["n_seeds"] if "n_seeds" in rows else rows["n"]
+    lo, hi = int(n.min()), int(n.max())
+    return plural(hi, "seed") if lo == hi else f"{lo}–{hi} seeds"
 
 
 def answer_findings(answer: pd.DataFrame, truth: str) -> list[str]:
     """One bullet per question against ``truth``: each backbone's verdict and mean difference."""
     rows = answer[answer["truth"] == truth]
     out = []
-    for question, (_, base, what) in QUESTIONS.items():
-        q = rows[rows["question"] == question]
+    for question, (metric, base, _) in QUESTIONS.items():
+        q = rows[rows["question"] == question].assign(baseline=base)
         if q.empty:
             continue
-        parts = [f"{backbone_title(r['backbone'])} **{r['verdict']}** ({signed(r['mean'])} over "
-                 f"{plural(r['n_seeds'], 'seed')}{needed_clause(r).replace('; about', ', about')})" for _, r in q.iterrows()]
-        out.append(f"Dual vs {MODE_NAMES[base]} on {what}, against the {TRUTHS[truth]}: " + "; ".join(parts) + ".")
+        out.append(f"{readable_name(metric)}, dual vs {MODE_NAMES[base]}, {TRUTHS[truth]}, {seeds_words(q)}: "
+                   f"{verdict_list(q)}.")
     return out
 
 
@@ -236,26 +284,15 @@ def differences_for_figure(study: Study, answer: pd.DataFrame, truth: str) -> tu
 
 
 # --------------------------------------------------------------------------- the three claims
-def _verdict_words(row: pd.Series) -> str:
-    """The verdict, saying when "equivalent" rests on a real difference smaller than delta."""
-    verdict = str(row["verdict"])
-    if verdict == "equivalent" and (row["test_low"] > 0 or row["test_high"] < 0):
-        return "equivalent (a real difference, smaller than δ)"
-    needed = row.get("seeds_needed")
-    if verdict == "inconclusive" and not row.get("reason") and needed == needed and needed is not None:
-        return f"inconclusive (about {int(needed)} seeds would decide it)"
-    return verdict
-
-
 def describe_verdict(row: pd.Series) -> str:
     """One row of :func:`oaprobe.report.claims.decide_claim` in one sentence of under 40 words."""
-    truth = f", {TRUTHS[row['truth']]}" if row["truth"] in TRUTHS else ""
-    flip = ""
+    bb = str(row["backbone"])
+    subject = bb + (f" ({row['method']} maps)" if row.get("method") else "")
+    who = backbone_title(bb) + (f" ({row['method']} maps)" if row.get("method") else "")
+    text = rule_sentence(row, who, "dual", str(row["baseline"]), str(row["metric"]), str(row["truth"]), key_subject=subject)
     if row.get("same_under_perturbation") is False or row.get("same_under_perturbation") == 0:
-        flip = f" Under the host perturbation: {row['verdict_perturbed']}."
-    return (f"{backbone_title(row['backbone'])}, {readable_name(row['metric'])} vs {MODE_NAMES[row['baseline']]}"
-            f"{truth}, {plural(row['n'], 'seed')}: {signed(row['mean'])} (90% CI {signed(row['ci90_low'])} to "
-            f"{signed(row['ci90_high'])}; δ ±{row['delta']:g}): {_verdict_words(row)}.{flip}")
+        text += f" Under the host perturbation: {row['verdict_perturbed']}."
+    return text
 
 
 def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
@@ -275,15 +312,17 @@ def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
 
 
 def claim_findings(verdicts: pd.DataFrame) -> list[str]:
-    """One bullet per claim and truth: how many primary questions are decided, and each verdict."""
+    """One bullet per claim and truth: how many primary questions are decided, then one sentence per
+    question (metric, baseline, truth, seeds) with each backbone's verdict and mean difference."""
     out = []
     prim = verdicts[verdicts["role"] == "primary"]
     for (claim, truth), g in prim.groupby(["claim", "truth"], sort=False):
         decided = int((g["verdict"] != "inconclusive").sum())
-        parts = "; ".join(f"{backbone_title(r['backbone'])} vs {MODE_NAMES[r['baseline']]} **{r['verdict']}** "
-                          f"({signed(r['mean'])})" for _, r in g.iterrows())
-        against = f" against the {TRUTHS[truth]}" if truth in TRUTHS else ""
-        out.append(f"{CLAIMS[claim]}{against}: {decided} of {len(g)} decided. {parts}.")
+        against = f" ({TRUTHS[truth]})" if truth in TRUTHS else ""
+        parts = []
+        for (metric, base), q in g.groupby(["metric", "baseline"], sort=False):
+            parts.append(f"{readable_name(metric)} vs {MODE_NAMES[base]}, {seeds_words(q)}: {verdict_list(q)}.")
+        out.append(f"{CLAIMS[claim]}{against}: {decided} of {len(g)} decided. " + " ".join(parts))
     return out
 
 

@@ -60,6 +60,9 @@ COLUMN_NAMES: dict[str, str] = {
     "kl3_vs_kl4_on_axis": "KL3 vs KL4 on the axis (AUC)", "oa_weight": "λ", "degenerate": "degenerate", "runs": "runs",
     # tests
     "paired_bootstrap": "paired bootstrap", "mcnemar_exact": "exact McNemar", "delong": "DeLong",
+    "mcnemar_chi2_cc": "McNemar χ² (continuity-corrected)",
+    # the label-noise trend (oaprobe.report.noise)
+    "slope": "slope per unit of noise strength", "p_adjusted": "p (Bonferroni)", "n_levels": "noise strengths",
 }
 #: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
@@ -169,7 +172,10 @@ def folded_sentences(sentences: Sequence[str], summary: str) -> HTML:
     the metric, mode and method identifiers in them named as the book names them."""
     if not sentences:
         return HTML(f"<p><em>{html.escape(summary)}: none.</em></p>")
-    items = "".join(f"<li>{html.escape(readable_text(s, unknown=False))}</li>" for s in sentences)
+    from oaprobe.report.stated import split_marks
+
+    parts = [split_marks(s) for s in sentences]  # the hidden marks stay markup; the visible text is escaped
+    items = "".join(f"<li>{html.escape(readable_text(text, unknown=False))}{marks}</li>" for text, marks in parts)
     return HTML(f'<details class="oaprobe-fold"><summary>{html.escape(summary)} ({len(sentences)})</summary>'
                 f"<ul>{items}</ul></details>")
 

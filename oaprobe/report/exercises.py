@@ -31,11 +31,12 @@ from oaprobe.config import get_preset
 from oaprobe.data.labels import noise_matrix
 from oaprobe.facts import MODES
 from oaprobe.models.backbones import backbone_title
-from oaprobe.report.answer import TRUTHS
+from oaprobe.report.answer import TRUTHS, main_rule_table
 from oaprobe.report.beyond import BeyondStudy
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.noise import NoiseStudy
-from oaprobe.report.sentences import plural, rule_clause, signed
+from oaprobe.report.sentences import plural, rule_clause, signed, variant_title
+from oaprobe.report.stated import stat_key
 from oaprobe.report.study import Study
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, stacked_grid
 from oaprobe.training.runs import Run
@@ -130,20 +131,11 @@ def epoch_summary(convergence: pd.DataFrame) -> dict[str, int | float]:
 
 
 def trend_clause(row: Mapping[str, Any]) -> tuple[str, str]:
-    """How a slope of the gain on noise strength (a row of ``NoiseStudy.trend``) reads, and its status."""
-    slope, lo, hi = float(row["slope"]), float(row["ci_low"]), float(row["ci_high"])
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "too few noise levels or seeds to fit a trend: no evidence either way", "open"
-    text = f"the per-seed gain changes by {signed(slope)} per unit of noise strength (95% CI {signed(lo)} to {signed(hi)})"
-    if lo <= 0 <= hi:
-        return f"{text}: the interval covers 0, so no evidence either way", "open"
-    return f"{text}: the gain {'grows' if lo > 0 else 'shrinks'} as the labels get noisier", "clear"
+    """How a slope of the gain on noise strength (a row of ``NoiseStudy.trend``) reads, and its status:
+    the chapter's own sentence (:func:`oaprobe.report.sentences.describe_trend`, its family)."""
+    from oaprobe.report.sentences import describe_trend
 
-
-def variant_title(variant: str) -> str:
-    """A beyond variant's readable name: ``single_kl + smoothing`` -> ``single-KL + smoothing``."""
-    mode, _, rest = variant.partition(" ")
-    return " ".join(x for x in (MODE_NAMES.get(mode, mode), rest) if x)
+    return describe_trend(row), "open" if row.get("verdict", "inconclusive") == "inconclusive" else "clear"
 
 
 def combine(statuses: Iterable[str]) -> str:
@@ -182,6 +174,11 @@ class Exercises:
         return Study(s.preset, s.manifest, s.table, s.select(backbone=s.backbones[0]))
 
     @property
+    def first_backbone(self) -> str:
+        """The preset's first backbone: the stacked, beyond and label-noise runs' one."""
+        return get_preset(self.preset).backbones[0]
+
+    @property
     def truth(self) -> str:
         """The grade answers are scored against: the clean one where the cohort knows it."""
         return self.study.main_truth
@@ -201,6 +198,13 @@ class Exercises:
         m = m[m["metric"] == metric].dropna(subset=[column]) if len(m) else m
         return m.pivot_table(index="seed", columns=column, values="value") if len(m) else pd.DataFrame()
 
+    def _key(self, row: Mapping[str, Any], metric: str, cohort: str = "", backbone: str = "", truth: str = "") -> str:
+        """The stated quantity of a dual-vs-single row (:func:`oaprobe.report.stated.stat_key`)."""
+        bb = backbone or self.first_backbone
+        subject = f"{bb} ({cohort})" if cohort else bb
+        return stat_key(subject, "dual", str(row["baseline"]), metric, truth or row.get("truth") or self.truth,
+                        row["n_seeds"])
+
     # ------------------------------------------------------------------ the original four
     def stacked_vs_parallel(self) -> Answer:
         """Exercise 1: stacked minus parallel dual per seed (OA AUC, KL QWK), under the rule."""
@@ -213,7 +217,9 @@ class Exercises:
         parts, statuses = [], []
         for metric in metrics:
             wide = both[both["metric"] == metric].pivot_table(index="seed", columns="variant", values="value")
-            clause, status = rule_clause(gap(wide, "stacked", "parallel", metric, m=len(metrics)))
+            row = gap(wide, "stacked", "parallel", metric, m=len(metrics))
+            key = stat_key(self.first_backbone, "dual stacked", "dual parallel", metric, self.truth, row["n_seeds"])
+            clause, status = rule_clause(row, key)
             parts.append(f"{readable_name(metric)}, stacked minus parallel: {clause}")
             statuses.append(status)
         return Answer(f"Against the {TRUTHS[self.truth]}, " + "; ".join(parts) + ".", combine(statuses))
@@ -238,7 +244,7 @@ class Exercises:
         """Exercise 3: the seeds the decision rule needs for the first backbone's fine question, from
         the measured seed-to-seed spread of the paired difference (at its mean, and if the true
         difference were 0)."""
-        sl = self.first.seed_level(truth=self.truth, metrics=[metric], m=1)
+        sl = main_rule_table(self.first, self.truth, [metric])
         if sl.empty or not np.isfinite(sl["sd"].iloc[0]):
             return Answer("This build has too few seeds to estimate the seed-to-seed spread (at least two are needed).", "absent")
         row = sl.iloc[0]
@@ -250,16 +256,17 @@ class Exercises:
             f"The seed-to-seed sd of the dual-minus-{single} difference in {readable_name(metric)} against the "
             f"{TRUTHS[self.truth]} is {sd:.3f} over {plural(row['n_seeds'], 'seed')} (mean {signed(mean)}). With δ = ±{delta:g}, "
             f"the rule reaches a verdict with 80% probability after {say(at_mean)} if the true difference is the measured "
-            f"one, and {say(at_zero)} to show equivalence if it is 0. This build ran {plural(row['n_seeds'], 'seed')}: "
-            f"{row['verdict']}. The reference study ran one, which allows no interval at all.")
+            f"one, and {say(at_zero)} to show equivalence if it is 0. This build's verdict: "
+            f"{rule_clause(row, self._key(row, metric))[0]}. The reference study ran one seed, which allows no interval.")
 
     def noise_free_answer(self) -> Answer:
         """Exercise 4: dual minus single-KL on the noise-free relabelling, against the clean grade."""
         clean = self.noise_free
         if clean is None:
             return Answer("This build has no noise-free cohort (real data, or a preset without noise level 0).", "absent")
-        sl = clean.seed_level(truth="kl_clean", metrics=["kl_qwk", "kl_accuracy"])
-        clauses = [(readable_name(r["metric"]), *rule_clause(r)) for _, r in sl.iterrows()]
+        sl = main_rule_table(clean, "kl_clean", ["kl_qwk", "kl_accuracy"])
+        clauses = [(readable_name(r["metric"]), *rule_clause(r, self._key(r, r["metric"], "noise-free cohort")))
+                   for _, r in sl.iterrows()]
         text = "; ".join(f"dual minus single-KL in {metric}: {clause}" for metric, clause, _ in clauses)
         return Answer(f"On the noise-free cohort, against the clean grade, {text}.", combine(s for *_, s in clauses))
 
@@ -270,26 +277,37 @@ class Exercises:
         if wide.shape[1] < 2:
             return Answer("This build has no dual runs at another OA-loss weight (the preset's `lambdas` is empty).", "absent")
         best, rival = best_and_rival(wide, reference=1.0)
-        clause, status = rule_clause(gap(wide, best, rival, metric))
+        row = gap(wide, best, rival, metric)
+        key = stat_key(self.first_backbone, f"dual lambda {best:g}", f"dual lambda {rival:g}", metric,
+                       self.beyond.truth, row["n_seeds"])
+        clause, status = rule_clause(row, key)
         means = ", ".join(f"λ {lam:g}: {wide[lam].mean():.3f}" for lam in wide.columns)
         return Answer(f"Against the {TRUTHS[self.beyond.truth]}, the highest mean {readable_name(metric)} is at "
                       f"λ {best:g} ({means}). λ {best:g} minus λ {rival:g}, per seed: {clause}.", status)
 
+    @cached_property
+    def _beyond_tests(self) -> pd.DataFrame:
+        """The "beyond the dual head" chapter's rule table (its families), read by exercises 6 and 7."""
+        return self.beyond.comparisons() if self.beyond is not None else pd.DataFrame()
+
     def _variant_gaps(self, pairs: Sequence[tuple[str, str]], metrics: Sequence[str], lead: str = "") -> Answer:
-        """Variant a minus variant b of the beyond runs, per seed, for each pair and metric."""
+        """Variant a minus variant b of the beyond runs, per seed, for each pair and metric: the rows of
+        the chapter's own table (:meth:`BeyondStudy.comparisons`), so both pages state one verdict."""
+        from oaprobe.report.beyond import describe_comparison
+
+        tests = self._beyond_tests
         parts, statuses = [], []
         for a, b in pairs:
             for metric in metrics:
-                wide = self._variants(metric)
-                if a not in wide or b not in wide:
-                    parts.append(f"{variant_title(a)} vs {variant_title(b)}: no runs")
+                hit = tests[(tests["comparison"] == f"{a} vs {b}") & (tests["metric"] == metric)] if len(tests) else tests
+                if hit.empty:
+                    parts.append(f"{variant_title(a)} vs {variant_title(b)}, {readable_name(metric)}: no runs.")
                     statuses.append("absent")
                     continue
-                clause, status = rule_clause(gap(wide, a, b, metric, m=len(pairs) * len(metrics)))
-                parts.append(f"{variant_title(a)} minus {variant_title(b)} in {readable_name(metric)}: {clause}")
-                statuses.append(status)
-        truth = TRUTHS[self.beyond.truth] if self.beyond is not None else TRUTHS[self.truth]
-        return Answer(f"{lead}Against the {truth}, " + "; ".join(parts) + ".", combine(statuses))
+                row = hit.iloc[0]
+                parts.append(describe_comparison(row))
+                statuses.append("open" if row["verdict"] == "inconclusive" else "clear")
+        return Answer(lead + " ".join(parts), combine(statuses))
 
     def ordinal_answer(self) -> Answer:
         """Exercise 6: dual minus the ordinal (CORN) head per seed."""
@@ -313,19 +331,20 @@ class Exercises:
         g = g[g["metric"] == metric]
         levels = ", ".join(f"noise {lvl:g}: {signed(m)}" + (f" ± {s:.3f}" if s == s else "")
                            for lvl, m, s in zip(g["label_noise"], g["mean"], g["sd"]))
-        clause, status = trend_clause(self.noise.trend().set_index("metric").loc[metric])
+        trend = self.noise.trend()
+        clause, status = trend_clause(trend.set_index("metric").loc[metric].to_dict() | {"metric": metric})
         return Answer(f"Dual minus single-KL in {readable_name(metric)} against the clean grade (mean ± sd over seeds), "
-                      f"{levels}. Over the strengths, {clause}.", status)
+                      f"{levels}. The trend over the strengths: {clause}", status)
 
     def backbone_answer(self) -> Answer:
         """Exercise 9: the backbone with the largest mean dual gain, with its interval over seeds."""
         if len(self.study.backbones) < 2:
             return Answer("This build trains one backbone, so there is no other to compare.", "absent")
-        sl = self.study.seed_level(truth=self.truth, metrics=["kl_qwk", "oa_roc_auc"], m=1)
+        sl = main_rule_table(self.study, self.truth, ["kl_qwk", "oa_roc_auc"])
         parts, statuses = [], []
         for metric in ("kl_qwk", "oa_roc_auc"):
             row = largest_gain(sl, metric)
-            clause, status = rule_clause(row)
+            clause, status = rule_clause(row, self._key(row, metric, backbone=row["backbone"]))
             parts.append(f"in {readable_name(metric)} (vs {MODE_NAMES[row['baseline']]}) the largest mean dual gain is "
                          f"{backbone_title(row['backbone'])}'s: {clause}")
             statuses.append(status)
@@ -338,8 +357,8 @@ class Exercises:
             return Answer("This cohort has no clean grade (real data), so only the observed grade can be the truth.", "absent")
         parts, statuses = [], []
         for truth in ("kl", "kl_clean"):
-            row = self.first.seed_level(truth=truth, metrics=[metric], m=2).iloc[0]
-            clause, status = rule_clause(row)
+            row = main_rule_table(self.first, truth, [metric]).iloc[0]
+            clause, status = rule_clause(row, self._key(row, metric, truth=truth))
             parts.append(f"against the {TRUTHS[truth]}, {clause}")
             statuses.append(status)
         return Answer(f"{backbone_title(self.first.backbones[0])}, dual minus single-KL in {readable_name(metric)}: "

@@ -114,7 +114,8 @@ def describe_recipe(configs: list[dict]) -> str:
     select = " / ".join(SELECT_WORDS.get(x, x) for x in used(configs, "select"))
     shape = " / ".join(x.strip("()").replace(", ", "x") for x in used(configs, "input_shape"))
     clip = " / ".join("off" if float(x) == 0 else x for x in used(configs, "grad_clip"))
-    return (f"The recipe as run: {v('epochs')} epoch(s) ({v('warmup_epochs')} of warm-up), {v('schedule')} learning-rate "
+    epochs = f"{v('epochs')} epoch{'' if v('epochs') == '1' else 's'}"
+    return (f"The recipe as run: {epochs} ({v('warmup_epochs')} of warm-up), {v('schedule')} learning-rate "
             f"schedule at peak lr {v('lr')}, batch {v('batch_size')}, weight decay {v('weight_decay')}, gradient-norm "
             f"clip {clip}; the weights kept are {select}; input {shape} voxels at width {v('width')}.")
 

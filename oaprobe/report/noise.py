@@ -18,7 +18,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from oaprobe.config import get_preset
 from oaprobe.report.display import MODE_NAMES, readable_name
-from oaprobe.report.sentences import describe_convergence, describe_trend, plural, signed
+from oaprobe.report.sentences import LOWER_IS_BETTER, describe_convergence, describe_trend, plural, signed
 from oaprobe.report.study import Study
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest
 
@@ -86,19 +86,29 @@ class NoiseStudy:
         return g.groupby(["comparison", "metric", "label_noise"])["gain"].agg(["mean", "std", "count"]).rename(
             columns={"std": "sd", "count": "n_seeds"}).reset_index()
 
-    def trend(self, truth: str = "kl_clean") -> pd.DataFrame:
-        """Least-squares slope of the per-seed gain on noise strength, with 95% CI and p (scipy)."""
+    def trend(self, truth: str = "kl_clean", alpha: float = 0.05) -> pd.DataFrame:
+        """Least-squares slope of the per-seed gain on noise strength (scipy), one family: Bonferroni over
+        the chapter's trends (``m``), so the interval is the ``1 - alpha/m`` one and ``p_adjusted`` is
+        ``min(1, m p)``; ``verdict``: grows / shrinks (the interval excludes 0) or inconclusive."""
+        groups = list(self._gains(truth).groupby(["comparison", "metric"], sort=False))
+        m = max(len(groups), 1)
         rows = []
-        for (comparison, metric), g in self._gains(truth).groupby(["comparison", "metric"], sort=False):
+        for (comparison, metric), g in groups:
             x, y = g["label_noise"].to_numpy(float), g["gain"].to_numpy(float)
+            row = {"comparison": comparison, "metric": metric, "backbone": self.backbone, "baseline": GAIN_METRICS[metric], "n": len(x),
+                   "n_levels": int(np.unique(x).size), "n_seeds": int(g["seed"].nunique()), "m": m, "alpha": alpha / m}
             if np.unique(x).size < 2 or len(x) < 3:
-                rows.append({"comparison": comparison, "metric": metric, "slope": np.nan, "ci_low": np.nan,
-                             "ci_high": np.nan, "p": np.nan, "n": len(x)})
+                rows.append({**row, "slope": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
+                             "p_adjusted": np.nan, "verdict": "inconclusive"})
                 continue
             fit = stats.linregress(x, y)
-            half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
-            rows.append({"comparison": comparison, "metric": metric, "slope": fit.slope, "ci_low": fit.slope - half,
-                         "ci_high": fit.slope + half, "p": fit.pvalue, "n": len(x)})
+            half = stats.t.ppf(1 - alpha / m / 2, len(x) - 2) * fit.stderr
+            lo, hi = fit.slope - half, fit.slope + half
+            decided = lo > 0 or hi < 0
+            grows = decided and (lo > 0) != (metric in LOWER_IS_BETTER)
+            rows.append({**row, "slope": fit.slope, "ci_low": lo, "ci_high": hi, "p": fit.pvalue,
+                         "p_adjusted": min(1.0, fit.pvalue * m),
+                         "verdict": ("grows" if grows else "shrinks") if decided else "inconclusive"})
         return pd.DataFrame(rows)
 
     @staticmethod
@@ -149,16 +159,15 @@ def describe_noise_convergence(conv: pd.DataFrame) -> str:
 
 
 def noise_findings(agreement: pd.DataFrame, gain: pd.DataFrame, trend: pd.DataFrame) -> list[str]:
-    """The chapter's opening bullets: label agreement, the fine and coarse gains, and their trends
-    (or why no trend can be fitted)."""
+    """The chapter's opening bullets: label agreement, the fine and coarse gains, and every trend the
+    chapter fits (its family, so a decided one is never left out), or why none can be fitted."""
     out = [describe_agreement(agreement)] if len(agreement) else []
     out += [s for s in (describe_gain(gain, m) for m in FINDING_METRICS) if s]
-    shown = trend[trend["metric"].isin(FINDING_METRICS)]
-    fitted = shown[np.isfinite(shown["slope"].astype(float))]
+    fitted = trend[np.isfinite(trend["slope"].astype(float))] if len(trend) else trend
     if len(fitted):
         out += [describe_trend(r) for _, r in fitted.iterrows()]
-    elif len(shown):
+    elif len(trend):
         levels = gain["label_noise"].nunique()
-        out.append(f"No trend of the gain on noise strength can be fitted: {int(shown['n'].max())} per-seed gains at "
-                   f"{levels} strength(s) per comparison (a slope needs at least 3 at 2 or more strengths).")
+        out.append(f"No trend of the gain on noise strength can be fitted: {int(trend['n'].max())} per-seed gains at "
+                   f"{plural(levels, 'strength')} per comparison (a slope needs at least 3 at 2 or more strengths).")
     return out

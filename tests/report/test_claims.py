@@ -77,7 +77,10 @@ def test_saliency_pairs_compare_maps_of_the_baselines_target():
                              "n_knees": 8, "randomisation_passed": True, "deletion_passed": True, "trusted": True})
     table = pd.DataFrame(rows)
 
-    class Conv:  # the one Study method saliency_verdicts reads
+    class Conv:  # what saliency_verdicts reads of a Study: convergence, and a test set that carries findings
+        table = pd.DataFrame({"split": "test", "kl": np.arange(100) % 5})
+        backbones = ["resnet3d"]
+
         @staticmethod
         def convergence():
             return pd.DataFrame({"run_id": table["run_id"].unique(), "flagged": False})

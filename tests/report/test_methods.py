@@ -82,12 +82,12 @@ def test_describe_grid_and_recipe():
     configs = _configs()
     assert describe_grid(configs) == "12 runs: 2 backbones (ResNet3D, nnMamba) × 3 modes × 2 seeds."
     assert describe_recipe(configs) == (
-        "The recipe as run: 8 epoch(s) (1 of warm-up), cosine learning-rate schedule at peak lr 0.001, batch 8, weight "
+        "The recipe as run: 8 epochs (1 of warm-up), cosine learning-rate schedule at peak lr 0.001, batch 8, weight "
         "decay 0.0001, gradient-norm clip 5.0; the weights kept are the epoch with the lowest validation loss; "
         "input 32x32x32 voxels at width 0.25.")
     mixed = configs[:1] + [{**configs[1], "epochs": 4, "select": "final", "grad_clip": 0.0}]
     text = describe_recipe(mixed)
-    assert text.startswith("The recipe as run: 4 / 8 epoch(s)") and "the final epoch's / the epoch with the lowest" in text
+    assert text.startswith("The recipe as run: 4 / 8 epochs") and "the final epoch's / the epoch with the lowest" in text
     assert "gradient-norm clip off / 5.0" in text
 
 
@@ -106,7 +106,7 @@ def test_methods_findings_on_the_runs(tables):
     bullets = methods_findings(study, t, conv, targets)
     assert len(bullets) == 6
     assert bullets[0] == f"{len(study.runs)} runs: 1 backbone (ResNet3D) × 3 modes × 2 seeds."
-    assert bullets[1].startswith("The recipe as run: 1 epoch(s)") and f"{len(t['deviations'])} of the" in bullets[4]
+    assert bullets[1].startswith("The recipe as run: 1 epoch ") and f"{len(t['deviations'])} of the" in bullets[4]
     assert str(int(conv["flagged"].sum())) in bullets[2] and f"{len(study.table)} knees" in bullets[5]
     met = int(targets["met"].sum())
     assert bullets[3].startswith(f"The models meet {met} of the {len(targets)} convergence targets (scored against the clean grade)")

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+
+from oaprobe.report.stated import strip_marks
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
@@ -62,13 +64,15 @@ def test_trend_matches_linregress(planted):
     ref = stats.linregress(x, y)
     row = trend.loc["kl_qwk"]
     assert row["slope"] == pytest.approx(ref.slope) and row["p"] == pytest.approx(ref.pvalue)
-    half = stats.t.ppf(0.975, len(x) - 2) * ref.stderr
+    m = len(trend)  # one family: Bonferroni over the chapter's trends
+    half = stats.t.ppf(1 - 0.05 / m / 2, len(x) - 2) * ref.stderr
     assert row["ci_low"] == pytest.approx(ref.slope - half) and row["ci_high"] == pytest.approx(ref.slope + half)
-    assert row["n"] == 9 and row["ci_low"] < 0.05 < row["ci_high"] and row["p"] < 0.05
+    assert row["m"] == m == 3 and row["p_adjusted"] == pytest.approx(min(1.0, m * ref.pvalue))
+    assert row["n"] == 9 and row["ci_low"] < 0.05 < row["ci_high"] and row["p"] < 0.05 and row["verdict"] == "grows"
     x, y = _gains(planted, "oa_roc_auc", "single_oa")
     assert trend.loc["oa_roc_auc", "slope"] == pytest.approx(stats.linregress(x, y).slope)
     assert trend.loc["oa_roc_auc", "slope"] == pytest.approx(0.0, abs=1e-12)  # planted: no trend
-    assert "grows as the labels get noisier" in NoiseStudy.describe_trend(trend.reset_index())[0]
+    assert strip_marks(NoiseStudy.describe_trend(trend.reset_index())[0]).endswith("the gain grows.")
 
 
 def test_trend_needs_two_levels(planted):
@@ -122,15 +126,17 @@ def test_describe_gain_at_the_weakest_and_strongest_noise(planted):
 
 def test_noise_findings_state_fitted_trends(planted):
     bullets = noise_findings(planted.label_agreement(), planted.gain(), planted.trend())
-    assert len(bullets) == 5 and bullets[0].startswith("At the strongest label noise")
+    assert len(bullets) == 6 and bullets[0].startswith("At the strongest label noise")
     assert bullets[1].startswith("Dual minus single-KL on KL QWK") and bullets[2].startswith("Dual minus single-OA on OA AUC")
-    assert "grows as the labels get noisier" in bullets[3] and "KL QWK" in bullets[3] and "OA AUC" in bullets[4]
+    trends = [strip_marks(b) for b in bullets[3:]]  # every trend the chapter fits: a decided one is never left out
+    assert [t.split(" gain")[0] for t in trends] == ["KL QWK", "KL accuracy", "OA AUC"]
+    assert trends[0].endswith("the gain grows.") and all("Bonferroni over 3" in t and len(t.split()) < 40 for t in trends)
 
 
 def test_noise_findings_say_why_no_trend(planted):
     one = NoiseStudy("smoke", "resnet3d", {0.0: planted.studies[0.0]})
     bullets = noise_findings(one.label_agreement(), one.gain(), one.trend())
-    assert bullets[-1] == ("No trend of the gain on noise strength can be fitted: 3 per-seed gains at 1 strength(s) per "
+    assert bullets[-1] == ("No trend of the gain on noise strength can be fitted: 3 per-seed gains at 1 strength per "
                            "comparison (a slope needs at least 3 at 2 or more strengths).")
     assert not any("nan" in b for b in bullets)
 
