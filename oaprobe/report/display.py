@@ -46,7 +46,7 @@ COLUMN_NAMES: dict[str, str] = {
     "label": "label", "seconds": "seconds", "variant": "variant", "lambda": "λ", "target": "target",
     "roi_fraction": "chance share", "mass": "mass", "top5": "top-5% share", "dice5": "top-5% Dice",
     "auc_salient": "deletion area, salient first", "auc_random": "deletion area, random",
-    "salient_faster": "salient faster", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
+    "salient_faster": "salient faster", "pointing": "pointing game", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
     "p_sign": "p (sign test)", "faster": "salient faster", "passes": "passes", "verdict": "verdict", "reason": "reason",
     "trust": "trust", "spearman_randomised": "rank correlation, fully randomised",
     # the claims' questions and verdict table (oaprobe.report.claims)
@@ -126,7 +126,7 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """``table`` for reading: index levels as columns, floats rounded to ``digits``, columns and modes named."""
     out = _flat(table).drop(columns=[c for c in HIDDEN_COLUMNS if c in table.columns or c in table.index.names])
     floats = out.select_dtypes("float").columns
-    out[floats] = out[floats].round(digits)
+    out[floats] = out[floats].round(digits) + 0.0  # + 0.0: a value that rounds to -0 shows as 0, never "-0.000"
     for col in (c for c in NAMED_VALUES if c in out.columns):
         out[col] = out[col].map(lambda v: v if not isinstance(v, str) else readable_text(v))
     out.columns = [readable_name(c) for c in out.columns]

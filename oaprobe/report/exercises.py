@@ -35,8 +35,7 @@ from oaprobe.report.answer import TRUTHS, main_rule_table
 from oaprobe.report.beyond import BeyondStudy
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.noise import NoiseStudy
-from oaprobe.report.sentences import plural, rule_clause, signed, variant_title
-from oaprobe.report.stated import stat_key
+from oaprobe.report.sentences import plural, rule_sentence, signed, variant_title
 from oaprobe.report.study import Study
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, stacked_grid
 from oaprobe.training.runs import Run
@@ -84,7 +83,7 @@ def adjacent_confusions(y: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
 def interval_clause(row: Mapping[str, Any], null: float = 0.0, unit: str = "seed",
                     fmt: Callable[[float], str] = signed) -> tuple[str, str]:
     """How a mean over knees or seeds with its 95% t-interval (``n_seeds, mean, ci_low, ci_high``) reads
-    against ``null`` (a level, not a comparison of two procedures: those use :func:`rule_clause`)."""
+    against ``null`` (a level, not a comparison of two procedures: those use :func:`oaprobe.report.sentences.rule_clause`)."""
     n, mean, lo, hi = int(row["n_seeds"]), float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])
     if n < 2:
         return f"{fmt(mean)} from a single {unit}, which gives no interval", "open"
@@ -198,12 +197,14 @@ class Exercises:
         m = m[m["metric"] == metric].dropna(subset=[column]) if len(m) else m
         return m.pivot_table(index="seed", columns=column, values="value") if len(m) else pd.DataFrame()
 
-    def _key(self, row: Mapping[str, Any], metric: str, cohort: str = "", backbone: str = "", truth: str = "") -> str:
-        """The stated quantity of a dual-vs-single row (:func:`oaprobe.report.stated.stat_key`)."""
+    def _sentence(self, row: Mapping[str, Any], a: str, b: str, metric: str, truth: str, backbone: str = "",
+                  cohort: str = "") -> tuple[str, str]:
+        """One comparison as the book states it everywhere (:func:`oaprobe.report.sentences.rule_sentence`),
+        and its status; ``cohort``: another cohort than the main one (e.g. the noise-free relabelling)."""
         bb = backbone or self.first_backbone
-        subject = f"{bb} ({cohort})" if cohort else bb
-        return stat_key(subject, "dual", str(row["baseline"]), metric, truth or row.get("truth") or self.truth,
-                        row["n_seeds"])
+        who = backbone_title(bb) + (f" on the {cohort}" if cohort else "")
+        text = rule_sentence(row, who, a, b, metric, truth, key_subject=f"{bb} ({cohort})" if cohort else bb)
+        return text, "open" if row["verdict"] == "inconclusive" else "clear"
 
     # ------------------------------------------------------------------ the original four
     def stacked_vs_parallel(self) -> Answer:
@@ -218,11 +219,10 @@ class Exercises:
         for metric in metrics:
             wide = both[both["metric"] == metric].pivot_table(index="seed", columns="variant", values="value")
             row = gap(wide, "stacked", "parallel", metric, m=len(metrics))
-            key = stat_key(self.first_backbone, "dual stacked", "dual parallel", metric, self.truth, row["n_seeds"])
-            clause, status = rule_clause(row, key)
-            parts.append(f"{readable_name(metric)}, stacked minus parallel: {clause}")
+            text, status = self._sentence(row, "stacked dual", "parallel dual", metric, self.truth)
+            parts.append(text)
             statuses.append(status)
-        return Answer(f"Against the {TRUTHS[self.truth]}, " + "; ".join(parts) + ".", combine(statuses))
+        return Answer(" ".join(parts), combine(statuses))
 
     def hardest_boundary(self) -> Answer:
         """Exercise 2: the adjacent-grade pair the dual model swaps most, beside the noise model's."""
@@ -257,7 +257,8 @@ class Exercises:
             f"{TRUTHS[self.truth]} is {sd:.3f} over {plural(row['n_seeds'], 'seed')} (mean {signed(mean)}). With δ = ±{delta:g}, "
             f"the rule reaches a verdict with 80% probability after {say(at_mean)} if the true difference is the measured "
             f"one, and {say(at_zero)} to show equivalence if it is 0. This build's verdict: "
-            f"{rule_clause(row, self._key(row, metric))[0]}. The reference study ran one seed, which allows no interval.")
+            f"{self._sentence(row, 'dual', str(row['baseline']), metric, self.truth)[0]} The reference study ran one "
+            "seed, which allows no interval.")
 
     def noise_free_answer(self) -> Answer:
         """Exercise 4: dual minus single-KL on the noise-free relabelling, against the clean grade."""
@@ -265,10 +266,9 @@ class Exercises:
         if clean is None:
             return Answer("This build has no noise-free cohort (real data, or a preset without noise level 0).", "absent")
         sl = main_rule_table(clean, "kl_clean", ["kl_qwk", "kl_accuracy"])
-        clauses = [(readable_name(r["metric"]), *rule_clause(r, self._key(r, r["metric"], "noise-free cohort")))
-                   for _, r in sl.iterrows()]
-        text = "; ".join(f"dual minus single-KL in {metric}: {clause}" for metric, clause, _ in clauses)
-        return Answer(f"On the noise-free cohort, against the clean grade, {text}.", combine(s for *_, s in clauses))
+        said = [self._sentence(r, "dual", str(r["baseline"]), str(r["metric"]), "kl_clean", cohort="noise-free cohort")
+                for _, r in sl.iterrows()]
+        return Answer(" ".join(t for t, _ in said), combine(st for _, st in said))
 
     # ------------------------------------------------------------------ one parameter each, from the beyond runs
     def lambda_answer(self, metric: str = "kl_qwk") -> Answer:
@@ -278,12 +278,10 @@ class Exercises:
             return Answer("This build has no dual runs at another OA-loss weight (the preset's `lambdas` is empty).", "absent")
         best, rival = best_and_rival(wide, reference=1.0)
         row = gap(wide, best, rival, metric)
-        key = stat_key(self.first_backbone, f"dual lambda {best:g}", f"dual lambda {rival:g}", metric,
-                       self.beyond.truth, row["n_seeds"])
-        clause, status = rule_clause(row, key)
+        text, status = self._sentence(row, f"dual (λ {best:g})", f"dual (λ {rival:g})", metric, self.beyond.truth)
         means = ", ".join(f"λ {lam:g}: {wide[lam].mean():.3f}" for lam in wide.columns)
         return Answer(f"Against the {TRUTHS[self.beyond.truth]}, the highest mean {readable_name(metric)} is at "
-                      f"λ {best:g} ({means}). λ {best:g} minus λ {rival:g}, per seed: {clause}.", status)
+                      f"λ {best:g} ({means}). {text}", status)
 
     @cached_property
     def _beyond_tests(self) -> pd.DataFrame:
@@ -344,12 +342,11 @@ class Exercises:
         parts, statuses = [], []
         for metric in ("kl_qwk", "oa_roc_auc"):
             row = largest_gain(sl, metric)
-            clause, status = rule_clause(row, self._key(row, metric, backbone=row["backbone"]))
-            parts.append(f"in {readable_name(metric)} (vs {MODE_NAMES[row['baseline']]}) the largest mean dual gain is "
-                         f"{backbone_title(row['backbone'])}'s: {clause}")
+            text, status = self._sentence(row, "dual", str(row["baseline"]), metric, self.truth, backbone=row["backbone"])
+            parts.append(f"Largest mean dual-minus-{MODE_NAMES[row['baseline']]} difference in {readable_name(metric)} of "
+                         f"the {len(self.study.backbones)} backbones: {backbone_title(row['backbone'])}'s. {text}")
             statuses.append(status)
-        return Answer(f"Of {len(self.study.backbones)} backbones, against the {TRUTHS[self.truth]}: " + "; ".join(parts) + ".",
-                      combine(statuses))
+        return Answer(" ".join(parts), combine(statuses))
 
     def truth_answer(self, metric: str = "kl_qwk") -> Answer:
         """Exercise 10: the first backbone's dual gain against the observed and the clean grade."""
@@ -358,11 +355,10 @@ class Exercises:
         parts, statuses = [], []
         for truth in ("kl", "kl_clean"):
             row = main_rule_table(self.first, truth, [metric]).iloc[0]
-            clause, status = rule_clause(row, self._key(row, metric, truth=truth))
-            parts.append(f"against the {TRUTHS[truth]}, {clause}")
+            text, status = self._sentence(row, "dual", str(row["baseline"]), metric, truth)
+            parts.append(text)
             statuses.append(status)
-        return Answer(f"{backbone_title(self.first.backbones[0])}, dual minus single-KL in {readable_name(metric)}: "
-                      + "; ".join(parts) + ".", combine(statuses))
+        return Answer(" ".join(parts), combine(statuses))
 
     # ------------------------------------------------------------------ saliency and training length
     def region_answer(self, method: str = "ig") -> Answer:

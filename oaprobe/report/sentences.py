@@ -86,7 +86,7 @@ def rule_intervals(row: Mapping[str, Any]) -> str:
     "equivalent", else the test interval), with its level, or why there is none."""
     lo, hi = _test_interval(row)
     if not np.isfinite([lo, hi]).all():
-        return "no interval: fewer than 2 seeds or no spread"
+        return "no interval" if int(row.get("n_seeds", row.get("n", 0))) < 2 else "no spread, so no interval"
     alpha = float(row.get("alpha", 0.05))
     if row.get("verdict") == "equivalent":
         return f"{100 * (1 - 2 * alpha):.3g}% CI {signed(float(row['eq_low']))} to {signed(float(row['eq_high']))}"
@@ -101,7 +101,7 @@ def needed_clause(row: Mapping[str, Any]) -> str:
 
     n, sd = row.get("seeds_needed"), float(row.get("sd", float("nan")))
     if int(row.get("n_seeds", row.get("n", 2))) < 2:
-        return "; one seed gives no interval"
+        return ""  # "over 1 seed (no interval" says it
     if n is None or n != n:
         if not sd > 0:
             return "; with no spread to plan from, the seeds a verdict needs are unknown"
@@ -114,7 +114,7 @@ def verdict_words(row: Mapping[str, Any]) -> str:
     difference is real but smaller than δ; "inconclusive" says what would decide it."""
     verdict = str(row["verdict"])
     if verdict == "inconclusive" and row.get("reason"):
-        return f"inconclusive (no verdict on this test set: {row['reason']})"
+        return f"inconclusive: {row['reason']}"
     lo, hi = _test_interval(row)
     if verdict == "equivalent" and (lo > 0 or hi < 0):
         return f"equivalent (a real difference of {signed(float(row['mean']))}, but smaller than δ ±{float(row['delta']):g})"

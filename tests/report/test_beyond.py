@@ -79,7 +79,7 @@ def test_describe_comparison_states_the_rule():
     one = row.copy()
     one[["ci_low", "ci_high"]] = np.nan
     one["verdict"] = "inconclusive"
-    assert "no interval: fewer than 2 seeds or no spread" in describe_comparison(one)
+    assert "(no spread, so no interval; δ ±0.03" in describe_comparison(one)
 
 
 def test_describe_lambda_peak(planted):

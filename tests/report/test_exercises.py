@@ -173,7 +173,7 @@ def test_lambda_answer_names_the_best_lambda_and_its_lead():
     ex = Exercises("smoke", None, None, beyond=_planted_beyond())
     a = ex.lambda_answer()
     assert a.text.startswith("Against the clean grade, the highest mean KL QWK is at λ 4 (λ 0.25: 0.410, λ 1: 0.520, λ 4: 0.620).")
-    assert f"λ 4 minus λ 1, per seed: {_clause([0.60, 0.62, 0.64], [0.50, 0.51, 0.55])}." in strip_marks(a.text)
+    assert f"ResNet3D, KL QWK, dual (λ 4) vs dual (λ 1), clean grade: {_clause([0.60, 0.62, 0.64], [0.50, 0.51, 0.55])}." in strip_marks(a.text)
     assert "helps" in a.text and a.status == "clear"
 
 
@@ -235,7 +235,8 @@ def test_stacked_vs_parallel_is_the_rule_on_each_seeds_difference(exercises):
     text = exercises.stacked_vs_parallel().text
     auc = lambda study: study.point_metrics(truth="kl_clean").query("metric == 'oa_roc_auc' and mode == 'dual'")  # noqa: E731
     diffs = auc(exercises.stacked).set_index("seed")["value"] - auc(exercises.study).set_index("seed")["value"]
-    assert text.startswith("Against the clean grade, OA AUC, stacked minus parallel: ") and "KL QWK, stacked minus parallel" in text
+    assert text.startswith("ResNet3D, OA AUC, stacked dual vs parallel dual, clean grade: ")
+    assert "ResNet3D, KL QWK, stacked dual vs parallel dual, clean grade: " in text
     assert signed(np.mean(diffs)) in text and "over 2 seeds" in text and "Bonferroni over 2)" in text
 
 
@@ -265,7 +266,7 @@ def test_truth_answer_reads_both_truths(exercises):
     a = exercises.truth_answer()
     for truth, words in (("kl", "observed labels"), ("kl_clean", "clean grade")):
         row = exercises.first.seed_level(truth=truth, metrics=["kl_qwk"], m=1).iloc[0]  # the primary question's family
-        assert f"against the {words}, {rule_clause(row)[0]}" in strip_marks(a.text)
+        assert f"ResNet3D, KL QWK, dual vs single-KL, {words}: {rule_clause(row)[0]}." in strip_marks(a.text)
 
 
 def test_epochs_answer_counts_from_the_histories(exercises):

@@ -119,7 +119,7 @@ def test_describe_trend():
 
 def test_one_seed_and_one_noise_level_print_no_nan():
     one = strip_marks(describe_seed_level(_seed_row(diffs=(0.3,))))
-    assert "nan" not in one and "+0.300 over 1 seed (no interval: fewer than 2 seeds or no spread" in one
+    assert "nan" not in one and "+0.300 over 1 seed (no interval; δ ±0.03" in one
     trend = describe_trend({"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "baseline": "single_kl",
                             "slope": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan})
     assert trend == ("KL QWK gain of dual over single-KL, clean grade: too few noise strengths or seeds for a trend: "
