@@ -94,7 +94,9 @@ def rule_sentences() -> list[str]:
         f"The smallest effects of interest δ of the primary questions: {deltas} (their reasons are in "
         "`oaprobe.analysis.decision.DELTAS`: a smaller difference is one no test set of the reference's size could see).",
         "Each primary question (per backbone: coarse and fine, against the clean grade) is tested on its own at "
-        f"{pct(ALPHA)}; a chapter's secondary comparisons divide {pct(ALPHA)} by their number (Bonferroni).",
+        f"{pct(ALPHA)}. Every other comparison belongs to one family, the same on every page that states it (the "
+        "other metrics of dual vs single-task: their number × the backbones; a chapter's own comparisons: their number), "
+        f"and is tested at {pct(ALPHA)} divided by its family's size (Bonferroni).",
         "Seeds are paired: dual and its single-task baseline of one seed share the encoder's initialisation and the "
         "batch order. A verdict stands only if it is the same with and without the seeds where either run carries a "
         "convergence flag (else it is inconclusive: one flagged run would decide it).",

@@ -19,6 +19,7 @@ from sklearn.metrics import cohen_kappa_score
 from oaprobe.config import get_preset
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.sentences import LOWER_IS_BETTER, describe_convergence, describe_trend, plural, signed
+from oaprobe.report.stated import mark, stat_key
 from oaprobe.report.study import Study
 from oaprobe.sweep import DEFAULT_COHORTS, DEFAULT_RUNS, noise_grid, preset_manifest
 
@@ -81,10 +82,13 @@ class NoiseStudy:
         return pd.concat(rows, ignore_index=True)
 
     def gain(self, truth: str = "kl_clean") -> pd.DataFrame:
-        """Dual minus single per noise strength: mean and sd over seeds."""
+        """Dual minus single per noise strength: mean and sd over seeds; ``subject``: the stated
+        quantity's backbone and cohort (:func:`cohort_subject`)."""
         g = self._gains(truth)
-        return g.groupby(["comparison", "metric", "label_noise"])["gain"].agg(["mean", "std", "count"]).rename(
+        out = g.groupby(["comparison", "metric", "label_noise"])["gain"].agg(["mean", "std", "count"]).rename(
             columns={"std": "sd", "count": "n_seeds"}).reset_index()
+        own = get_preset(self.preset).cohort.label_noise
+        return out.assign(subject=[cohort_subject(self.backbone, lvl, own) for lvl in out["label_noise"]])
 
     def trend(self, truth: str = "kl_clean", alpha: float = 0.05) -> pd.DataFrame:
         """Least-squares slope of the per-seed gain on noise strength (scipy), one family: Bonferroni over
@@ -125,6 +129,14 @@ class NoiseStudy:
         return " ".join(f"Noise {lvl}: {s.provenance()}" for lvl, s in self.studies.items())
 
 
+def cohort_subject(backbone: str, level: float, own: float) -> str:
+    """How a stated quantity names the backbone's runs at noise ``level`` (the main cohort's at ``own``,
+    the noise-free cohort at 0), so the same runs carry the same key on every page."""
+    if level == own:
+        return backbone
+    return f"{backbone} (noise-free cohort)" if level == 0 else f"{backbone} (noise {level:g} cohort)"
+
+
 def describe_agreement(agreement: pd.DataFrame) -> str:
     """One sentence on :meth:`NoiseStudy.label_agreement` at its strongest noise: how much the labels change."""
     row = agreement.loc[agreement["label_noise"].idxmax()]
@@ -146,7 +158,17 @@ def describe_gain(gain: pd.DataFrame, metric: str) -> str | None:
     seeds = "/".join(str(int(n)) for n in sorted(set(g["n_seeds"])))
     return (f"Dual minus {MODE_NAMES[GAIN_METRICS[metric]]} on {readable_name(metric)} against the clean grade: "
             f"{_mean_sd_signed(lo['mean'], lo['sd'])} at noise {lo['label_noise']:g} and "
-            f"{_mean_sd_signed(hi['mean'], hi['sd'])} at noise {hi['label_noise']:g} (over {plural(seeds, 'seed')}).")
+            f"{_mean_sd_signed(hi['mean'], hi['sd'])} at noise {hi['label_noise']:g} "
+            f"(over {plural(int(seeds), 'seed') if '/' not in seeds else seeds + ' seeds'})."
+            + "".join(_gain_mark(r, metric) for r in (lo, hi)))
+
+
+def _gain_mark(row: pd.Series, metric: str) -> str:
+    """The stated mean gain of one row of :meth:`NoiseStudy.gain` (no mark without its ``subject``)."""
+    if "subject" not in row:
+        return ""
+    key = stat_key(str(row["subject"]), "dual", GAIN_METRICS[metric], metric, "kl_clean", int(row["n_seeds"]))
+    return mark(key + " | mean", signed(float(row["mean"])))
 
 
 def describe_noise_convergence(conv: pd.DataFrame) -> str:

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oaprobe.report.stated import strip_marks
+from oaprobe.report.stated import collect, strip_marks
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from oaprobe.report.noise import NoiseStudy, describe_agreement, describe_gain, describe_noise_convergence, noise_findings
+from oaprobe.report.noise import NoiseStudy, cohort_subject, describe_agreement, describe_gain, describe_noise_convergence, noise_findings
 
 LEVELS = (0.0, 1.0, 2.0)
 SEEDS = (0, 1, 2)
@@ -119,8 +119,13 @@ def test_describe_gain_at_the_weakest_and_strongest_noise(planted):
     x, y = _gains(planted, "oa_roc_auc", "single_oa")  # planted: 0.01 * seed, the same at every level
     lo, sd = y[x == 0.0].mean(), y[x == 0.0].std(ddof=1)
     text = describe_gain(gain, "oa_roc_auc")
-    assert text == (f"Dual minus single-OA on OA AUC against the clean grade: +{lo:.3f} ± {sd:.3f} at noise 0 and "
-                    f"+{lo:.3f} ± {sd:.3f} at noise 2 (over 3 seeds).")
+    assert strip_marks(text) == (f"Dual minus single-OA on OA AUC against the clean grade: +{lo:.3f} ± {sd:.3f} at noise 0 "
+                                 f"and +{lo:.3f} ± {sd:.3f} at noise 2 (over 3 seeds).")
+    # the stated means, keyed by the cohort whose runs they are (noise 0: the noise-free cohort, as exercise 4 keys it)
+    assert dict(collect(text)) == {
+        f"resnet3d (noise-free cohort): dual - single_oa | oa_roc_auc | kl_clean | 3 seeds | mean": f"+{lo:.3f}",
+        f"{cohort_subject('resnet3d', 2.0, 1.0)}: dual - single_oa | oa_roc_auc | kl_clean | 3 seeds | mean": f"+{lo:.3f}"}
+    assert cohort_subject("resnet3d", 1.0, 1.0) == "resnet3d" and cohort_subject("m3t", 2.0, 1.0) == "m3t (noise 2 cohort)"
     assert describe_gain(gain, "kl_f1_macro") is None
 
 
