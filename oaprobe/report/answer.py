@@ -134,7 +134,8 @@ def describe_answer(row: pd.Series, bold: bool = True) -> str:
     metric, base, _ = QUESTIONS[row["question"]]
     bb, truth, n = str(row["backbone"]), str(row["truth"]), int(row["n_seeds"])
     text = rule_sentence(row, backbone_title(bb), "dual", base, metric, truth, key_subject=bb, bold=bold)
-    text += (f" Means over the same {plural(n, 'seed')}: {level_text(bb, 'dual', metric, truth, n, row['dual'])}, "
+    text += (f" Means over the same {'seed' if n == 1 else plural(n, 'seed')}: "
+             f"{level_text(bb, 'dual', metric, truth, n, row['dual'])}, "
              f"{level_text(bb, base, metric, truth, n, row['single'])}.")
     if row["n_flagged"]:
         text += (f" {plural(row['n_flagged'], 'seed')} with a flagged run: {row['verdict_all']} with "
@@ -255,8 +256,10 @@ def describe_best_mode(pm: pd.DataFrame, ceilings: pd.DataFrame, truth: str, met
     agg = sel.groupby("mode")["value"].agg(["mean", "std"])
     top = agg["mean"].idxmax()
     seeds = sel.loc[sel["mode"] == top, "seed"].nunique()
+    key = stat_key(str(sel["backbone"].iloc[0]), str(top), "", metric, truth, seeds) if "backbone" in sel else ""
     text = (f"Best {readable_name(metric)} against the {TRUTHS[truth]}: {MODE_NAMES.get(top, top)} "
-            f"{mean_sd(agg.loc[top, 'mean'], agg.loc[top, 'std'])} over {plural(seeds, 'seed')}")
+            f"{mean_sd(agg.loc[top, 'mean'], agg.loc[top, 'std'])} over {plural(seeds, 'seed')}"
+            + (mark(key, f"{agg.loc[top, 'mean']:.3f}") if key else ""))
     probe = ceilings[(ceilings["ceiling"] == "linear_probe") & (ceilings["truth"] == truth)]
     if len(probe) and metric in probe.columns:
         text += f"; the linear probe on the input volumes reaches {float(probe[metric].iloc[0]):.3f}"
@@ -323,8 +326,11 @@ def claim_findings(verdicts: pd.DataFrame) -> list[str]:
         against = f" ({TRUTHS[truth]})" if truth in TRUTHS else ""
         parts = []
         for (metric, base), q in g.groupby(["metric", "baseline"], sort=False):
-            parts.append(f"{readable_name(metric)} vs {MODE_NAMES[base]}, {seeds_words(q)}: {verdict_list(q)}.")
-        out.append(f"{CLAIMS[claim]}{against}: {decided} of {len(g)} decided. " + " ".join(parts))
+            name = readable_name(metric)
+            parts.append(f"{name[:1].upper() + name[1:]} vs {MODE_NAMES[base]}, {seeds_words(q)}: {verdict_list(q)}.")
+        reasons = sorted({str(r) for r in g.get("reason", pd.Series(dtype=str)).fillna("") if r})
+        why = f" No verdict on this test set: {'; '.join(reasons)}." if reasons else ""
+        out.append(f"{CLAIMS[claim]}{against}: {decided} of {len(g)} decided.{why} " + " ".join(parts))
     return out
 
 

@@ -68,8 +68,8 @@ class CohortView:
                     "chapter, which needs the clean grade, is left out of this book.")
         s = self.summary
         return (f"At label-noise strength {s['label_noise']:g}, the observed grade differs from the clean one for "
-                f"{s['flip_rate']:.1%} of the knees (the OA label for {s['oa_flip_rate']:.1%}), and the agreement "
-                f"between them is Cohen's κ = {s['kappa']:.2f}, which is {s['kappa_verdict']}.")
+                f"{s['flip_rate']:.1%} of the knees (the OA label for {s['oa_flip_rate']:.1%}). Their agreement, "
+                f"Cohen's κ = {s['kappa']:.2f}, is {s['kappa_verdict']}.")
 
     def intro(self) -> str:
         """The chapter's opening paragraph: how this cohort's grades came about, in its own terms."""

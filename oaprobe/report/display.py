@@ -129,6 +129,8 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     out[floats] = out[floats].round(digits) + 0.0  # + 0.0: a value that rounds to -0 shows as 0, never "-0.000"
     for col in (c for c in NAMED_VALUES if c in out.columns):
         out[col] = out[col].map(lambda v: v if not isinstance(v, str) else readable_text(v))
+    for col in out.select_dtypes("object").columns:  # a column of None alone would print "None"
+        out[col] = out[col].map(lambda v: "–" if v is None else v)
     out.columns = [readable_name(c) for c in out.columns]
     return out
 

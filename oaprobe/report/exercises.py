@@ -421,9 +421,9 @@ class Exercises:
         out = [f"{len(EXERCISES)} exercises, each changing one parameter; every answer is computed from the {len(runs)} "
                f"runs this build already has (preset `{self.preset}`), none trained for the exercises."]
         for status, words in STATUS_WORDS.items():
-            names = [f"{i} ({EXERCISES[k]})" for i, (k, a) in enumerate(self.computed.items(), 1) if a.status == status]
+            names = [str(i) for i, (k, a) in enumerate(self.computed.items(), 1) if a.status == status]
             if names:
-                out.append(f"{words} ({len(names)} exercise{'s' if len(names) > 1 else ''}): " + ", ".join(names) + ".")
+                out.append(f"{words}: {'exercise' if len(names) == 1 else 'exercises'} " + ", ".join(names) + ".")
         return out
 
     def all_runs(self) -> list[Run]:

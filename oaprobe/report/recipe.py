@@ -15,7 +15,6 @@ import pandas as pd
 
 from oaprobe.models.backbones import backbone_title
 from oaprobe.report.answer import QUESTIONS
-from oaprobe.report.sentences import plural
 from oaprobe.report.study import Study
 
 
@@ -71,7 +70,7 @@ def describe_recipe(row: pd.Series, truth: str = "") -> str:
         ref_single = level_text(f"{bb} (reference recipe)", base, metric, truth, n, row["single_reference"])
         book = level_text(bb, "dual", metric, truth, n, row["dual_book"])
         book_single = level_text(bb, base, metric, truth, n, row["single_book"])
-        return (f"{text} Means over these {plural(n, 'seed')}: reference recipe {ref}, {ref_single}; "
+        return (f"{text} Means over {'this seed' if n == 1 else f'these {n} seeds'}: reference recipe {ref}, {ref_single}; "
                 f"the book's recipe {book}, {book_single}.")
     return rule_sentence(row, f"{backbone_title(bb)}, change of the gain (reference recipe minus the book's)", "dual",
                          base, metric, truth, key_subject=f"{bb} (recipe change)", bold=True)

@@ -215,9 +215,15 @@ def describe_targets(targets: pd.DataFrame, truth: str) -> str:
     head = f"The models meet {len(targets) - len(missed)} of the {len(targets)} convergence targets (scored against {against})"
     if missed.empty:
         return head + "."
-    parts = [f"{r['target']}: {r['value']:.3g}, needed {r['limit']}" + (f" ({r['failing']})" if r["failing"] else "")
-             for _, r in missed.iterrows()]
-    return head + "; not met: " + "; ".join(parts) + "."
+    if len(missed) > 2:  # name them; the methods page's table gives each value and run
+        return f"{head}. Not met: " + "; ".join(str(t) for t in missed["target"]) + " (values and runs on the methods page)."
+
+    def one(r: pd.Series) -> str:
+        value = f"{r['value']:.3g}" if np.isfinite(float(r["value"])) else "not measurable (fewer than 2 seeds)"
+        short = r["failing"] and "nan" not in str(r["failing"]) and str(r["failing"]).count(",") < 2
+        return f"{r['target']}: {value}, needed {r['limit']}" + (f" ({r['failing']})" if short else "")
+
+    return head + "; not met: " + "; ".join(one(r) for _, r in missed.iterrows()) + " (the methods page lists every run)."
 
 
 def _span(values: pd.Series) -> str:

@@ -121,3 +121,19 @@ def test_describe_best_mode_with_and_without_spread():
     one = describe_best_mode(pm[pm["seed"] == 0], ceilings.iloc[:0], "kl_clean")
     assert one == "Best KL QWK against the clean grade: dual 0.500 over 1 seed."  # no sd, no probe
     assert describe_best_mode(pm, ceilings, "kl", metric="oa_f1") is None
+    marked = describe_best_mode(pm.assign(backbone="m3t"), ceilings, "kl")  # the level, keyed as describe_answer keys it
+    assert collect(marked) == [("m3t: dual | kl_qwk | kl | 2 seeds", "0.600")]
+
+
+def test_claim_findings_say_why_a_test_set_carries_no_verdict():
+    from oaprobe.report.answer import claim_findings
+
+    rows = pd.DataFrame([{"claim": "metrics", "role": "primary", "truth": "kl_clean", "backbone": b, "metric": "kl_qwk",
+                          "baseline": "single_kl", "n": 3, "mean": 0.01, "m": 1, "verdict": "inconclusive",
+                          "reason": "only 7 test knees (a finding needs at least 20)", "method": ""}
+                         for b in ("resnet3d", "m3t")])
+    (bullet,) = claim_findings(rows)
+    assert "0 of 2 decided. No verdict on this test set: only 7 test knees (a finding needs at least 20)." in bullet
+    assert "KL QWK vs single-KL, 3 seeds: ResNet3D **inconclusive** (+0.010)" in strip_marks(bullet)
+    sentences = strip_marks(bullet).split(". ")
+    assert max(len(x.split()) for x in sentences) < 40

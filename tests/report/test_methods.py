@@ -83,7 +83,7 @@ def test_describe_grid_and_recipe():
     assert describe_grid(configs) == "12 runs: 2 backbones (ResNet3D, nnMamba) × 3 modes × 2 seeds."
     assert describe_recipe(configs) == (
         "The recipe as run: 8 epochs (1 of warm-up), cosine learning-rate schedule at peak lr 0.001, batch 8, weight "
-        "decay 0.0001, gradient-norm clip 5.0; the weights kept are the epoch with the lowest validation loss; "
+        "decay 0.0001, gradient-norm clip 5.0. The weights kept are the epoch with the lowest validation loss; "
         "input 32x32x32 voxels at width 0.25.")
     mixed = configs[:1] + [{**configs[1], "epochs": 4, "select": "final", "grad_clip": 0.0}]
     text = describe_recipe(mixed)
@@ -96,6 +96,8 @@ def test_describe_deviations_and_cohort():
     assert describe_deviations(dev) == (f"1 of the {len(REFERENCE_PROTOCOL)} reference settings differ (reference → "
                                         "this build): `epochs` 100 → 8.")
     assert describe_deviations(dev.iloc[:0]).startswith("Every one of the")
+    many = pd.concat([dev.assign(setting=s) for s in ("epochs", "lr", "width", "batch_size")])
+    assert describe_deviations(many).startswith("4 of the") and "the table below gives each" in describe_deviations(many)
     table = pd.DataFrame({"subject_id": [1, 1, 2, 3], "split": ["train", "train", "test", "val"]})
     assert describe_cohort(table) == "Cohort: 4 knees of 3 subjects (2 train, 1 val, 1 test)."
 
