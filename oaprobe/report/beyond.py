@@ -168,7 +168,7 @@ def describe_lambda(curve: pd.DataFrame, metric: str = "kl_qwk") -> str | None:
         return None
     top = c.loc[c["mean"].idxmin() if metric == "kl_mae" else c["mean"].idxmax()]
     word = "is lowest" if metric == "kl_mae" else "peaks"
-    return (f"Over lambda {', '.join(f'{x:g}' for x in c['lambda'])}, dual's {readable_name(metric)} {word} at lambda "
+    return (f"Over λ {', '.join(f'{x:g}' for x in c['lambda'])}, dual's {readable_name(metric)} {word} at λ "
             f"{top['lambda']:g} ({mean_sd(top['mean'], top['sd'])} over {plural(top['n'], 'seed')}).")
 
 

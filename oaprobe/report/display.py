@@ -63,6 +63,7 @@ COLUMN_NAMES: dict[str, str] = {
     "mcnemar_chi2_cc": "McNemar χ² (continuity-corrected)",
     # the label-noise trend (oaprobe.report.noise)
     "slope": "slope per unit of noise strength", "p_adjusted": "p (Bonferroni)", "n_levels": "noise strengths",
+    "n_gains": "per-seed gains",
 }
 #: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 MODE_NAMES: dict[str, str] = {"single_oa": "single-OA", "single_kl": "single-KL", "dual": "dual", "ordinal": "ordinal"}
@@ -79,8 +80,9 @@ SPELLED_OUT: dict[str, str] = {
 #: Table columns whose values are identifiers (backbones, modes, metrics, methods) that a table shows named.
 NAMED_VALUES: tuple[str, ...] = ("backbone", "mode", "mode_a", "mode_b", "baseline", "metric", "method", "comparison",
                                  "target", "region", "ceiling", "variant", "truth", "test", "setting", "field")
-#: Columns a shown table leaves out (its CSV keeps them): run hashes belong in the provenance folds.
-HIDDEN_COLUMNS: tuple[str, ...] = ("run_id",)
+#: Columns a shown table leaves out (its CSV keeps them): run hashes belong in the provenance folds, a stated
+#: quantity's key subject (:mod:`oaprobe.report.stated`) in the page's hidden marks.
+HIDDEN_COLUMNS: tuple[str, ...] = ("run_id", "subject")
 _TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b(?:smoothgrad|gradcam)\b")
 
 

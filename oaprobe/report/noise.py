@@ -99,7 +99,7 @@ class NoiseStudy:
         rows = []
         for (comparison, metric), g in groups:
             x, y = g["label_noise"].to_numpy(float), g["gain"].to_numpy(float)
-            row = {"comparison": comparison, "metric": metric, "backbone": self.backbone, "baseline": GAIN_METRICS[metric], "n": len(x),
+            row = {"comparison": comparison, "metric": metric, "backbone": self.backbone, "baseline": GAIN_METRICS[metric], "n_gains": len(x),
                    "n_levels": int(np.unique(x).size), "n_seeds": int(g["seed"].nunique()), "m": m, "alpha": alpha / m}
             if np.unique(x).size < 2 or len(x) < 3:
                 rows.append({**row, "slope": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
@@ -190,6 +190,6 @@ def noise_findings(agreement: pd.DataFrame, gain: pd.DataFrame, trend: pd.DataFr
         out += [describe_trend(r) for _, r in fitted.iterrows()]
     elif len(trend):
         levels = gain["label_noise"].nunique()
-        out.append(f"No trend of the gain on noise strength can be fitted: {int(trend['n'].max())} per-seed gains at "
+        out.append(f"No trend of the gain on noise strength can be fitted: {int(trend['n_gains'].max())} per-seed gains at "
                    f"{plural(levels, 'strength')} per comparison (a slope needs at least 3 at 2 or more strengths).")
     return out

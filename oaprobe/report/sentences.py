@@ -215,8 +215,8 @@ def describe_targets(targets: pd.DataFrame, truth: str) -> str:
     head = f"The models meet {len(targets) - len(missed)} of the {len(targets)} convergence targets (scored against {against})"
     if missed.empty:
         return head + "."
-    if len(missed) > 2:  # name them; the methods page's table gives each value and run
-        return f"{head}. Not met: " + "; ".join(str(t) for t in missed["target"]) + " (values and runs on the methods page)."
+    if len(missed) > 2:  # too many for a sentence: the methods page's table gives each target, value and run
+        return f"{head}; {len(missed)} are not met (the methods page gives each, with its value and runs)."
 
     def one(r: pd.Series) -> str:
         value = f"{r['value']:.3g}" if np.isfinite(float(r["value"])) else "not measurable (fewer than 2 seeds)"

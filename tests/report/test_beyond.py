@@ -85,9 +85,9 @@ def test_describe_comparison_states_the_rule():
 def test_describe_lambda_peak(planted):
     curve = planted.lambda_curve()
     dual = np.array(QWK["dual"])
-    assert describe_lambda(curve) == (f"Over lambda 1, 4, dual's KL QWK peaks at lambda 1 "
+    assert describe_lambda(curve) == (f"Over λ 1, 4, dual's KL QWK peaks at λ 1 "
                                       f"({dual.mean():.3f} ± {dual.std(ddof=1):.3f} over 3 seeds).")
-    assert "is lowest at lambda 1" in describe_lambda(curve, "kl_mae")
+    assert "is lowest at λ 1" in describe_lambda(curve, "kl_mae")
     assert describe_lambda(curve.iloc[:0]) is None
 
 
@@ -95,5 +95,5 @@ def test_beyond_findings_state_the_key_comparisons_and_the_peak(planted):
     bullets = beyond_findings(planted.comparisons(), planted.lambda_curve())
     assert len(bullets) == len(KEY_FINDINGS) + 1
     assert bullets[0].startswith("ResNet3D, KL QWK, dual vs ordinal") and bullets[3].startswith("ResNet3D, OA AUC, dual vs ordinal")
-    assert bullets[2].startswith("ResNet3D, KL QWK, single-KL + smoothing vs single-KL") and bullets[-1].startswith("Over lambda")
+    assert bullets[2].startswith("ResNet3D, KL QWK, single-KL + smoothing vs single-KL") and bullets[-1].startswith("Over λ")
     assert beyond_findings(pd.DataFrame(), pd.DataFrame()) == []

@@ -199,7 +199,7 @@ def test_strong_noise_answer_from_a_planted_trend():
     gain = pd.DataFrame({"metric": "kl_qwk", "label_noise": [0.0, 1.0, 2.0], "mean": [0.0, 0.02, 0.05],
                          "sd": [0.01, 0.01, np.nan]})
     trend = pd.DataFrame([{"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": 0.025,
-                           "ci_low": 0.01, "ci_high": 0.04, "p": 0.01, "n": 9, "baseline": "single_kl", "m": 3,
+                           "ci_low": 0.01, "ci_high": 0.04, "p": 0.01, "n_gains": 9, "baseline": "single_kl", "m": 3,
                            "alpha": 0.05 / 3, "n_seeds": 3, "n_levels": 3, "verdict": "grows", "backbone": "resnet3d"}])
     a = Exercises("smoke", None, None, noise=PlantedNoise(gain, trend)).strong_noise_answer()
     assert "noise 0: 0.000 ± 0.010, noise 1: +0.020 ± 0.010, noise 2: +0.050." in a.text

@@ -68,7 +68,7 @@ def test_trend_matches_linregress(planted):
     half = stats.t.ppf(1 - 0.05 / m / 2, len(x) - 2) * ref.stderr
     assert row["ci_low"] == pytest.approx(ref.slope - half) and row["ci_high"] == pytest.approx(ref.slope + half)
     assert row["m"] == m == 3 and row["p_adjusted"] == pytest.approx(min(1.0, m * ref.pvalue))
-    assert row["n"] == 9 and row["ci_low"] < 0.05 < row["ci_high"] and row["p"] < 0.05 and row["verdict"] == "grows"
+    assert row["n_gains"] == 9 and row["ci_low"] < 0.05 < row["ci_high"] and row["p"] < 0.05 and row["verdict"] == "grows"
     x, y = _gains(planted, "oa_roc_auc", "single_oa")
     assert trend.loc["oa_roc_auc", "slope"] == pytest.approx(stats.linregress(x, y).slope)
     assert trend.loc["oa_roc_auc", "slope"] == pytest.approx(0.0, abs=1e-12)  # planted: no trend
@@ -78,7 +78,7 @@ def test_trend_matches_linregress(planted):
 def test_trend_needs_two_levels(planted):
     one = NoiseStudy("smoke", "resnet3d", {0.0: planted.studies[0.0]})
     trend = one.trend()
-    assert trend["slope"].isna().all() and set(trend["n"]) == {3}
+    assert trend["slope"].isna().all() and set(trend["n_gains"]) == {3}
 
 
 def test_gain_mean_and_sd_per_level(planted):

@@ -35,6 +35,8 @@ def test_targets_sentence_names_what_is_missed():
     assert "nan" not in text and "seed sd of the QWK per backbone and mode: not measurable (fewer than 2 seeds)" in text
     assert "a seed 0" not in text  # long lists of runs stay in the methods page's table
     assert describe_targets(targets.assign(met=True), "kl").endswith("2 of the 2 convergence targets (scored against the observed grade).")
+    many = pd.concat([targets] * 2).assign(met=False)
+    assert describe_targets(many, "kl").endswith("; 4 are not met (the methods page gives each, with its value and runs).")
 
 
 def test_detectable_sentence_gives_the_range_over_backbones():
