@@ -175,7 +175,7 @@ def answer_findings(answer: pd.DataFrame, truth: str) -> list[str]:
         q = rows[rows["question"] == question].assign(baseline=base)
         if q.empty:
             continue
-        out.append(f"{readable_name(metric)}, dual vs {MODE_NAMES[base]}, {TRUTHS[truth]}, {seeds_words(q)}: "
+        out.append(f"The {question} label ({readable_name(metric)}), dual vs {MODE_NAMES[base]}, {TRUTHS[truth]}, {seeds_words(q)}: "
                    f"{verdict_list(q)}.")
     return out
 
@@ -316,6 +316,15 @@ def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
     return text + "."
 
 
+def question_name(metric: str, baseline: str) -> str:
+    """A question's name for a reader: "the coarse label (OA AUC)" for a primary question of claim 1,
+    else the metric's readable name."""
+    for question, (mt, base, _) in QUESTIONS.items():
+        if (mt, base) == (metric, baseline):
+            return f"the {question} label ({readable_name(metric)})"
+    return readable_name(metric)
+
+
 def claim_findings(verdicts: pd.DataFrame) -> list[str]:
     """One bullet per claim and truth: how many primary questions are decided, then one sentence per
     question (metric, baseline, truth, seeds) with each backbone's verdict and mean difference."""
@@ -326,7 +335,7 @@ def claim_findings(verdicts: pd.DataFrame) -> list[str]:
         against = f" ({TRUTHS[truth]})" if truth in TRUTHS else ""
         parts = []
         for (metric, base), q in g.groupby(["metric", "baseline"], sort=False):
-            name = readable_name(metric)
+            name = question_name(metric, base)
             parts.append(f"{name[:1].upper() + name[1:]} vs {MODE_NAMES[base]}, {seeds_words(q)}: {verdict_list(q)}.")
         reasons = sorted({str(r) for r in g.get("reason", pd.Series(dtype=str)).fillna("") if r})
         why = f" No verdict on this test set: {'; '.join(reasons)}." if reasons else ""

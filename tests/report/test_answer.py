@@ -72,7 +72,7 @@ def test_answer_findings_give_each_backbones_verdict():
     assert list(table["verdict"]) == ["helps", "equivalent", "hurts", "inconclusive"]
     coarse, fine = answer_findings(table, "kl_clean")
     coarse, fine = strip_marks(coarse), strip_marks(fine)
-    assert coarse.startswith("OA AUC, dual vs single-OA, clean grade, 4 seeds: ") and len(coarse.split()) < 40
+    assert coarse.startswith("The coarse label (OA AUC), dual vs single-OA, clean grade, 4 seeds: ") and len(coarse.split()) < 40
     assert "ResNet3D **helps** (+0.058)" in coarse and "nnMamba **equivalent**" in coarse
     assert "ResNet3D **hurts**" in fine and "nnMamba **inconclusive**" in fine
     assert answer_findings(table, "kl") == []  # no rows against the observed labels here
@@ -134,6 +134,6 @@ def test_claim_findings_say_why_a_test_set_carries_no_verdict():
                          for b in ("resnet3d", "m3t")])
     (bullet,) = claim_findings(rows)
     assert "0 of 2 decided. No verdict on this test set: only 7 test knees (a finding needs at least 20)." in bullet
-    assert "KL QWK vs single-KL, 3 seeds: ResNet3D **inconclusive** (+0.010)" in strip_marks(bullet)
+    assert "The fine label (KL QWK) vs single-KL, 3 seeds: ResNet3D **inconclusive** (+0.010)" in strip_marks(bullet)
     sentences = strip_marks(bullet).split(". ")
     assert max(len(x.split()) for x in sentences) < 40
