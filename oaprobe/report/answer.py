@@ -335,8 +335,7 @@ def claim_findings(verdicts: pd.DataFrame) -> list[str]:
         against = f" ({TRUTHS[truth]})" if truth in TRUTHS else ""
         parts = []
         for (metric, base), q in g.groupby(["metric", "baseline"], sort=False):
-            name = question_name(metric, base)
-            parts.append(f"{name[:1].upper() + name[1:]} vs {MODE_NAMES[base]}, {seeds_words(q)}: {verdict_list(q)}.")
+            parts.append(f"Dual vs {MODE_NAMES[base]} on {question_name(metric, base)}, {seeds_words(q)}: {verdict_list(q)}.")
         reasons = sorted({str(r) for r in g.get("reason", pd.Series(dtype=str)).fillna("") if r})
         why = f" No verdict on this test set: {'; '.join(reasons)}." if reasons else ""
         out.append(f"{CLAIMS[claim]}{against}: {decided} of {len(g)} decided.{why} " + " ".join(parts))

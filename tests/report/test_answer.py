@@ -134,6 +134,6 @@ def test_claim_findings_say_why_a_test_set_carries_no_verdict():
                          for b in ("resnet3d", "m3t")])
     (bullet,) = claim_findings(rows)
     assert "0 of 2 decided. No verdict on this test set: only 7 test knees (a finding needs at least 20)." in bullet
-    assert "The fine label (KL QWK) vs single-KL, 3 seeds: ResNet3D **inconclusive** (+0.010)" in strip_marks(bullet)
+    assert "Dual vs single-KL on the fine label (KL QWK), 3 seeds: ResNet3D **inconclusive** (+0.010)" in strip_marks(bullet)
     sentences = strip_marks(bullet).split(". ")
     assert max(len(x.split()) for x in sentences) < 40
