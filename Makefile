@@ -52,7 +52,7 @@ test-browser: $(VENV)/.installed
 	bash .ci/install-chromium.sh
 	$(BIN)/oaprobe book --preset smoke --jobs $(JOBS) --runs runs-smoke --site $(SMOKE_SITE)
 	OAPROBE_BOOK_HTML=$(SMOKE_SITE)/_build/html OAPROBE_SCREENSHOTS=$(SMOKE_SITE)/screenshots \
-	  $(BIN)/pytest -q -m browser tests/test_book_browser.py
+	  $(BIN)/pytest -q -m browser tests/test_book_browser.py tests/test_book_consistency.py tests/test_glossary.py
 
 # The Ray executor's tests (not in `make test`: they install the optional extra and take about 2 min).
 test-ray: $(VENV)/.installed

@@ -20,14 +20,21 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import nbformat
+import papermill
+import plotly
+from jupyter_client.manager import AsyncKernelManager
+from traitlets.config import Config
 
 from oaprobe.config import DEFAULT_CACHE, DEFAULT_COHORTS, DEFAULT_RUNS, RunConfig, get_preset
+from oaprobe.data.manifest import PATH_COLUMNS, manifest_hash, read_manifest, write_manifest
+from oaprobe.data.splits import carve_validation, check_leakage, read_split_note, split_note_path
 from oaprobe.errors import OaprobeError
-from oaprobe.io import source_digest
-from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.facts import backbone_title
-from oaprobe.training.runs import run_dir, run_id
-from oaprobe.workers import WorkerError, run_tasks
+from oaprobe.figures import BOOK_RENDERER_ENV
+from oaprobe.io import source_digest, write_atomic
 from oaprobe.sweep import (
     LOCAL,
     Executor,
@@ -40,14 +47,8 @@ from oaprobe.sweep import (
     stacked_grid,
     study_grid,
 )
-from oaprobe.data.manifest import PATH_COLUMNS, manifest_hash, read_manifest, write_manifest
-from oaprobe.data.splits import carve_validation, check_leakage, read_split_note, split_note_path
-from oaprobe.io import write_atomic
-from jupyter_client.manager import AsyncKernelManager
-import nbformat
-import papermill
-from traitlets.config import Config
-import plotly
+from oaprobe.training.runs import run_dir, run_id
+from oaprobe.workers import WorkerError, run_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -96,7 +97,7 @@ def extra_grid(preset: str, manifest: Path, noise_manifests: dict[float, Path]) 
     exercises' stacked-dual runs, the "Beyond the dual head" runs, the answer page's reference-recipe
     runs and the label-noise chapter's runs at each strength."""
     grid = stacked_grid(manifest, preset) + beyond_grid(manifest, preset) + recipe_grid(manifest, preset)
-    for level, noisy in noise_manifests.items():
+    for noisy in noise_manifests.values():
         grid += noise_grid(noisy, preset)
     return grid
 
@@ -461,7 +462,6 @@ def page_weight(page: Path) -> dict[str, int]:
     """Bytes a built page loads from the site: its HTML, and every local script and stylesheet it
     links (``?v=`` checksums dropped; remote or missing files count 0). Fonts and images are left out:
     the question is what a page's code and styles cost, e.g. plotly.js (4.8 MB) on a page without figures."""
-    from urllib.parse import unquote, urlsplit
 
     html = Path(page).read_text(encoding="utf-8")
     out = {"html": len(html.encode("utf-8")), "js": 0, "css": 0}

@@ -22,15 +22,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from oaprobe.errors import OaprobeError
-from oaprobe.parameters import check_parameters
+import nbformat
 import papermill
 from markdown_it import MarkdownIt
 from plotly.offline import get_plotlyjs
-from oaprobe.book import ROOT, STATIC
-import nbformat
-from oaprobe.book import NOTEBOOKS, Chapter, execute_chapter
+
+from oaprobe.book import NOTEBOOKS, ROOT, STATIC, Chapter, execute_chapter
+from oaprobe.errors import OaprobeError
 from oaprobe.io import write_atomic
+from oaprobe.parameters import check_parameters
 
 #: The chapters one can rerun: notebook stems in notebooks/.
 CHAPTERS: tuple[str, ...] = ("answer", "cohort", "backbone", "results", "latent", "saliency", "label_noise",
@@ -103,13 +103,18 @@ def fill_glue(markdown: str, values: dict[str, dict[str, str]]) -> str:
 
 
 def render_markdown(text: str, md: Any) -> str:
-    """Markdown as HTML, MyST admonition fences as the book's boxes (title, then the body's markdown)."""
+    """Markdown as HTML, MyST admonition fences as the book's boxes (title, then the body's markdown);
+    a ``dropdown`` one folded in ``<details>`` (the exercises' computed answers)."""
     out, at = [], 0
     for m in _ADMONITION.finditer(text):
         css = re.search(r":class:\s*(\S+)", m.group(2))
-        out += [md.render(text[at:m.start()]),
-                f'<div class="admonition {css.group(1) if css else "note"}"><p class="admonition-title">'
-                f"{html.escape(m.group(1).strip())}</p>{md.render(m.group(3))}</div>"]
+        title, body = html.escape(m.group(1).strip()), md.render(m.group(3))
+        if css and css.group(1) == "dropdown":  # folded, as the book folds it: the reader opens it
+            box = f'<details class="admonition dropdown"><summary class="admonition-title">{title}</summary>{body}</details>'
+        else:
+            box = (f'<div class="admonition {css.group(1) if css else "note"}"><p class="admonition-title">'
+                   f"{title}</p>{body}</div>")
+        out += [md.render(text[at:m.start()]), box]
         at = m.end()
     return "".join(out + [md.render(text[at:])])
 
@@ -181,7 +186,7 @@ def mark_rerun(nb: Any, changes: dict[str, Any]) -> str:
     heading = lines[0].lstrip("#").strip() if lines and lines[0].startswith("#") else "Chapter"
     shown = ", ".join(f"{k} = {json.dumps(v)}" for k, v in changes.items())
     title = f"{heading} (rerun: {shown})" if changes else f"{heading} (rerun with the book's parameters)"
-    note = (f"**A rerun, not the book's page.** Parameters that differ from the book's: "
+    note = ("**A rerun, not the book's page.** Parameters that differ from the book's: "
             + "; ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in changes.items())
             + ". Every number below comes from these settings." if changes else
             "**A rerun with the book's parameters.**")

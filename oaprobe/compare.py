@@ -35,18 +35,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from oaprobe.analysis.decision import ALPHA, DELTAS, LOWER_IS_BETTER, decide_with_flags
-from oaprobe.config import RunConfig
-from oaprobe.errors import ConfigError
 from scipy import stats
+
 from oaprobe.analysis.convergence import run_diagnostics
+from oaprobe.analysis.decision import ALPHA, DELTAS, LOWER_IS_BETTER, decide_with_flags
 from oaprobe.analysis.metrics import prediction_metrics
-from oaprobe.training.runs import load_run, run_dir
+from oaprobe.config import RunConfig
 from oaprobe.data.manifest import read_manifest
-from oaprobe.report.guards import finding_limit
-from oaprobe.training.runs import is_done
+from oaprobe.errors import ConfigError
 from oaprobe.report.display import readable_name
+from oaprobe.report.guards import finding_limit
+from oaprobe.training.runs import is_done, load_run, run_dir
 
 #: the book's primary metrics (the coarse and the fine question), each tested at alpha on its own
 PRIMARY: tuple[str, ...] = ("oa_roc_auc", "kl_qwk")

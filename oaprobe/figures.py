@@ -20,10 +20,9 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import plotly.io as pio
+from IPython.display import display
 from plotly.io._base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
-
-from IPython.display import display
 
 from oaprobe.facts import ALL_MODES, BACKBONES, KL_GRADES, backbone_title
 from oaprobe.report.display import MODE_NAMES, provenance_note, readable_name, readable_text, spelled_out
@@ -260,7 +259,7 @@ def confusion_facets(table: pd.DataFrame, x_title: str = "predicted KL", y_title
             fig.add_trace(_confusion_trace(m, True, y_title, x_title).update(name=f"{bb} {mode}"), r, c)
             fig.update_xaxes(title=x_title if r == len(backbones) else None, row=r, col=c)
             fig.update_yaxes(title=y_title if c == 1 else None, autorange="reversed", row=r, col=c)
-    for ann, (bb, mode) in zip(fig.layout.annotations, [(bb, m) for bb in backbones for m in modes]):
+    for ann, mode in zip(fig.layout.annotations, [m for _ in backbones for m in modes]):
         ann.font = dict(color=MODE_COLORS.get(mode, "#444"), size=13)
     return _layout(fig, title, height=330 * len(backbones) + 90)
 
@@ -458,7 +457,7 @@ def forest(table: pd.DataFrame, label: str = "label", diff: str = "diff", lo: st
             x=g[diff], y=g["_label"], mode="markers", name=name, showlegend=True,
             error_x=dict(type="data", symmetric=False, array=g[hi] - g[diff], arrayminus=g[diff] - g[lo], color=NEUTRAL),
             marker=dict(size=9, symbol=symbol, color=NEUTRAL),
-            hovertext=[f"{a}: {d:+.3f} [{l:+.3f}, {h:+.3f}]" for a, d, l, h in zip(g["_label"], g[diff], g[lo], g[hi])],
+            hovertext=[f"{a}: {d:+.3f} [{low:+.3f}, {h:+.3f}]" for a, d, low, h in zip(g["_label"], g[diff], g[lo], g[hi])],
             hoverinfo="text"))
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(dict.fromkeys(t["_label"])))

@@ -18,15 +18,13 @@ Example:
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from oaprobe.errors import OaprobeError
+from oaprobe.config import PRESETS, RunConfig, get_preset
+from oaprobe.errors import ConfigError, OaprobeError
 from oaprobe.facts import BACKBONES, MODES
-from oaprobe.config import PRESETS
-import dataclasses
-from oaprobe.config import RunConfig, get_preset
-from oaprobe.errors import ConfigError
 
 
 class ParameterError(OaprobeError):

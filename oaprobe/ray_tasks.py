@@ -32,8 +32,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from oaprobe.errors import ConfigError
-from oaprobe.errors import OaprobeError
+from oaprobe.errors import ConfigError, OaprobeError
 from oaprobe.workers import Interrupted, WorkerError
 
 LOCAL = "local"  #: the address that means "start a local instance", like None
@@ -56,7 +55,7 @@ def ray_available() -> bool:
 def _import_ray() -> ModuleType:
     if not ray_available():
         raise RayError('executor "ray" needs the ray extra: pip install -e ".[ray]"')
-    import ray
+    import ray  # deferred: an optional extra
 
     return ray
 
@@ -157,7 +156,7 @@ def _run_one(work: Callable[..., Any], setup: tuple[int, bool], *args: Any) -> s
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the engine's compute settings
     if not gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read when CUDA first initialises in this worker
-    import torch
+    import torch  # deferred: CUDA_VISIBLE_DEVICES is set above first
 
     torch.set_num_threads(threads)
     try:
@@ -257,7 +256,7 @@ def _init_local(ray: ModuleType, num_cpus: float, folder: str) -> None:
 def _loopback_only() -> Iterator[None]:
     """While a local instance starts, keep its node address 127.0.0.1 (Ray replaces a loopback
     address by the routable one unless its cluster switch is off); its processes inherit this."""
-    from ray._private import ray_constants
+    from ray._private import ray_constants  # deferred: an optional extra
 
     old_env, old_flag = os.environ.get(_CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[_CLUSTER_SWITCH] = "0"

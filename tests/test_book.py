@@ -18,14 +18,13 @@ import papermill
 import pytest
 
 from oaprobe import book
-from oaprobe.errors import OaprobeError
 from oaprobe.book import CACHE_KEY, Chapter, chapter_key, execute_chapter, plan_book
 from oaprobe.config import get_preset
+from oaprobe.errors import OaprobeError
 from oaprobe.figures import BOOK_RENDERER_ENV
 from oaprobe.report import study as study_module
 from oaprobe.training.runs import run_id
 from tests.data.fake_oai import import_fake_copy
-
 
 KERNELSPEC = {"name": "python3", "language": "python", "display_name": "Python 3"}
 

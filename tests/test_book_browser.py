@@ -12,9 +12,9 @@ that does not open on its answer; saves a screenshot of each page to
 from __future__ import annotations
 
 import functools
-import re
 import http.server
 import os
+import re
 import shutil
 import threading
 from html.parser import HTMLParser

@@ -31,6 +31,30 @@ def test_teach_page_times_every_exercise_once():
     assert [(int(n), title) for n, title, _ in rows] == list(enumerate(EXERCISES.values(), start=1))
 
 
+def _exercise_minutes(text: str) -> dict[int, int]:
+    return {int(n): int(m) for n, _, m in re.findall(r"^\| (\d+)\. (.+?) \| (\d+) \|$", text, flags=re.M)}
+
+
+def test_teach_page_timings_add_up():
+    text = (BOOK / "teach.md").read_text()
+    length = int(re.search(r"^## A (\d+)-minute session$", text, flags=re.M).group(1))
+    spans = [(int(a), int(b)) for a, b in re.findall(r"^\| (\d+)–(\d+) \|", text, flags=re.M)]
+    assert spans[0][0] == 0 and spans[-1][1] == length, spans
+    assert all(b > a for a, b in spans) and all(b == c for (_, b), (c, _) in zip(spans, spans[1:])), spans
+    block = re.search(r"For a single (\d+)-minute block, in pairs: (.+?)\.\s", " ".join(text.split()))
+    chosen = [int(n) for n in re.findall(r"\*\*(\d+)\*\*", block.group(2))]
+    assert int(block.group(1)) == sum(_exercise_minutes(text)[n] for n in chosen), (block.group(1), chosen)
+
+
+def test_teach_page_teaches_all_three_claims_and_opens_on_the_model():
+    text = (BOOK / "teach.md").read_text()
+    for label in ("teach-concept", "teach-latent", "teach-saliency"):
+        assert f"({label})=" in text and f"<{label}>`" in text  # a block, and a row of the session that sends to it
+    concept = text[text.index("(teach-concept)="):text.index("(teach-latent)=")]
+    assert "_static/model.svg" in concept and "(10 minutes)" in concept
+    assert "either way" not in text and "no evidence" not in text
+
+
 def test_glossary_states_the_randomisation_threshold_the_code_uses():
     assert f"below {RANDOMISATION_MAX_RHO:g}" in (BOOK / "glossary.md").read_text()
 

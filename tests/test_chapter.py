@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import json
 
 import nbformat
@@ -94,6 +93,17 @@ def test_findings_box_renders_as_a_box():
     out = render_markdown(text, MarkdownIt("commonmark"))
     assert '<div class="admonition tip"><p class="admonition-title">What this chapter finds</p><ul>' in out
     assert "<em>finding</em>" in out and ":::" not in out and out.endswith("<p>After.</p>\n")
+
+
+def test_a_dropdown_answer_is_folded_as_in_the_book():
+    from markdown_it import MarkdownIt
+
+    from oaprobe.chapter import render_markdown
+
+    text = "## 1. A question\n\n:::{admonition} Answer (computed)\n:class: dropdown\nThe **answer**.\n:::\n"
+    out = render_markdown(text, MarkdownIt("commonmark"))
+    assert '<details class="admonition dropdown"><summary class="admonition-title">Answer (computed)</summary>' in out
+    assert "<strong>answer</strong>" in out and " open" not in out and out.count("<details") == 1
 
 
 def test_a_failing_chapter_is_one_line_and_writes_no_page(tmp_path, monkeypatch):

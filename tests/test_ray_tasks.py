@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -28,11 +28,10 @@ from oaprobe import ray_tasks, sweep
 from oaprobe.errors import ConfigError
 from oaprobe.ray_tasks import RayError
 from oaprobe.training import engine
-from oaprobe.training.runs import CHECKPOINT, DONE, HISTORY, PREDICTIONS, run_dir
-from oaprobe.training.runs import run_id
+from oaprobe.training.runs import CHECKPOINT, DONE, HISTORY, PREDICTIONS, run_dir, run_id
 from oaprobe.workers import WorkerError
-from tests.sweep_workers import UnpicklableError
 from tests.processes import alive, wait_until
+from tests.sweep_workers import UnpicklableError
 
 REPO = Path(__file__).resolve().parents[1]
 needs_ray = pytest.mark.skipif(not ray_tasks.ray_available(), reason="ray extra not installed")

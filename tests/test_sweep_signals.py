@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from oaprobe.sweep import run_missing
-from oaprobe.workers import Interrupted
 from oaprobe.training import engine
-from tests.sweep_workers import PID_DIR
+from oaprobe.workers import Interrupted
 from tests.processes import alive, wait_until
+from tests.sweep_workers import PID_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -88,7 +88,8 @@ def _names(frame: pd.DataFrame, value: str | None = None) -> str:
                  "mode": MODE_NAMES.get(str(r["mode"]), str(r["mode"])) if "mode" in r else ""}
         label = " ".join(named[k] for k in ("backbone", "mode") if k in r)
         label += f" seed {r['seed']}" if "seed" in r and value is None else ""
-        parts.append(label if value is None else f"{label} {r[value]:.3f}")
+        shown = "" if value is None else (f" {r[value]:.3f}" if pd.notna(r[value]) else " (fewer than 2 seeds)")
+        parts.append(label + shown)
     return ", ".join(parts)
 
 

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from oaprobe.facts import backbone_title
+from oaprobe.report.answer import seeds_words, verdict_list
 from oaprobe.report.claims import extreme_absorption
+from oaprobe.report.sentences import TRUTHS
 
 #: latent columns of the extreme grades' separation from their neighbour (AUROC along the PCA axis)
 _SEPARATION = {"kl0_vs_kl1_on_axis": "adj_auc_0_1", "kl3_vs_kl4_on_axis": "adj_auc_3_4"}
@@ -85,13 +87,16 @@ def describe_absorption(table: pd.DataFrame, verdicts: pd.DataFrame, by_lambda: 
     if table.empty:
         return "No run with a KL head: nothing to explain."
     split = degenerate_vs_rest(table)
+    share = lambda x: f"{x:.2f}" if x == x else "none (no such runs)"  # noqa: E731
     text = (f"{split['n_dual_degenerate']} of {split['n_dual']} dual runs are degenerate. Share of KL 0 and KL 4 test "
-            f"knees predicted as their neighbour: degenerate dual runs {split['dual_degenerate']:.2f}, other dual runs "
-            f"{split['dual_other']:.2f}, single-KL {split['single_kl']:.2f}.")
+            f"knees predicted as their neighbour: degenerate dual runs {share(split['dual_degenerate'])}, other dual runs "
+            f"{share(split['dual_other'])}, single-KL {share(split['single_kl'])}.")
     rows = verdicts[(verdicts["metric"] == "extreme_absorption") & (verdicts["baseline"] == "single_kl")]
     if len(rows):
-        text += " Dual vs single-KL under the rule: " + "; ".join(
-            f"{backbone_title(r['backbone'])} {r['mean']:+.3f}, {r['verdict']}" for _, r in rows.iterrows()) + "."
+
+        truth = TRUTHS.get(str(rows["truth"].iloc[0]), "") if "truth" in rows else ""
+        text += (f" Extreme-grade absorption, dual vs single-KL{', ' + truth if truth else ''}, {seeds_words(rows)}: "
+                 f"{verdict_list(rows, bold=False)}.")
         more = rows["verdict"].eq("hurts")
         if more.all():
             text += (" Dual absorbs the extreme grades on every backbone: the degenerate runs are the tail of an effect "

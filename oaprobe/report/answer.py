@@ -14,27 +14,28 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from oaprobe.analysis.decision import ALPHA, DELTAS, POWER
-from oaprobe.io import write_atomic
-from oaprobe.facts import backbone_title
-from oaprobe.report.claims import CLAIMS
-from oaprobe.report.display import MODE_NAMES, readable_name
-from oaprobe.report.sentences import needed_clause, plural, signed
-from oaprobe.report.study import Study, mean_sd
-from oaprobe.report.study import SEED_LEVEL_METRICS
-from oaprobe.config import get_preset
 from oaprobe.analysis.convergence import GRADE_SHARE, LOSS_RATIO
+from oaprobe.analysis.decision import ALPHA, DELTAS, POWER
+from oaprobe.analysis.paired import REFERENCE_BASELINE
+from oaprobe.config import get_preset
+from oaprobe.facts import backbone_title
+from oaprobe.io import write_atomic
+from oaprobe.report.claims import CLAIMS, family_size
+from oaprobe.report.display import MODE_NAMES, readable_name
+from oaprobe.report.sentences import TRUTHS, plural, rule_sentence, signed
+from oaprobe.report.stated import mark, stat_key
+from oaprobe.report.study import SEED_LEVEL_METRICS, Study, mean_sd
 
 #: question -> (metric, single-task baseline, what it asks)
 QUESTIONS: dict[str, tuple[str, str, str]] = {
     "coarse": ("oa_roc_auc", "single_oa", "the coarse label (OA yes/no, ROC-AUC)"),
     "fine": ("kl_qwk", "single_kl", "the fine label (KL grade, quadratic weighted kappa)"),
 }
-TRUTHS = {"kl_clean": "clean grade", "kl": "observed labels"}
 
 
 def secondary_metrics() -> tuple[str, ...]:
@@ -43,12 +44,36 @@ def secondary_metrics() -> tuple[str, ...]:
     return tuple(mt for mt in SEED_LEVEL_METRICS if mt not in primary)
 
 
+def main_family(metric: str, baseline: str, preset: str, n_backbones: int = 0) -> int | None:
+    """Bonferroni's ``m`` of dual vs ``baseline`` in ``metric``, the same on every page that states it
+    (one family definition per comparison): a primary question is tested alone
+    (:func:`oaprobe.report.claims.family_size`); a secondary metric against its own single-task
+    baseline belongs to the secondary family (its metrics x the preset's backbones). None: not one of
+    the main grid's comparisons (a chapter's own family decides it)."""
+    if (metric, baseline) in {(mt, b) for mt, b, _ in QUESTIONS.values()}:
+        return family_size("metrics", "primary", 1)
+    if metric in secondary_metrics() and baseline == REFERENCE_BASELINE["OA" if metric.startswith("oa_") else "KL"]:
+        return len(secondary_metrics()) * max(len(get_preset(preset).backbones), n_backbones)
+    return None
+
+
+def main_rule_table(study: Study, truth: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """Dual vs its single-task baseline in ``metrics`` under the rule, each metric in its
+    :func:`main_family`, with a ``truth`` column: the one source of these rows for every page."""
+    frames = []
+    for metric in metrics:
+        base = REFERENCE_BASELINE["OA" if metric.startswith("oa_") else "KL"]
+        m = main_family(metric, base, study.preset, len(study.backbones))
+        frames.append(study.seed_level(truth=truth, metrics=[metric], m=m))
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True).assign(truth=truth) if frames else pd.DataFrame()
+
+
 def secondary_table(study: Study, truth: str) -> pd.DataFrame:
     """Dual vs single on the :func:`secondary_metrics` under the rule, Bonferroni over the whole
     secondary family of the preset (its metrics x the preset's backbones), so a backbone's chapter
     and the results page give one comparison the same verdict."""
-    family = len(secondary_metrics()) * max(len(get_preset(study.preset).backbones), len(study.backbones))
-    return study.seed_level(truth=truth, metrics=secondary_metrics(), m=family)
+    return main_rule_table(study, truth, secondary_metrics())
 
 
 def rule_sentences() -> list[str]:
@@ -64,67 +89,89 @@ def rule_sentences() -> list[str]:
         f"The smallest effects of interest δ of the primary questions: {deltas} (their reasons are in "
         "`oaprobe.analysis.decision.DELTAS`: a smaller difference is one no test set of the reference's size could see).",
         "Each primary question (per backbone: coarse and fine, against the clean grade) is tested on its own at "
-        f"{pct(ALPHA)}; a chapter's secondary comparisons divide {pct(ALPHA)} by their number (Bonferroni).",
+        f"{pct(ALPHA)}. Every other comparison belongs to one family, the same on every page that states it (the "
+        "other metrics of dual vs single-task: their number × the backbones; a chapter's own comparisons: their number), "
+        f"and is tested at {pct(ALPHA)} divided by its family's size (Bonferroni).",
         "Seeds are paired: dual and its single-task baseline of one seed share the encoder's initialisation and the "
         "batch order. A verdict stands only if it is the same with and without the seeds where either run carries a "
         "convergence flag (else it is inconclusive: one flagged run would decide it).",
     ]
 
 
-def answer_table(study: Study, m: int = 1) -> pd.DataFrame:
+def answer_table(study: Study, m: int | None = None) -> pd.DataFrame:
     """One row per backbone x question x truth: mean dual and single levels over seeds and the rule's
-    columns (:func:`oaprobe.analysis.decision.decide_with_flags`) in a family of ``m``."""
+    columns (:func:`oaprobe.analysis.decision.decide_with_flags`), each question in its
+    :func:`main_family` (``m``: another family size, for a test)."""
     metrics = [mt for mt, _, _ in QUESTIONS.values()]
     question_of = {mt: q for q, (mt, _, _) in QUESTIONS.items()}
     frames = []
     for truth in [t for t in TRUTHS if t == "kl" or study.has_clean]:
-        tests = study.seed_level(truth=truth, metrics=metrics, m=m)
+        tests = main_rule_table(study, truth, metrics) if m is None else study.seed_level(truth=truth, metrics=metrics, m=m)
         levels = study.paired_seeds(truth=truth, metrics=metrics).groupby(["backbone", "metric"])[["a", "b"]].mean()
         tests = tests.join(levels.rename(columns={"a": "dual", "b": "single"}), on=["backbone", "metric"])
         frames.append(tests.assign(truth=truth, question=tests["metric"].map(question_of)))
     out = pd.concat(frames, ignore_index=True)
     order = ["backbone", "question", "truth", "metric", "single", "dual", "n_seeds", "mean", "ci_low", "ci_high",
              "eq_low", "eq_high", "delta", "verdict", "verdict_all", "verdict_unflagged", "n_flagged", "mean_unflagged",
-             "seeds_needed", "reason", "loo_stable", "sd", "p_diff", "p_equiv", "m"]
+             "seeds_needed", "reason", "loo_stable", "sd", "p_diff", "p_equiv", "m", "alpha"]
     return out[order]
 
 
+def level_text(backbone: str, mode: str, metric: str, truth: str, n: int, value: float) -> str:
+    """A mode's mean level over ``n`` seeds ("dual 0.805"), marked as the quantity it is."""
+    key = stat_key(backbone, mode, "", metric, truth, n)
+    return f"{MODE_NAMES.get(mode, mode)} {value:.3f}" + mark(key, f"{value:.3f}")
+
+
 def describe_answer(row: pd.Series, bold: bool = True) -> str:
-    """One sentence per row of :func:`answer_table` (``bold``: the verdict in Markdown bold)."""
-    _, base, what = QUESTIONS[row["question"]]
-    mark = "**" if bold else ""
-    if row["ci_low"] == row["ci_low"]:
-        interval = (f"90% CI {signed(row['eq_low'])} to {signed(row['eq_high'])}, "
-                    f"95% CI {signed(row['ci_low'])} to {signed(row['ci_high'])}")
-    else:
-        interval = "no interval"
-    flagged = ""
+    """One row of :func:`answer_table`: the verdict sentence (under 40 words), the two modes' mean
+    levels over the same seeds, and what the flagged seeds and leaving one seed out do to it."""
+    metric, base, _ = QUESTIONS[row["question"]]
+    bb, truth, n = str(row["backbone"]), str(row["truth"]), int(row["n_seeds"])
+    text = rule_sentence(row, backbone_title(bb), "dual", base, metric, truth, key_subject=bb, bold=bold)
+    text += (f" Means over the same {'seed' if n == 1 else plural(n, 'seed')}: "
+             f"{level_text(bb, 'dual', metric, truth, n, row['dual'])}, "
+             f"{level_text(bb, base, metric, truth, n, row['single'])}.")
     if row["n_flagged"]:
-        flagged = (f"; {plural(row['n_flagged'], 'seed')} with a flagged run: {row['verdict_all']} with "
-                   f"{'it' if row['n_flagged'] == 1 else 'them'}, {row['verdict_unflagged']} without")
-    robust = ""
+        text += (f" {plural(row['n_flagged'], 'seed')} with a flagged run: {row['verdict_all']} with "
+                 f"{'it' if row['n_flagged'] == 1 else 'them'}, {row['verdict_unflagged']} without.")
     if row["verdict"] != "inconclusive":
-        robust = ("; it stands without any one seed" if row["loo_stable"]
-                  else "; leaving out one of the seeds would change it")
-    return (
-        f"{backbone_title(row['backbone'])}, {what} against the {TRUTHS[row['truth']]}: dual {row['dual']:.3f} vs "
-        f"{MODE_NAMES[base]} {row['single']:.3f}; mean paired difference over {plural(row['n_seeds'], 'seed')} "
-        f"{signed(row['mean'])} ({interval}; δ = ±{row['delta']:g}): {mark}{row['verdict']}{mark}"
-        f"{flagged}{robust}{needed_clause(row)}."
-    )
+        text += " It stands without any one seed." if row["loo_stable"] else " Leaving out one seed would change it."
+    return text
+
+
+def verdict_list(rows: pd.DataFrame, who: str = "backbone", bold: bool = True) -> str:
+    """The verdicts of one question's rows, each backbone (or ``who`` column) with its mean, marked:
+    "ResNet3D **helps** (+0.012); nnMamba **inconclusive** (-0.003)"."""
+    mark_ = "**" if bold else ""
+    parts = []
+    for _, r in rows.iterrows():
+        n = int(r.get("n_seeds", r.get("n", 0)))
+        subject = str(r["backbone"]) + (f" ({r['method']} maps)" if r.get("method") else "")
+        key = stat_key(subject, "dual", str(r["baseline"]), str(r["metric"]), str(r.get("truth", "")), n)
+        family = f", Bonferroni over {int(r['m'])}" if int(r.get("m", 1)) > 1 else ", tested alone"
+        parts.append(f"{backbone_title(r['backbone'])} {mark_}{r['verdict']}{mark_} ({signed(r['mean'])})"
+                     + mark(key + " | mean", signed(r["mean"])) + mark(key + " | verdict", f"{r['verdict']}{family}"))
+    return "; ".join(parts)
+
+
+def seeds_words(rows: pd.DataFrame) -> str:
+    """"12 seeds", or "3–12 seeds" where the rows rest on different numbers of seeds."""
+    n = rows["n_seeds"] if "n_seeds" in rows else rows["n"]
+    lo, hi = int(n.min()), int(n.max())
+    return plural(hi, "seed") if lo == hi else f"{lo}–{hi} seeds"
 
 
 def answer_findings(answer: pd.DataFrame, truth: str) -> list[str]:
     """One bullet per question against ``truth``: each backbone's verdict and mean difference."""
     rows = answer[answer["truth"] == truth]
     out = []
-    for question, (_, base, what) in QUESTIONS.items():
-        q = rows[rows["question"] == question]
+    for question, (metric, base, _) in QUESTIONS.items():
+        q = rows[rows["question"] == question].assign(baseline=base)
         if q.empty:
             continue
-        parts = [f"{backbone_title(r['backbone'])} **{r['verdict']}** ({signed(r['mean'])} over "
-                 f"{plural(r['n_seeds'], 'seed')}{needed_clause(r).replace('; about', ', about')})" for _, r in q.iterrows()]
-        out.append(f"Dual vs {MODE_NAMES[base]} on {what}, against the {TRUTHS[truth]}: " + "; ".join(parts) + ".")
+        out.append(f"The {question} label ({readable_name(metric)}), dual vs {MODE_NAMES[base]}, {TRUTHS[truth]}, {seeds_words(q)}: "
+                   f"{verdict_list(q)}.")
     return out
 
 
@@ -202,8 +249,10 @@ def describe_best_mode(pm: pd.DataFrame, ceilings: pd.DataFrame, truth: str, met
     agg = sel.groupby("mode")["value"].agg(["mean", "std"])
     top = agg["mean"].idxmax()
     seeds = sel.loc[sel["mode"] == top, "seed"].nunique()
+    key = stat_key(str(sel["backbone"].iloc[0]), str(top), "", metric, truth, seeds) if "backbone" in sel else ""
     text = (f"Best {readable_name(metric)} against the {TRUTHS[truth]}: {MODE_NAMES.get(top, top)} "
-            f"{mean_sd(agg.loc[top, 'mean'], agg.loc[top, 'std'])} over {plural(seeds, 'seed')}")
+            f"{mean_sd(agg.loc[top, 'mean'], agg.loc[top, 'std'])} over {plural(seeds, 'seed')}"
+            + (mark(key, f"{agg.loc[top, 'mean']:.3f}") if key else ""))
     probe = ceilings[(ceilings["ceiling"] == "linear_probe") & (ceilings["truth"] == truth)]
     if len(probe) and metric in probe.columns:
         text += f"; the linear probe on the input volumes reaches {float(probe[metric].iloc[0]):.3f}"
@@ -233,26 +282,15 @@ def differences_for_figure(study: Study, answer: pd.DataFrame, truth: str) -> tu
 
 
 # --------------------------------------------------------------------------- the three claims
-def _verdict_words(row: pd.Series) -> str:
-    """The verdict, saying when "equivalent" rests on a real difference smaller than delta."""
-    verdict = str(row["verdict"])
-    if verdict == "equivalent" and (row["test_low"] > 0 or row["test_high"] < 0):
-        return "equivalent (a real difference, smaller than δ)"
-    needed = row.get("seeds_needed")
-    if verdict == "inconclusive" and not row.get("reason") and needed == needed and needed is not None:
-        return f"inconclusive (about {int(needed)} seeds would decide it)"
-    return verdict
-
-
 def describe_verdict(row: pd.Series) -> str:
     """One row of :func:`oaprobe.report.claims.decide_claim` in one sentence of under 40 words."""
-    truth = f", {TRUTHS[row['truth']]}" if row["truth"] in TRUTHS else ""
-    flip = ""
+    bb = str(row["backbone"])
+    subject = bb + (f" ({row['method']} maps)" if row.get("method") else "")
+    who = backbone_title(bb) + (f" ({row['method']} maps)" if row.get("method") else "")
+    text = rule_sentence(row, who, "dual", str(row["baseline"]), str(row["metric"]), str(row["truth"]), key_subject=subject)
     if row.get("same_under_perturbation") is False or row.get("same_under_perturbation") == 0:
-        flip = f" Under the host perturbation: {row['verdict_perturbed']}."
-    return (f"{backbone_title(row['backbone'])}, {readable_name(row['metric'])} vs {MODE_NAMES[row['baseline']]}"
-            f"{truth}, {plural(row['n'], 'seed')}: {signed(row['mean'])} (90% CI {signed(row['ci90_low'])} to "
-            f"{signed(row['ci90_high'])}; δ ±{row['delta']:g}): {_verdict_words(row)}.{flip}")
+        text += f" Under the host perturbation: {row['verdict_perturbed']}."
+    return text
 
 
 def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
@@ -272,16 +310,29 @@ def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
     return text + "."
 
 
+def question_name(metric: str, baseline: str) -> str:
+    """A question's name for a reader: "the coarse label (OA AUC)" for a primary question of claim 1,
+    else the metric's readable name."""
+    for question, (mt, base, _) in QUESTIONS.items():
+        if (mt, base) == (metric, baseline):
+            return f"the {question} label ({readable_name(metric)})"
+    return readable_name(metric)
+
+
 def claim_findings(verdicts: pd.DataFrame) -> list[str]:
-    """One bullet per claim and truth: how many primary questions are decided, and each verdict."""
+    """One bullet per claim and truth: how many primary questions are decided, then one sentence per
+    question (metric, baseline, truth, seeds) with each backbone's verdict and mean difference."""
     out = []
     prim = verdicts[verdicts["role"] == "primary"]
     for (claim, truth), g in prim.groupby(["claim", "truth"], sort=False):
         decided = int((g["verdict"] != "inconclusive").sum())
-        parts = "; ".join(f"{backbone_title(r['backbone'])} vs {MODE_NAMES[r['baseline']]} **{r['verdict']}** "
-                          f"({signed(r['mean'])})" for _, r in g.iterrows())
-        against = f" against the {TRUTHS[truth]}" if truth in TRUTHS else ""
-        out.append(f"{CLAIMS[claim]}{against}: {decided} of {len(g)} decided. {parts}.")
+        against = f" ({TRUTHS[truth]})" if truth in TRUTHS else ""
+        parts = []
+        for (metric, base), q in g.groupby(["metric", "baseline"], sort=False):
+            parts.append(f"Dual vs {MODE_NAMES[base]} on {question_name(metric, base)}, {seeds_words(q)}: {verdict_list(q)}.")
+        reasons = sorted({str(r) for r in g.get("reason", pd.Series(dtype=str)).fillna("") if r})
+        why = f" No verdict on this test set: {'; '.join(reasons)}." if reasons else ""
+        out.append(f"{CLAIMS[claim]}{against}: {decided} of {len(g)} decided.{why} " + " ".join(parts))
     return out
 
 
@@ -309,135 +360,3 @@ def write_verdicts(verdicts: pd.DataFrame, folder: str) -> str:
         return ""
     write_atomic(Path(folder) / "verdicts.csv", verdicts.to_csv(index=False).encode())
     return "{download}`Every verdict as verdicts.csv <verdicts.csv>`"
-
-
-# --------------------------------------------------------------------------- the answer page
-from dataclasses import dataclass  # noqa: E402  (here, not at the top: this section is appended to the module)
-
-
-@dataclass
-class AnswerPage:
-    """Everything the answer page shows, computed once from its runs (:func:`answer_page`); the notebook
-    only displays it."""
-
-    study: Study
-    truth: str
-    answer: pd.DataFrame  # :func:`answer_table`
-    verdicts: pd.DataFrame  # every claim's verdicts, marked with the host-perturbation ones
-    claim_pairs: dict  # (claim, truth) -> per-seed pairs, for :func:`claim_figure_inputs`
-    saliency_table: pd.DataFrame
-    levels: pd.DataFrame  # :func:`levels_for_figure`
-    ceilings: pd.DataFrame  # the main truth's ceilings
-    rates: pd.DataFrame  # :func:`flag_rates`
-    recipe_rows: pd.DataFrame | None  # :func:`oaprobe.report.recipe.recipe_table`, None without recipe runs
-    absorption: pd.DataFrame
-    by_lambda: pd.DataFrame | None
-    verdicts_link: str  # the download link of verdicts.csv ("" without a downloads folder)
-    headline: list[str]  # the findings box: one bullet per claim (or why claim 3 is not testable)
-    details: list[str]  # folded under the box: stability, perturbation, recipe, ceilings, convergence targets
-
-
-@dataclass
-class AnswerRuns:
-    """The runs the answer page reads (:func:`load_answer_runs`): the main grid, the reference-recipe
-    runs and the lambda runs (None where the preset has none or the run fields were changed)."""
-
-    study: Study
-    recipe: Study | None
-    beyond: Study | None
-    runs_root: str
-    changed: bool  # the chapter ran with changed run fields: no recipe, perturbation or lambda runs
-
-
-def load_answer_runs(preset: str, runs_root: str, cohorts_root: str, manifest: str = "",
-                     run: dict | None = None) -> AnswerRuns:
-    """Every run the answer page of ``preset``'s book reads (the notebook's parameters; ``run``: changed
-    run fields)."""
-    from oaprobe.config import get_preset
-    from oaprobe.report.beyond import BeyondStudy
-    from oaprobe.report.recipe import load_recipe_study
-
-    run = run or {}
-    study = Study.load(preset, runs_root, cohorts_root, manifest=manifest or None, **run)
-    recipe = load_recipe_study(study, runs_root) if not run else None
-    beyond = (BeyondStudy.load(preset, runs_root, cohorts_root, manifest or None).study
-              if get_preset(preset).lambdas and not run else None)
-    return AnswerRuns(study, recipe, beyond, runs_root, bool(run))
-
-
-def answer_page(runs: AnswerRuns, downloads: str = "") -> AnswerPage:
-    """The answer page from its runs: the claims' verdicts (written to ``downloads``/verdicts.csv), the
-    figures' inputs and the findings, the verdicts first and the rest as detail."""
-    from oaprobe.report.absorption import absorption_by_lambda, absorption_runs
-    from oaprobe.report.claims import decisive_method, mark_perturbed, read_perturbed, study_verdicts
-    from oaprobe.report.recipe import recipe_table
-    from oaprobe.report.saliency import saliency_run_table
-
-    study, beyond = runs.study, runs.beyond
-    truth = study.main_truth
-    saliency_table = saliency_run_table(study)
-    method = decisive_method(saliency_table)
-    verdicts, claim_pairs = study_verdicts(study, saliency_table, method)
-    perturbed, note = (read_perturbed(runs.runs_root, [r.run_id for r in study.runs]) if not runs.changed
-                       else (None, "the chapter ran with changed run fields"))
-    verdicts = mark_perturbed(verdicts, perturbed)
-    page = AnswerPage(
-        study=study, truth=truth, answer=answer_table(study), verdicts=verdicts, claim_pairs=claim_pairs,
-        saliency_table=saliency_table, levels=levels_for_figure(study, truth), ceilings=study.ceilings(),
-        rates=flag_rates(study), recipe_rows=recipe_table(study, runs.recipe, truth) if runs.recipe is not None else None,
-        absorption=absorption_runs(study.runs, study.convergence(), study.latent(methods=("pca",)), truth),
-        by_lambda=absorption_by_lambda(absorption_runs(beyond.runs, beyond.convergence(), None, truth)) if beyond else None,
-        verdicts_link=write_verdicts(verdicts, downloads), headline=[], details=[])
-    page.headline, page.details = _answer_findings(page, method, note)
-    return page
-
-
-def _answer_findings(page: AnswerPage, method: str | None, perturbed_note: str) -> tuple[list[str], list[str]]:
-    """The answer page's findings: the claims' verdicts (the main truth first, then the other one) for
-    the box, and the stability, perturbation, recipe, ceilings and convergence-target sentences to fold."""
-    from oaprobe.report.claims import describe_knee_sampling, knee_sampling
-    from oaprobe.report.recipe import describe_recipe
-    from oaprobe.report.saliency import claim3_methods
-    from oaprobe.report.sentences import describe_targets
-
-    headline = claim_findings(page.verdicts[page.verdicts["truth"].isin([page.truth, ""])])
-    if method is None:
-        headline.append("Claim 3 is not testable with trustworthy maps: " + "; ".join(
-            f"{m}: {why}" for m, why in claim3_methods(page.saliency_table).items()) + ".")
-    details = [describe_perturbation(page.verdicts, perturbed_note), describe_flag_rates(page.rates)]
-    if method is not None:  # would more knees decide claim 3?
-        details.append(describe_knee_sampling(knee_sampling(page.study.saliency(), method, page.study.backbones)))
-    if page.recipe_rows is not None:
-        details += [describe_recipe(r) for _, r in page.recipe_rows.iterrows() if r["question"] == "fine"]
-    details += [describe_ceilings(page.levels, page.ceilings, page.truth),
-                describe_targets(page.study.quality_targets(), page.truth)]  # how far the models are results
-    return [f for f in headline if f], [f for f in details if f]
-
-
-#: The book's citation file (the repository root) and what each of its licences covers.
-CITATION_FILE = Path(__file__).resolve().parents[2] / "CITATION.cff"
-LICENCE_SCOPES = {"MIT": "the code (LICENSE)", "CC-BY-4.0": "the text and figures (LICENSE-text)"}
-
-
-def _cff_authors(authors: list[dict]) -> str:
-    """CFF authors as "Family, G." (persons) or their name (entities), joined by commas."""
-    return ", ".join(a.get("name") or f"{a.get('family-names', '')}, {a.get('given-names', '')}".strip(", ")
-                     for a in authors)
-
-
-def how_to_cite(path: Path = CITATION_FILE) -> str:
-    """The landing page's "how to cite" line (Markdown), read from ``CITATION.cff``: this book, the
-    reference study of its ``references``, and the licences; "" when the file is missing (an installed
-    package without the repository)."""
-    import yaml
-
-    if not Path(path).is_file():
-        return ""
-    cff = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    book = f"{_cff_authors(cff['authors'])}, *{cff['title']}*, version {cff['version']} (this book and its code)"
-    refs = [f"{_cff_authors(r['authors'])} ({r['year']}), *{r['title']}*, "
-            f"[{next((i['value'] for i in r.get('identifiers', [])), r['url'])}]({r['url']})" for r in cff.get("references", [])]
-    licences = "; ".join(f"{LICENCE_SCOPES.get(lic, lic)}: {lic.replace('-', ' ') if lic.startswith('CC-') else lic}"
-                         for lic in cff.get("license", []))
-    text = f"**How to cite.** Cite {book}" + (f", and the study it reproduces: {'; '.join(refs)}" if refs else "")
-    return text + " (`CITATION.cff`)." + (f" Licences: {licences}." if licences else "")

@@ -20,11 +20,13 @@ import pandas as pd
 
 from oaprobe.analysis.decision import decide_table
 from oaprobe.config import DEFAULT_COHORTS, DEFAULT_RUNS, get_preset
-from oaprobe.report.display import readable_name, readable_text
-from oaprobe.report.sentences import needed_clause, plural, rule_intervals, signed
+from oaprobe.facts import backbone_title
+from oaprobe.report.answer import main_family
+from oaprobe.report.display import readable_name
+from oaprobe.report.guards import finding_limit
+from oaprobe.report.sentences import plural, rule_sentence
 from oaprobe.report.study import Study, mean_sd
 from oaprobe.sweep import beyond_grid, preset_manifest, study_grid
-from oaprobe.report.guards import finding_limit
 
 #: (variant a, variant b): each compared over seeds as a minus b
 COMPARISONS: tuple[tuple[str, str], ...] = (
@@ -66,7 +68,8 @@ class BeyondStudy:
 
     @property
     def truth(self) -> str:
-        return self.study.main_truth
+        """The grade the chapter scores against (none without runs)."""
+        return self.study.main_truth if self.study is not None else ""
 
     def metrics(self) -> pd.DataFrame:
         """Per run and metric (:data:`METRICS`): variant, lambda, seed, value."""
@@ -96,8 +99,9 @@ class BeyondStudy:
         return wide
 
     def comparisons(self) -> pd.DataFrame:
-        """Each pair of :data:`COMPARISONS` (a minus b per seed) per metric under the decision rule, one
-        family: Bonferroni over every comparison the chapter makes (``m`` column)."""
+        """Each pair of :data:`COMPARISONS` (a minus b per seed) per metric under the decision rule
+        (:func:`decide_families`: a main-grid comparison in its own family, the rest Bonferroni over
+        the chapter's other comparisons; ``m`` column)."""
         m = self.metrics()
         m = m if "flagged" in m else m.assign(flagged=False)
         wide = m.pivot_table(index=["seed", "metric"], columns="variant", values="value").reset_index()
@@ -111,7 +115,10 @@ class BeyondStudy:
                                  "diff": r[a] - r[b], "flagged": bool(f.get(a, False) or f.get(b, False))})
         diffs = pd.DataFrame(rows, columns=["comparison", "metric", "seed", "diff", "flagged"])
         limit = finding_limit(self.study.table, truth=self.truth) if self.study is not None else None
-        return decide_table(diffs, by=("comparison", "metric"), limit=limit) if len(diffs) else pd.DataFrame()
+        if diffs.empty:
+            return pd.DataFrame()
+        backbone = get_preset(self.preset).backbones[0]
+        return decide_families(diffs, self.preset, limit).assign(truth=self.truth, backbone=backbone)
 
     def lambda_curve(self) -> pd.DataFrame:
         """Dual without smoothing at every lambda: mean and sd over seeds per metric (the figure's bands)."""
@@ -120,13 +127,34 @@ class BeyondStudy:
         return out.sort_values(["metric", "lambda"])
 
 
-def describe_comparison(row: pd.Series) -> str:
-    """One sentence for a row of :meth:`BeyondStudy.comparisons` (lower is better for kl_mae)."""
-    delta = float(row["delta"])
-    band = f"δ = ±{delta:g}" if delta == delta else "no δ declared"
-    return (f"{readable_text(row['comparison'])}, {readable_name(row['metric'])}: mean paired difference over "
-            f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({rule_intervals(row)}; {band}, Bonferroni over "
-            f"{plural(row['m'], 'comparison')}): {row['verdict']}{needed_clause(row)}.")
+def comparison_family(comparison: str, metric: str, preset: str) -> int | None:
+    """The family size of a comparison that is also one of the main grid's (dual vs its single-task
+    baseline: :func:`oaprobe.report.answer.main_family`), else None (the chapter's own family)."""
+    a, _, b = comparison.partition(" vs ")
+    return main_family(metric, b, preset) if a == "dual" else None
+
+
+def decide_families(diffs: pd.DataFrame, preset: str, limit: str | None = None) -> pd.DataFrame:
+    """The rule on the chapter's per-seed differences, each comparison in one family definition: those
+    the main grid also makes keep its family (the same verdict on every page), the others are
+    Bonferroni over their number."""
+    groups = diffs[["comparison", "metric"]].drop_duplicates()
+    fam = {(c, mt): comparison_family(c, mt, preset) for c, mt in zip(groups["comparison"], groups["metric"])}
+    own = sum(1 for m in fam.values() if m is None)
+    frames = []
+    for (c, mt), g in diffs.groupby(["comparison", "metric"], sort=False):
+        frames.append(decide_table(g, by=("comparison", "metric"), m=fam[(c, mt)] or own, limit=limit))
+    return pd.concat(frames, ignore_index=True)
+
+
+def describe_comparison(row: pd.Series, truth: str = "", backbone: str = "") -> str:
+    """One sentence for a row of :meth:`BeyondStudy.comparisons` (lower is better for kl_mae);
+    ``backbone``: the chapter's (its runs are the first backbone's)."""
+    a, _, b = str(row["comparison"]).partition(" vs ")
+    backbone = backbone or str(row.get("backbone", ""))
+    who = backbone_title(backbone) if backbone else "First backbone"
+    return rule_sentence(row, who, a, b, str(row["metric"]), truth or str(row.get("truth", "")),
+                         key_subject=backbone or "first backbone")
 
 
 def describe_lambda(curve: pd.DataFrame, metric: str = "kl_qwk") -> str | None:
@@ -137,16 +165,16 @@ def describe_lambda(curve: pd.DataFrame, metric: str = "kl_qwk") -> str | None:
         return None
     top = c.loc[c["mean"].idxmin() if metric == "kl_mae" else c["mean"].idxmax()]
     word = "is lowest" if metric == "kl_mae" else "peaks"
-    return (f"Over lambda {', '.join(f'{x:g}' for x in c['lambda'])}, dual's {readable_name(metric)} {word} at lambda "
+    return (f"Over λ {', '.join(f'{x:g}' for x in c['lambda'])}, dual's {readable_name(metric)} {word} at λ "
             f"{top['lambda']:g} ({mean_sd(top['mean'], top['sd'])} over {plural(top['n'], 'seed')}).")
 
 
-def beyond_findings(tests: pd.DataFrame, curve: pd.DataFrame) -> list[str]:
+def beyond_findings(tests: pd.DataFrame, curve: pd.DataFrame, truth: str = "", backbone: str = "") -> list[str]:
     """The chapter's opening bullets: the :data:`KEY_FINDINGS` comparisons and the lambda peak."""
     out = []
     if len(tests):
         for comparison, metric in KEY_FINDINGS:
             hit = tests[(tests["comparison"] == comparison) & (tests["metric"] == metric)]
-            out += [describe_comparison(r) for _, r in hit.iterrows()]
+            out += [describe_comparison(r, truth, backbone) for _, r in hit.iterrows()]
     peak = describe_lambda(curve) if len(curve) else None
     return out + ([peak] if peak else [])

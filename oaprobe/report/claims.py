@@ -42,7 +42,7 @@ VERDICT_COLUMNS = (
     "claim", "role", "backbone", "metric", "baseline", "truth", "method", "n", "mean", "sd",
     "ci90_low", "ci90_high", "ci95_low", "ci95_high", "delta", "m", "alpha", "test_low", "test_high",
     "eq_low", "eq_high", "verdict", "verdict_all", "verdict_without_flagged", "n_flagged", "seeds_needed",
-    "loo_stable", "reference_diff", "reference_in_ci95",
+    "loo_stable", "reason", "reference_diff", "reference_in_ci95",
 )
 
 
@@ -224,7 +224,7 @@ def decide_claim(pairs: pd.DataFrame, claim: str, truth: str = "", method: str =
                 "test_low": out["ci_low"], "test_high": out["ci_high"],
                 "verdict_without_flagged": out["verdict_unflagged"], "reference_diff": ref,
                 **{k: out[k] for k in ("mean", "sd", "delta", "m", "alpha", "eq_low", "eq_high", "verdict",
-                                       "verdict_all", "n_flagged", "seeds_needed", "loo_stable")},
+                                       "verdict_all", "n_flagged", "seeds_needed", "loo_stable", "reason")},
             })
     out = pd.DataFrame(rows, columns=[c for c in VERDICT_COLUMNS if c != "reference_in_ci95"])
     inside = (out["ci95_low"] <= out["reference_diff"]) & (out["reference_diff"] <= out["ci95_high"])
@@ -274,25 +274,30 @@ def saliency_pairs(study, table: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def metric_verdicts(study, truth: str) -> pd.DataFrame:
-    """Claim 1 against ``truth``: one row per backbone and primary question."""
-    return decide_claim(metric_pairs(study, truth), "metrics", truth)
+    """Claim 1 against ``truth``: one row per backbone and primary question (as :func:`study_verdicts`)."""
+    return decide_claim(metric_pairs(study, truth), "metrics", truth, limit=finding_limit(study.table, truth=truth),
+                        order=study.backbones)
 
 
 def latent_verdicts(study, truth: str, latent: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Claim 2 against ``truth``: one row per backbone, question and baseline."""
-    return decide_claim(latent_pairs(study, truth, latent), "latent", truth)
+    """Claim 2 against ``truth``: one row per backbone, question and baseline (as :func:`study_verdicts`)."""
+    return decide_claim(latent_pairs(study, truth, latent), "latent", truth, limit=finding_limit(study.table, truth=truth),
+                        order=study.backbones)
 
 
 def saliency_verdicts(study, table: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Claim 3 with ``method``'s maps: one row per backbone, question and baseline."""
-    return decide_claim(saliency_pairs(study, table, method), "saliency", method=method)
+    """Claim 3 with ``method``'s maps: one row per backbone, question and baseline (as :func:`study_verdicts`)."""
+    return decide_claim(saliency_pairs(study, table, method), "saliency", method=method,
+                        limit=finding_limit(study.table), order=study.backbones)
 
 
 def study_verdicts(study, saliency_table: pd.DataFrame | None = None, method: str | None = None,
                    family_backbones: int | None = None) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
     """Every claim's verdicts on ``study`` (claims 1 and 2 against the main truth, then the observed
     labels where they differ; claim 3 with ``method``'s maps when given) and each claim's per-seed
-    pairs, keyed by (claim, truth), for the figures. ``family_backbones``: see :func:`decide_claim`."""
+    pairs, keyed by (claim, truth), for the figures. The same family, limit and order as the
+    per-claim functions above, which the chapters call: one source per verdict. ``family_backbones``:
+    see :func:`decide_claim`."""
     truths = list(dict.fromkeys([study.main_truth, "kl"]))
     latent = study.latent(methods=("pca",))
     frames, pairs = [], {}

@@ -17,11 +17,11 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from oaprobe import __version__
 from oaprobe.config import get_preset
-from oaprobe.data.phantom import LESION_DEFECT, LESION_OSTEOPHYTE, LESION_SCLEROSIS
-from oaprobe.facts import CARTILAGE_LABELS, KL_GRADES, OA_THRESHOLD, SPLITS
 from oaprobe.data.manifest import read_manifest
-from oaprobe.sweep import preset_manifest
+from oaprobe.data.phantom import LESION_DEFECT, LESION_OSTEOPHYTE, LESION_SCLEROSIS
 from oaprobe.data.splits import read_split_note
+from oaprobe.facts import CARTILAGE_LABELS, KL_GRADES, OA_THRESHOLD, SPLITS
+from oaprobe.sweep import preset_manifest
 
 #: Readable names of the phantom's lesion codes (the lesion masks' values).
 LESION_NAMES: dict[int, str] = {LESION_OSTEOPHYTE: "osteophyte", LESION_DEFECT: "cartilage defect",
@@ -71,8 +71,8 @@ class CohortView:
                     "chapter, which needs the clean grade, is left out of this book.")
         s = self.summary
         return (f"At label-noise strength {s['label_noise']:g}, the observed grade differs from the clean one for "
-                f"{s['flip_rate']:.1%} of the knees (the OA label for {s['oa_flip_rate']:.1%}), and the agreement "
-                f"between them is Cohen's κ = {s['kappa']:.2f}, which is {s['kappa_verdict']}.")
+                f"{s['flip_rate']:.1%} of the knees (the OA label for {s['oa_flip_rate']:.1%}). Their agreement, "
+                f"Cohen's κ = {s['kappa']:.2f}, is {s['kappa_verdict']}.")
 
     def intro(self) -> str:
         """The chapter's opening paragraph: how this cohort's grades came about, in its own terms."""

@@ -17,6 +17,7 @@ import pandas as pd
 from IPython.display import HTML
 
 from oaprobe.facts import BACKBONES, MODE_NAMES
+from oaprobe.report.stated import split_marks
 
 #: Readable names of the metric and table columns the chapters show (one place for the whole book).
 COLUMN_NAMES: dict[str, str] = {
@@ -47,8 +48,8 @@ COLUMN_NAMES: dict[str, str] = {
     "label": "label", "seconds": "seconds", "variant": "variant", "lambda": "λ", "target": "target",
     "roi_fraction": "chance share", "mass": "mass", "top5": "top-5% share", "dice5": "top-5% Dice",
     "auc_salient": "deletion area, salient first", "auc_random": "deletion area, random",
-    "salient_faster": "salient faster", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
-    "p_sign": "p (sign test)", "faster": "salient faster", "passes": "passes", "verdict": "verdict", "reason": "reason",
+    "salient_faster": "salient faster", "pointing": "pointing game", "n": "knees", "mean_diff": "mean difference", "case_id": "knee",
+    "p_sign": "p (sign test)", "faster": "salient faster", "passes": "passes", "reason": "reason",
     "trust": "trust", "spearman_randomised": "rank correlation, fully randomised",
     # the claims' questions and verdict table (oaprobe.report.claims)
     "latent_order": "latent order |ρ(PC1, grade)|", "within_class_order": "order inside each coarse class",
@@ -61,6 +62,10 @@ COLUMN_NAMES: dict[str, str] = {
     "kl3_vs_kl4_on_axis": "KL3 vs KL4 on the axis (AUC)", "oa_weight": "λ", "degenerate": "degenerate", "runs": "runs",
     # tests
     "paired_bootstrap": "paired bootstrap", "mcnemar_exact": "exact McNemar", "delong": "DeLong",
+    "mcnemar_chi2_cc": "McNemar χ² (continuity-corrected)",
+    # the label-noise trend (oaprobe.report.noise)
+    "slope": "slope per unit of noise strength", "p_adjusted": "p (Bonferroni)", "n_levels": "noise strengths",
+    "n_gains": "per-seed gains",
 }
 #: Readable names of the study's modes (the same order and marks everywhere: figures.mode_marks).
 #: Readable names of the attribution methods.
@@ -76,8 +81,9 @@ SPELLED_OUT: dict[str, str] = {
 #: Table columns whose values are identifiers (backbones, modes, metrics, methods) that a table shows named.
 NAMED_VALUES: tuple[str, ...] = ("backbone", "mode", "mode_a", "mode_b", "baseline", "metric", "method", "comparison",
                                  "target", "region", "ceiling", "variant", "truth", "test", "setting", "field")
-#: Columns a shown table leaves out (its CSV keeps them): run hashes belong in the provenance folds.
-HIDDEN_COLUMNS: tuple[str, ...] = ("run_id",)
+#: Columns a shown table leaves out (its CSV keeps them): run hashes belong in the provenance folds, a stated
+#: quantity's key subject (:mod:`oaprobe.report.stated`) in the page's hidden marks.
+HIDDEN_COLUMNS: tuple[str, ...] = ("run_id", "subject")
 _TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b(?:smoothgrad|gradcam)\b")
 
 
@@ -115,9 +121,11 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """``table`` for reading: index levels as columns, floats rounded to ``digits``, columns and modes named."""
     out = _flat(table).drop(columns=[c for c in HIDDEN_COLUMNS if c in table.columns or c in table.index.names])
     floats = out.select_dtypes("float").columns
-    out[floats] = out[floats].round(digits)
+    out[floats] = out[floats].round(digits) + 0.0  # + 0.0: a value that rounds to -0 shows as 0, never "-0.000"
     for col in (c for c in NAMED_VALUES if c in out.columns):
         out[col] = out[col].map(lambda v: v if not isinstance(v, str) else readable_text(v))
+    for col in out.select_dtypes("object").columns:  # a column of None alone would print "None"
+        out[col] = out[col].map(lambda v: "–" if v is None else v)
     out.columns = [readable_name(c) for c in out.columns]
     return out
 
@@ -161,7 +169,9 @@ def folded_sentences(sentences: Sequence[str], summary: str) -> HTML:
     the metric, mode and method identifiers in them named as the book names them."""
     if not sentences:
         return HTML(f"<p><em>{html.escape(summary)}: none.</em></p>")
-    items = "".join(f"<li>{html.escape(readable_text(s, unknown=False))}</li>" for s in sentences)
+
+    parts = [split_marks(s) for s in sentences]  # the hidden marks stay markup; the visible text is escaped
+    items = "".join(f"<li>{html.escape(readable_text(text, unknown=False))}{marks}</li>" for text, marks in parts)
     return HTML(f'<details class="oaprobe-fold"><summary>{html.escape(summary)} ({len(sentences)})</summary>'
                 f"<ul>{items}</ul></details>")
 

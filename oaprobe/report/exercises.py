@@ -29,16 +29,11 @@ from IPython.display import Markdown
 from oaprobe.analysis.decision import DELTAS, LOWER_IS_BETTER, decide, seeds_needed
 from oaprobe.config import DEFAULT_COHORTS, DEFAULT_RUNS, get_preset
 from oaprobe.data.labels import noise_matrix
-from oaprobe.facts import MODES
-from oaprobe.facts import backbone_title
-from oaprobe.report.answer import TRUTHS
-from oaprobe.report.beyond import BeyondStudy
+from oaprobe.facts import MODES, backbone_title
+from oaprobe.report.answer import TRUTHS, main_rule_table
+from oaprobe.report.beyond import BeyondStudy, describe_comparison
 from oaprobe.report.display import MODE_NAMES, readable_name
 from oaprobe.report.noise import NoiseStudy
-from oaprobe.report.sentences import plural, rule_clause, signed
-from oaprobe.report.study import Study
-from oaprobe.sweep import stacked_grid
-from oaprobe.training.runs import Run
 from oaprobe.report.saliency import (
     NOT_TRUSTWORTHY,
     RANDOMISATION_MAX_RHO,
@@ -46,6 +41,10 @@ from oaprobe.report.saliency import (
     saliency_enrichment,
     sanity_summary,
 )
+from oaprobe.report.sentences import describe_trend, plural, rule_sentence, signed, variant_title
+from oaprobe.report.study import Study
+from oaprobe.sweep import stacked_grid
+from oaprobe.training.runs import Run
 
 #: The exercises in the chapter's order: glue key -> title (the notebook's headings read "## n. title").
 EXERCISES: dict[str, str] = {
@@ -90,7 +89,7 @@ def adjacent_confusions(y: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
 def interval_clause(row: Mapping[str, Any], null: float = 0.0, unit: str = "seed",
                     fmt: Callable[[float], str] = signed) -> tuple[str, str]:
     """How a mean over knees or seeds with its 95% t-interval (``n_seeds, mean, ci_low, ci_high``) reads
-    against ``null`` (a level, not a comparison of two procedures: those use :func:`rule_clause`)."""
+    against ``null`` (a level, not a comparison of two procedures: those use :func:`oaprobe.report.sentences.rule_clause`)."""
     n, mean, lo, hi = int(row["n_seeds"]), float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])
     if n < 2:
         return f"{fmt(mean)} from a single {unit}, which gives no interval", "open"
@@ -137,20 +136,9 @@ def epoch_summary(convergence: pd.DataFrame) -> dict[str, int | float]:
 
 
 def trend_clause(row: Mapping[str, Any]) -> tuple[str, str]:
-    """How a slope of the gain on noise strength (a row of ``NoiseStudy.trend``) reads, and its status."""
-    slope, lo, hi = float(row["slope"]), float(row["ci_low"]), float(row["ci_high"])
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "too few noise levels or seeds to fit a trend: no evidence either way", "open"
-    text = f"the per-seed gain changes by {signed(slope)} per unit of noise strength (95% CI {signed(lo)} to {signed(hi)})"
-    if lo <= 0 <= hi:
-        return f"{text}: the interval covers 0, so no evidence either way", "open"
-    return f"{text}: the gain {'grows' if lo > 0 else 'shrinks'} as the labels get noisier", "clear"
-
-
-def variant_title(variant: str) -> str:
-    """A beyond variant's readable name: ``single_kl + smoothing`` -> ``single-KL + smoothing``."""
-    mode, _, rest = variant.partition(" ")
-    return " ".join(x for x in (MODE_NAMES.get(mode, mode), rest) if x)
+    """How a slope of the gain on noise strength (a row of ``NoiseStudy.trend``) reads, and its status:
+    the chapter's own sentence (:func:`oaprobe.report.sentences.describe_trend`, its family)."""
+    return describe_trend(row), "open" if row.get("verdict", "inconclusive") == "inconclusive" else "clear"
 
 
 def combine(statuses: Iterable[str]) -> str:
@@ -189,6 +177,11 @@ class Exercises:
         return Study(s.preset, s.manifest, s.table, s.select(backbone=s.backbones[0]))
 
     @property
+    def first_backbone(self) -> str:
+        """The preset's first backbone: the stacked, beyond and label-noise runs' one."""
+        return get_preset(self.preset).backbones[0]
+
+    @property
     def truth(self) -> str:
         """The grade answers are scored against: the clean one where the cohort knows it."""
         return self.study.main_truth
@@ -208,6 +201,15 @@ class Exercises:
         m = m[m["metric"] == metric].dropna(subset=[column]) if len(m) else m
         return m.pivot_table(index="seed", columns=column, values="value") if len(m) else pd.DataFrame()
 
+    def _sentence(self, row: Mapping[str, Any], a: str, b: str, metric: str, truth: str, backbone: str = "",
+                  cohort: str = "") -> tuple[str, str]:
+        """One comparison as the book states it everywhere (:func:`oaprobe.report.sentences.rule_sentence`),
+        and its status; ``cohort``: another cohort than the main one (e.g. the noise-free relabelling)."""
+        bb = backbone or self.first_backbone
+        who = backbone_title(bb) + (f" on the {cohort}" if cohort else "")
+        text = rule_sentence(row, who, a, b, metric, truth, key_subject=f"{bb} ({cohort})" if cohort else bb)
+        return text, "open" if row["verdict"] == "inconclusive" else "clear"
+
     # ------------------------------------------------------------------ the original four
     def stacked_vs_parallel(self) -> Answer:
         """Exercise 1: stacked minus parallel dual per seed (OA AUC, KL QWK), under the rule."""
@@ -220,10 +222,11 @@ class Exercises:
         parts, statuses = [], []
         for metric in metrics:
             wide = both[both["metric"] == metric].pivot_table(index="seed", columns="variant", values="value")
-            clause, status = rule_clause(gap(wide, "stacked", "parallel", metric, m=len(metrics)))
-            parts.append(f"{readable_name(metric)}, stacked minus parallel: {clause}")
+            row = gap(wide, "stacked", "parallel", metric, m=len(metrics))
+            text, status = self._sentence(row, "stacked dual", "parallel dual", metric, self.truth)
+            parts.append(text)
             statuses.append(status)
-        return Answer(f"Against the {TRUTHS[self.truth]}, " + "; ".join(parts) + ".", combine(statuses))
+        return Answer(" ".join(parts), combine(statuses))
 
     def hardest_boundary(self) -> Answer:
         """Exercise 2: the adjacent-grade pair the dual model swaps most, beside the noise model's."""
@@ -245,7 +248,7 @@ class Exercises:
         """Exercise 3: the seeds the decision rule needs for the first backbone's fine question, from
         the measured seed-to-seed spread of the paired difference (at its mean, and if the true
         difference were 0)."""
-        sl = self.first.seed_level(truth=self.truth, metrics=[metric], m=1)
+        sl = main_rule_table(self.first, self.truth, [metric])
         if sl.empty or not np.isfinite(sl["sd"].iloc[0]):
             return Answer("This build has too few seeds to estimate the seed-to-seed spread (at least two are needed).", "absent")
         row = sl.iloc[0]
@@ -257,18 +260,19 @@ class Exercises:
             f"The seed-to-seed sd of the dual-minus-{single} difference in {readable_name(metric)} against the "
             f"{TRUTHS[self.truth]} is {sd:.3f} over {plural(row['n_seeds'], 'seed')} (mean {signed(mean)}). With δ = ±{delta:g}, "
             f"the rule reaches a verdict with 80% probability after {say(at_mean)} if the true difference is the measured "
-            f"one, and {say(at_zero)} to show equivalence if it is 0. This build ran {plural(row['n_seeds'], 'seed')}: "
-            f"{row['verdict']}. The reference study ran one, which allows no interval at all.")
+            f"one, and {say(at_zero)} to show equivalence if it is 0. This build's verdict: "
+            f"{self._sentence(row, 'dual', str(row['baseline']), metric, self.truth)[0]} The reference study ran one "
+            "seed, which allows no interval.")
 
     def noise_free_answer(self) -> Answer:
         """Exercise 4: dual minus single-KL on the noise-free relabelling, against the clean grade."""
         clean = self.noise_free
         if clean is None:
             return Answer("This build has no noise-free cohort (real data, or a preset without noise level 0).", "absent")
-        sl = clean.seed_level(truth="kl_clean", metrics=["kl_qwk", "kl_accuracy"])
-        clauses = [(readable_name(r["metric"]), *rule_clause(r)) for _, r in sl.iterrows()]
-        text = "; ".join(f"dual minus single-KL in {metric}: {clause}" for metric, clause, _ in clauses)
-        return Answer(f"On the noise-free cohort, against the clean grade, {text}.", combine(s for *_, s in clauses))
+        sl = main_rule_table(clean, "kl_clean", ["kl_qwk", "kl_accuracy"])
+        said = [self._sentence(r, "dual", str(r["baseline"]), str(r["metric"]), "kl_clean", cohort="noise-free cohort")
+                for _, r in sl.iterrows()]
+        return Answer(" ".join(t for t, _ in said), combine(st for _, st in said))
 
     # ------------------------------------------------------------------ one parameter each, from the beyond runs
     def lambda_answer(self, metric: str = "kl_qwk") -> Answer:
@@ -277,26 +281,33 @@ class Exercises:
         if wide.shape[1] < 2:
             return Answer("This build has no dual runs at another OA-loss weight (the preset's `lambdas` is empty).", "absent")
         best, rival = best_and_rival(wide, reference=1.0)
-        clause, status = rule_clause(gap(wide, best, rival, metric))
+        row = gap(wide, best, rival, metric)
+        text, status = self._sentence(row, f"dual (λ {best:g})", f"dual (λ {rival:g})", metric, self.beyond.truth)
         means = ", ".join(f"λ {lam:g}: {wide[lam].mean():.3f}" for lam in wide.columns)
         return Answer(f"Against the {TRUTHS[self.beyond.truth]}, the highest mean {readable_name(metric)} is at "
-                      f"λ {best:g} ({means}). λ {best:g} minus λ {rival:g}, per seed: {clause}.", status)
+                      f"λ {best:g} ({means}). {text}", status)
+
+    @cached_property
+    def _beyond_tests(self) -> pd.DataFrame:
+        """The "beyond the dual head" chapter's rule table (its families), read by exercises 6 and 7."""
+        return self.beyond.comparisons() if self.beyond is not None else pd.DataFrame()
 
     def _variant_gaps(self, pairs: Sequence[tuple[str, str]], metrics: Sequence[str], lead: str = "") -> Answer:
-        """Variant a minus variant b of the beyond runs, per seed, for each pair and metric."""
+        """Variant a minus variant b of the beyond runs, per seed, for each pair and metric: the rows of
+        the chapter's own table (:meth:`BeyondStudy.comparisons`), so both pages state one verdict."""
+        tests = self._beyond_tests
         parts, statuses = [], []
         for a, b in pairs:
             for metric in metrics:
-                wide = self._variants(metric)
-                if a not in wide or b not in wide:
-                    parts.append(f"{variant_title(a)} vs {variant_title(b)}: no runs")
+                hit = tests[(tests["comparison"] == f"{a} vs {b}") & (tests["metric"] == metric)] if len(tests) else tests
+                if hit.empty:
+                    parts.append(f"{variant_title(a)} vs {variant_title(b)}, {readable_name(metric)}: no runs.")
                     statuses.append("absent")
                     continue
-                clause, status = rule_clause(gap(wide, a, b, metric, m=len(pairs) * len(metrics)))
-                parts.append(f"{variant_title(a)} minus {variant_title(b)} in {readable_name(metric)}: {clause}")
-                statuses.append(status)
-        truth = TRUTHS[self.beyond.truth] if self.beyond is not None else TRUTHS[self.truth]
-        return Answer(f"{lead}Against the {truth}, " + "; ".join(parts) + ".", combine(statuses))
+                row = hit.iloc[0]
+                parts.append(describe_comparison(row))
+                statuses.append("open" if row["verdict"] == "inconclusive" else "clear")
+        return Answer(lead + " ".join(parts), combine(statuses))
 
     def ordinal_answer(self) -> Answer:
         """Exercise 6: dual minus the ordinal (CORN) head per seed."""
@@ -320,24 +331,24 @@ class Exercises:
         g = g[g["metric"] == metric]
         levels = ", ".join(f"noise {lvl:g}: {signed(m)}" + (f" ± {s:.3f}" if s == s else "")
                            for lvl, m, s in zip(g["label_noise"], g["mean"], g["sd"]))
-        clause, status = trend_clause(self.noise.trend().set_index("metric").loc[metric])
+        trend = self.noise.trend()
+        clause, status = trend_clause(trend.set_index("metric").loc[metric].to_dict() | {"metric": metric})
         return Answer(f"Dual minus single-KL in {readable_name(metric)} against the clean grade (mean ± sd over seeds), "
-                      f"{levels}. Over the strengths, {clause}.", status)
+                      f"{levels}. The trend over the strengths: {clause}", status)
 
     def backbone_answer(self) -> Answer:
         """Exercise 9: the backbone with the largest mean dual gain, with its interval over seeds."""
         if len(self.study.backbones) < 2:
             return Answer("This build trains one backbone, so there is no other to compare.", "absent")
-        sl = self.study.seed_level(truth=self.truth, metrics=["kl_qwk", "oa_roc_auc"], m=1)
+        sl = main_rule_table(self.study, self.truth, ["kl_qwk", "oa_roc_auc"])
         parts, statuses = [], []
         for metric in ("kl_qwk", "oa_roc_auc"):
             row = largest_gain(sl, metric)
-            clause, status = rule_clause(row)
-            parts.append(f"in {readable_name(metric)} (vs {MODE_NAMES[row['baseline']]}) the largest mean dual gain is "
-                         f"{backbone_title(row['backbone'])}'s: {clause}")
+            text, status = self._sentence(row, "dual", str(row["baseline"]), metric, self.truth, backbone=row["backbone"])
+            parts.append(f"Largest mean dual-minus-{MODE_NAMES[row['baseline']]} difference in {readable_name(metric)} of "
+                         f"the {len(self.study.backbones)} backbones: {backbone_title(row['backbone'])}'s. {text}")
             statuses.append(status)
-        return Answer(f"Of {len(self.study.backbones)} backbones, against the {TRUTHS[self.truth]}: " + "; ".join(parts) + ".",
-                      combine(statuses))
+        return Answer(" ".join(parts), combine(statuses))
 
     def truth_answer(self, metric: str = "kl_qwk") -> Answer:
         """Exercise 10: the first backbone's dual gain against the observed and the clean grade."""
@@ -345,12 +356,11 @@ class Exercises:
             return Answer("This cohort has no clean grade (real data), so only the observed grade can be the truth.", "absent")
         parts, statuses = [], []
         for truth in ("kl", "kl_clean"):
-            row = self.first.seed_level(truth=truth, metrics=[metric], m=2).iloc[0]
-            clause, status = rule_clause(row)
-            parts.append(f"against the {TRUTHS[truth]}, {clause}")
+            row = main_rule_table(self.first, truth, [metric]).iloc[0]
+            text, status = self._sentence(row, "dual", str(row["baseline"]), metric, truth)
+            parts.append(text)
             statuses.append(status)
-        return Answer(f"{backbone_title(self.first.backbones[0])}, dual minus single-KL in {readable_name(metric)}: "
-                      + "; ".join(parts) + ".", combine(statuses))
+        return Answer(" ".join(parts), combine(statuses))
 
     # ------------------------------------------------------------------ saliency and training length
     def region_answer(self, method: str = "ig") -> Answer:
@@ -411,9 +421,9 @@ class Exercises:
         out = [f"{len(EXERCISES)} exercises, each changing one parameter; every answer is computed from the {len(runs)} "
                f"runs this build already has (preset `{self.preset}`), none trained for the exercises."]
         for status, words in STATUS_WORDS.items():
-            names = [f"{i} ({EXERCISES[k]})" for i, (k, a) in enumerate(self.computed.items(), 1) if a.status == status]
+            names = [str(i) for i, (k, a) in enumerate(self.computed.items(), 1) if a.status == status]
             if names:
-                out.append(f"{words} ({len(names)} exercise{'s' if len(names) > 1 else ''}): " + ", ".join(names) + ".")
+                out.append(f"{words}: {'exercise' if len(names) == 1 else 'exercises'} " + ", ".join(names) + ".")
         return out
 
     def all_runs(self) -> list[Run]:

@@ -11,12 +11,11 @@ from typing import Any
 import pandas as pd
 
 from oaprobe.config import PRESETS, REFERENCE_RECIPE, RunConfig, get_preset
-from oaprobe.facts import MODES
-from oaprobe.facts import backbone_title
+from oaprobe.facts import MODES, backbone_title
+from oaprobe.report.cohort import CohortView
 from oaprobe.report.display import MODE_NAMES, readable_text
 from oaprobe.report.sentences import describe_convergence, describe_targets, plural
 from oaprobe.report.study import Study
-from oaprobe.report.cohort import CohortView
 
 #: The reference study's protocol, as PAPER.md describes it, for the deviations table.
 REFERENCE_PROTOCOL = {
@@ -115,15 +114,20 @@ def describe_recipe(configs: list[dict]) -> str:
     select = " / ".join(SELECT_WORDS.get(x, x) for x in used(configs, "select"))
     shape = " / ".join(x.strip("()").replace(", ", "x") for x in used(configs, "input_shape"))
     clip = " / ".join("off" if float(x) == 0 else x for x in used(configs, "grad_clip"))
-    return (f"The recipe as run: {v('epochs')} epoch(s) ({v('warmup_epochs')} of warm-up), {v('schedule')} learning-rate "
+    epochs = f"{v('epochs')} epoch{'' if v('epochs') == '1' else 's'}"
+    return (f"The recipe as run: {epochs} ({v('warmup_epochs')} of warm-up), {v('schedule')} learning-rate "
             f"schedule at peak lr {v('lr')}, batch {v('batch_size')}, weight decay {v('weight_decay')}, gradient-norm "
-            f"clip {clip}; the weights kept are {select}; input {shape} voxels at width {v('width')}.")
+            f"clip {clip}. The weights kept are {select}; input {shape} voxels at width {v('width')}.")
 
 
 def describe_deviations(deviations: pd.DataFrame) -> str:
     """One sentence on the deviations table of :func:`methods_tables`: every setting that differs from the reference."""
     if deviations.empty:
         return f"Every one of the {len(REFERENCE_PROTOCOL)} reference settings is kept."
+    if len(deviations) > 3:  # a long list reads as the table it is: the page shows it below
+        names = ", ".join(f"`{r['setting']}`" for _, r in deviations.iterrows())
+        return (f"{len(deviations)} of the {len(REFERENCE_PROTOCOL)} reference settings differ; the table below gives "
+                f"each, reference → this build. They are {names}.")
     parts = "; ".join(f"`{r['setting']}` {r['reference']} → {r['this build']}" for _, r in deviations.iterrows())
     return f"{len(deviations)} of the {len(REFERENCE_PROTOCOL)} reference settings differ (reference → this build): {parts}."
 

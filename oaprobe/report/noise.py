@@ -18,7 +18,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from oaprobe.config import DEFAULT_COHORTS, DEFAULT_RUNS, get_preset
 from oaprobe.report.display import MODE_NAMES, readable_name
-from oaprobe.report.sentences import describe_convergence, describe_trend, plural, signed
+from oaprobe.report.sentences import LOWER_IS_BETTER, describe_convergence, describe_trend, plural, signed
+from oaprobe.report.stated import mark, stat_key
 from oaprobe.report.study import Study
 from oaprobe.sweep import noise_grid, preset_manifest
 
@@ -81,24 +82,37 @@ class NoiseStudy:
         return pd.concat(rows, ignore_index=True)
 
     def gain(self, truth: str = "kl_clean") -> pd.DataFrame:
-        """Dual minus single per noise strength: mean and sd over seeds."""
+        """Dual minus single per noise strength: mean and sd over seeds; ``subject``: the stated
+        quantity's backbone and cohort (:func:`cohort_subject`)."""
         g = self._gains(truth)
-        return g.groupby(["comparison", "metric", "label_noise"])["gain"].agg(["mean", "std", "count"]).rename(
+        out = g.groupby(["comparison", "metric", "label_noise"])["gain"].agg(["mean", "std", "count"]).rename(
             columns={"std": "sd", "count": "n_seeds"}).reset_index()
+        own = get_preset(self.preset).cohort.label_noise
+        return out.assign(subject=[cohort_subject(self.backbone, lvl, own) for lvl in out["label_noise"]])
 
-    def trend(self, truth: str = "kl_clean") -> pd.DataFrame:
-        """Least-squares slope of the per-seed gain on noise strength, with 95% CI and p (scipy)."""
+    def trend(self, truth: str = "kl_clean", alpha: float = 0.05) -> pd.DataFrame:
+        """Least-squares slope of the per-seed gain on noise strength (scipy), one family: Bonferroni over
+        the chapter's trends (``m``), so the interval is the ``1 - alpha/m`` one and ``p_adjusted`` is
+        ``min(1, m p)``; ``verdict``: grows / shrinks (the interval excludes 0) or inconclusive."""
+        groups = list(self._gains(truth).groupby(["comparison", "metric"], sort=False))
+        m = max(len(groups), 1)
         rows = []
-        for (comparison, metric), g in self._gains(truth).groupby(["comparison", "metric"], sort=False):
+        for (comparison, metric), g in groups:
             x, y = g["label_noise"].to_numpy(float), g["gain"].to_numpy(float)
+            row = {"comparison": comparison, "metric": metric, "backbone": self.backbone, "baseline": GAIN_METRICS[metric], "n_gains": len(x),
+                   "n_levels": int(np.unique(x).size), "n_seeds": int(g["seed"].nunique()), "m": m, "alpha": alpha / m}
             if np.unique(x).size < 2 or len(x) < 3:
-                rows.append({"comparison": comparison, "metric": metric, "slope": np.nan, "ci_low": np.nan,
-                             "ci_high": np.nan, "p": np.nan, "n": len(x)})
+                rows.append({**row, "slope": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
+                             "p_adjusted": np.nan, "verdict": "inconclusive"})
                 continue
             fit = stats.linregress(x, y)
-            half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
-            rows.append({"comparison": comparison, "metric": metric, "slope": fit.slope, "ci_low": fit.slope - half,
-                         "ci_high": fit.slope + half, "p": fit.pvalue, "n": len(x)})
+            half = stats.t.ppf(1 - alpha / m / 2, len(x) - 2) * fit.stderr
+            lo, hi = fit.slope - half, fit.slope + half
+            decided = lo > 0 or hi < 0
+            grows = decided and (lo > 0) != (metric in LOWER_IS_BETTER)
+            rows.append({**row, "slope": fit.slope, "ci_low": lo, "ci_high": hi, "p": fit.pvalue,
+                         "p_adjusted": min(1.0, fit.pvalue * m),
+                         "verdict": ("grows" if grows else "shrinks") if decided else "inconclusive"})
         return pd.DataFrame(rows)
 
     @staticmethod
@@ -113,6 +127,14 @@ class NoiseStudy:
 
     def provenance(self) -> str:
         return " ".join(f"Noise {lvl}: {s.provenance()}" for lvl, s in self.studies.items())
+
+
+def cohort_subject(backbone: str, level: float, own: float) -> str:
+    """How a stated quantity names the backbone's runs at noise ``level`` (the main cohort's at ``own``,
+    the noise-free cohort at 0), so the same runs carry the same key on every page."""
+    if level == own:
+        return backbone
+    return f"{backbone} (noise-free cohort)" if level == 0 else f"{backbone} (noise {level:g} cohort)"
 
 
 def describe_agreement(agreement: pd.DataFrame) -> str:
@@ -136,7 +158,17 @@ def describe_gain(gain: pd.DataFrame, metric: str) -> str | None:
     seeds = "/".join(str(int(n)) for n in sorted(set(g["n_seeds"])))
     return (f"Dual minus {MODE_NAMES[GAIN_METRICS[metric]]} on {readable_name(metric)} against the clean grade: "
             f"{_mean_sd_signed(lo['mean'], lo['sd'])} at noise {lo['label_noise']:g} and "
-            f"{_mean_sd_signed(hi['mean'], hi['sd'])} at noise {hi['label_noise']:g} (over {plural(seeds, 'seed')}).")
+            f"{_mean_sd_signed(hi['mean'], hi['sd'])} at noise {hi['label_noise']:g} "
+            f"(over {plural(int(seeds), 'seed') if '/' not in seeds else seeds + ' seeds'})."
+            + "".join(_gain_mark(r, metric) for r in (lo, hi)))
+
+
+def _gain_mark(row: pd.Series, metric: str) -> str:
+    """The stated mean gain of one row of :meth:`NoiseStudy.gain` (no mark without its ``subject``)."""
+    if "subject" not in row:
+        return ""
+    key = stat_key(str(row["subject"]), "dual", GAIN_METRICS[metric], metric, "kl_clean", int(row["n_seeds"]))
+    return mark(key + " | mean", signed(float(row["mean"])))
 
 
 def describe_noise_convergence(conv: pd.DataFrame) -> str:
@@ -145,20 +177,19 @@ def describe_noise_convergence(conv: pd.DataFrame) -> str:
     text = describe_convergence(conv)
     per = conv.groupby("label_noise")["flagged"].agg(["sum", "size"])
     where = [f"{int(r['sum'])} of {int(r['size'])} at noise {lvl:g}" for lvl, r in per.iterrows() if r["sum"]]
-    return f"{text[:-1]} ({', '.join(where)})." if where else text
+    return f"{text[:-1]} (the flagged runs: {', '.join(where)})." if where else text
 
 
 def noise_findings(agreement: pd.DataFrame, gain: pd.DataFrame, trend: pd.DataFrame) -> list[str]:
-    """The chapter's opening bullets: label agreement, the fine and coarse gains, and their trends
-    (or why no trend can be fitted)."""
+    """The chapter's opening bullets: label agreement, the fine and coarse gains, and every trend the
+    chapter fits (its family, so a decided one is never left out), or why none can be fitted."""
     out = [describe_agreement(agreement)] if len(agreement) else []
     out += [s for s in (describe_gain(gain, m) for m in FINDING_METRICS) if s]
-    shown = trend[trend["metric"].isin(FINDING_METRICS)]
-    fitted = shown[np.isfinite(shown["slope"].astype(float))]
+    fitted = trend[np.isfinite(trend["slope"].astype(float))] if len(trend) else trend
     if len(fitted):
         out += [describe_trend(r) for _, r in fitted.iterrows()]
-    elif len(shown):
+    elif len(trend):
         levels = gain["label_noise"].nunique()
-        out.append(f"No trend of the gain on noise strength can be fitted: {int(shown['n'].max())} per-seed gains at "
-                   f"{levels} strength(s) per comparison (a slope needs at least 3 at 2 or more strengths).")
+        out.append(f"No trend of the gain on noise strength can be fitted: {int(trend['n_gains'].max())} per-seed gains at "
+                   f"{plural(levels, 'strength')} per comparison (a slope needs at least 3 at 2 or more strengths).")
     return out

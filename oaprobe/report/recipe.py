@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from oaprobe.analysis.decision import decide_table
 from oaprobe.facts import backbone_title
-from oaprobe.report.answer import QUESTIONS
-from oaprobe.report.display import MODE_NAMES, readable_name
-from oaprobe.report.sentences import needed_clause, plural, signed
+from oaprobe.report.answer import QUESTIONS, level_text
+from oaprobe.report.sentences import rule_sentence
 from oaprobe.report.study import Study
 from oaprobe.sweep import recipe_grid
-from oaprobe.analysis.decision import decide_table
-from oaprobe.report.sentences import rule_intervals
-
 
 #: the comparisons of the recipe section, in its order
 RECIPE_COMPARISONS = ("dual vs single-task, reference recipe", "change of the gain, reference minus book recipe")
@@ -51,17 +48,24 @@ def recipe_table(study: Study, recipe: Study, truth: str) -> pd.DataFrame:
     levels = pd.concat([ref.assign(recipe="reference"), book.assign(recipe="book")])
     means = levels.groupby(["recipe", "metric"])[["a", "b"]].mean().unstack("recipe")
     means.columns = [f"{'dual' if k == 'a' else 'single'}_{r}" for k, r in means.columns]
-    return table.join(means, on="metric").assign(question=lambda t: t["metric"].map({mt: q for q, (mt, _, _) in QUESTIONS.items()}))
+    question = {mt: q for q, (mt, _, _) in QUESTIONS.items()}
+    return table.join(means, on="metric").assign(question=lambda t: t["metric"].map(question), truth=truth)
 
 
-def describe_recipe(row: pd.Series) -> str:
-    """One sentence per row of :func:`recipe_table`."""
-    metric, base, what = QUESTIONS[row["question"]]
+def describe_recipe(row: pd.Series, truth: str = "") -> str:
+    """One row of :func:`recipe_table`: the verdict sentence, then (for dual vs single under the
+    reference recipe) both recipes' mean levels over the same seeds, each named and marked."""
+    metric, base, _ = QUESTIONS[row["question"]]
+    bb, n = str(row["backbone"]), int(row["n_seeds"])
+    truth = truth or str(row.get("truth", ""))
     if row["comparison"] == RECIPE_COMPARISONS[0]:
-        head = (f"Under the reference recipe, {backbone_title(row['backbone'])} on {what}: dual {row['dual_reference']:.3f} "
-                f"vs {MODE_NAMES[base]} {row['single_reference']:.3f} (the book's recipe: {row['dual_book']:.3f} vs "
-                f"{row['single_book']:.3f}); mean paired difference")
-    else:
-        head = f"The dual-minus-{MODE_NAMES[base]} gain in {readable_name(metric)}, reference recipe minus the book's, per seed"
-    return (f"{head} {signed(row['mean'])} over {plural(row['n_seeds'], 'seed')} ({rule_intervals(row)}; δ = ±{row['delta']:g}, "
-            f"Bonferroni over {plural(row['m'], 'comparison')}): **{row['verdict']}**{needed_clause(row)}.")
+        text = rule_sentence(row, f"{backbone_title(bb)} under the reference recipe", "dual", base, metric, truth,
+                             key_subject=f"{bb} (reference recipe)", bold=True)
+        ref = level_text(f"{bb} (reference recipe)", "dual", metric, truth, n, row["dual_reference"])
+        ref_single = level_text(f"{bb} (reference recipe)", base, metric, truth, n, row["single_reference"])
+        book = level_text(bb, "dual", metric, truth, n, row["dual_book"])
+        book_single = level_text(bb, base, metric, truth, n, row["single_book"])
+        return (f"{text} Means over {'this seed' if n == 1 else f'these {n} seeds'}: reference recipe {ref}, {ref_single}; "
+                f"the book's recipe {book}, {book_single}.")
+    return rule_sentence(row, f"{backbone_title(bb)}, change of the gain (reference recipe minus the book's)", "dual",
+                         base, metric, truth, key_subject=f"{bb} (recipe change)", bold=True)

@@ -14,22 +14,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from oaprobe.report.guards import interval_text
+
+from oaprobe.analysis.decision import MAX_SEEDS, VERDICTS
 from oaprobe.facts import backbone_title
-from oaprobe.report.display import readable_name
-from oaprobe.analysis.decision import MAX_SEEDS
-from oaprobe.analysis.decision import VERDICTS
-from oaprobe.report.display import MODE_NAMES
-from oaprobe.report.display import COLUMN_NAMES
-from oaprobe.report.display import readable_text
+from oaprobe.report.display import COLUMN_NAMES, MODE_NAMES, readable_name
+from oaprobe.report.guards import interval_text
+from oaprobe.report.stated import mark, stat_key
 
 #: Metrics where lower is better (the sign of "better" flips).
 LOWER_IS_BETTER = frozenset({"kl_mae"})
 
 
 def signed(x: float) -> str:
-    """A difference with its sign, three decimals."""
-    return f"{x:+.3f}"
+    """A difference with its sign, three decimals; one that rounds to zero gets a fourth decimal, and
+    a zero one reads 0.000 (never "-0.000"). "–" where there is no number."""
+    x = float(x)
+    if not np.isfinite(x):
+        return "–"
+    text = f"{x:+.3f}"
+    if float(text) == 0:
+        text = f"{x:+.4f}"
+        return "0.000" if float(text) == 0 else text
+    return text
 
 
 def dual_is_better(metric: str, diff: float) -> bool:
@@ -61,15 +67,31 @@ def plural(n: int | float, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
+#: The truths a metric is scored against, as the sentences name them.
+TRUTHS: dict[str, str] = {"kl_clean": "clean grade", "kl": "observed labels"}
+
+
+def truth_words(truth: str) -> str:
+    """``kl_clean`` -> "clean grade" (empty for a quantity that has no truth, e.g. saliency)."""
+    return TRUTHS.get(str(truth), "")
+
+
+def _test_interval(row: Mapping[str, Any]) -> tuple[float, float]:
+    """The rule's test interval of a row (``ci_low``/``ci_high``, or a claim row's ``test_low``/``test_high``)."""
+    lo, hi = (row["test_low"], row["test_high"]) if "test_low" in row else (row["ci_low"], row["ci_high"])
+    return float(lo), float(hi)
+
+
 def rule_intervals(row: Mapping[str, Any]) -> str:
-    """The rule's two intervals of a row of a decision table, or why there are none."""
-    lo, hi = float(row["ci_low"]), float(row["ci_high"])
+    """The interval that decides a row of a decision table (the equivalence interval for
+    "equivalent", else the test interval), with its level, or why there is none."""
+    lo, hi = _test_interval(row)
     if not np.isfinite([lo, hi]).all():
-        return "no interval: fewer than 2 seeds or no spread"
-    conf = 100 * (1 - float(row.get("alpha", 0.05)))
-    eq = 100 * (1 - 2 * float(row.get("alpha", 0.05)))
-    return (f"{eq:.3g}% CI {signed(float(row['eq_low']))} to {signed(float(row['eq_high']))}, "
-            f"{conf:.3g}% CI {signed(lo)} to {signed(hi)}")
+        return "no interval" if int(row.get("n_seeds", row.get("n", 0))) < 2 else "no spread, so no interval"
+    alpha = float(row.get("alpha", 0.05))
+    if row.get("verdict") == "equivalent":
+        return f"{100 * (1 - 2 * alpha):.3g}% CI {signed(float(row['eq_low']))} to {signed(float(row['eq_high']))}"
+    return f"{100 * (1 - alpha):.3g}% CI {signed(lo)} to {signed(hi)}"
 
 
 def needed_clause(row: Mapping[str, Any]) -> str:
@@ -77,24 +99,66 @@ def needed_clause(row: Mapping[str, Any]) -> str:
     if row["verdict"] != "inconclusive":
         return ""
     n, sd = row.get("seeds_needed"), float(row.get("sd", float("nan")))
-    if int(row.get("n_seeds", 2)) < 2:
-        return "; one seed gives no interval"
+    if int(row.get("n_seeds", row.get("n", 2))) < 2:
+        return ""  # "over 1 seed (no interval" says it
     if n is None or n != n:
         if not sd > 0:
             return "; with no spread to plan from, the seeds a verdict needs are unknown"
-        return f"; more than {MAX_SEEDS} seeds would be needed at this spread and mean"
-    return f"; about {int(n)} seeds would decide it at this spread"
+        return f"; more than {MAX_SEEDS} seeds would be needed at this spread"
+    return f"; about {int(n)} seeds would decide it"
 
 
-def rule_clause(row: Mapping[str, Any]) -> tuple[str, str]:
-    """How a row of the decision rule reads in an answer, and its status: ``clear`` when decided
-    (helps, hurts or equivalent), ``open`` when inconclusive."""
-    n, mean, delta = int(row["n_seeds"]), float(row["mean"]), float(row["delta"])
-    band = f"δ = ±{delta:g}" if delta == delta else "no δ declared"
-    family = f", Bonferroni over {plural(row['m'], 'comparison')}" if int(row.get("m", 1)) > 1 else ""
-    text = (f"mean {signed(mean)} over {plural(n, 'seed')} ({rule_intervals(row)}; {band}{family}): "
-            f"{row['verdict']}{needed_clause(row)}")
+def verdict_words(row: Mapping[str, Any]) -> str:
+    """The rule's verdict as a reader must read it: "equivalent" whose test interval excludes 0 says the
+    difference is real but smaller than δ; "inconclusive" says what would decide it."""
+    verdict = str(row["verdict"])
+    if verdict == "inconclusive" and row.get("reason"):
+        return f"inconclusive: {row['reason']}"
+    lo, hi = _test_interval(row)
+    if verdict == "equivalent" and (lo > 0 or hi < 0):
+        return f"equivalent (a real difference of {signed(float(row['mean']))}, but smaller than δ ±{float(row['delta']):g})"
+    return verdict + needed_clause(row)
+
+
+def family_words(row: Mapping[str, Any]) -> str:
+    """", Bonferroni over m" for a row of a family of m > 1 comparisons, else ", tested alone"."""
+    m = int(row.get("m", 1))
+    return f", Bonferroni over {m}" if m > 1 else ", tested alone"
+
+
+def rule_clause(row: Mapping[str, Any], key: str | None = None) -> tuple[str, str]:
+    """How a row of the decision rule reads (mean over seeds, the deciding interval, δ, family,
+    verdict) and its status: ``clear`` when decided (helps, hurts or equivalent), ``open`` when
+    inconclusive. ``key`` (:func:`oaprobe.report.stated.stat_key`): the quantity it states, marked."""
+    n, mean, delta = int(row.get("n_seeds", row.get("n", 0))), float(row["mean"]), float(row["delta"])
+    band = f"δ ±{delta:g}" if delta == delta else "no δ"
+    text = (f"{signed(mean)} over {plural(n, 'seed')} ({rule_intervals(row)}; {band}{family_words(row)}): "
+            f"{verdict_words(row)}")
+    if key:
+        text += mark(key + " | mean", signed(mean)) + mark(key + " | verdict", f"{row['verdict']}{family_words(row)}")
     return text, "open" if row["verdict"] == "inconclusive" else "clear"
+
+
+def rule_sentence(row: Mapping[str, Any], who: str, a: str, b: str, metric: str, truth: str,
+                  key_subject: str | None = None, bold: bool = False) -> str:
+    """One verdict sentence of under 40 words naming what it compares, the metric, the truth and the
+    seeds: "ResNet3D, KL QWK, dual vs single-KL, clean grade: +0.012 over 3 seeds (...): helps."
+    ``who``: the subject as shown; ``key_subject``: as keyed (default ``who``)."""
+    n = int(row.get("n_seeds", row.get("n", 0)))
+    key = stat_key(key_subject or who, a, b, metric, truth, n)
+    clause, _ = rule_clause(row, key)
+    if bold:
+        clause = clause.replace(f": {row['verdict']}", f": **{row['verdict']}**", 1)
+    names = f"{variant_title(a)} vs {variant_title(b)}"
+    against = f", {truth_words(truth)}" if truth_words(truth) else ""
+    return f"{who}, {readable_name(metric)}, {names}{against}: {clause}."
+
+
+def variant_title(variant: str) -> str:
+    """A mode or variant's readable name: ``single_kl + smoothing`` -> ``single-KL + smoothing``."""
+
+    mode, _, rest = str(variant).partition(" ")
+    return " ".join(x for x in (MODE_NAMES.get(mode, mode), rest) if x)
 
 
 def describe_verdicts(table: pd.DataFrame, what: str) -> str:
@@ -108,17 +172,12 @@ def describe_verdicts(table: pd.DataFrame, what: str) -> str:
             f"{family}): {parts}.")
 
 
-def describe_seed_level(row: Mapping[str, Any]) -> str:
-    """One sentence for a row of ``Study.seed_level`` (the book's decision rule over paired seeds)."""
-    delta = float(row["delta"])
-    band = f"δ = ±{delta:g}" if delta == delta else "no δ declared, so no equivalence"
-    family = f", Bonferroni over {plural(row['m'], 'comparison')}" if int(row.get("m", 1)) > 1 else ""
-    return (
-        f"{backbone_title(str(row['backbone']))}, {readable_name(row['metric'])}, dual vs "
-        f"{MODE_NAMES.get(str(row['baseline']), row['baseline'])}: mean paired difference over "
-        f"{plural(row['n_seeds'], 'seed')} {signed(float(row['mean']))} ({rule_intervals(row)}; {band}{family}): "
-        f"{row['verdict']}{needed_clause(row)}."
-    )
+def describe_seed_level(row: Mapping[str, Any], truth: str | None = None) -> str:
+    """One sentence for a row of ``Study.seed_level`` (the book's decision rule over paired seeds);
+    ``truth``: what it was scored against (else the row's ``truth`` column)."""
+    truth = truth if truth is not None else str(row.get("truth", ""))
+    bb = str(row["backbone"])
+    return rule_sentence(row, backbone_title(bb), "dual", str(row["baseline"]), str(row["metric"]), truth, key_subject=bb)
 
 
 def findings_box(bullets: list[str], title: str = "What this chapter finds") -> str:
@@ -128,14 +187,21 @@ def findings_box(bullets: list[str], title: str = "What this chapter finds") -> 
 
 
 def describe_convergence(conv: pd.DataFrame) -> str:
-    """One sentence on a table of :meth:`Study.convergence`: how many runs are flagged, and why."""
-    flags = {"unstable": "kept weights far from their best validation loss", "below_majority": "below the OA majority rate",
-             "degenerate": "a frequent grade never predicted"}
-    parts = [f"{int(conv[k].sum())} {text}" for k, text in flags.items() if conv[k].any()]
-    n = int(conv[list(flags)].any(axis=1).sum())
-    if not n:
-        return f"All {len(conv)} runs converged without a flag (kept epoch within 1.2x of the best validation loss, above the majority rate, every frequent grade predicted)."
-    return f"{n} of {len(conv)} runs are flagged: " + "; ".join(parts) + "."
+    """One sentence on a table of :meth:`Study.convergence`: how many runs are flagged as failed
+    training (``flagged``, set by the failure flags only) and why, and, apart, how many are degenerate
+    (a frequent grade never predicted: an outcome of the mode, measured, never set aside)."""
+    failures = {"unstable": "kept weights far from their best validation loss",
+                "below_majority": "below the OA majority rate"}
+    n, n_deg = int(conv["flagged"].sum()), int(conv["degenerate"].sum()) if "degenerate" in conv else 0
+    if not n and not n_deg:
+        return (f"All {len(conv)} runs converged without a flag (kept epoch within 1.2x of the best validation "
+                "loss, above the majority rate, every frequent grade predicted).")
+    parts = [f"{int(conv[k].sum())} {text}" for k, text in failures.items() if conv[k].any()]
+    head = (f"{n} of {len(conv)} runs are flagged as failed training: " + "; ".join(parts) if n
+            else f"None of the {len(conv)} runs failed to train")
+    degenerate = (f"; {n_deg} never predict a frequent grade (degenerate: measured as an outcome, not set aside)"
+                  if n_deg else "; every run predicts every frequent grade")
+    return head + degenerate + "."
 
 
 def describe_targets(targets: pd.DataFrame, truth: str) -> str:
@@ -145,9 +211,15 @@ def describe_targets(targets: pd.DataFrame, truth: str) -> str:
     head = f"The models meet {len(targets) - len(missed)} of the {len(targets)} convergence targets (scored against {against})"
     if missed.empty:
         return head + "."
-    parts = [f"{r['target']}: {r['value']:.3g}, needed {r['limit']}" + (f" ({r['failing']})" if r["failing"] else "")
-             for _, r in missed.iterrows()]
-    return head + "; not met: " + "; ".join(parts) + "."
+    if len(missed) > 2:  # too many for a sentence: the methods page's table gives each target, value and run
+        return f"{head}; {len(missed)} are not met (the methods page gives each, with its value and runs)."
+
+    def one(r: pd.Series) -> str:
+        value = f"{r['value']:.3g}" if np.isfinite(float(r["value"])) else "not measurable (fewer than 2 seeds)"
+        short = r["failing"] and "nan" not in str(r["failing"]) and str(r["failing"]).count(",") < 2
+        return f"{r['target']}: {value}, needed {r['limit']}" + (f" ({r['failing']})" if short else "")
+
+    return head + "; not met: " + "; ".join(one(r) for _, r in missed.iterrows()) + " (the methods page lists every run)."
 
 
 def _span(values: pd.Series) -> str:
@@ -181,20 +253,25 @@ def tally(family: pd.DataFrame) -> dict[str, int]:
             "dual_worse": int(len(sig)) - favour}
 
 
-def describe_trend(row: Mapping[str, Any], alpha: float = 0.05) -> str:
-    """One sentence for a trend of the dual-minus-single gain against label-noise strength."""
-    slope, lo, hi, p = (float(row[k]) for k in ("slope", "ci_low", "ci_high", "p"))
-    if not np.isfinite(p):
-        verdict = "too few noise levels for a trend"
-    elif p < alpha:
-        grows = dual_is_better(str(row["metric"]), slope)
-        verdict = f"the dual-head gain {'grows' if grows else 'shrinks'} as the labels get noisier (p = {p:.3f})"
-    else:
-        verdict = f"no evidence that the gain changes with the noise (p = {p:.3f})"
+#: What one unit of the label-noise strength is (the trend sentences' slope is per unit).
+NOISE_UNIT = "per noise unit (1 = the cohort's default noise"
+
+
+def describe_trend(row: Mapping[str, Any]) -> str:
+    """One sentence (under 40 words) for a row of ``NoiseStudy.trend``: the slope of the per-seed
+    dual-minus-single gain on noise strength, its family-wide interval, and the verdict."""
+    metric, base = str(row["metric"]), str(row.get("baseline", ""))
+    head = f"{readable_name(metric)} gain of dual over {MODE_NAMES.get(base, base)}, clean grade"
+    slope, lo, hi = (float(row[k]) for k in ("slope", "ci_low", "ci_high"))
     if not np.isfinite(slope):
-        return f"{readable_text(row['comparison'])} against the clean grade: {verdict}."
-    interval = f" (95% CI {signed(lo)} to {signed(hi)})" if np.isfinite([lo, hi]).all() else ""
-    return (
-        f"{readable_text(row['comparison'])} against the clean grade: slope of the per-seed gain on noise "
-        f"strength {signed(slope)} per unit{interval}; {verdict}."
-    )
+        return f"{head}: too few noise strengths or seeds for a trend: inconclusive."
+    key = stat_key(str(row.get("backbone", "first backbone")), "dual", base, metric + " gain slope on noise", "kl_clean",
+                   int(row.get("n_seeds", 0)))
+    m = int(row.get("m", 1))
+    level = 100 * (1 - float(row.get("alpha", 0.05)))
+    interval = f"{level:.3g}% CI {signed(lo)} to {signed(hi)}" if np.isfinite([lo, hi]).all() else "no interval"
+    words = {"grows": "the gain grows", "shrinks": "the gain shrinks"}
+    verdict = str(row.get("verdict", "inconclusive"))
+    return (f"{head}, {plural(row.get('n_seeds', 0), 'seed')} at {plural(row.get('n_levels', 0), 'strength')}: "
+            f"slope {signed(slope)} {NOISE_UNIT}; {interval}, Bonferroni over {m}): {words.get(verdict, verdict)}"
+            + mark(key + " | slope", signed(slope)) + mark(key + " | verdict", f"{verdict}, Bonferroni over {m}") + ".")

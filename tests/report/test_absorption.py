@@ -8,8 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oaprobe.report.absorption import (absorption_by_lambda, absorption_runs, absorption_summary,
-                                       degenerate_vs_rest, describe_absorption)
+from oaprobe.report.absorption import (
+    absorption_by_lambda,
+    absorption_runs,
+    absorption_summary,
+    degenerate_vs_rest,
+    describe_absorption,
+)
+from oaprobe.report.stated import collect, strip_marks
 
 
 def _run(mode: str, seed: int, absorbed: int, oa_weight: float = 1.0) -> SimpleNamespace:
@@ -42,7 +48,10 @@ def test_lambda_trend_and_the_sentence_follow_the_verdicts():
     lam = absorption_by_lambda(table).set_index("oa_weight")["extreme_absorption"]
     assert lam.to_dict() == pytest.approx({0.0: 0.1, 1.0: 0.3, 4.0: 0.6})
     verdicts = pd.DataFrame({"metric": ["extreme_absorption"], "baseline": ["single_kl"], "backbone": ["resnet3d"],
-                             "mean": [0.2], "verdict": ["hurts"]})
+                             "mean": [0.2], "verdict": ["hurts"], "n": [3], "m": [8], "truth": ["kl_clean"]})
     text = describe_absorption(table, verdicts, absorption_by_lambda(table))
     assert "every backbone" in text and "λ 4 0.60" in text
+    # the claim's verdict as the answer page states it (metric, truth, seeds; marked with its key)
+    assert "Extreme-grade absorption, dual vs single-KL, clean grade, 3 seeds: ResNet3D hurts (+0.200)" in strip_marks(text)
+    assert ("resnet3d: dual - single_kl | extreme_absorption | kl_clean | 3 seeds | verdict", "hurts, Bonferroni over 8") in collect(text)
     assert "On no backbone" in describe_absorption(table, verdicts.assign(verdict="equivalent"))

@@ -6,10 +6,21 @@ import pandas as pd
 import pytest
 
 from oaprobe.analysis.decision import DELTAS, decide, decide_with_flags
-from oaprobe.report.answer import (QUESTIONS, answer_findings, answer_table, decided_count, describe_answer,
-                                   describe_best_mode, describe_ceilings, describe_flag_rates, describe_perturbation,
-                                   flag_rates,
-                                   levels_for_figure, rule_sentences)
+from oaprobe.report.answer import (
+    QUESTIONS,
+    answer_findings,
+    answer_table,
+    decided_count,
+    describe_answer,
+    describe_best_mode,
+    describe_ceilings,
+    describe_flag_rates,
+    describe_perturbation,
+    flag_rates,
+    levels_for_figure,
+    rule_sentences,
+)
+from oaprobe.report.stated import collect, strip_marks
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -71,9 +82,10 @@ def test_answer_findings_give_each_backbones_verdict():
     table = _planted_answer()
     assert list(table["verdict"]) == ["helps", "equivalent", "hurts", "inconclusive"]
     coarse, fine = answer_findings(table, "kl_clean")
-    assert coarse.startswith("Dual vs single-OA on the coarse label") and "against the clean grade" in coarse
-    assert "ResNet3D **helps** (+0.058 over 4 seeds)" in coarse and "nnMamba **equivalent**" in coarse
-    assert "ResNet3D **hurts**" in fine and "nnMamba **inconclusive**" in fine and "seeds would decide it" in fine
+    coarse, fine = strip_marks(coarse), strip_marks(fine)
+    assert coarse.startswith("The coarse label (OA AUC), dual vs single-OA, clean grade, 4 seeds: ") and len(coarse.split()) < 40
+    assert "ResNet3D **helps** (+0.058)" in coarse and "nnMamba **equivalent**" in coarse
+    assert "ResNet3D **hurts**" in fine and "nnMamba **inconclusive**" in fine
     assert answer_findings(table, "kl") == []  # no rows against the observed labels here
     assert decided_count(table, "kl_clean") == (3, 4)
 
@@ -81,11 +93,16 @@ def test_answer_findings_give_each_backbones_verdict():
 def test_describe_answer_gives_both_intervals_and_the_flagged_runs():
     row = _planted_answer().iloc[0]
     text = describe_answer(row)
-    assert "**helps**" in text and "**" not in describe_answer(row, bold=False) and "vs single-OA 0.500" in text
-    assert "90% CI" in text and "95% CI" in text and "δ = ±0.015" in text
+    assert "**helps**" in text and "**" not in describe_answer(row, bold=False) and "single-OA 0.500" in text
+    assert "95% CI" in text and "δ ±0.015" in text and "Means over the same 4 seeds" in text
+    first = strip_marks(text).split(". ")[0]
+    assert first.startswith("ResNet3D, OA AUC, dual vs single-OA, clean grade: ") and len(first.split()) < 40
     flagged = row.copy()
     flagged["n_flagged"], flagged["verdict_unflagged"] = 1, "inconclusive"
     assert "1 seed with a flagged run: helps with it, inconclusive without" in describe_answer(flagged)
+    stated = dict(collect(text))
+    assert stated["resnet3d: dual - single_oa | oa_roc_auc | kl_clean | 4 seeds | verdict"] == "helps, tested alone"
+    assert stated["resnet3d: single_oa | oa_roc_auc | kl_clean | 4 seeds"] == "0.500"
 
 
 def test_the_rule_is_declared_from_its_constants():
@@ -115,6 +132,8 @@ def test_describe_best_mode_with_and_without_spread():
     one = describe_best_mode(pm[pm["seed"] == 0], ceilings.iloc[:0], "kl_clean")
     assert one == "Best KL QWK against the clean grade: dual 0.500 over 1 seed."  # no sd, no probe
     assert describe_best_mode(pm, ceilings, "kl", metric="oa_f1") is None
+    marked = describe_best_mode(pm.assign(backbone="m3t"), ceilings, "kl")  # the level, keyed as describe_answer keys it
+    assert collect(marked) == [("m3t: dual | kl_qwk | kl | 2 seeds", "0.600")]
 
 
 def test_describe_perturbation_counts_flips_and_names_what_was_not_retrained():
@@ -126,3 +145,17 @@ def test_describe_perturbation_counts_flips_and_names_what_was_not_retrained():
     assert "1 of 2 primary verdicts are the same (M3T not retrained yet)" in text
     assert "nnMamba" in text and "equivalent → inconclusive" in text
     assert "not compared" in describe_perturbation(verdicts.assign(same_under_perturbation=None), "no file")
+
+
+def test_claim_findings_say_why_a_test_set_carries_no_verdict():
+    from oaprobe.report.answer import claim_findings
+
+    rows = pd.DataFrame([{"claim": "metrics", "role": "primary", "truth": "kl_clean", "backbone": b, "metric": "kl_qwk",
+                          "baseline": "single_kl", "n": 3, "mean": 0.01, "m": 1, "verdict": "inconclusive",
+                          "reason": "only 7 test knees (a finding needs at least 20)", "method": ""}
+                         for b in ("resnet3d", "m3t")])
+    (bullet,) = claim_findings(rows)
+    assert "0 of 2 decided. No verdict on this test set: only 7 test knees (a finding needs at least 20)." in bullet
+    assert "Dual vs single-KL on the fine label (KL QWK), 3 seeds: ResNet3D **inconclusive** (+0.010)" in strip_marks(bullet)
+    sentences = strip_marks(bullet).split(". ")
+    assert max(len(x.split()) for x in sentences) < 40

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from oaprobe.report.answer import CITATION_FILE, how_to_cite
+from oaprobe.report.answer_page import CITATION_FILE, how_to_cite
 
 PLANTED = """cff-version: 1.2.0
 message: cite it

@@ -12,10 +12,26 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from oaprobe.analysis.latent import within_class_order
-from oaprobe.report.claims import (QUESTIONS, VERDICT_COLUMNS, compare_verdicts, decide_claim, decisive_method, describe_knee_sampling,
-                                   extreme_absorption, family_size, knee_sampling,
-                                   latent_verdicts, mark_perturbed, metric_verdicts, pair_seeds, read_perturbed, reference_diff,
-                                   saliency_verdicts, stack_verdicts, write_perturbed)
+from oaprobe.report.claims import (
+    QUESTIONS,
+    VERDICT_COLUMNS,
+    compare_verdicts,
+    decide_claim,
+    decisive_method,
+    describe_knee_sampling,
+    extreme_absorption,
+    family_size,
+    knee_sampling,
+    latent_verdicts,
+    mark_perturbed,
+    metric_verdicts,
+    pair_seeds,
+    read_perturbed,
+    reference_diff,
+    saliency_verdicts,
+    stack_verdicts,
+    write_perturbed,
+)
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -81,7 +97,10 @@ def test_saliency_pairs_compare_maps_of_the_baselines_target():
                              "n_knees": 8, "randomisation_passed": True, "deletion_passed": True, "trusted": True})
     table = pd.DataFrame(rows)
 
-    class Conv:  # the one Study method saliency_verdicts reads
+    class Conv:  # what saliency_verdicts reads of a Study: convergence, and a test set that carries findings
+        table = pd.DataFrame({"split": "test", "kl": np.arange(100) % 5})
+        backbones = ["resnet3d"]
+
         @staticmethod
         def convergence():
             return pd.DataFrame({"run_id": table["run_id"].unique(), "flagged": False})

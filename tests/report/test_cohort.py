@@ -9,7 +9,12 @@ from sklearn.metrics import cohen_kappa_score
 
 from oaprobe.data.phantom import LESION_DEFECT, LESION_OSTEOPHYTE, X_MED, render_knee, sample_knee_params
 from oaprobe.report.cohort import (
-    CohortView, example_slices, human_range_verdict, lesion_slice, load_cohort, medial_box,
+    CohortView,
+    example_slices,
+    human_range_verdict,
+    lesion_slice,
+    load_cohort,
+    medial_box,
 )
 from tests.data.fake_oai import import_fake_copy
 

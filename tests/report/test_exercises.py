@@ -14,7 +14,8 @@ from IPython.display import Markdown
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from oaprobe.report.beyond import BeyondStudy
+from oaprobe.analysis.decision import DELTAS, decide, seeds_needed
+from oaprobe.report.beyond import BeyondStudy, describe_comparison
 from oaprobe.report.exercises import (
     EXERCISES,
     Answer,
@@ -31,9 +32,9 @@ from oaprobe.report.exercises import (
     variant_title,
 )
 from oaprobe.report.noise import NoiseStudy
-from oaprobe.analysis.decision import DELTAS, decide, seeds_needed
-from oaprobe.report.sentences import rule_clause, signed
 from oaprobe.report.saliency import saliency_enrichment, sanity_summary
+from oaprobe.report.sentences import describe_trend, rule_clause, signed
+from oaprobe.report.stated import strip_marks
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -69,7 +70,7 @@ def test_interval_clause_reads_a_level_against_its_null():
         "mean +0.040 over 3 seeds (95% CI +0.010 to +0.070): the interval lies above 0", "clear")
     assert interval_clause(_row(5, -0.04, -0.07, -0.01))[0].endswith("the interval lies below 0")
     assert interval_clause(_row(1, 0.3)) == ("+0.300 from a single seed, which gives no interval", "open")
-    assert interval_clause(_row(3, 0.0)) == ("+0.000 in each of the 3 seeds", "open")
+    assert interval_clause(_row(3, 0.0)) == ("0.000 in each of the 3 seeds", "open")
     assert interval_clause(_row(3, 0.1)) == ("+0.100 in each of the 3 seeds", "clear")
     text, status = interval_clause(_row(4, 3.0, 1.5, 4.5), null=1.0, unit="knee", fmt=lambda x: f"{x:.2f}")
     assert (text, status) == ("mean 3.00 over 4 knees (95% CI 1.50 to 4.50): the interval lies above 1", "clear")
@@ -83,7 +84,7 @@ def test_gap_is_the_rule_on_the_per_seed_difference():
     assert row["n_seeds"] == 3 and row["mean"] == pytest.approx(0.4 / 3)  # seed 3 lacks b: left out
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi)) and row["delta"] == DELTAS["kl_qwk"]
     text, status = rule_clause(row)
-    assert text.startswith("mean +0.133 over 3 seeds (95% CI") and "Bonferroni over 2 comparisons" in text
+    assert text.startswith("+0.133 over 3 seeds (97.5% CI") and "Bonferroni over 2)" in text
     assert status == ("open" if row["verdict"] == "inconclusive" else "clear")
 
 
@@ -108,12 +109,13 @@ def test_epoch_summary_counts_runs_still_improving():
 
 
 def test_trend_clause_combine_and_variant_title():
-    grows = trend_clause({"slope": 0.05, "ci_low": 0.01, "ci_high": 0.09})
-    assert grows == ("the per-seed gain changes by +0.050 per unit of noise strength (95% CI +0.010 to +0.090): "
-                     "the gain grows as the labels get noisier", "clear")
-    assert trend_clause({"slope": -0.05, "ci_low": -0.09, "ci_high": -0.01})[0].endswith("shrinks as the labels get noisier")
-    assert trend_clause({"slope": 0.01, "ci_low": -0.02, "ci_high": 0.04})[1] == "open"
-    assert trend_clause({"slope": np.nan, "ci_low": np.nan, "ci_high": np.nan})[1] == "open"
+    row = {"metric": "kl_qwk", "baseline": "single_kl", "slope": 0.05, "ci_low": 0.01, "ci_high": 0.09, "m": 3,
+           "alpha": 0.05 / 3, "n_seeds": 3, "n_levels": 3, "verdict": "grows"}
+    text, status = trend_clause(row)
+    assert text == describe_trend(row) and status == "clear"  # the chapter's own sentence and family
+    assert strip_marks(text).endswith("the gain grows.") and "Bonferroni over 3" in text
+    assert trend_clause({**row, "verdict": "inconclusive"})[1] == "open"
+    assert "either way" not in text
     assert combine(["open", "clear"]) == "clear" and combine(["absent", "open"]) == "open"
     assert combine(["absent", "absent"]) == "absent" and combine([]) == "open"
     assert variant_title("single_kl + smoothing") == "single-KL + smoothing" and variant_title("dual") == "dual"
@@ -125,7 +127,7 @@ class PlantedBeyond(BeyondStudy):
     """A beyond study whose per-seed metrics are given (no runs)."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame = frame
+        self.frame, self.preset, self.study = frame, "smoke", None
 
     def metrics(self) -> pd.DataFrame:
         return self.frame
@@ -171,30 +173,37 @@ def test_lambda_answer_names_the_best_lambda_and_its_lead():
     ex = Exercises("smoke", None, None, beyond=_planted_beyond())
     a = ex.lambda_answer()
     assert a.text.startswith("Against the clean grade, the highest mean KL QWK is at λ 4 (λ 0.25: 0.410, λ 1: 0.520, λ 4: 0.620).")
-    assert f"λ 4 minus λ 1, per seed: {_clause([0.60, 0.62, 0.64], [0.50, 0.51, 0.55])}." in a.text
+    assert f"ResNet3D, KL QWK, dual (λ 4) vs dual (λ 1), clean grade: {_clause([0.60, 0.62, 0.64], [0.50, 0.51, 0.55])}." in strip_marks(a.text)
     assert "helps" in a.text and a.status == "clear"
 
 
 def test_ordinal_and_smoothing_answers_from_planted_runs():
     ex = Exercises("smoke", None, None, beyond=_planted_beyond())
     o = ex.ordinal_answer()
-    assert "dual minus ordinal in KL QWK: mean +0.000 over 3 seeds (no interval: fewer than 2 seeds or no spread" in o.text
-    assert "dual minus ordinal in OA AUC: mean +0.000" in o.text and "inconclusive" in o.text and o.status == "open"
+    tests = ex.beyond.comparisons()
+    row = lambda c, m: tests[(tests["comparison"] == c) & (tests["metric"] == m)].iloc[0]  # noqa: E731
+    # the exercises state the chapter's own rows (one family): the same sentence on both pages
+    assert describe_comparison(row("dual vs ordinal", "kl_qwk")) in o.text
+    assert describe_comparison(row("dual vs ordinal", "oa_roc_auc")) in o.text
+    assert "inconclusive" in o.text and o.status == "open"
     s = ex.smoothing_answer()
-    assert s.text.startswith("Label smoothing 0.1 on the KL targets. Against the clean grade, single-KL + smoothing minus single-KL")
-    assert _clause([0.47, 0.49, 0.56], [0.45, 0.50, 0.52], m=2) in s.text
-    assert "dual + smoothing minus dual in KL QWK: " + _clause([0.44, 0.46, 0.52], [0.50, 0.51, 0.55], m=2) in s.text
-    assert s.status == "open"  # 3 seeds, two comparisons: neither is decided
+    assert s.text.startswith("Label smoothing 0.1 on the KL targets. ResNet3D, KL QWK, single-KL + smoothing vs single-KL")
+    assert describe_comparison(row("single_kl + smoothing vs single_kl", "kl_qwk")) in s.text
+    assert describe_comparison(row("dual + smoothing vs dual", "kl_qwk")) in s.text
+    own = int(row("dual + smoothing vs dual", "kl_qwk")["m"])
+    assert own == int(row("dual vs ordinal", "kl_qwk")["m"]) and f"Bonferroni over {own})" in s.text
+    assert s.status == "open"  # 3 seeds, the chapter's family: neither is decided
 
 
 def test_strong_noise_answer_from_a_planted_trend():
     gain = pd.DataFrame({"metric": "kl_qwk", "label_noise": [0.0, 1.0, 2.0], "mean": [0.0, 0.02, 0.05],
                          "sd": [0.01, 0.01, np.nan]})
     trend = pd.DataFrame([{"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": 0.025,
-                           "ci_low": 0.01, "ci_high": 0.04, "p": 0.01, "n": 9}])
+                           "ci_low": 0.01, "ci_high": 0.04, "p": 0.01, "n_gains": 9, "baseline": "single_kl", "m": 3,
+                           "alpha": 0.05 / 3, "n_seeds": 3, "n_levels": 3, "verdict": "grows", "backbone": "resnet3d"}])
     a = Exercises("smoke", None, None, noise=PlantedNoise(gain, trend)).strong_noise_answer()
-    assert "noise 0: +0.000 ± 0.010, noise 1: +0.020 ± 0.010, noise 2: +0.050." in a.text
-    assert a.text.endswith("the gain grows as the labels get noisier.") and a.status == "clear"
+    assert "noise 0: 0.000 ± 0.010, noise 1: +0.020 ± 0.010, noise 2: +0.050." in a.text
+    assert strip_marks(a.text).endswith("the gain grows.") and a.status == "clear"
 
 
 def test_answers_without_the_runs_say_so():
@@ -226,8 +235,9 @@ def test_stacked_vs_parallel_is_the_rule_on_each_seeds_difference(exercises):
     text = exercises.stacked_vs_parallel().text
     auc = lambda study: study.point_metrics(truth="kl_clean").query("metric == 'oa_roc_auc' and mode == 'dual'")  # noqa: E731
     diffs = auc(exercises.stacked).set_index("seed")["value"] - auc(exercises.study).set_index("seed")["value"]
-    assert text.startswith("Against the clean grade, OA AUC, stacked minus parallel: ") and "KL QWK, stacked minus parallel" in text
-    assert signed(np.mean(diffs)) in text and "over 2 seeds" in text and "Bonferroni over 2 comparisons" in text
+    assert text.startswith("ResNet3D, OA AUC, stacked dual vs parallel dual, clean grade: ")
+    assert "ResNet3D, KL QWK, stacked dual vs parallel dual, clean grade: " in text
+    assert signed(np.mean(diffs)) in text and "over 2 seeds" in text and "Bonferroni over 2)" in text
 
 
 def test_hardest_boundary_names_the_worst_pair(exercises):
@@ -255,8 +265,8 @@ def test_seeds_needed_uses_the_seed_spread(exercises):
 def test_truth_answer_reads_both_truths(exercises):
     a = exercises.truth_answer()
     for truth, words in (("kl", "observed labels"), ("kl_clean", "clean grade")):
-        row = exercises.study.seed_level(truth=truth, metrics=["kl_qwk"], m=2).iloc[0]
-        assert f"against the {words}, {rule_clause(row)[0]}" in a.text
+        row = exercises.first.seed_level(truth=truth, metrics=["kl_qwk"], m=1).iloc[0]  # the primary question's family
+        assert f"ResNet3D, KL QWK, dual vs single-KL, {words}: {rule_clause(row)[0]}." in strip_marks(a.text)
 
 
 def test_epochs_answer_counts_from_the_histories(exercises):
@@ -292,8 +302,9 @@ def test_answers_cover_every_exercise_and_the_findings_count_them(exercises):
     findings = exercises.findings()
     assert findings[0].startswith(f"12 exercises, each changing one parameter; every answer is computed from the "
                                   f"{len(exercises.study.runs) + 2} runs")
-    counted = sum(int(re.search(r"\((\d+) exercises?\):", b).group(1)) for b in findings[1:])
-    assert counted == len(EXERCISES)
+    numbers = [int(n) for b in findings[1:] for n in re.search(r": exercises? ([\d, ]+)\.$", b).group(1).split(", ")]
+    assert sorted(numbers) == list(range(1, len(EXERCISES) + 1))  # each exercise counted once
+    assert all(len(b.split()) < 40 for b in findings)
 
 
 # ---------------------------------------------------------------------------------- the chapter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from oaprobe.report.guards import MIN_TEST_KNEES, interval_text, finding_limit
+from oaprobe.report.guards import MIN_TEST_KNEES, finding_limit, interval_text
 
 
 def _knees(grades: list[int], split: str = "test") -> pd.DataFrame:

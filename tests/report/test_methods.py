@@ -6,9 +6,17 @@ import pandas as pd
 import pytest
 
 from oaprobe.config import PRESETS, get_preset
-from oaprobe.report.methods import (REFERENCE_PROTOCOL, describe_cohort, describe_deviations, describe_grid,
-                                    describe_recipe, methods_findings, methods_tables, used)
 from oaprobe.report.display import MODE_NAMES
+from oaprobe.report.methods import (
+    REFERENCE_PROTOCOL,
+    describe_cohort,
+    describe_deviations,
+    describe_grid,
+    describe_recipe,
+    methods_findings,
+    methods_tables,
+    used,
+)
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -82,12 +90,12 @@ def test_describe_grid_and_recipe():
     configs = _configs()
     assert describe_grid(configs) == "12 runs: 2 backbones (ResNet3D, nnMamba) × 3 modes × 2 seeds."
     assert describe_recipe(configs) == (
-        "The recipe as run: 8 epoch(s) (1 of warm-up), cosine learning-rate schedule at peak lr 0.001, batch 8, weight "
-        "decay 0.0001, gradient-norm clip 5.0; the weights kept are the epoch with the lowest validation loss; "
+        "The recipe as run: 8 epochs (1 of warm-up), cosine learning-rate schedule at peak lr 0.001, batch 8, weight "
+        "decay 0.0001, gradient-norm clip 5.0. The weights kept are the epoch with the lowest validation loss; "
         "input 32x32x32 voxels at width 0.25.")
     mixed = configs[:1] + [{**configs[1], "epochs": 4, "select": "final", "grad_clip": 0.0}]
     text = describe_recipe(mixed)
-    assert text.startswith("The recipe as run: 4 / 8 epoch(s)") and "the final epoch's / the epoch with the lowest" in text
+    assert text.startswith("The recipe as run: 4 / 8 epochs") and "the final epoch's / the epoch with the lowest" in text
     assert "gradient-norm clip off / 5.0" in text
 
 
@@ -96,6 +104,8 @@ def test_describe_deviations_and_cohort():
     assert describe_deviations(dev) == (f"1 of the {len(REFERENCE_PROTOCOL)} reference settings differ (reference → "
                                         "this build): `epochs` 100 → 8.")
     assert describe_deviations(dev.iloc[:0]).startswith("Every one of the")
+    many = pd.concat([dev.assign(setting=s) for s in ("epochs", "lr", "width", "batch_size")])
+    assert describe_deviations(many).startswith("4 of the") and "the table below gives each" in describe_deviations(many)
     table = pd.DataFrame({"subject_id": [1, 1, 2, 3], "split": ["train", "train", "test", "val"]})
     assert describe_cohort(table) == "Cohort: 4 knees of 3 subjects (2 train, 1 val, 1 test)."
 
@@ -106,7 +116,7 @@ def test_methods_findings_on_the_runs(tables):
     bullets = methods_findings(study, t, conv, targets)
     assert len(bullets) == 6
     assert bullets[0] == f"{len(study.runs)} runs: 1 backbone (ResNet3D) × 3 modes × 2 seeds."
-    assert bullets[1].startswith("The recipe as run: 1 epoch(s)") and f"{len(t['deviations'])} of the" in bullets[4]
+    assert bullets[1].startswith("The recipe as run: 1 epoch ") and f"{len(t['deviations'])} of the" in bullets[4]
     assert str(int(conv["flagged"].sum())) in bullets[2] and f"{len(study.table)} knees" in bullets[5]
     met = int(targets["met"].sum())
     assert bullets[3].startswith(f"The models meet {met} of the {len(targets)} convergence targets (scored against the clean grade)")

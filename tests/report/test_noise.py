@@ -10,7 +10,15 @@ import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from oaprobe.report.noise import NoiseStudy, describe_agreement, describe_gain, describe_noise_convergence, noise_findings
+from oaprobe.report.noise import (
+    NoiseStudy,
+    cohort_subject,
+    describe_agreement,
+    describe_gain,
+    describe_noise_convergence,
+    noise_findings,
+)
+from oaprobe.report.stated import collect, strip_marks
 
 LEVELS = (0.0, 1.0, 2.0)
 SEEDS = (0, 1, 2)
@@ -62,19 +70,21 @@ def test_trend_matches_linregress(planted):
     ref = stats.linregress(x, y)
     row = trend.loc["kl_qwk"]
     assert row["slope"] == pytest.approx(ref.slope) and row["p"] == pytest.approx(ref.pvalue)
-    half = stats.t.ppf(0.975, len(x) - 2) * ref.stderr
+    m = len(trend)  # one family: Bonferroni over the chapter's trends
+    half = stats.t.ppf(1 - 0.05 / m / 2, len(x) - 2) * ref.stderr
     assert row["ci_low"] == pytest.approx(ref.slope - half) and row["ci_high"] == pytest.approx(ref.slope + half)
-    assert row["n"] == 9 and row["ci_low"] < 0.05 < row["ci_high"] and row["p"] < 0.05
+    assert row["m"] == m == 3 and row["p_adjusted"] == pytest.approx(min(1.0, m * ref.pvalue))
+    assert row["n_gains"] == 9 and row["ci_low"] < 0.05 < row["ci_high"] and row["p"] < 0.05 and row["verdict"] == "grows"
     x, y = _gains(planted, "oa_roc_auc", "single_oa")
     assert trend.loc["oa_roc_auc", "slope"] == pytest.approx(stats.linregress(x, y).slope)
     assert trend.loc["oa_roc_auc", "slope"] == pytest.approx(0.0, abs=1e-12)  # planted: no trend
-    assert "grows as the labels get noisier" in NoiseStudy.describe_trend(trend.reset_index())[0]
+    assert strip_marks(NoiseStudy.describe_trend(trend.reset_index())[0]).endswith("the gain grows.")
 
 
 def test_trend_needs_two_levels(planted):
     one = NoiseStudy("smoke", "resnet3d", {0.0: planted.studies[0.0]})
     trend = one.trend()
-    assert trend["slope"].isna().all() and set(trend["n"]) == {3}
+    assert trend["slope"].isna().all() and set(trend["n_gains"]) == {3}
 
 
 def test_gain_mean_and_sd_per_level(planted):
@@ -115,22 +125,29 @@ def test_describe_gain_at_the_weakest_and_strongest_noise(planted):
     x, y = _gains(planted, "oa_roc_auc", "single_oa")  # planted: 0.01 * seed, the same at every level
     lo, sd = y[x == 0.0].mean(), y[x == 0.0].std(ddof=1)
     text = describe_gain(gain, "oa_roc_auc")
-    assert text == (f"Dual minus single-OA on OA AUC against the clean grade: +{lo:.3f} ± {sd:.3f} at noise 0 and "
-                    f"+{lo:.3f} ± {sd:.3f} at noise 2 (over 3 seeds).")
+    assert strip_marks(text) == (f"Dual minus single-OA on OA AUC against the clean grade: +{lo:.3f} ± {sd:.3f} at noise 0 "
+                                 f"and +{lo:.3f} ± {sd:.3f} at noise 2 (over 3 seeds).")
+    # the stated means, keyed by the cohort whose runs they are (noise 0: the noise-free cohort, as exercise 4 keys it)
+    assert dict(collect(text)) == {
+        "resnet3d (noise-free cohort): dual - single_oa | oa_roc_auc | kl_clean | 3 seeds | mean": f"+{lo:.3f}",
+        f"{cohort_subject('resnet3d', 2.0, 1.0)}: dual - single_oa | oa_roc_auc | kl_clean | 3 seeds | mean": f"+{lo:.3f}"}
+    assert cohort_subject("resnet3d", 1.0, 1.0) == "resnet3d" and cohort_subject("m3t", 2.0, 1.0) == "m3t (noise 2 cohort)"
     assert describe_gain(gain, "kl_f1_macro") is None
 
 
 def test_noise_findings_state_fitted_trends(planted):
     bullets = noise_findings(planted.label_agreement(), planted.gain(), planted.trend())
-    assert len(bullets) == 5 and bullets[0].startswith("At the strongest label noise")
+    assert len(bullets) == 6 and bullets[0].startswith("At the strongest label noise")
     assert bullets[1].startswith("Dual minus single-KL on KL QWK") and bullets[2].startswith("Dual minus single-OA on OA AUC")
-    assert "grows as the labels get noisier" in bullets[3] and "KL QWK" in bullets[3] and "OA AUC" in bullets[4]
+    trends = [strip_marks(b) for b in bullets[3:]]  # every trend the chapter fits: a decided one is never left out
+    assert [t.split(" gain")[0] for t in trends] == ["KL QWK", "KL accuracy", "OA AUC"]
+    assert trends[0].endswith("the gain grows.") and all("Bonferroni over 3" in t and len(t.split()) < 40 for t in trends)
 
 
 def test_noise_findings_say_why_no_trend(planted):
     one = NoiseStudy("smoke", "resnet3d", {0.0: planted.studies[0.0]})
     bullets = noise_findings(one.label_agreement(), one.gain(), one.trend())
-    assert bullets[-1] == ("No trend of the gain on noise strength can be fitted: 3 per-seed gains at 1 strength(s) per "
+    assert bullets[-1] == ("No trend of the gain on noise strength can be fitted: 3 per-seed gains at 1 strength per "
                            "comparison (a slope needs at least 3 at 2 or more strengths).")
     assert not any("nan" in b for b in bullets)
 
@@ -144,10 +161,11 @@ def test_convergence_stacks_every_strength_with_its_level(planted):
 
 
 def test_noise_convergence_sentence_says_where_the_flags_are():
-    flags = {"unstable": False, "below_majority": False}
-    conv = pd.DataFrame({"label_noise": [0.0, 0.0, 2.0, 2.0], "degenerate": [True, True, False, True], **flags})
-    conv["flagged"] = conv["degenerate"]
+    conv = pd.DataFrame({"label_noise": [0.0, 0.0, 2.0, 2.0], "below_majority": [True, True, False, True],
+                         "unstable": False, "degenerate": False})
+    conv["flagged"] = conv["below_majority"]
     assert describe_noise_convergence(conv) == (
-        "3 of 4 runs are flagged: 3 a frequent grade never predicted (2 of 2 at noise 0, 1 of 2 at noise 2).")
-    clean = conv.assign(degenerate=False, flagged=False)
+        "3 of 4 runs are flagged as failed training: 3 below the OA majority rate; every run predicts every "
+        "frequent grade (the flagged runs: 2 of 2 at noise 0, 1 of 2 at noise 2).")
+    clean = conv.assign(below_majority=False, flagged=False)
     assert describe_noise_convergence(clean).startswith("All 4 runs converged without a flag")

@@ -8,6 +8,7 @@ import pytest
 from oaprobe.analysis.decision import DELTAS, decide
 from oaprobe.config import REFERENCE_RECIPE
 from oaprobe.report.recipe import RECIPE_COMPARISONS, describe_recipe, recipe_table
+from oaprobe.report.stated import strip_marks
 from oaprobe.report.study import Study
 from tests.report import smoke_study_runs
 
@@ -37,9 +38,11 @@ def test_describe_recipe_states_levels_under_both_recipes(studies):
     book, reference = studies
     table = recipe_table(book, reference, "kl_clean")
     first = describe_recipe(table[table["comparison"] == RECIPE_COMPARISONS[0]].iloc[0])
-    assert first.startswith("Under the reference recipe, ResNet3D on ") and "(the book's recipe: " in first
-    change = describe_recipe(table[table["comparison"] == RECIPE_COMPARISONS[1]].iloc[0])
-    assert "reference recipe minus the book's, per seed" in change and "Bonferroni over 4 comparisons" in change
+    shown = strip_marks(first)
+    assert shown.startswith("ResNet3D under the reference recipe, ") and "the book's recipe dual " in shown
+    assert "Means over these 2 seeds: reference recipe dual " in shown  # both recipes' levels, named, on the same seeds
+    change = strip_marks(describe_recipe(table[table["comparison"] == RECIPE_COMPARISONS[1]].iloc[0]))
+    assert "change of the gain (reference recipe minus the book's)" in change and "Bonferroni over 4" in change
 
 
 def test_the_book_levels_are_the_recipe_backbones_own(studies, monkeypatch):

@@ -9,13 +9,14 @@ import pytest
 from oaprobe.report.sentences import (
     describe_paired,
     describe_seed_level,
-    describe_verdicts,
-    plural,
     describe_trend,
+    describe_verdicts,
     dual_is_better,
+    plural,
     signed,
     tally,
 )
+from oaprobe.report.stated import collect, strip_marks
 
 
 def _paired(metric="kl_qwk", diff=0.05, significant=True, **extra):
@@ -24,7 +25,8 @@ def _paired(metric="kl_qwk", diff=0.05, significant=True, **extra):
 
 
 def test_signed_and_direction():
-    assert signed(0.05) == "+0.050" and signed(-0.0004) == "-0.000"
+    assert signed(0.05) == "+0.050" and signed(-0.0004) == "-0.0004" and signed(-0.00004) == "0.000" == signed(0.0)
+    assert "-0.000" not in signed(-1e-9) and signed(float("nan")) == "–"
     assert dual_is_better("kl_qwk", 0.1) and not dual_is_better("kl_qwk", -0.1)
     assert dual_is_better("kl_mae", -0.1) and not dual_is_better("kl_mae", 0.1)
 
@@ -61,16 +63,28 @@ def _seed_row(diffs=(0.03, 0.05, 0.04, 0.06, 0.045), metric="kl_qwk", m=1):
 
 
 def test_describe_seed_level_states_the_rule():
-    text = describe_seed_level(_seed_row())
-    assert text.startswith("M3T, KL QWK, dual vs single-KL: mean paired difference over 5 seeds +0.045 (90% CI ")
-    assert "95% CI" in text and "δ = ±0.03" in text and text.endswith(": helps.")
-    assert describe_seed_level(_seed_row(diffs=(-0.03, -0.05, -0.04, -0.06, -0.045))).endswith(": hurts.")
-    assert describe_seed_level(_seed_row(diffs=(0.001, -0.002, 0.0, 0.002, -0.001))).endswith(": equivalent.")
-    assert "Bonferroni over 18 comparisons" in describe_seed_level(_seed_row(m=18))
+    text = strip_marks(describe_seed_level(_seed_row(), "kl_clean"))
+    assert text.startswith("M3T, KL QWK, dual vs single-KL, clean grade: +0.045 over 5 seeds (95% CI ")
+    assert "δ ±0.03, tested alone" in text and text.endswith(": helps.") and len(text.split()) < 40
+    assert strip_marks(describe_seed_level(_seed_row(diffs=(-0.03, -0.05, -0.04, -0.06, -0.045)))).endswith(": hurts.")
+    same = strip_marks(describe_seed_level(_seed_row(diffs=(0.001, -0.002, 0.0, 0.002, -0.001))))
+    assert same.endswith(": equivalent.") and "90% CI" in same
+    assert "Bonferroni over 18" in describe_seed_level(_seed_row(m=18))
+
+
+def test_equivalent_with_an_interval_that_excludes_0_says_the_difference_is_real():
+    text = strip_marks(describe_seed_level(_seed_row(diffs=(0.010, 0.012, 0.011, 0.009, 0.0105)), "kl"))
+    assert "equivalent (a real difference of +0.011, but smaller than δ ±0.03)" in text
+
+
+def test_verdict_sentences_carry_their_quantity():
+    stated = dict(collect(describe_seed_level(_seed_row(), "kl_clean")))
+    key = "m3t: dual - single_kl | kl_qwk | kl_clean | 5 seeds"
+    assert stated == {key + " | mean": "+0.045", key + " | verdict": "helps, tested alone"}
 
 
 def test_describe_seed_level_lower_is_better():
-    assert describe_seed_level(_seed_row(diffs=(-0.1, -0.12, -0.11), metric="kl_mae")).endswith(": helps.")
+    assert strip_marks(describe_seed_level(_seed_row(diffs=(-0.1, -0.12, -0.11), metric="kl_mae"))).endswith(": helps.")
 
 
 def test_describe_verdicts_and_plurals():
@@ -92,18 +106,20 @@ def test_tally_counts_direction_per_metric():
 
 
 def test_describe_trend():
-    row = {"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": 0.04, "ci_low": 0.01,
-           "ci_high": 0.07, "p": 0.01}
-    assert "the dual-head gain grows as the labels get noisier (p = 0.010)" in describe_trend(row)
-    assert "shrinks" in describe_trend({**row, "slope": -0.04})
-    assert "grows" in describe_trend({**row, "metric": "kl_mae", "slope": -0.04})
-    assert "no evidence that the gain changes" in describe_trend({**row, "p": 0.5})
-    assert "too few noise levels" in describe_trend({**row, "slope": np.nan, "p": np.nan})
+    row = {"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "baseline": "single_kl", "slope": 0.04,
+           "ci_low": 0.01, "ci_high": 0.07, "p": 0.01, "m": 3, "alpha": 0.05 / 3, "n_seeds": 4, "n_levels": 3,
+           "verdict": "grows"}
+    text = strip_marks(describe_trend(row))
+    assert text.startswith("KL QWK gain of dual over single-KL, clean grade, 4 seeds at 3 strengths: slope +0.040 per noise")
+    assert "(1 = the cohort's default noise; 98.3% CI +0.010 to +0.070, Bonferroni over 3)" in text
+    assert text.endswith("the gain grows.") and len(text.split()) < 40
+    assert strip_marks(describe_trend({**row, "verdict": "inconclusive"})).endswith(": inconclusive.")
 
 
 def test_one_seed_and_one_noise_level_print_no_nan():
-    one = describe_seed_level(_seed_row(diffs=(0.3,)))
-    assert "nan" not in one and "over 1 seed +0.300 (no interval: fewer than 2 seeds or no spread" in one
-    trend = describe_trend({"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "slope": np.nan,
-                            "ci_low": np.nan, "ci_high": np.nan, "p": np.nan})
-    assert trend == "dual − single-KL: KL QWK against the clean grade: too few noise levels for a trend."
+    one = strip_marks(describe_seed_level(_seed_row(diffs=(0.3,))))
+    assert "nan" not in one and "+0.300 over 1 seed (no interval; δ ±0.03" in one
+    trend = describe_trend({"comparison": "dual − single_kl: kl_qwk", "metric": "kl_qwk", "baseline": "single_kl",
+                            "slope": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan})
+    assert trend == ("KL QWK gain of dual over single-KL, clean grade: too few noise strengths or seeds for a trend: "
+                     "inconclusive.")

@@ -17,7 +17,10 @@ def test_convergence_sentence_counts_the_flags():
     conv = pd.DataFrame({"unstable": [True, False, False], "below_majority": [False, False, True],
                          "degenerate": [False, False, True], "flagged": [True, False, True]})
     text = describe_convergence(conv)
-    assert text.startswith("2 of 3 runs are flagged") and "1 below the OA majority rate" in text
+    assert text.startswith("2 of 3 runs are flagged as failed training") and "1 below the OA majority rate" in text
+    assert "; 1 never predict a frequent grade (degenerate" in text
+    only_degenerate = describe_convergence(conv.assign(unstable=False, below_majority=False, flagged=False))
+    assert only_degenerate.startswith("None of the 3 runs failed to train; 1 never predict")  # not counted as flagged
     assert describe_convergence(conv.assign(unstable=False, below_majority=False, degenerate=False, flagged=False)).startswith("All 3 runs")
 
 
@@ -29,8 +32,14 @@ def test_targets_sentence_names_what_is_missed():
                             "failing": ["m3t dual seed 1", ""]})
     assert describe_targets(targets, "kl_clean") == (
         "The models meet 1 of the 2 convergence targets (scored against the clean grade); not met: "
-        "runs below the OA majority rate: 1, needed 0 (m3t dual seed 1).")
+        "runs below the OA majority rate: 1, needed 0 (m3t dual seed 1) (the methods page lists every run).")
+    one_seed = targets.assign(value=[3, float("nan")], met=False, failing=["a seed 0, b seed 0, c seed 0", "a nan, b nan"])
+    text = describe_targets(one_seed, "kl")
+    assert "nan" not in text and "seed sd of the QWK per backbone and mode: not measurable (fewer than 2 seeds)" in text
+    assert "a seed 0" not in text  # long lists of runs stay in the methods page's table
     assert describe_targets(targets.assign(met=True), "kl").endswith("2 of the 2 convergence targets (scored against the observed grade).")
+    many = pd.concat([targets] * 2).assign(met=False)
+    assert describe_targets(many, "kl").endswith("; 4 are not met (the methods page gives each, with its value and runs).")
 
 
 def test_detectable_sentence_gives_the_range_over_backbones():
