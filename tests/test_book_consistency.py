@@ -82,11 +82,14 @@ def _pages() -> list[Path]:
 _BLOCK = re.compile(r"<br\s*/?>|</(?:p|li|dd|dt|td|th|tr|summary|h\d|div|pre|table|caption|figcaption)>", re.I)
 
 
-def visible_text(page: Path) -> str:
+def visible_text(page: Path, code: bool = True) -> str:
     """A page's text as a reader sees it: no scripts, styles, hidden marks or tags; one line per block
-    (paragraph, list item, table cell, fold title), so a sentence never runs from one into the next."""
+    (paragraph, list item, table cell, fold title), so a sentence never runs from one into the next.
+    ``code=False`` drops inline code too (identifiers such as ``facts.BACKBONES`` are not prose)."""
     text = page.read_text(encoding="utf-8")
     text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S)
+    if not code:
+        text = re.sub(r"<code\b.*?</code>", " ", text, flags=re.S)
     text = re.sub(r"<[^>]+>", " ", _BLOCK.sub("\n", strip_marks(text)))
     return re.sub(r"\s*\n\s*", "\n", re.sub(r"[ \t\r\f\v]+", " ", html.unescape(text)))
 

@@ -82,7 +82,7 @@ def test_every_term_on_the_built_pages_is_defined():
     for page in _pages():
         if page.name == "glossary.html":
             continue
-        text = visible_text(page)
+        text = visible_text(page, code=False)
         used = {t for t, pattern in TERMS.items() if re.search(pattern, text)}
         used |= abbreviations(text) - NOT_TECHNICAL
         for term in sorted(t for t in used if not defines(t, names)):
