@@ -25,7 +25,7 @@ from plotly.io._base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
 from oaprobe.facts import ALL_MODES, BACKBONES, KL_GRADES, backbone_title
-from oaprobe.report.display import MODE_NAMES, provenance_note, readable_name, readable_text, spelled_out
+from oaprobe.report.display import MODE_NAMES, provenance_note, readable_name, readable_text, signed, spelled_out
 
 BOOK_RENDERER = "oaprobe_book"
 BOOK_RENDERER_ENV = "OAPROBE_BOOK_RENDERER"
@@ -457,7 +457,7 @@ def forest(table: pd.DataFrame, label: str = "label", diff: str = "diff", lo: st
             x=g[diff], y=g["_label"], mode="markers", name=name, showlegend=True,
             error_x=dict(type="data", symmetric=False, array=g[hi] - g[diff], arrayminus=g[diff] - g[lo], color=NEUTRAL),
             marker=dict(size=9, symbol=symbol, color=NEUTRAL),
-            hovertext=[f"{a}: {d:+.3f} [{low:+.3f}, {h:+.3f}]" for a, d, low, h in zip(g["_label"], g[diff], g[lo], g[hi])],
+            hovertext=[f"{a}: {signed(d)} [{signed(low)}, {signed(h)}]" for a, d, low, h in zip(g["_label"], g[diff], g[lo], g[hi])],
             hoverinfo="text"))
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(dict.fromkeys(t["_label"])))

@@ -436,15 +436,20 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
     const points = (t.x || t.y || []).filter(has).length;
     const marks = [];
     const mode = t.mode || 'markers';
+    const symbol = (t.marker && typeof t.marker.symbol === 'string') ? t.marker.symbol : 'circle';
     if ((t.type !== 'scatter' && t.type !== 'scattergl') || mode.includes('markers'))
-      if (!(t.marker && t.marker.opacity === 0)) marks.push(t.marker && t.marker.color);
-    if (mode.includes('lines') || t.type === 'box') marks.push(t.line && t.line.color);
-    for (const m of marks.flatMap(c => Array.isArray(c) ? c : [c]).filter(c => typeof c === 'string')) {
-      const c = norm(m);
+      if (!(t.marker && t.marker.opacity === 0)) marks.push([t.marker && t.marker.color, symbol]);
+    if (mode.includes('lines') || t.type === 'box') marks.push([t.line && t.line.color, 'line']);
+    for (const [colour, shape] of marks.flatMap(([c, sh]) => (Array.isArray(c) ? c : [c]).map(x => [x, sh]))
+                                       .filter(([c]) => typeof c === 'string')) {
+      const c = norm(colour);
       if (!c) continue;
-      seen[c] = seen[c] || {drawn: false, names: []};
+      seen[c] = seen[c] || {drawn: false, names: [], marks: {}};
       if (points) seen[c].drawn = true;
-      if (legend && t.showlegend && t.name) seen[c].names.push(t.name);
+      if (legend && t.showlegend && t.name) {
+        seen[c].names.push(t.name);
+        (seen[c].marks[shape] = seen[c].marks[shape] || []).push(t.name);
+      }
     }
   }
   const title = (gd._fullLayout.title && gd._fullLayout.title.text) || '';
@@ -457,7 +462,8 @@ MAX_COLOURS = 8
 
 def colour_problems(figures: list[dict]) -> list[str]:
     """A page's colour problems: a figure with several colours one of which its legend does not name, a figure
-    with more than MAX_COLOURS colours, or one colour named differently by two figures of the page."""
+    with more than MAX_COLOURS colours, or one mark (a colour in one symbol: filled and open circles, crosses
+    are marks of their own) named differently on the page."""
     out, meaning = [], {}
     for i, fig in enumerate(figures):
         drawn = {c: v for c, v in fig["colours"].items() if v["drawn"]}
@@ -467,9 +473,11 @@ def colour_problems(figures: list[dict]) -> list[str]:
         if len(drawn) > 1 and unnamed:
             out.append(f"figure {i} ('{fig['title']}'): colours without a legend entry: {', '.join(unnamed)}")
         for c, v in drawn.items():
-            for label in set(v["names"]):
-                meaning.setdefault(c, {}).setdefault(label, i)
-    out += [f"colour {c} means {', '.join(sorted(names))} on one page" for c, names in meaning.items() if len(names) > 1]
+            for shape, labels in v.get("marks", {"circle": v["names"]}).items():
+                for label in set(labels):
+                    meaning.setdefault((c, shape), {}).setdefault(label, i)
+    out += [f"colour {c} ({shape}) means {', '.join(sorted(names))} on one page"
+            for (c, shape), names in meaning.items() if len(names) > 1]
     return out
 
 
@@ -481,7 +489,10 @@ def test_colour_problems_are_found():
     one = {"title": "o", "colours": {"z": {"drawn": True, "names": []}}}
     assert colour_problems([ok, one]) == []
     assert len(colour_problems([verdicts])) == 1 and len(colour_problems([seeds])) == 1
-    assert colour_problems([ok, clash]) == ["colour a means clean grade, dual on one page"]
+    assert colour_problems([ok, clash]) == ["colour a (circle) means clean grade, dual on one page"]
+    marks = {"title": "m", "colours": {"g": {"drawn": True, "names": ["one seed", "a run flagged"],
+                                             "marks": {"circle": ["one seed"], "x": ["a run flagged"]}}}}
+    assert colour_problems([marks]) == []  # one colour, two symbols: two marks, each named once
 
 
 def test_figures_name_their_colours(server: str, browser):

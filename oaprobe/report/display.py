@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from collections.abc import Sequence
 
@@ -85,6 +86,20 @@ NAMED_VALUES: tuple[str, ...] = ("backbone", "mode", "mode_a", "mode_b", "baseli
 #: quantity's key subject (:mod:`oaprobe.report.stated`) in the page's hidden marks.
 HIDDEN_COLUMNS: tuple[str, ...] = ("run_id", "subject")
 _TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b(?:smoothgrad|gradcam)\b")
+
+
+def signed(x: float) -> str:
+    """A difference with its sign, three decimals; one that rounds to zero gets a fourth decimal, and
+    a zero one reads 0.000 (never "-0.000"). "–" where there is no number."""
+    x = float(x)
+    if not math.isfinite(x):
+        return "–"
+    text = f"{x:+.3f}"
+    if float(text) == 0:
+        text = f"{x:+.4f}"
+        return "0.000" if float(text) == 0 else text
+    return text
+
 
 
 def readable_name(column: object) -> str:

@@ -22,6 +22,8 @@ import math
 
 import pandas as pd
 
+from oaprobe.report.display import signed
+
 #: fewest test knees a chapter states a finding (a verdict, a significant test) on
 MIN_TEST_KNEES = 20
 #: fewest knees of each OA class among them (an AUC needs both classes)
@@ -52,4 +54,4 @@ def interval_text(low: float, high: float, reason: str = "too few knees to resam
     """``+0.010 to +0.090``, or ``no interval (<reason>)`` where a bound is not a number."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return f"no interval ({reason})"
-    return f"{low:+.3f} to {high:+.3f}"
+    return f"{signed(low)} to {signed(high)}"

@@ -67,5 +67,5 @@ def describe_recipe(row: pd.Series, truth: str = "") -> str:
         book_single = level_text(bb, base, metric, truth, n, row["single_book"])
         return (f"{text} Means over {'this seed' if n == 1 else f'these {n} seeds'}: reference recipe {ref}, {ref_single}; "
                 f"the book's recipe {book}, {book_single}.")
-    return rule_sentence(row, f"{backbone_title(bb)}, change of the gain (reference recipe minus the book's)", "dual",
+    return rule_sentence(row, f"{backbone_title(bb)}, reference-recipe change in the gain", "dual",
                          base, metric, truth, key_subject=f"{bb} (recipe change)", bold=True)

@@ -8,6 +8,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from oaprobe.facts import ALL_MODES, KL_GRADES
+from oaprobe.report.display import signed
 from oaprobe.report.study import Study
 
 
@@ -29,7 +30,7 @@ def family_table(family: pd.DataFrame) -> pd.DataFrame:
         "dual": family["estimate_a"],
         "single": family["estimate_b"],
         "diff": family["diff"],
-        "95% CI": [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(family["ci_low"], family["ci_high"])],
+        "95% CI": [f"[{signed(lo)}, {signed(hi)}]" for lo, hi in zip(family["ci_low"], family["ci_high"])],
         "p": family["p"],
         "q (BH)": family["q_bh"],
         "q < 0.05": family["significant"].map({True: "yes", False: ""}),

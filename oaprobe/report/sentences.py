@@ -17,25 +17,12 @@ import pandas as pd
 
 from oaprobe.analysis.decision import MAX_SEEDS, VERDICTS
 from oaprobe.facts import backbone_title
-from oaprobe.report.display import COLUMN_NAMES, MODE_NAMES, readable_name
+from oaprobe.report.display import COLUMN_NAMES, MODE_NAMES, readable_name, signed
 from oaprobe.report.guards import interval_text
 from oaprobe.report.stated import mark, stat_key
 
 #: Metrics where lower is better (the sign of "better" flips).
 LOWER_IS_BETTER = frozenset({"kl_mae"})
-
-
-def signed(x: float) -> str:
-    """A difference with its sign, three decimals; one that rounds to zero gets a fourth decimal, and
-    a zero one reads 0.000 (never "-0.000"). "–" where there is no number."""
-    x = float(x)
-    if not np.isfinite(x):
-        return "–"
-    text = f"{x:+.3f}"
-    if float(text) == 0:
-        text = f"{x:+.4f}"
-        return "0.000" if float(text) == 0 else text
-    return text
 
 
 def dual_is_better(metric: str, diff: float) -> bool:
@@ -211,7 +198,7 @@ def describe_targets(targets: pd.DataFrame, truth: str) -> str:
     head = f"The models meet {len(targets) - len(missed)} of the {len(targets)} convergence targets (scored against {against})"
     if missed.empty:
         return head + "."
-    if len(missed) > 2:  # too many for a sentence: the methods page's table gives each target, value and run
+    if len(missed) > 1:  # more than one makes the sentence too long: the methods page's table gives each target, value and run
         return f"{head}; {len(missed)} are not met (the methods page gives each, with its value and runs)."
 
     def one(r: pd.Series) -> str:

@@ -42,7 +42,7 @@ def test_describe_recipe_states_levels_under_both_recipes(studies):
     assert shown.startswith("ResNet3D under the reference recipe, ") and "the book's recipe dual " in shown
     assert "Means over these 2 seeds: reference recipe dual " in shown  # both recipes' levels, named, on the same seeds
     change = strip_marks(describe_recipe(table[table["comparison"] == RECIPE_COMPARISONS[1]].iloc[0]))
-    assert "change of the gain (reference recipe minus the book's)" in change and "Bonferroni over 4" in change
+    assert "reference-recipe change in the gain" in change and "Bonferroni over 4" in change
 
 
 def test_the_book_levels_are_the_recipe_backbones_own(studies, monkeypatch):

@@ -33,10 +33,12 @@ def test_targets_sentence_names_what_is_missed():
     assert describe_targets(targets, "kl_clean") == (
         "The models meet 1 of the 2 convergence targets (scored against the clean grade); not met: "
         "runs below the OA majority rate: 1, needed 0 (m3t dual seed 1) (the methods page lists every run).")
-    one_seed = targets.assign(value=[3, float("nan")], met=False, failing=["a seed 0, b seed 0, c seed 0", "a nan, b nan"])
+    one_seed = targets.assign(value=[3, float("nan")], met=[True, False], failing=["", "a nan, b nan"])
     text = describe_targets(one_seed, "kl")
     assert "nan" not in text and "seed sd of the QWK per backbone and mode: not measurable (fewer than 2 seeds)" in text
-    assert "a seed 0" not in text  # long lists of runs stay in the methods page's table
+    assert "a nan" not in text  # lists of unmeasurable runs stay in the methods page's table
+    two = describe_targets(targets.assign(met=False), "kl")  # two targets missed: named on the methods page only
+    assert two.endswith("; 2 are not met (the methods page gives each, with its value and runs).")
     assert describe_targets(targets.assign(met=True), "kl").endswith("2 of the 2 convergence targets (scored against the observed grade).")
     many = pd.concat([targets] * 2).assign(met=False)
     assert describe_targets(many, "kl").endswith("; 4 are not met (the methods page gives each, with its value and runs).")
