@@ -293,6 +293,12 @@ def describe_verdict(row: pd.Series) -> str:
     return text
 
 
+def _against(row: pd.Series) -> str:
+    """", clean grade" / ", observed labels" for a verdict row scored against a truth ("" for claim 3's maps)."""
+    truth = str(row.get("truth", "") or "")
+    return f", {TRUTHS[truth]}" if truth in TRUTHS else ""
+
+
 def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
     """How many primary verdicts are the same when the main grid is retrained under the host
     perturbation, and which flip (or why there is no comparison)."""
@@ -305,7 +311,7 @@ def describe_perturbation(verdicts: pd.DataFrame, note: str) -> str:
             "the same" + (f" ({', '.join(backbone_title(b) for b in missing)} not retrained yet)" if missing else ""))
     if len(flips):
         text += ("; flipped: " + "; ".join(f"{backbone_title(r['backbone'])} {readable_name(r['metric'])} vs "
-                                           f"{MODE_NAMES[r['baseline']]} ({r['verdict']} → {r['verdict_perturbed']})"
+                                           f"{MODE_NAMES[r['baseline']]}{_against(r)} ({r['verdict']} → {r['verdict_perturbed']})"
                                            for _, r in flips.iterrows()))
     return text + "."
 

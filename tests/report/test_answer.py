@@ -144,6 +144,8 @@ def test_describe_perturbation_counts_flips_and_names_what_was_not_retrained():
     text = describe_perturbation(verdicts, "note")
     assert "1 of 2 primary verdicts are the same (M3T not retrained yet)" in text
     assert "nnMamba" in text and "equivalent → inconclusive" in text
+    observed = describe_perturbation(verdicts.assign(truth="kl"), "note")  # a flip names the truth it was scored on
+    assert "vs single-KL, observed labels (equivalent → inconclusive)" in observed
     assert "not compared" in describe_perturbation(verdicts.assign(same_under_perturbation=None), "no file")
 
 
