@@ -156,6 +156,12 @@ def saliency_values(table: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- pairing and the rule
+def map_target(baseline: str) -> str:
+    """The saliency target claim 3 compares against ``baseline``: the head that baseline has (OA for
+    single-OA, KL for single-KL); dual's map for that target is compared with the baseline's."""
+    return "oa" if baseline == "single_oa" else "kl"
+
+
 def pair_seeds(values: pd.DataFrame, baseline: str, failed: pd.Series) -> pd.DataFrame:
     """Dual (``a``) and ``baseline`` (``b``) of each backbone, metric and seed: ``diff = a - b`` and
     ``flagged`` when either run failed (``failed``: run id -> bool) or either map is untrusted.
@@ -165,7 +171,7 @@ def pair_seeds(values: pd.DataFrame, baseline: str, failed: pd.Series) -> pd.Dat
     """
     v = values
     if "target" in v:
-        v = v[v["target"] == ("oa" if baseline == "single_oa" else "kl")]
+        v = v[v["target"] == map_target(baseline)]
     bad = v["run_id"].map(failed).fillna(False).astype(bool)
     if "trusted" in v:
         bad |= ~v["trusted"].astype(bool)
@@ -398,8 +404,7 @@ def knee_sampling(saliency: pd.DataFrame, method: str, backbones: Sequence[str])
     rows = []
     for backbone in backbones:
         for baseline in ("single_kl", "single_oa"):
-            target = "oa" if baseline == "single_oa" else "kl"
-            runs = s[(s["backbone"] == backbone) & (s["target"] == target)]
+            runs = s[(s["backbone"] == backbone) & (s["target"] == map_target(baseline))]
             dual, single = (runs[runs["mode"] == mode].set_index(["seed", "case_id"])["enrichment"]
                             for mode in ("dual", baseline))
             diffs = (dual - single).dropna().unstack()
