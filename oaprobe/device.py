@@ -8,6 +8,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import os
 import random
 from collections.abc import Iterator
@@ -64,15 +67,41 @@ def _deterministic(mode: bool, warn_only: bool) -> None:
         setter(mode, warn_only=warn_only)
 
 
+#: glibc ``mallopt`` parameters: M_TRIM_THRESHOLD and M_MMAP_THRESHOLD (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: the largest mmap threshold glibc accepts on 64-bit hosts (half its 64 MiB heap limit)
+_MMAP_THRESHOLD_MAX = 32 * 2**20
+
+
+@functools.cache
+def hold_freed_memory() -> bool:
+    """Keep freed memory in this process's heap (glibc only; process-wide, never undone).
+
+    glibc hands large blocks back to the kernel when they are freed, so every training step
+    faults its activation memory in again (about 3,000-5,000 page faults a step for M3T and
+    nnMamba at the book's sizes, 5-15 ms of system time). Blocks up to 32 MiB now come from the
+    heap and the heap is never trimmed: the arithmetic is unchanged, the process keeps its peak
+    memory (benchmarks/README.md, "allocator"). Returns whether glibc took both settings.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl without mallopt)
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
 @contextlib.contextmanager
 def compute_settings(device: torch.device) -> Iterator[None]:
-    """Deterministic CPU compute / autotuned cuDNN on GPU (the caller's settings are restored)."""
+    """Deterministic CPU compute / autotuned cuDNN on GPU (the caller's settings are restored; the
+    allocator policy of :func:`hold_freed_memory`, set for CPU work, is process-wide and stays)."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     old_benchmark = torch.backends.cudnn.benchmark
     try:
         if device.type == "cpu":
+            hold_freed_memory()
             torch.set_num_threads(cpu_threads())
             _deterministic(True, warn_only=True)
         elif device.type == "cuda":

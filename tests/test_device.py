@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 
@@ -46,6 +47,34 @@ def test_compute_settings_does_not_import_the_compiler():
             "print('torch._inductor' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+_CHURN = """
+import resource, sys, torch
+from oaprobe.device import hold_freed_memory
+held = hold_freed_memory() if sys.argv[1] == "hold" else False
+def churn():  # a training step's pattern: many activations, freed together
+    blocks = [torch.ones(2**20) for _ in range(16)]  # 16 x 4 MiB, each touched
+    del blocks
+churn()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    churn()
+print(held, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator policy is glibc's")
+def test_held_memory_is_not_faulted_in_again():
+    runs = {}
+    for mode in ("hold", "default"):
+        out = subprocess.run([sys.executable, "-c", _CHURN, mode], capture_output=True, text=True, check=True)
+        held, faults = out.stdout.split()
+        runs[mode] = (held, int(faults))
+    assert runs["hold"][0] == "True"
+    # 5 rounds of 64 MiB are 81,920 pages: the default policy trims and faults them in again
+    assert runs["default"][1] > 40_000
+    assert runs["hold"][1] < runs["default"][1] / 10
 
 
 @pytest.mark.parametrize("training", [True, False])
