@@ -4,7 +4,8 @@ The layer type follows ``spatial_dims`` (2 for M3T's slice encoder, 3 for the vo
 encoders), in the style of MONAI's layer factories, so one residual block serves the 2D and
 the 3D ResNet-18s and nnMamba's stages. Activations are never in place, so any layer can be
 hooked for Grad-CAM. Convolutions skip the kernel taps that can only read zero padding
-(:class:`Conv3d`, :class:`Conv2d`), which is most of the work of a dilated conv on a small map.
+(:class:`Conv3d`, :class:`Conv2d`), which is most of the work of a dilated conv on a small map,
+and on maps with no more positions than kernel taps run as one matrix product (:func:`dense_conv`).
 :class:`PolyphaseConv3d` runs a few-channel 5^3 convolution over 2x2x2 phases (M3T's stem).
 This module imports no backbone.
 
@@ -18,6 +19,9 @@ Example:
 """
 
 from __future__ import annotations
+
+import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +43,44 @@ def useful_taps(size: int, kernel: int, dilation: int, padding: int) -> range:
     return range(taps[0], taps[-1] + 1) if taps else range(0)
 
 
+@functools.lru_cache(maxsize=64)
+def conv_placement(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...],
+                   dilation: tuple[int, ...]) -> torch.Tensor:
+    """One-hot (taps, input positions, output positions) of a zero-padded convolution's geometry:
+    entry (t, i, o) is 1 where tap ``t`` of output position ``o`` reads input position ``i`` (taps
+    and positions in row-major order)."""
+    placement = torch.ones(1, 1, 1)
+    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation):
+        out = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        axis = (torch.arange(n)[None, :, None] == torch.arange(out) * s - p + torch.arange(k)[:, None, None] * d)
+        placement = torch.einsum("tio,ujp->tuijop", placement, axis.float()).flatten(4, 5).flatten(2, 3).flatten(0, 1)
+    return placement
+
+
+def dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
+               padding: tuple[int, ...], dilation: tuple[int, ...]) -> torch.Tensor:
+    """A one-group, zero-padded 2D/3D convolution as one matrix product over whole maps.
+
+    The kernel becomes the (positions x channels in, positions x channels out) matrix of the
+    convolution on maps of ``x``'s size (:func:`conv_placement`); the input, read in channels-last
+    order, multiplies it; the output is a channels-last view. The same sums as the convolution.
+    Where a map has no more positions than the kernel has taps (M3T's 2D encoder on 3x3, 2x2 and
+    1x1 maps of 576 slices), the product multiplies no more terms than the convolution and runs
+    at the matmul rate: the encoder's training step about 1.06x faster here.
+    """
+    n, c_in, *size = x.shape
+    c_out, dims = weight.shape[0], len(size)
+    placement = conv_placement(tuple(size), tuple(weight.shape[2:]), stride, padding, dilation).to(weight.dtype)
+    taps, p_in, p_out = placement.shape
+    matrix = (weight.reshape(c_out * c_in, taps) @ placement.reshape(taps, p_in * p_out)).view(c_out, c_in, p_in, p_out)
+    matrix = matrix.permute(2, 1, 3, 0).reshape(p_in * c_in, p_out * c_out)
+    out = x.permute(0, *range(2, dims + 2), 1).reshape(n, p_in * c_in) @ matrix
+    out_size = [(m + 2 * p - d * (k - 1) - 1) // s + 1
+                for m, k, s, p, d in zip(size, weight.shape[2:], stride, padding, dilation)]
+    out = out.view(n, *out_size, c_out).permute(0, dims + 1, *range(1, dims + 1))
+    return out if bias is None else out + bias.view(1, -1, *([1] * dims))
+
+
 class _SkipPaddingTaps:
     """Mixin for ``nn.Conv2d`` / ``nn.Conv3d``: a stride-1, zero-padded convolution runs only the
     kernel taps that can reach the input (:func:`useful_taps`), with the padding cut to match.
@@ -47,15 +89,24 @@ class _SkipPaddingTaps:
     only; their weight gradient stays exactly zero); parameters and state dicts are unchanged.
     It matters where a map is no wider than a tap's reach: resnet3d's layer4 (dilation 4 on a
     4^3 map at a 32^3 input) then runs as a 1^3 convolution, 1.4x faster per training step here.
+    Maps with no more positions than kernel taps run as one matrix product (:func:`dense_conv`).
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self._dense_is_cheaper(input.shape[2:]):
+            return dense_conv(input, weight, bias, self.stride, self.padding, self.dilation)
         trimmed = self._trimmed(input.shape[2:])
         if trimmed is None:
             return super()._conv_forward(input, weight, bias)
         taps, padding = trimmed
         conv = F.conv3d if input.dim() == 5 else F.conv2d
         return conv(input, weight[(slice(None), slice(None), *taps)], bias, self.stride, padding, self.dilation, self.groups)
+
+    def _dense_is_cheaper(self, sizes: torch.Size) -> bool:
+        """Whether :func:`dense_conv` runs this convolution: one group, zero padding given as numbers,
+        and no more input positions than kernel taps (then it multiplies no more terms)."""
+        return (self.groups == 1 and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+                and math.prod(sizes) <= math.prod(self.kernel_size))
 
     def _trimmed(self, sizes: torch.Size) -> tuple[tuple[slice, ...], tuple[int, ...]] | None:
         """Kernel slices and padding of the trimmed convolution, or None when nothing can be skipped
@@ -164,9 +215,13 @@ def strided_input_grad(grad: torch.Tensor, weight: torch.Tensor, stride: int, pa
         w = w.index_select(2 + 2 * a, table.reshape(-1)).unflatten(2 + 2 * a, table.shape)
     taps = [len(p[0][0]) for p in plans]  # w: (co, ci, r1, t1, r2, t2) -> (ci, r1, r2, co, t1, t2)
     w = w.permute(1, 2, 4, 0, 3, 5).reshape(ci * stride**2, co, *taps)
-    pads = [v for p in reversed(plans) for v in p[1:]]
-    phased = F.conv2d(F.pad(grad, pads), w.contiguous(memory_format=torch.channels_last))
-    n, (mh, mw) = grad.shape[0], phased.shape[2:]
+    # the gradient padded by (left, right) per axis, through the convolution's own symmetric padding
+    # and a crop: padding a copy of the gradient first cost more than the convolution here
+    pads = [max(left, right, 0) for _, left, right in plans]
+    phased = F.conv2d(grad, w.contiguous(memory_format=torch.channels_last), padding=pads)
+    sizes = [g + left + right - t + 1 for g, (_, left, right), t in zip(grad.shape[2:], plans, taps)]
+    phased = phased[:, :, pads[0] - plans[0][1]:, pads[1] - plans[1][1]:][:, :, : sizes[0], : sizes[1]]
+    n, (mh, mw) = grad.shape[0], sizes
     full = phased.view(n, ci, stride, stride, mh, mw).permute(0, 1, 4, 2, 5, 3).reshape(n, ci, mh * stride, mw * stride)
     return full[:, :, : size[0], : size[1]]
 

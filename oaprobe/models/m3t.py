@@ -12,6 +12,9 @@ batch in training (the reference code's grouping, so batch norm pools the planes
 transformer keeps torch's ``nn.TransformerEncoder`` modules (and state-dict keys) but its
 training forward is written out in :func:`encoder_layer` with a cheaper dropout mask
 (:func:`dropout`). Eval mode runs the planes one at a time and torch's own transformer forward.
+Each plane's slices are gathered with one copy into channels-last memory; the slice stem pools
+before its ReLU; the encoder's 3x3, 2x2 and 1x1 maps run as matrix products
+(:func:`oaprobe.models.layers.dense_conv`).
 
 Example:
     >>> import torch
@@ -35,7 +38,10 @@ class ResNet2D18(nn.Module):
     def __init__(self, in_channels: int, width: float = 1.0) -> None:
         super().__init__()
         c = [scale_channels(n, width) for n in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(*conv_norm_act(2, in_channels, c[0], 7, stride=2), nn.MaxPool2d(3, stride=2, padding=1))
+        conv, norm, act = conv_norm_act(2, in_channels, c[0], 7, stride=2)
+        # max-pooling before the ReLU: the same outputs and gradients (both are monotone, ties break
+        # alike), with the ReLU on a quarter of the map
+        self.stem = nn.Sequential(conv, norm, nn.MaxPool2d(3, stride=2, padding=1), act)
         self.stem[0].__class__ = StridedConv2d  # its input gradient 1.7x faster over the input's phases
         ins, strides = [c[0], *c[:-1]], (1, 2, 2, 2)
         self.stages = nn.Sequential(*(residual_stage(2, i, o, stride=s) for i, o, s in zip(ins, c, strides)))
@@ -56,6 +62,11 @@ class _ContiguousGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         return grad.contiguous()
+
+
+#: per plane, the order that turns a (B, C, D, H, W) map into its slices (B, n, a, b, C): coronal
+#: (along W, slices D x H), sagittal (along D, H x W), axial (along H, D x W)
+_PLANES = ((0, 4, 2, 3, 1), (0, 2, 3, 4, 1), (0, 3, 2, 4, 1))
 
 
 def _heads_for(dim: int, wanted: int = 8) -> int:
@@ -152,23 +163,23 @@ class M3T(nn.Module):
     def _slice_tokens(self, feat: torch.Tensor) -> list[torch.Tensor]:
         """Tokens (B, n, dim) of all coronal, sagittal and axial slices of ``feat`` (B, C, D, H, W).
 
-        In training, when the three planes' slices have one shape (a cubic input), they pass the
-        shared slice encoder as one batch, as the reference M3T concatenates them before its 2D
-        ResNet-18 (its batch-norm statistics then pool the three planes); about 1.05x faster a
-        step here. In eval mode (running statistics: the same outputs) one plane at a time is
-        faster: a 3x larger batch ran 1.15x slower.
+        Each plane's slices are copied once, into channels-last memory (what the slice encoder's
+        convolutions run fastest on). In training, when the three planes' slices have one shape
+        (a cubic input), they pass the shared slice encoder as one batch, as the reference M3T
+        concatenates them before its 2D ResNet-18 (its batch-norm statistics then pool the three
+        planes); about 1.05x faster a step here. In eval mode (running statistics: the same
+        outputs) one plane at a time is faster: a 3x larger batch ran 1.15x slower.
         """
-        b, c = feat.shape[:2]
-        planes = [feat.movedim(axis + 2, 1) for axis in (2, 0, 1)]  # coronal (W), sagittal (D), axial (H)
-        slices = [p.reshape(b * p.shape[1], c, *p.shape[3:]) for p in planes]
-        if not self.training or len({s.shape[2:] for s in slices}) > 1:
-            return [self._encode(s).reshape(b, p.shape[1], -1) for s, p in zip(slices, planes)]
-        vectors = self._encode(torch.cat(slices)).split([len(s) for s in slices])
-        return [v.reshape(b, p.shape[1], -1) for v, p in zip(vectors, planes)]
+        b = feat.shape[0]
+        planes = [feat.permute(order) for order in _PLANES]  # views (B, n, a, b, C)
+        if self.training and len({p.shape for p in planes}) == 1:
+            vectors = self._encode(torch.stack(planes).flatten(0, 2)).chunk(len(planes))
+            return [v.reshape(b, p.shape[1], -1) for v, p in zip(vectors, planes)]
+        return [self._encode(p.flatten(0, 1)).reshape(b, p.shape[1], -1) for p in planes]
 
     def _encode(self, slices: torch.Tensor) -> torch.Tensor:
-        """Slices (N, C, a, b) -> projected vectors (N, dim)."""
-        return self.project(self.slice_encoder(slices.contiguous(memory_format=torch.channels_last)))
+        """Slices (N, a, b, C) -> projected vectors (N, dim)."""
+        return self.project(self.slice_encoder(slices.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[2:]) != self.input_shape:

@@ -11,6 +11,7 @@ from oaprobe.models.layers import (
     ResidualBlock,
     StridedConv2d,
     conv_norm_act,
+    dense_conv,
     depth_to_space,
     layer_type,
     residual_stage,
@@ -71,6 +72,43 @@ def test_conv_skips_only_padding_taps_with_the_full_kernels_outputs_and_gradient
         skipped = torch.ones_like(ours.weight.grad, dtype=torch.bool)
         skipped[(slice(None), slice(None), *trimmed[0])] = False
         assert ours.weight.grad[skipped].abs().max() == 0 == plain.weight.grad[skipped].abs().max()
+
+
+# (spatial size, kernel, stride, padding, dilation): M3T's slice maps (3x3, 2x2, 1x1), a stride, a
+# rectangular map with dilation, 3D maps
+_DENSE_CASES = [((3, 3), 3, 1, 1, 1), ((3, 3), 3, 2, 1, 1), ((2, 2), 3, 1, 1, 1), ((1, 1), 1, 1, 0, 1),
+                ((2, 3), 3, 1, 2, 2), ((2, 2, 2), 3, 1, 1, 1), ((3, 1, 2), 3, 2, 1, 1)]
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation", _DENSE_CASES)
+def test_dense_conv_equals_torch_conv_forward_and_gradients(size, kernel, stride, padding, dilation):
+    dims, g = len(size), torch.Generator().manual_seed(0)
+    x = torch.randn(5, 4, *size, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(6, 4, *(kernel,) * dims, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, generator=g, requires_grad=True)
+    conv = (torch.nn.functional.conv2d, torch.nn.functional.conv3d)[dims - 2]
+    want = conv(x, w, b, stride, padding, dilation)
+    got = dense_conv(x, w, b, (stride,) * dims, (padding,) * dims, (dilation,) * dims)
+    assert got.shape == want.shape
+    assert got.is_contiguous(memory_format=(torch.channels_last, torch.channels_last_3d)[dims - 2])
+    upstream = torch.randn(want.shape, dtype=torch.float64, generator=g)
+    grads = [torch.autograd.grad((y * upstream).sum(), (x, w, b)) for y in (got, want)]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for a, c in zip(*grads):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, kwargs, dense", [
+    ((2, 3, 3, 3), dict(kernel_size=3, padding=1), True),  # 9 positions, 9 taps
+    ((2, 3, 4, 4), dict(kernel_size=3, padding=1), False),  # 16 positions: the convolution is cheaper
+    ((2, 3, 2, 2), dict(kernel_size=1, stride=2), False),  # 4 positions, 1 tap
+    ((2, 4, 2, 2), dict(kernel_size=3, padding=1, groups=2), False),
+    ((2, 3, 2, 2), dict(kernel_size=3, padding=1, padding_mode="circular"), False),
+    ((2, 3, 3, 3, 3), dict(kernel_size=3, padding=1), True),
+])
+def test_dense_path_runs_where_it_multiplies_no_more_terms(shape, kwargs, dense):
+    conv = layer_type("conv", len(shape) - 2)(shape[1], 4, **kwargs)
+    assert conv._dense_is_cheaper(torch.Size(shape[2:])) is dense
 
 
 def test_layer_type_refuses_unknown_kind_and_dims():

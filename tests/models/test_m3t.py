@@ -142,6 +142,20 @@ def test_training_batches_the_planes_through_one_batch_norm_call():
     assert calls == [2 * 16, 2 * 8, 2 * 12]
 
 
+def test_slice_stem_pools_before_its_relu_with_the_same_outputs_and_gradients():
+    # max-pool then ReLU equals ReLU then max-pool bit for bit, forward and backward
+    torch.manual_seed(0)
+    stem = ResNet2D18(4, width=0.25).train().stem
+    conv, norm, pool, relu = stem
+    x = torch.randn(6, 4, 12, 12, requires_grad=True)
+    upstream = torch.randn(stem(x).shape)
+    results = []
+    for order in ((conv, norm, pool, relu), (conv, norm, relu, pool)):
+        out = torch.nn.Sequential(*order)(x)
+        results.append([out, *torch.autograd.grad((out * upstream).sum(), (x, conv.weight, norm.weight))])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
 def test_encoder_layer_equals_torch_transformer_layer_without_dropout():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
