@@ -13,7 +13,7 @@ transformer keeps torch's ``nn.TransformerEncoder`` modules (and state-dict keys
 training forward is written out in :func:`encoder_layer` with a cheaper dropout mask
 (:func:`dropout`). Eval mode runs the planes one at a time and torch's own transformer forward.
 Each plane's slices are gathered with one copy into channels-last memory; the slice stem pools
-before its ReLU; the encoder's 3x3, 2x2 and 1x1 maps run as matrix products
+before its ReLU; the encoder's 2x2 and 1x1 maps run as matrix products
 (:func:`oaprobe.models.layers.dense_conv`).
 
 Example:

@@ -99,12 +99,14 @@ def test_dense_conv_equals_torch_conv_forward_and_gradients(size, kernel, stride
 
 
 @pytest.mark.parametrize("shape, kwargs, dense", [
-    ((2, 3, 3, 3), dict(kernel_size=3, padding=1), True),  # 9 positions, 9 taps
-    ((2, 3, 4, 4), dict(kernel_size=3, padding=1), False),  # 16 positions: the convolution is cheaper
+    ((2, 3, 2, 2), dict(kernel_size=3, padding=1), True),  # 4 positions, 9 taps
+    ((2, 3, 1, 1), dict(kernel_size=3, padding=1, stride=2), True),
+    ((2, 3, 3, 3), dict(kernel_size=3, padding=1), False),  # 9 positions, 9 taps: no faster
     ((2, 3, 2, 2), dict(kernel_size=1, stride=2), False),  # 4 positions, 1 tap
     ((2, 4, 2, 2), dict(kernel_size=3, padding=1, groups=2), False),
     ((2, 3, 2, 2), dict(kernel_size=3, padding=1, padding_mode="circular"), False),
-    ((2, 3, 3, 3, 3), dict(kernel_size=3, padding=1), True),
+    ((2, 3, 2, 2, 2), dict(kernel_size=3, padding=1), True),
+    ((2, 3, 3, 3, 3), dict(kernel_size=3, padding=1), False),
 ])
 def test_dense_path_runs_where_it_multiplies_no_more_terms(shape, kwargs, dense):
     conv = layer_type("conv", len(shape) - 2)(shape[1], 4, **kwargs)
