@@ -82,7 +82,8 @@ def verdict_of(ci_test: tuple[float, float], ci_equiv: tuple[float, float], delt
 
 
 def decide(diffs: Sequence[float] | np.ndarray, delta: float, alpha: float = ALPHA, m: int = 1,
-           lower_is_better: bool = False, power: float = POWER, limit: str | None = None) -> dict[str, object]:
+           lower_is_better: bool = False, power: float = POWER, limit: str | None = None,
+           plan: bool = True) -> dict[str, object]:
     """Apply the rule to per-seed paired differences (NaNs dropped) in a family of ``m`` comparisons.
 
     ``limit``: why the test set cannot carry a finding (:func:`oaprobe.report.guards.finding_limit`);
@@ -92,7 +93,8 @@ def decide(diffs: Sequence[float] | np.ndarray, delta: float, alpha: float = ALP
     ``eq_low, eq_high`` (the ``1 - 2 alpha/m`` interval: the equivalence test), ``delta``,
     ``alpha`` (``alpha / m``), ``m``, ``p_diff`` (paired t, two-sided), ``p_equiv`` (TOST: the larger
     one-sided p), ``verdict``
-    and ``seeds_needed`` (:func:`seeds_needed` at the observed mean and sd).
+    and ``seeds_needed`` (:func:`seeds_needed` at the observed mean and sd; None with ``plan=False``,
+    for callers that read only the verdict: the search costs about 20 ms a call).
     """
     d = np.asarray(diffs, dtype=float)
     d = d[np.isfinite(d)]
@@ -109,7 +111,7 @@ def decide(diffs: Sequence[float] | np.ndarray, delta: float, alpha: float = ALP
         "n_seeds": int(d.size), "mean": mean, "sd": sd, "ci_low": ci[0], "ci_high": ci[1],
         "eq_low": eq[0], "eq_high": eq[1], "delta": float(delta), "alpha": a, "m": max(int(m), 1), "p_diff": p_diff, "p_equiv": p_equiv,
         "verdict": "inconclusive" if limit else verdict_of(ci, eq, delta, lower_is_better), "reason": limit or "",
-        "seeds_needed": seeds_needed(mean, sd, delta, a, power),
+        "seeds_needed": seeds_needed(mean, sd, delta, a, power) if plan else None,
     }
 
 
@@ -164,8 +166,9 @@ def decide_with_flags(diffs: Sequence[float], flagged: Sequence[bool], delta: fl
     d = np.asarray(diffs, dtype=float)
     f = np.asarray(flagged, dtype=bool)
     every = decide(d, delta, alpha, m, lower_is_better, limit=limit)
-    clean = decide(d[~f], delta, alpha, m, lower_is_better, limit=limit)
-    loo = [decide(np.delete(d, i), delta, alpha, m, lower_is_better, limit=limit)["verdict"] for i in range(d.size)]
+    clean = decide(d[~f], delta, alpha, m, lower_is_better, limit=limit, plan=False)
+    loo = [decide(np.delete(d, i), delta, alpha, m, lower_is_better, limit=limit, plan=False)["verdict"]
+           for i in range(d.size)]
     agreed = every["verdict"] if every["verdict"] == clean["verdict"] else "inconclusive"
     return {**every, "verdict_all": every["verdict"], "verdict_unflagged": clean["verdict"],
             "mean_unflagged": clean["mean"], "n_flagged": int(f.sum()),

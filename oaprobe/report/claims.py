@@ -189,7 +189,7 @@ def pair_seeds(values: pd.DataFrame, baseline: str, failed: pd.Series) -> pd.Dat
 
 def _nominal(diffs: np.ndarray, delta: float) -> dict[str, float]:
     """The plain 90% and 95% t-intervals of the mean difference (no multiplicity correction)."""
-    plain = decide(diffs, delta)
+    plain = decide(diffs, delta, plan=False)
     return {"ci90_low": plain["eq_low"], "ci90_high": plain["eq_high"],
             "ci95_low": plain["ci_low"], "ci95_high": plain["ci_high"]}
 

@@ -131,3 +131,10 @@ def test_a_test_set_too_small_for_a_finding_gets_no_verdict():
     assert decide(d, delta=0.03)["verdict"] == "helps"
     out = decide_with_flags(d, [False] * 4, delta=0.03, limit="only 2 test knees (a finding needs at least 20)")
     assert out["verdict"] == out["verdict_all"] == "inconclusive" and out["reason"].startswith("only 2 test knees")
+
+
+def test_decide_without_planning_gives_the_same_decision_and_no_seed_count():
+    diffs = [0.05, 0.07, 0.06, 0.08]
+    planned, unplanned = decide(diffs, delta=0.03), decide(diffs, delta=0.03, plan=False)
+    assert planned["seeds_needed"] is not None and unplanned["seeds_needed"] is None
+    assert {k: v for k, v in planned.items() if k != "seeds_needed"} == {k: v for k, v in unplanned.items() if k != "seeds_needed"}
