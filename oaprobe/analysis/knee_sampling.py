@@ -49,3 +49,29 @@ def seeds_needed_with_knees(diffs: pd.DataFrame, delta: float, m: int, factor: f
     if not sd > 0:
         return 2
     return seeds_needed(float(diffs.to_numpy().mean()), float(sd), delta, ALPHA / m)
+
+
+def split_half_knee_variance(half_a: np.ndarray, half_b: np.ndarray) -> float:
+    """The knee-sampling variance of a score over the whole test set, from the same score on two
+    random halves of it (one pair per seed and cut, the same cut in every run).
+
+    For a score that averages over knees (AUC, QWK and rank correlations nearly do), a half's knee
+    variance is twice the whole set's and the halves are independent given the model, so
+    ``E[(a - b)^2] = 4 x`` the whole set's knee variance. Works for any score, additive over knees
+    or not, which :func:`knee_share` (per-knee differences) needs.
+    """
+    d = np.asarray(half_a, dtype=float) - np.asarray(half_b, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        raise ValueError("split_half_knee_variance: no finite pair of half scores")
+    return float(np.mean(d**2) / 4)
+
+
+def seed_equivalent_of_more_knees(share: float, factor: float = 2.0) -> float:
+    """How many times today's seeds scoring every run on ``factor`` times the test knees is worth:
+    the paired difference's variance falls to ``1 - share + share / factor`` of today's, which only
+    ``1 / (1 - share + share / factor)`` times the seeds would otherwise buy."""
+    if not 0.0 <= share <= 1.0 or factor < 1.0:
+        raise ValueError(f"seed_equivalent_of_more_knees: share = {share!r} (expected 0..1), factor = {factor!r} (>= 1)")
+    return 1.0 / (1.0 - share + share / factor)
+

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from oaprobe.analysis.decision import ALPHA, seeds_needed
-from oaprobe.analysis.knee_sampling import knee_share, seeds_needed_with_knees
+from oaprobe.analysis.knee_sampling import (
+    knee_share,
+    seed_equivalent_of_more_knees,
+    seeds_needed_with_knees,
+    split_half_knee_variance,
+)
 
 
 def _planted(seed_sd: float, knee_sd: float, seeds: int = 3000, knees: int = 8, mean: float = 0.0) -> pd.DataFrame:
@@ -35,3 +40,20 @@ def test_more_knees_need_fewer_seeds_only_as_far_as_the_knee_share_allows():
 def test_knee_share_names_what_it_needs():
     with pytest.raises(ValueError, match="2 seeds and >= 2 knees"):
         knee_share(pd.DataFrame([[1.0, 2.0]]))
+
+
+@pytest.mark.parametrize("seed_sd,knee_sd", [(1.0, 1.0), (0.5, 2.0), (1.0, 0.0)])
+def test_split_halves_recover_the_planted_knee_variance_of_the_whole_test_set(seed_sd, knee_sd):
+    # a score averaging 16 knees: its knee variance is knee_sd^2 / 16, whatever the seed part
+    knees = _planted(seed_sd, knee_sd, knees=16).to_numpy()
+    cut = np.random.default_rng(1).permutation(16)
+    half_a, half_b = knees[:, cut[:8]].mean(axis=1), knees[:, cut[8:]].mean(axis=1)
+    assert split_half_knee_variance(half_a, half_b) == pytest.approx(knee_sd**2 / 16, abs=0.01)
+
+
+def test_more_knees_are_worth_seeds_only_through_the_knee_share():
+    assert seed_equivalent_of_more_knees(0.0) == 1.0  # no knee noise: knees buy nothing
+    assert seed_equivalent_of_more_knees(1.0) == 2.0  # all knee noise: twice the knees, twice the seeds
+    assert seed_equivalent_of_more_knees(0.77) == pytest.approx(1 / (1 - 0.77 / 2))
+    with pytest.raises(ValueError, match="share"):
+        seed_equivalent_of_more_knees(1.5)
