@@ -72,9 +72,10 @@ def test_held_memory_is_not_faulted_in_again():
         held, faults = out.stdout.split()
         runs[mode] = (held, int(faults))
     assert runs["hold"][0] == "True"
-    # 5 rounds of 64 MiB are 81,920 pages: the default policy trims and faults them in again
-    assert runs["default"][1] > 40_000
-    assert runs["hold"][1] < runs["default"][1] / 10
+    # 5 rounds of 64 MiB are 81,920 pages; held, the heap reuses the first round's memory and faults
+    # in less than one round's 16,384 (3,000-7,000 on the 2-core host, the default 17,000-82,000)
+    assert runs["hold"][1] < 16_384
+    assert runs["hold"][1] < runs["default"][1]
 
 
 @pytest.mark.parametrize("training", [True, False])
