@@ -78,7 +78,7 @@ def hold_freed_memory() -> bool:
     """Keep freed memory in this process's heap (glibc only; process-wide, never undone).
 
     glibc hands large blocks back to the kernel when they are freed, so every training step
-    faults its activation memory in again (about 3,000-5,000 page faults a step for M3T and
+    faults its activation memory in again (about 3,000-6,700 page faults a step for M3T and
     nnMamba at the book's sizes, 5-15 ms of system time). Blocks up to 32 MiB now come from the
     heap and the heap is never trimmed: the arithmetic is unchanged, the process keeps its peak
     memory (benchmarks/README.md, "allocator"). Returns whether glibc took both settings.
