@@ -405,7 +405,7 @@ class Preset:
 
 # Every size and default below is a measured choice: benchmarks/README.md says which benchmark
 # reproduces each and what it measured. Goal (issue 32): `default` builds the whole book in at most 30
-# minutes on a 2-core CPU (not met: 47.5 min, README).
+# minutes on a 2-core CPU (not met: 45-48 min, README).
 #: the training recipe of every preset but `paper`: warm-up, cosine decay, the final (annealed) weights
 #: unless the validation loss vetoes them, gradient norm clipped at 5 (benchmarks/README.md, "recipe")
 _CONVERGING = dict(warmup_epochs=1, schedule="cosine", select="final_near_best", grad_clip=5.0)
