@@ -20,21 +20,16 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-PAPER_BACKBONES = ("resnet3d", "m3t", "nnmamba")
+import torch
+from backbone_speed import PAPER_BACKBONES, Step, book_shape  # this folder's: run as a script
+
+from oaprobe.device import hold_freed_memory
+from oaprobe.models.backbones import build_backbone
 
 
 def one_process(backbone: str, hold: bool, steps: int) -> dict[str, float]:
     """Time ``steps`` training steps of ``backbone`` in this (fresh) process."""
-    import torch
-
-    from oaprobe.device import hold_freed_memory
-    from oaprobe.models.backbones import build_backbone
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from backbone_speed import Step, book_shape
-
     if hold:
         hold_freed_memory()
     torch.manual_seed(0)

@@ -41,7 +41,7 @@ def primary_pairs(study: Study, truth: str) -> pd.DataFrame:
     return pd.concat([metric_pairs(study, truth), latent[latent["metric"] == "latent_order"]], ignore_index=True)
 
 
-def test_half(study: Study, keep: set[str]) -> Study:
+def with_test_knees(study: Study, keep: set[str]) -> Study:
     """``study`` with every run's test knees cut to ``keep`` (train and validation knees stay)."""
     def rows(split: np.ndarray, case_id: np.ndarray) -> np.ndarray:
         return (split != "test") | np.isin(case_id.astype(str), list(keep))
@@ -64,7 +64,7 @@ def knee_variance(study: Study, truth: str, cuts: int, seed: int = 0) -> pd.Data
     halves = []
     for _ in range(cuts):
         order = rng.permutation(test)
-        a, b = (primary_pairs(test_half(study, set(h)), truth) for h in (order[: len(order) // 2], order[len(order) // 2:]))
+        a, b = (primary_pairs(with_test_knees(study, set(h)), truth) for h in (order[: len(order) // 2], order[len(order) // 2:]))
         halves.append(a.merge(b, on=[*KEY, "seed"], suffixes=("_a", "_b")))
     both = pd.concat(halves, ignore_index=True)
     return (both.groupby(KEY)[["diff_a", "diff_b"]]
